@@ -1,0 +1,39 @@
+"""Logger names and the key=value formatter; only the CLI configures logging."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from typing import Any
+
+__all__ = ["configure", "kv"]
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "warn": logging.WARNING, "error": logging.ERROR, "panic": logging.CRITICAL,
+          "fatal": logging.CRITICAL, "": logging.INFO}
+
+
+def kv(event: str, **fields: Any) -> str:
+    """``event key=value ...``; values with spaces are quoted so logs stay greppable."""
+    parts = [event]
+    for key, value in fields.items():
+        text = str(value)
+        if not text or any(c in text for c in ' "='):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def configure(level: str = "info") -> None:
+    """Send muster's logs to stderr as ``time level logger message`` lines."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use one of debug, info, warning, error")
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "kv",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"muster": {"handlers": ["stderr"], "level": LEVELS[level.lower()],
+                               "propagate": False}},
+    })
