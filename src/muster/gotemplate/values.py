@@ -44,6 +44,7 @@ __all__ = [
     "NoValue",
     "Uint8",
     "from_bytes",
+    "go_method",
     "go_type_name",
     "to_bytes",
 ]
@@ -132,13 +133,59 @@ class GoStruct:
 
 
 class GoFunc:
-    """A function value, callable with ``call``."""
+    """A Go function value: a Python callable plus the Go signature the executor checks.
 
-    __slots__ = ("fn", "signature")
+    ``params`` are Go type names (as ``go_type_name`` spells them) of the fixed
+    parameters and ``variadic`` the element type of a final ``...T`` parameter. Special
+    names: ``"interface {}"`` accepts any value (a missing value arrives as ``None``);
+    ``"reflect.Value"`` passes the value through untouched, ``NO_VALUE`` included, as
+    Go's builtins receive ``reflect.Value``. The executor converts untyped constants
+    and rejects values of the wrong type before calling ``fn``. ``fn`` signals Go's
+    error result (or a panic) by raising any exception; its message becomes the
+    template error ``error calling NAME: MESSAGE``.
+    """
 
-    def __init__(self, fn: Callable[..., Any], signature: str = "func()") -> None:
+    __slots__ = ("fn", "params", "variadic", "name")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        params: tuple[str, ...] = (),
+        *,
+        variadic: str | None = None,
+        name: str = "",
+    ) -> None:
         self.fn = fn
-        self.signature = signature
+        self.params = params
+        self.variadic = variadic
+        self.name = name or getattr(fn, "__name__", "func")
+
+    @property
+    def signature(self) -> str:
+        """The Go spelling of the function type, for ``%T`` and errors."""
+        args = list(self.params)
+        if self.variadic is not None:
+            args.append("..." + self.variadic)
+        return f"func({', '.join(args)})"
+
+    def __repr__(self) -> str:
+        return f"GoFunc({self.name}, {self.signature})"
+
+
+def go_method(*params: str, variadic: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """Mark a ``GoStruct`` method as callable from templates with this Go signature.
+
+    The method name must be the Go name (capitalized), e.g. ``def Format(self, layout)``
+    decorated with ``@go_method("string")``; templates call it as ``.Format "2006"``.
+    A struct with a ``String`` go-method is a ``fmt.Stringer``: ``%v`` and ``%s`` use it.
+    """
+
+    def mark(fn: Callable[..., Any]) -> Any:
+        fn.__go_params__ = params  # type: ignore[attr-defined]
+        fn.__go_variadic__ = variadic  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 
 def to_bytes(s: str) -> bytes:
