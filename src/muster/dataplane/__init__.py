@@ -1,0 +1,14 @@
+"""Zero-reload data plane: push service membership into a running nginx (Lua balancer).
+
+Structure (which services exist, the template itself) still goes through render, check
+and reload; membership (which servers a service has) is pushed to nginx's shared dict
+over the admin endpoint, so a server joining or leaving costs no reload.
+"""
+
+from __future__ import annotations
+
+from muster.dataplane.admin import AdminError, LuaAdmin
+from muster.dataplane.peers import Peer, encode_peers
+from muster.dataplane.pusher import DataPlane
+
+__all__ = ["AdminError", "DataPlane", "LuaAdmin", "Peer", "encode_peers"]

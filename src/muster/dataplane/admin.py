@@ -1,0 +1,95 @@
+"""Client for the admin endpoint that muster's Lua module serves inside nginx."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+
+from muster.errors import Error
+from muster.log import kv
+
+__all__ = ["AdminError", "AdminState", "LuaAdmin"]
+
+log = logging.getLogger(__name__)
+
+
+class AdminError(Error):
+    """nginx's admin endpoint is unreachable or refused a push."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminState:
+    """What nginx holds now: muster's generation token and, per service, its peer count."""
+
+    generation: str
+    services: dict[str, int]
+
+
+@contextmanager
+def _map_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise AdminError(f"nginx admin endpoint: {what} failed: {exc}") from exc
+
+
+class LuaAdmin:
+    """Talks to ``unix:/path/admin.sock`` or ``http://127.0.0.1:PORT``; loopback only."""
+
+    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+        self.address = address
+        if address.startswith("unix:"):
+            self._connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=address[5:])
+            self._base = "http://muster-admin"
+        else:
+            self._connector = aiohttp.TCPConnector()
+            self._base = address.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=self._connector, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+
+    async def __aenter__(self) -> LuaAdmin:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> str:
+        with _map_errors(f"{method} {path}"):
+            async with self._session.request(method, self._base + path, data=body) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise AdminError(f"nginx admin endpoint: {method} {path}: {resp.status} {text.strip()}")
+                return text
+
+    async def put_service(self, name: str, body: bytes) -> None:
+        await self._request("PUT", f"/muster/services/{name}", body)
+
+    async def delete_service(self, name: str) -> None:
+        await self._request("DELETE", f"/muster/services/{name}")
+
+    async def set_generation(self, token: str) -> None:
+        await self._request("PUT", "/muster/generation", token.encode())
+
+    async def state(self) -> AdminState:
+        text = await self._request("GET", "/muster/state")
+        generation = ""
+        services: dict[str, int] = {}
+        for line in text.splitlines():
+            parts = line.split(" ")
+            if parts[0] == "generation":
+                generation = " ".join(parts[1:])
+            elif parts[0] == "service" and len(parts) == 4:
+                services[parts[1]] = int(parts[3])
+        log.debug(kv("dataplane.state", generation=generation, services=len(services)))
+        return AdminState(generation, services)

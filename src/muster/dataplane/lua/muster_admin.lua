@@ -1,0 +1,93 @@
+-- muster's admin endpoint inside nginx: the only writer of the `muster` shared dict.
+--
+--   PUT    /muster/services/NAME   body: "ip port weight\n" lines; replaces the list atomically
+--   DELETE /muster/services/NAME
+--   PUT    /muster/generation      body: muster's token for the state it pushed
+--   GET    /muster/state           "generation TOKEN\n" then "service NAME VERSION PEERS\n" lines
+--
+-- nginx keeps the dict across reloads but not across restarts; muster reads the
+-- generation back to tell whether nginx still holds what it pushed.
+
+local M = {}
+
+local dict = ngx.shared.muster
+local NAME = "^[%w%._%-]+$"
+local LINE = "^[%w%.:%-]+ %d+ %d+$"
+
+local function fail(status, msg)
+    ngx.status = status
+    ngx.say(msg)
+    return ngx.exit(status)
+end
+
+local function body()
+    ngx.req.read_body()
+    local data = ngx.req.get_body_data()
+    if data == nil and ngx.req.get_body_file() ~= nil then
+        return nil, "body too large"
+    end
+    return data or ""
+end
+
+local function put_service(name)
+    local data, err = body()
+    if not data then
+        return fail(413, err)
+    end
+    local count = 0
+    for line in data:gmatch("([^\n]*)\n") do
+        if not line:match(LINE) then
+            return fail(400, "bad peer line: " .. line)
+        end
+        count = count + 1
+    end
+    if #data > 0 and data:sub(-1) ~= "\n" then
+        return fail(400, "body must end with a newline")
+    end
+    local ok, serr = dict:set("svc:" .. name, data)
+    if not ok then
+        return fail(507, "shared dict: " .. tostring(serr))
+    end
+    dict:incr("ver:" .. name, 1, 0)
+    ngx.say("ok ", count)
+end
+
+local function state()
+    ngx.say("generation ", dict:get("generation") or "")
+    for _, key in ipairs(dict:get_keys(0)) do
+        local name = key:match("^svc:(.+)$")
+        if name then
+            local raw = dict:get(key) or ""
+            local _, peers = raw:gsub("\n", "")
+            ngx.say("service ", name, " ", dict:get("ver:" .. name) or 0, " ", peers)
+        end
+    end
+end
+
+function M.handle()
+    local method = ngx.req.get_method()
+    local uri = ngx.var.uri
+    local name = uri:match("^/muster/services/(.+)$")
+    if name then
+        if not name:match(NAME) then
+            return fail(400, "bad service name")
+        end
+        if method == "PUT" then
+            return put_service(name)
+        elseif method == "DELETE" then
+            dict:delete("svc:" .. name)
+            dict:incr("ver:" .. name, 1, 0)
+            return ngx.say("ok")
+        end
+        return fail(405, "method not allowed")
+    elseif uri == "/muster/generation" and method == "PUT" then
+        local data = body() or ""
+        dict:set("generation", data)
+        return ngx.say("ok")
+    elseif uri == "/muster/state" and method == "GET" then
+        return state()
+    end
+    return fail(404, "not found")
+end
+
+return M

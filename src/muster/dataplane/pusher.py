@@ -1,0 +1,112 @@
+"""Keep the membership nginx holds equal to the registry's, pushing only what changed.
+
+Theory of operation: ``apply(desired)`` is called with every service's servers after
+each registry change. It first asks nginx for its state: a generation token other than
+ours means nginx started afresh (a restart empties the shared dict; a reload keeps it)
+or muster itself restarted, so everything is pushed again and the token written last.
+Otherwise only services whose encoded peer list differs from the last push are sent.
+Any failed push forgets what nginx holds, so the next call pushes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+
+from muster.dataplane.admin import AdminError, LuaAdmin
+from muster.dataplane.peers import Peer, encode_peers
+from muster.log import kv
+
+__all__ = ["DataPlane", "resolve_peers"]
+
+log = logging.getLogger(__name__)
+
+
+async def resolve_peers(entries: Iterable[tuple[str, int, int]]) -> list[Peer]:
+    """Turn ``(host, port, weight)`` into peers, resolving DNS names to every address.
+
+    A name that does not resolve is logged and left out: like a bad registry value, it
+    costs only its own entry.
+    """
+    loop = asyncio.get_running_loop()
+    peers: list[Peer] = []
+    for host, port, weight in entries:
+        try:
+            ipaddress.ip_address(host)
+            peers.append(Peer(host, port, weight))
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            log.warning(kv("dataplane.resolve.failed", host=host, error=exc))
+            continue
+        peers.extend(Peer(str(info[4][0]), port, weight) for info in infos)
+    return peers
+
+
+class DataPlane:
+    """Pushes per-service peer lists to nginx through a ``LuaAdmin``."""
+
+    def __init__(self, admin: LuaAdmin) -> None:
+        self.admin = admin
+        self.generation = uuid.uuid4().hex
+        self._pushed: dict[str, bytes] | None = None  # None: unknown what nginx holds
+
+    async def apply(self, desired: Mapping[str, Iterable[Peer]]) -> int:
+        """Make nginx hold ``desired``; return how many services were pushed.
+
+        Raises ``AdminError`` if nginx cannot be reached; the next call retries in full.
+        """
+        started = time.monotonic()
+        wanted = {name: encode_peers(peers) for name, peers in desired.items()}
+        try:
+            state = await self.admin.state()
+            if self._pushed is not None and state.generation != self.generation:
+                log.info(kv("dataplane.nginx_state_lost", generation=state.generation or "none"))
+                self._pushed = None
+            if self._pushed is None:
+                # What nginx holds is unknown: push all, and drop what an earlier muster left.
+                stale = state.services.keys() - wanted.keys()
+                self._pushed = dict.fromkeys(stale, b"")
+                full = True
+            else:
+                full = False
+            pushed = await self._push(wanted, full=full)
+        except AdminError:
+            self._pushed = None
+            raise
+        if pushed:
+            log.info(
+                kv(
+                    "dataplane.push.complete",
+                    services=pushed,
+                    ms=round((time.monotonic() - started) * 1000, 1),
+                )
+            )
+        return pushed
+
+    async def _push(self, wanted: dict[str, bytes], *, full: bool) -> int:
+        before = self._pushed or {}
+        count = 0
+        for name, body in wanted.items():
+            if full or before.get(name) != body:
+                await self.admin.put_service(name, body)
+                count += 1
+        for name in before.keys() - wanted.keys():
+            await self.admin.delete_service(name)
+            count += 1
+        if full:
+            await self.admin.set_generation(self.generation)
+        self._pushed = wanted
+        return count
+
+    def forget(self) -> None:
+        """Assume nothing about nginx's state (e.g. after it was restarted)."""
+        self._pushed = None
