@@ -1,0 +1,1 @@
+"""Drive the real processes of a local stack (etcd, nginx, the daemon) for muster up and tests."""
