@@ -1,0 +1,385 @@
+"""Sans-IO lease state machine for one registration: events in, actions and deadlines out.
+
+Theory of operation
+===================
+
+The machine owns *when* to talk to the store; the driver (``agent.py``) owns *how*. The
+driver loops::
+
+    action = machine.next_action(now)
+    Register / Refresh / Revoke  -> do the I/O, then machine.handle(<outcome event>, now)
+    Wait(until)                  -> sleep until ``until`` (None: until some event arrives)
+    Done(clean)                  -> stop
+
+Health and shutdown arrive at any time (``HealthChanged``, ``Stop``), also while an I/O
+action is in flight; they only change what the *next* action is, so an in-flight request
+always gets its outcome reported and the machine never loses track of a lease.
+
+The key is *wanted* while the service is healthy and no stop was requested. States::
+
+    IDLE ──Register──> REGISTERING ──Registered──> REGISTERED ──Refresh──> REFRESHING
+     ^                     │                        │  ^  │                 │
+     │              RegisterFailed (backoff)        │  └──┼── Refreshed ────┤
+     └─────────────────────┘                        │     └── RefreshFailed ┘ (retry, backoff)
+     ^                                              │
+     ├──────── LeaseLost / presumed expired ────────┤
+     │                                              │ not wanted
+     └──────────── Revoked ──────── REVOKING <──────┘ ──RevokeFailed──> REGISTERED (retry)
+
+    any state, once stopping and no lease is held (or the stop deadline passed) -> CLOSED
+
+Timing rules (``ttl`` is what the store granted, which may exceed what was asked):
+
+* refresh at ``ttl / 3`` after the request that (re)started the lease was *issued*, so a
+  slow answer never makes us believe the lease lives longer than it does;
+* the lease is presumed expired at ``issued + ttl``; after that we stop refreshing it and
+  register afresh (a new lease and the key written again), because a refresh could only
+  answer "lease lost" anyway;
+* every failure (store down, timeout, refused) retries after a jittered exponential backoff
+  (``Backoff``), capped low (2 s by default) so that the key is back within seconds of the
+  store's return; a failed refresh is retried no later than the presumed expiry;
+* ``LeaseLost`` means the store answered, so we re-register at once, without backoff;
+* on ``Stop`` we revoke (deleting the key) and retry a failed revoke until
+  ``stop_timeout`` has passed; then we give up (``Done(clean=False)``) and let the TTL
+  remove the key.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+__all__ = [
+    "Backoff",
+    "Done",
+    "Event",
+    "HealthChanged",
+    "LeaseLost",
+    "LeaseMachine",
+    "Refresh",
+    "RefreshFailed",
+    "Refreshed",
+    "Register",
+    "RegisterFailed",
+    "Registered",
+    "Revoke",
+    "RevokeFailed",
+    "Revoked",
+    "State",
+    "Stop",
+    "Wait",
+]
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # no lease held
+    REGISTERING = "registering"  # register request in flight
+    REGISTERED = "registered"  # lease held (presumed alive until its expiry)
+    REFRESHING = "refreshing"  # keepalive request in flight
+    REVOKING = "revoking"  # revoke request in flight
+    CLOSED = "closed"  # stopped; nothing more to do
+
+
+# -- actions (machine -> driver) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Write the key bound to a fresh lease; report ``Registered`` or ``RegisterFailed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Keep the lease alive once; report ``Refreshed``, ``RefreshFailed`` or ``LeaseLost``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Delete the key (revoke the lease); report ``Revoked`` or ``RevokeFailed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to do before ``until`` (a clock reading), or until an event if ``None``."""
+
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Stopped. ``clean`` is False when the key may outlive us until its TTL runs out."""
+
+    clean: bool
+
+
+Action = Register | Refresh | Revoke | Wait | Done
+
+
+# -- events (driver -> machine) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterFailed:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshFailed:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """The store answered that the lease (or the v2 key) no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeFailed:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChanged:
+    healthy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Event = (
+    Registered
+    | RegisterFailed
+    | Refreshed
+    | RefreshFailed
+    | LeaseLost
+    | Revoked
+    | RevokeFailed
+    | HealthChanged
+    | Stop
+)
+
+
+class Backoff:
+    """Jittered exponential delays: attempt ``n`` waits in ``[d/2, d]``, ``d = min(cap, base*2**(n-1))``.
+
+    The jitter keeps a fleet of agents from hammering a store that just came back in step.
+    """
+
+    def __init__(self, base: float = 0.1, cap: float = 2.0, rng: random.Random | None = None) -> None:
+        if base <= 0 or cap < base:
+            raise ValueError(f"backoff needs 0 < base <= cap, got base={base} cap={cap}")
+        self.base = base
+        self.cap = cap
+        self._rng = rng if rng is not None else random.Random()
+
+    def delay(self, attempt: int) -> float:
+        # Cap the exponent too, so a day-long outage cannot overflow the float.
+        ceiling = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), 60))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def __repr__(self) -> str:
+        return f"Backoff(base={self.base}, cap={self.cap})"
+
+
+class LeaseMachine:
+    """When to register, refresh and revoke one key; see the module docstring.
+
+    ``healthy`` is the initial health: pass ``False`` when health checks must pass before
+    the key is written. ``stop_timeout`` bounds how long revocation is retried after
+    ``Stop``. The machine never reads a clock: every call takes ``now``.
+    """
+
+    def __init__(
+        self,
+        *,
+        healthy: bool = True,
+        stop_timeout: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.state = State.IDLE
+        self.healthy = healthy
+        self.stopping = False
+        self.stop_timeout = stop_timeout
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.ttl: float | None = None  # as granted by the store
+        self.failures = 0  # consecutive failed requests, drives the backoff
+        self.expires_at: float | None = None  # presumed expiry of the held lease
+        self.next_at: float | None = None  # when the next request is due (None: now)
+        self.stop_deadline: float | None = None
+        self._issued_at = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<LeaseMachine state={self.state.value} healthy={self.healthy} stopping={self.stopping}"
+            f" ttl={self.ttl} failures={self.failures} next_at={self.next_at}"
+            f" expires_at={self.expires_at}>"
+        )
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the key should exist right now."""
+        return self.healthy and not self.stopping
+
+    def is_registered(self, now: float) -> bool:
+        """Whether we hold a lease we believe to be alive at ``now``."""
+        held = self.state in (State.REGISTERED, State.REFRESHING, State.REVOKING)
+        return held and self.expires_at is not None and now < self.expires_at
+
+    # -- the driver asks what to do ------------------------------------------------------
+
+    def next_action(self, now: float) -> Action:
+        """The next thing to do at ``now``; an I/O action puts the machine in flight.
+
+        While a request is in flight, returns ``Wait(None)``: the driver must first report
+        its outcome with ``handle``.
+        """
+        match self.state:
+            case State.CLOSED:
+                return Done(clean=True)
+            case State.REGISTERING | State.REFRESHING | State.REVOKING:
+                return Wait(None)
+            case State.IDLE:
+                return self._idle_action(now)
+            case State.REGISTERED:
+                return self._registered_action(now)
+        raise AssertionError(self.state)  # pragma: no cover
+
+    def _idle_action(self, now: float) -> Action:
+        if self.stopping:
+            self.state = State.CLOSED
+            return Done(clean=True)
+        if not self.healthy:
+            return Wait(None)
+        if self.next_at is not None and now < self.next_at:
+            return Wait(self.next_at)
+        return self._issue(State.REGISTERING, Register(), now)
+
+    def _registered_action(self, now: float) -> Action:
+        assert self.expires_at is not None
+        if now >= self.expires_at:
+            # Presumed gone: nothing left to refresh or revoke. Re-register at once (the
+            # failure count is kept, so a store that is still down keeps backing off).
+            self._drop_lease()
+            self.next_at = None
+            return self._idle_action(now)
+        if self.stopping and self.stop_deadline is not None and now >= self.stop_deadline:
+            self.state = State.CLOSED
+            return Done(clean=False)
+        due = self.next_at is None or now >= self.next_at
+        if due:
+            if self.wanted:
+                return self._issue(State.REFRESHING, Refresh(), now)
+            return self._issue(State.REVOKING, Revoke(), now)
+        assert self.next_at is not None
+        until = min(self.next_at, self.expires_at)
+        if self.stopping and self.stop_deadline is not None:
+            until = min(until, self.stop_deadline)
+        return Wait(until)
+
+    def _issue(self, state: State, action: Register | Refresh | Revoke, now: float) -> Action:
+        self.state = state
+        self._issued_at = now
+        return action
+
+    def _drop_lease(self) -> None:
+        self.state = State.IDLE
+        self.expires_at = None
+        self.ttl = None
+
+    # -- the driver reports what happened -------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> None:
+        """Feed one event. Outcome events must match the request in flight."""
+        match event:
+            case HealthChanged(healthy=healthy):
+                self._on_health(healthy, now)
+            case Stop():
+                self._on_stop(now)
+            case Registered(ttl=ttl):
+                self._expect(State.REGISTERING, event)
+                self._start_lease(ttl)
+            case RegisterFailed():
+                self._expect(State.REGISTERING, event)
+                self.state = State.IDLE
+                self._fail(now)
+            case Refreshed(ttl=ttl):
+                self._expect(State.REFRESHING, event)
+                self._start_lease(ttl)
+            case RefreshFailed():
+                self._expect(State.REFRESHING, event)
+                self.state = State.REGISTERED
+                self._fail(now)
+                assert self.expires_at is not None and self.next_at is not None
+                self.next_at = min(self.next_at, self.expires_at)
+            case LeaseLost():
+                if self.state not in (State.REFRESHING, State.REVOKING):
+                    raise RuntimeError(f"{event!r} while {self.state.value}: no lease in use")
+                self._lease_gone()
+            case Revoked():
+                self._expect(State.REVOKING, event)
+                self._lease_gone()
+            case RevokeFailed():
+                self._expect(State.REVOKING, event)
+                self.state = State.REGISTERED
+                self._fail(now)
+            case _:  # pragma: no cover - typing makes this unreachable
+                raise TypeError(f"not a lease event: {event!r}")
+
+    def _expect(self, state: State, event: Event) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"{event!r} while {self.state.value}, expected {state.value}")
+
+    def _start_lease(self, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError(f"a live lease needs a positive TTL, got {ttl}")
+        self.state = State.REGISTERED
+        self.ttl = ttl
+        self.failures = 0
+        self.expires_at = self._issued_at + ttl
+        self.next_at = self._issued_at + ttl / 3
+        if not self.wanted:
+            self.next_at = self._issued_at  # health failed or stop came while in flight
+
+    def _lease_gone(self) -> None:
+        self._drop_lease()
+        # The store answered, so it is up: act again at once, without backoff.
+        self.failures = 0
+        self.next_at = None
+
+    def _fail(self, now: float) -> None:
+        self.failures += 1
+        self.next_at = now + self.backoff.delay(self.failures)
+
+    def _on_health(self, healthy: bool, now: float) -> None:
+        if healthy == self.healthy:
+            return
+        self.healthy = healthy
+        if self.state in (State.IDLE, State.REGISTERED):
+            # Act on the change now rather than at the next refresh or retry.
+            self.next_at = now
+
+    def _on_stop(self, now: float) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = now + self.stop_timeout
+        if self.state is State.REGISTERED:
+            self.next_at = now
