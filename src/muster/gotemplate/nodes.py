@@ -8,8 +8,9 @@ tests compare strings. The executor dispatches on these classes with ``match``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from muster.gotemplate.gostrconv import quote
 
 __all__ = [
     "ActionNode",
@@ -273,5 +274,5 @@ class Tree:
 
 
 def go_quote(s: str) -> str:
-    """A double-quoted Go string literal for names, as ``strconv.Quote`` spells simple ones."""
-    return json.dumps(s, ensure_ascii=False)
+    """A double-quoted Go string literal, as ``strconv.Quote`` spells it."""
+    return quote(s)
