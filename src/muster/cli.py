@@ -16,7 +16,9 @@ from muster import __version__
 __all__ = ["main"]
 
 # name -> "module:click_command". Add a line here when a command lands.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "register": "muster.register_cmd:register",
+}
 
 
 class LazyGroup(click.Group):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -73,6 +73,7 @@ class CheckResult:
     detail: str = ""
 
 
+@runtime_checkable
 class Check(Protocol):
     """One probe of the service. It may take long; the monitor applies the timeout."""
 

@@ -1,0 +1,209 @@
+"""``muster register``: keep a service registered in etcd while it is healthy, optionally as its parent."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from muster.backends.options import BackendOptions
+from muster.errors import ConfigError, Error, RegistrationError
+from muster.log import configure
+from muster.registration.api import Registration
+from muster.registration.health import Check, CommandCheck, HttpCheck, TcpCheck, parse_host_port
+from muster.registration.runner import serve, supervise
+from muster.registration.validate import DEFAULT_PREFIX, RegistrationSpec
+
+__all__ = ["register"]
+
+
+def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        if key in meta:
+            raise click.BadParameter(f"key {key!r} given twice", param_hint="--meta")
+        meta[key] = value
+    return meta
+
+
+def _build_check(
+    http: str | None, tcp: str | None, cmd: str | None, no_check: bool, exec_mode: bool, host: str, port: int
+) -> Check | None:
+    given = [
+        name for name, value in (("--check-http", http), ("--check-tcp", tcp), ("--check-cmd", cmd)) if value
+    ]
+    if len(given) > 1:
+        raise click.UsageError(f"give at most one health check, not {' and '.join(given)}")
+    if no_check and given:
+        raise click.UsageError(f"--no-check contradicts {given[0]}")
+    if http:
+        return HttpCheck(http)
+    if tcp:
+        return TcpCheck(*parse_host_port(tcp))
+    if cmd:
+        return CommandCheck(cmd)
+    if exec_mode and not no_check:
+        # A child is announced only once it accepts connections (unless --no-check).
+        return TcpCheck(host, port)
+    return None
+
+
+@click.command("register", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--service", required=True, help="Service name: letters, digits, '.', '_', '-'.")
+@click.option("--host", required=True, help="Address clients reach the server at (IP or DNS name).")
+@click.option("--port", required=True, type=int, help="Port clients reach the server at.")
+@click.option("--id", "server_id", help="Server ID under the service.  [default: HOSTNAME-PORT]")
+@click.option(
+    "--ttl", type=int, default=10, show_default=True, help="Lease/TTL seconds; refreshed at a third."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["etcdv3", "etcd"]),
+    default="etcdv3",
+    show_default=True,
+    help="etcdv3 (leases) or etcd (the v2 keys API with TTLs).",
+)
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    metavar="URL",
+    help="etcd endpoint, repeatable; failed over in order.  [default: http://127.0.0.1:2379]",
+)
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Key prefix.")
+@click.option(
+    "--meta", multiple=True, metavar="KEY=VALUE", help="Extra string field in the value; repeatable."
+)
+@click.option("--check-http", metavar="URL", help="Healthy while GET URL answers 2xx/3xx.")
+@click.option("--check-tcp", metavar="HOST:PORT", help="Healthy while a TCP connection opens.")
+@click.option("--check-cmd", metavar="CMD", help="Healthy while the shell command exits 0.")
+@click.option("--no-check", is_flag=True, help="In exec mode, register without waiting for the port.")
+@click.option("--check-interval", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
+@click.option("--check-timeout", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
+@click.option(
+    "--rise",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Passing checks in a row before the key is written.",
+)
+@click.option(
+    "--fall",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Failing checks in a row before the key is removed.",
+)
+@click.option(
+    "--drain",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Exec mode: seconds between deregistering and signalling the child.",
+)
+@click.option(
+    "--kill-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Exec mode: seconds the child gets to exit before SIGKILL.",
+)
+@click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds to keep retrying deregistration on shutdown if etcd is away.",
+)
+@click.option("--username", default="", help="etcd user.")
+@click.option("--password", default="", envvar="MUSTER_PASSWORD", help="etcd password (or $MUSTER_PASSWORD).")
+@click.option("--client-cert", default="", help="TLS client certificate (PEM).")
+@click.option("--client-key", default="", help="TLS client key (PEM).")
+@click.option("--client-ca-keys", default="", help="CA bundle to verify etcd's certificate (PEM).")
+@click.option("--client-insecure", is_flag=True, help="Do not verify etcd's certificate.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def register(
+    service: str,
+    host: str,
+    port: int,
+    server_id: str | None,
+    ttl: int,
+    backend: str,
+    nodes: tuple[str, ...],
+    prefix: str,
+    meta: tuple[str, ...],
+    check_http: str | None,
+    check_tcp: str | None,
+    check_cmd: str | None,
+    no_check: bool,
+    check_interval: float,
+    check_timeout: float,
+    rise: int,
+    fall: int,
+    drain: float,
+    kill_timeout: float,
+    stop_timeout: float,
+    username: str,
+    password: str,
+    client_cert: str,
+    client_key: str,
+    client_ca_keys: str,
+    client_insecure: bool,
+    log_level: str,
+    command: tuple[str, ...],
+) -> None:
+    """Keep PREFIX/SERVICE/servers/ID = {"host": HOST, "port": PORT, ...} in etcd while healthy.
+
+    With `-- COMMAND ARGS...` muster runs the service as its child: it registers it once
+    healthy, forwards SIGHUP/SIGUSR1/SIGUSR2, and on SIGTERM/SIGINT deregisters first,
+    waits --drain seconds, then stops the child. If the child dies, the key is removed at
+    once and muster exits with the child's status. Without a command, SIGTERM/SIGINT
+    remove the key and muster exits 0.
+    """
+    try:
+        spec = RegistrationSpec.create(
+            service, host, port, server_id=server_id, ttl=ttl, prefix=prefix, meta=_parse_meta(meta)
+        )
+        check = _build_check(check_http, check_tcp, check_cmd, no_check, bool(command), spec.host, port)
+        options = BackendOptions(
+            nodes=nodes,
+            username=username,
+            password=password,
+            client_cert=client_cert,
+            client_key=client_key,
+            client_ca_keys=client_ca_keys,
+            client_insecure=client_insecure,
+        )
+        registration = Registration(
+            spec,
+            backend=backend,
+            options=options,
+            check=check,
+            check_interval=check_interval,
+            check_timeout=check_timeout,
+            rise=rise,
+            fall=fall,
+            stop_timeout=stop_timeout,
+        )
+    except (RegistrationError, ConfigError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    configure(log_level)
+    try:
+        if command:
+            status = asyncio.run(supervise(registration, command, drain=drain, kill_timeout=kill_timeout))
+        else:
+            status = asyncio.run(serve(registration))
+    except Error as exc:
+        click.echo(f"muster register: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(status)
