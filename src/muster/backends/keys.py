@@ -1,0 +1,88 @@
+"""Pure key arithmetic shared by the etcd backends: prefix ranges, base64 and prefix matching.
+
+A muster prefix is hierarchical: ``/a`` stands for the key ``/a`` itself and every key below
+``/a/``, never ``/ab``. In etcd v3 terms that is one exact key plus the half-open range
+``["/a/", "/a0")`` (``"0"`` is the byte after ``"/"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+__all__ = [
+    "KeyRange",
+    "b64decode",
+    "b64encode",
+    "matches_prefix",
+    "normalize_prefix",
+    "prefix_end",
+    "prefix_ranges",
+]
+
+#: ``(key, range_end)`` as raw bytes; ``range_end`` ``None`` means the single key.
+KeyRange = tuple[bytes, bytes | None]
+
+
+def b64encode(data: str | bytes) -> str:
+    """Base64 of ``data`` (``str`` is encoded as UTF-8), as etcd's JSON gateway expects."""
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64decode(text: str | None) -> bytes:
+    """Decode a gateway base64 field; a missing field (protobuf's zero value) is ``b""``."""
+    if not text:
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"invalid base64 from etcd: {text[:40]!r}") from exc
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with ``prefix`` (etcd's ``range_end``).
+
+    ``b"\\0"`` (every key to the end) when ``prefix`` is empty or all ``0xff`` bytes.
+    """
+    raw = bytearray(prefix)
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        return b"\0"
+    raw[-1] += 1
+    return bytes(raw)
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``/a/`` and ``/a`` name the same subtree; ``/`` (and ``//``) stay ``/``, ``""`` stays ``""``."""
+    stripped = prefix.rstrip("/")
+    if not stripped and prefix:
+        return "/"
+    return stripped
+
+
+def prefix_ranges(prefix: str) -> list[KeyRange]:
+    """The etcd v3 ranges that together hold exactly the keys under ``prefix``.
+
+    ``""`` is every key; ``/`` every key starting with ``/``; otherwise the key itself plus
+    the keys below ``prefix + "/"``.
+    """
+    p = normalize_prefix(prefix)
+    if p == "":
+        return [(b"\0", b"\0")]
+    if p == "/":
+        return [(b"/", prefix_end(b"/"))]
+    raw = p.encode()
+    below = raw + b"/"
+    return [(raw, None), (below, prefix_end(below))]
+
+
+def matches_prefix(key: str, prefix: str) -> bool:
+    """True when ``key`` is ``prefix`` or lies below it, with the semantics of ``prefix_ranges``."""
+    p = normalize_prefix(prefix)
+    if p == "":
+        return True
+    if p == "/":
+        return key.startswith("/")
+    return key == p or key.startswith(p + "/")
