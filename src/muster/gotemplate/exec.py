@@ -1,0 +1,644 @@
+"""The executor: walks a parse tree over data, like Go 1.19's ``text/template/exec.go``.
+
+Read this beside Go's ``exec.go``: the functions keep Go's names and order
+(``walk``, ``walk_if_or_with``, ``walk_range``, ``eval_pipeline``, ``eval_call``,
+``validate_type``, ``eval_arg``...). Go's ``reflect.Value`` maps onto the value model
+of ``values.py``; two details of reflection survive because templates can see them:
+
+* **Interface-typed values.** An element read out of a ``map[string]interface {}`` or
+  ``[]interface {}`` is a Go interface value. A nil one is Python ``None`` and differs
+  from a missing key (``NO_VALUE``): ``.a.b`` through a ``null`` is an error while
+  through a missing key it stays ``<no value>``. Pipelines "dig" interfaces, so a
+  pipeline's result is never ``None``. Whether dot or a range variable is
+  interface-typed is tracked only to name ``interface {}`` in error messages.
+* **Untyped constants.** A literal argument is converted to the parameter's type
+  (``evalArg``), so ``1.5`` for an ``int`` parameter is an error.
+
+Control flow uses exceptions as Go uses panics: ``_Break``/``_Continue`` for
+``{{break}}``/``{{continue}}`` and ``TemplateExecError`` for errors, which unwind
+the whole execution; ``execute`` then returns nothing, so no partial output leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NoReturn
+
+from muster.errors import TemplateExecError
+from muster.gotemplate import gofmt
+from muster.gotemplate.funcs import BUILTINS, truth as is_true
+from muster.gotemplate.nodes import (
+    ActionNode,
+    BoolNode,
+    BreakNode,
+    ChainNode,
+    CommandNode,
+    CommentNode,
+    ContinueNode,
+    DotNode,
+    FieldNode,
+    IdentifierNode,
+    IfNode,
+    ListNode,
+    NilNode,
+    Node,
+    NumberNode,
+    PipeNode,
+    RangeNode,
+    StringNode,
+    TemplateNode,
+    TextNode,
+    Tree,
+    VariableNode,
+    WithNode,
+)
+from muster.gotemplate.values import (
+    NO_VALUE,
+    GoFunc,
+    GoMap,
+    GoSlice,
+    GoStruct,
+    can_be_nil,
+    go_kind,
+    go_type_name,
+    make_int,
+    sorted_keys,
+    zero_value,
+)
+
+__all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
+
+# Go's maxExecDepth: how deep {{template}} calls may nest. Python's own recursion
+# limit is usually reached first; that is reported as the same error.
+MAX_EXEC_DEPTH: Final = 100000
+
+
+class _Missing:
+    """Go's ``missingVal``: "no final value from a previous pipeline command"."""
+
+
+_MISSING: Final = _Missing()
+
+
+class _Break(Exception):
+    """``{{break}}``: unwinds to the innermost ``walk_range`` (Go's walkBreak panic)."""
+
+
+class _Continue(Exception):
+    """``{{continue}}``: unwinds to the current iteration (Go's walkContinue panic)."""
+
+
+def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[str, GoFunc]) -> str:
+    """Execute template ``name`` of ``templates`` with dot set to ``data``.
+
+    ``templates`` holds every template reachable by ``{{template}}``; ``funcs`` are the
+    user's functions, looked up before the builtins. Returns the whole output, or
+    raises ``TemplateExecError`` (Go's message shape) and returns nothing.
+    """
+    tree = templates.get(name)
+    if tree is None:
+        q = gofmt.quote(name)
+        raise TemplateExecError(f"no template {q} associated with template {q}")
+    # reflect.ValueOf(nil) is the invalid Value: a nil data prints <no value>.
+    value = NO_VALUE if data is None else data
+    out: list[str] = []
+    state = _State(tree, templates, funcs, out, 0, value, False)
+    state.walk(value, tree.root)
+    return "".join(out)
+
+
+class _State:
+    """One template's execution state (Go's ``state``); ``{{template}}`` makes a new one."""
+
+    __slots__ = ("tree", "templates", "funcs", "out", "depth", "vars", "node", "dot_iface")
+
+    def __init__(
+        self,
+        tree: Tree,
+        templates: Mapping[str, Tree],
+        funcs: Mapping[str, GoFunc],
+        out: list[str],
+        depth: int,
+        dollar: Any,
+        dollar_iface: bool,
+    ) -> None:
+        self.tree = tree
+        self.templates = templates
+        self.funcs = funcs
+        self.out = out
+        self.depth = depth
+        # The variable stack: [name, value, is-interface-typed]; "$" is always first.
+        self.vars: list[list[Any]] = [["$", dollar, dollar_iface]]
+        self.node: Node | None = None
+        # Whether the current dot is an interface-typed value (only for messages).
+        self.dot_iface = dollar_iface
+
+    # -- variables -------------------------------------------------------------
+
+    def push(self, name: str, value: Any) -> None:
+        self.vars.append([name, value, False])
+
+    def set_var(self, name: str, value: Any) -> None:
+        for entry in reversed(self.vars):
+            if entry[0] == name:
+                entry[1] = value
+                entry[2] = False
+                return
+        self.errorf(f"undefined variable: {name}")
+
+    def var_entry(self, name: str) -> list[Any]:
+        entry: list[Any]
+        for entry in reversed(self.vars):
+            if entry[0] == name:
+                return entry
+        self.errorf(f"undefined variable: {name}")
+
+    # -- errors ----------------------------------------------------------------
+
+    def errorf(self, msg: str) -> NoReturn:
+        """Raise Go's ExecError for the current node: ``template: LOC: executing...``."""
+        tree = self.tree
+        if self.node is None:
+            raise TemplateExecError(msg, name=tree.name)
+        parse_name, line, col = tree.error_context(self.node)
+        message = f"executing {gofmt.quote(tree.name)} at <{self.node}>: {msg}"
+        err = TemplateExecError(message, name=parse_name, line=line, col=col)
+        # Go always prints the column of an exec error, even 0.
+        err.args = (f"template: {parse_name}:{line}:{col}: {message}",)
+        raise err
+
+    # -- walking ---------------------------------------------------------------
+
+    def walk(self, dot: Any, node: Node) -> None:
+        self.node = node
+        match node:
+            case TextNode():
+                self.out.append(node.text)
+            case ActionNode():
+                # Variables declared by an action persist until the enclosing {{end}};
+                # a declaration prints nothing.
+                pipe = node.pipe
+                assert pipe is not None
+                val = self.eval_pipeline(dot, pipe)
+                if not pipe.decl:
+                    self.print_value(node, val)
+            case ListNode():
+                for n in node.nodes:
+                    self.walk(dot, n)
+            case IfNode():
+                self.walk_if_or_with(False, dot, node.pipe, node.list, node.else_list)
+            case RangeNode():
+                self.walk_range(dot, node)
+            case WithNode():
+                self.walk_if_or_with(True, dot, node.pipe, node.list, node.else_list)
+            case TemplateNode():
+                self.walk_template(dot, node)
+            case BreakNode():
+                raise _Break
+            case ContinueNode():
+                raise _Continue
+            case CommentNode():
+                pass
+            case _:
+                self.errorf(f"unknown node: {node}")
+
+    def walk_if_or_with(
+        self, is_with: bool, dot: Any, pipe: PipeNode | None, lst: ListNode | None, else_list: ListNode | None
+    ) -> None:
+        mark = len(self.vars)
+        try:
+            val = self.eval_pipeline(dot, pipe)
+            if is_true(val):
+                assert lst is not None
+                if is_with:
+                    saved = self.dot_iface
+                    self.dot_iface = False  # a pipeline's value is concrete
+                    try:
+                        self.walk(val, lst)
+                    finally:
+                        self.dot_iface = saved
+                else:
+                    self.walk(dot, lst)
+            elif else_list is not None:
+                self.walk(dot, else_list)
+        finally:
+            del self.vars[mark:]
+
+    def walk_range(self, dot: Any, r: RangeNode) -> None:
+        self.node = r
+        outer = len(self.vars)
+        saved_iface = self.dot_iface
+        try:
+            pipe = r.pipe
+            assert pipe is not None and r.list is not None
+            val = self.eval_pipeline(dot, pipe)
+            # Mark the stack after the range's own variables, before the body's.
+            mark = len(self.vars)
+            ndecl = len(pipe.decl)
+            body = r.list
+            items: Any
+            if isinstance(val, list):
+                if val:
+                    iface = _holds_interfaces(val)
+                    items = enumerate(val)
+                    self.dot_iface = iface
+                    self._iterate(items, ndecl, mark, body, iface)
+                    return
+            elif isinstance(val, dict):
+                if val:
+                    iface = _holds_interfaces(val)
+                    keys = sorted_keys(val)
+                    self.dot_iface = iface
+                    self._iterate(((k, val[k]) for k in keys), ndecl, mark, body, iface)
+                    return
+            elif val is not NO_VALUE:
+                # An invalid value is likely a nil map and acts like an empty one.
+                self.errorf(f"range can't iterate over {gofmt.format_value(val)}")
+            if r.else_list is not None:
+                self.dot_iface = saved_iface
+                self.walk(dot, r.else_list)
+        except _Break:
+            pass
+        finally:
+            self.dot_iface = saved_iface
+            del self.vars[outer:]
+
+    def _iterate(self, items: Any, ndecl: int, mark: int, body: ListNode, iface: bool) -> None:
+        """Run ``body`` once per ``(index, elem)``, setting the range variables (oneIteration)."""
+        vars_ = self.vars
+        # The last declared variable gets the element, the one before it the index.
+        elem_var = vars_[mark - 1] if ndecl > 0 else None
+        index_var = vars_[mark - 2] if ndecl > 1 else None
+        if elem_var is not None:
+            elem_var[2] = iface
+        if index_var is not None:
+            index_var[2] = False
+        walk = self.walk
+        for index, elem in items:
+            if elem_var is not None:
+                elem_var[1] = elem
+            if index_var is not None:
+                index_var[1] = index
+            try:
+                walk(elem, body)
+            except _Continue:
+                pass
+            finally:
+                del vars_[mark:]
+
+    def walk_template(self, dot: Any, t: TemplateNode) -> None:
+        self.node = t
+        tmpl = self.templates.get(t.name)
+        if tmpl is None:
+            self.errorf(f"template {gofmt.quote(t.name)} not defined")
+        if self.depth == MAX_EXEC_DEPTH:
+            self.errorf(f"exceeded maximum template depth ({MAX_EXEC_DEPTH})")
+        # Variables declared by the pipeline persist.
+        dot = self.eval_pipeline(dot, t.pipe)
+        # No dynamic scoping: template invocations inherit no variables.
+        new = _State(tmpl, self.templates, self.funcs, self.out, self.depth + 1, dot, False)
+        try:
+            new.walk(dot, tmpl.root)
+        except RecursionError:
+            # Python's stack is shallower than Go's: report it as Go reports depth.
+            self.node = t
+            self.errorf(f"exceeded maximum template depth ({MAX_EXEC_DEPTH})")
+
+    # -- evaluation ------------------------------------------------------------
+
+    def eval_pipeline(self, dot: Any, pipe: PipeNode | None) -> Any:
+        """The pipeline's value; declared variables are pushed (the caller pops them)."""
+        if pipe is None:
+            return NO_VALUE
+        self.node = pipe
+        value: Any = _MISSING
+        for cmd in pipe.cmds:
+            value = self.eval_command(dot, cmd, value)  # previous value is this one's final arg
+            # A nil interface{} digs down to the invalid value.
+            if value is None:
+                value = NO_VALUE
+        for variable in pipe.decl:
+            if pipe.is_assign:
+                self.set_var(variable.ident[0], value)
+            else:
+                self.vars.append([variable.ident[0], value, False])
+        return value
+
+    def not_a_function(self, args: tuple[Node, ...], final: Any) -> None:
+        if len(args) > 1 or final is not _MISSING:
+            self.errorf(f"can't give argument to non-function {args[0]}")
+
+    def eval_command(self, dot: Any, cmd: CommandNode, final: Any) -> Any:
+        first = cmd.args[0]
+        match first:
+            case FieldNode():
+                return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final, self.dot_iface)
+            case VariableNode():
+                return self.eval_variable_node(dot, first, cmd.args, final)
+            case IdentifierNode():
+                # Must be a function.
+                return self.eval_function(dot, first, cmd, cmd.args, final)
+            case ChainNode():
+                return self.eval_chain_node(dot, first, cmd.args, final)
+            case PipeNode():
+                # Parenthesized pipeline: its arguments are all inside; final must be absent.
+                self.not_a_function(cmd.args, final)
+                return self.eval_pipeline(dot, first)
+        self.node = first
+        self.not_a_function(cmd.args, final)
+        match first:
+            case StringNode():
+                return first.text
+            case DotNode():
+                return dot
+            case NumberNode():
+                return self.ideal_constant(first)
+            case BoolNode():
+                return first.value
+            case NilNode():
+                self.errorf("nil is not a command")
+        self.errorf(f"can't evaluate command {gofmt.quote(str(first))}")
+
+    def ideal_constant(self, constant: NumberNode) -> Any:
+        """A number literal's value where no type is known: its syntax decides the kind."""
+        self.node = constant
+        text = constant.text
+        if constant.is_complex:
+            return constant.complex_value
+        if (
+            constant.is_float
+            and not _is_hex_int(text)
+            and not text.startswith("'")
+            and any(c in text for c in ".eEpP")
+        ):
+            return constant.float_value
+        if constant.is_int:
+            return constant.int_value
+        if constant.is_uint:
+            self.errorf(f"{text} overflows int")
+        return NO_VALUE
+
+    def eval_chain_node(self, dot: Any, chain: ChainNode, args: tuple[Node, ...] | None, final: Any) -> Any:
+        self.node = chain
+        if not chain.field:
+            self.errorf("internal error: no fields in evalChainNode")
+        assert chain.node is not None
+        if isinstance(chain.node, NilNode):
+            self.errorf(f"indirection through explicit nil in {chain}")
+        # (pipe).Field1.Field2 has pipe as .node, fields as .field.
+        pipe = self.eval_arg(dot, None, chain.node)
+        return self.eval_field_chain(dot, pipe, chain, chain.field, args, final, False)
+
+    def eval_variable_node(
+        self, dot: Any, variable: VariableNode, args: tuple[Node, ...] | None, final: Any
+    ) -> Any:
+        # $x.Field has $x as the first ident, Field as the second.
+        self.node = variable
+        entry = self.var_entry(variable.ident[0])
+        if len(variable.ident) == 1:
+            if args is not None:
+                self.not_a_function(args, final)
+            return entry[1]
+        return self.eval_field_chain(dot, entry[1], variable, variable.ident[1:], args, final, entry[2])
+
+    def eval_field_chain(
+        self,
+        dot: Any,
+        receiver: Any,
+        node: Node,
+        ident: tuple[str, ...],
+        args: tuple[Node, ...] | None,
+        final: Any,
+        iface: bool,
+    ) -> Any:
+        """Evaluate ``.X.Y.Z``: every name but the last takes no arguments."""
+        self.node = node
+        last = len(ident) - 1
+        for i in range(last):
+            nxt = self.eval_field(dot, ident[i], node, None, _MISSING, receiver, iface)
+            iface = type(receiver) is dict or (
+                isinstance(receiver, GoMap) and receiver.elem == "interface {}"
+            )
+            receiver = nxt
+        return self.eval_field(dot, ident[last], node, args, final, receiver, iface)
+
+    def eval_function(
+        self, dot: Any, node: IdentifierNode, cmd: Node, args: tuple[Node, ...] | None, final: Any
+    ) -> Any:
+        self.node = node
+        name = node.ident
+        fn = self.funcs.get(name)
+        is_builtin = False
+        if fn is None:
+            fn = BUILTINS.get(name)
+            if fn is None:
+                self.errorf(f"{gofmt.quote(name)} is not a defined function")
+            is_builtin = True
+        return self.eval_call(dot, fn.fn, fn.params, fn.variadic, is_builtin, cmd, name, args, final)
+
+    def eval_field(
+        self,
+        dot: Any,
+        name: str,
+        node: Node,
+        args: tuple[Node, ...] | None,
+        final: Any,
+        receiver: Any,
+        iface: bool,
+    ) -> Any:
+        """``.name`` of ``receiver``: a map key, a struct field or a method call."""
+        has_args = (args is not None and len(args) > 1) or final is not _MISSING
+        if type(receiver) is dict:  # the hot path: JSON objects
+            if has_args:
+                self.errorf(f"{name} is not a method but has arguments")
+            return receiver.get(name, NO_VALUE)
+        if receiver is NO_VALUE:
+            return NO_VALUE  # chaining from a missing key stays missing
+        if receiver is None:
+            # A nil interface: Go cannot look up a method or field on it.
+            self.errorf(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(receiver, GoStruct):
+            method = getattr(type(receiver), name, None)
+            params = getattr(method, "__go_params__", None)
+            if params is not None:
+                bound = getattr(receiver, name)
+                variadic = method.__go_variadic__  # type: ignore[union-attr]
+                return self.eval_call(dot, bound, params, variadic, False, node, name, args, final)
+            if name in receiver.go_fields:
+                if has_args:
+                    self.errorf(f"{name} has arguments but cannot be invoked as function")
+                return getattr(receiver, name)
+        elif isinstance(receiver, GoMap) and receiver.key == "string":
+            if has_args:
+                self.errorf(f"{name} is not a method but has arguments")
+            if name in receiver:
+                return receiver[name]
+            return NO_VALUE
+        typ = "interface {}" if iface else go_type_name(receiver)
+        self.errorf(f"can't evaluate field {name} in type {typ}")
+
+    def eval_call(
+        self,
+        dot: Any,
+        fn: Callable[..., Any],
+        params: tuple[str, ...],
+        variadic: str | None,
+        is_builtin: bool,
+        node: Node,
+        name: str,
+        args: tuple[Node, ...] | None,
+        final: Any,
+    ) -> Any:
+        """Call a function or bound method: check arity, evaluate and convert the
+        arguments against the Go signature, and turn an exception into Go's
+        ``error calling NAME: ...``. ``args[0]`` is the function's own node."""
+        argn: tuple[Node, ...] = args[1:] if args is not None else ()
+        has_final = final is not _MISSING
+        num_in = len(argn) + has_final
+        nparams = len(params)
+        if variadic is not None:
+            if num_in < nparams:
+                self.errorf(f"wrong number of args for {name}: want at least {nparams} got {len(argn)}")
+        elif num_in != nparams:
+            self.errorf(f"wrong number of args for {name}: want {nparams} got {num_in}")
+
+        if is_builtin and (name == "and" or name == "or"):
+            # Builtin and/or short-circuit: later arguments are never evaluated.
+            want = name == "or"
+            v: Any = NO_VALUE
+            for arg in argn:
+                v = self.eval_arg(dot, "reflect.Value", arg)
+                if is_true(v) == want:
+                    return v
+            if has_final:
+                # Not short-circuited, so the pipeline's value is the result.
+                v = self.validate_type(final, "reflect.Value")
+            return v
+
+        argv: list[Any] = []
+        eval_arg = self.eval_arg
+        for i, arg in enumerate(argn):
+            argv.append(eval_arg(dot, params[i] if i < nparams else variadic, arg))
+        if has_final:
+            # The final argument fills the next fixed parameter, or the variadic part.
+            last = len(argv)
+            argv.append(self.validate_type(final, params[last] if last < nparams else variadic))
+        try:
+            return fn(*argv)
+        except Exception as exc:
+            self.node = node
+            self.errorf(f"error calling {name}: {exc}")
+
+    def validate_type(self, value: Any, typ: str | None) -> Any:
+        """``value`` checked against parameter type ``typ`` (None: no constraint)."""
+        if value is NO_VALUE:
+            if typ is None or typ == "reflect.Value":
+                return NO_VALUE
+            if can_be_nil(typ):
+                return zero_value(typ)
+            self.errorf(f"invalid value; expected {typ}")
+        if typ is None or typ == "interface {}" or typ == "reflect.Value" or typ == "any":
+            return value
+        if value is None:
+            vt = "interface {}"  # a nil interface value is assignable only to interfaces
+        else:
+            vt = go_type_name(value)
+            if vt == typ:
+                return value
+            # A pointer to a struct dereferences to the struct parameter.
+            if isinstance(value, GoStruct) and value.go_pointer and value.go_type == typ:
+                return value
+        self.errorf(f"wrong type for value; expected {typ}; got {vt}")
+
+    def eval_arg(self, dot: Any, typ: str | None, n: Node) -> Any:
+        """An argument node's value for a parameter of type ``typ``."""
+        self.node = n
+        match n:
+            case FieldNode():
+                return self.validate_type(
+                    self.eval_field_chain(dot, dot, n, n.ident, (n,), _MISSING, self.dot_iface), typ
+                )
+            case VariableNode():
+                return self.validate_type(self.eval_variable_node(dot, n, None, _MISSING), typ)
+            case DotNode():
+                return self.validate_type(dot, typ)
+            case PipeNode():
+                return self.validate_type(self.eval_pipeline(dot, n), typ)
+            case IdentifierNode():
+                return self.validate_type(self.eval_function(dot, n, n, None, _MISSING), typ)
+            case ChainNode():
+                return self.validate_type(self.eval_chain_node(dot, n, None, _MISSING), typ)
+            case NilNode():
+                assert typ is not None
+                if can_be_nil(typ):
+                    return zero_value(typ)
+                self.errorf(f"cannot assign nil to {typ}")
+        assert typ is not None  # the parser never chains from a literal
+        match go_kind(typ):
+            case "string":
+                if isinstance(n, StringNode):
+                    return n.text
+                self.errorf(f"expected string; found {n}")
+            case "interface" | "reflect.Value":
+                return self.eval_empty_interface(dot, n)
+            case "int":
+                if isinstance(n, NumberNode) and n.is_int:
+                    return make_int(typ, n.int_value)
+                self.errorf(f"expected integer; found {n}")
+            case "float":
+                if isinstance(n, NumberNode) and n.is_float:
+                    return n.float_value
+                self.errorf(f"expected float; found {n}")
+            case "bool":
+                if isinstance(n, BoolNode):
+                    return n.value
+                self.errorf(f"expected bool; found {n}")
+            case "uint":
+                if isinstance(n, NumberNode) and n.is_uint:
+                    return make_int(typ, n.uint_value)
+                self.errorf(f"expected unsigned integer; found {n}")
+            case "complex":
+                if isinstance(n, NumberNode) and n.is_complex:
+                    return n.complex_value
+                self.errorf(f"expected complex; found {n}")
+        self.errorf(f"can't handle {n} for arg of type {typ}")
+
+    def eval_empty_interface(self, dot: Any, n: Node) -> Any:
+        """A literal's value for an ``interface {}`` parameter (evalArg handled the rest)."""
+        self.node = n
+        match n:
+            case StringNode():
+                return n.text
+            case NumberNode():
+                return self.ideal_constant(n)
+            case BoolNode():
+                return n.value
+        self.errorf(f"can't handle assignment of {n} to empty interface argument")
+
+    def print_value(self, n: Node, v: Any) -> None:
+        """Write an action's value as ``fmt.Fprint`` would (printValue)."""
+        if type(v) is str:
+            self.out.append(v)
+        elif v is NO_VALUE:
+            self.out.append("<no value>")
+        elif isinstance(v, GoFunc):
+            self.node = n
+            self.errorf(f"can't print {n} of type {v.signature}")
+        else:
+            text = gofmt.format_value(v)
+            if isinstance(v, GoStruct) and v.go_pointer and text.startswith("&"):
+                # printableValue prints the struct a pointer points to, not &{...}.
+                text = text[1:]
+            self.out.append(text)
+
+
+def _is_hex_int(s: str) -> bool:
+    return len(s) > 2 and s[0] == "0" and s[1] in "xX" and "p" not in s and "P" not in s
+
+
+def _holds_interfaces(container: Any) -> bool:
+    """Whether the container's elements are ``interface {}`` values."""
+    t = type(container)
+    if t is dict or t is list:
+        return True
+    return isinstance(container, (GoMap, GoSlice)) and container.elem == "interface {}"

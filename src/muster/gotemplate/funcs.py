@@ -1,0 +1,456 @@
+"""Go's builtin template functions (``text/template/funcs.go``) over the value model.
+
+Each builtin is a ``GoFunc`` with Go's own signature, so the executor checks arity and
+argument types exactly as Go does; most take ``reflect.Value`` and so receive values
+untouched, ``NO_VALUE`` (a missing key) and ``None`` (a nil interface) included. A
+builtin reports Go's ``error`` result by raising ``GoError``; the executor wraps it as
+``error calling NAME: MESSAGE``. ``and``/``or`` are short-circuited by the executor;
+their functions here serve ``call`` and direct use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from muster.gotemplate import gofmt
+from muster.gotemplate.values import (
+    NO_VALUE,
+    GoFunc,
+    GoInt,
+    GoMap,
+    GoSlice,
+    GoStruct,
+    Uint8,
+    can_be_nil,
+    from_bytes,
+    go_kind,
+    go_type_name,
+    make_int,
+    to_bytes,
+    zero_value,
+)
+
+__all__ = [
+    "BUILTINS",
+    "GoError",
+    "html_escape",
+    "js_escape",
+    "truth",
+    "urlquery_escape",
+]
+
+
+class GoError(Exception):
+    """A Go ``error`` value (or a recovered runtime panic) returned by a builtin."""
+
+
+def _indirect_interface(v: Any) -> Any:
+    """The concrete value inside an interface value: a nil interface is invalid."""
+    return NO_VALUE if v is None else v
+
+
+def _type_name(v: Any) -> str:
+    """``reflect.Value.Type()`` as Go prints it; ``None`` is a nil ``interface {}``."""
+    return "interface {}" if v is None else go_type_name(v)
+
+
+def truth(v: Any) -> bool:
+    """Go's truth (``isTrue``): whether a value is not the zero value of its type.
+
+    Python's own truthiness agrees for the whole value model (empty containers and
+    strings, zero numbers, ``None`` and ``NO_VALUE`` are false) except for structs,
+    which Go always deems true.
+    """
+    if isinstance(v, GoStruct):
+        return True
+    return bool(v)
+
+
+# -- Boolean logic -------------------------------------------------------------
+
+
+def _and(arg0: Any, *args: Any) -> Any:
+    """The first false argument, or the last one."""
+    for v in (arg0, *args):
+        if not truth(v):
+            return v
+    return v
+
+
+def _or(arg0: Any, *args: Any) -> Any:
+    """The first true argument, or the last one."""
+    for v in (arg0, *args):
+        if truth(v):
+            return v
+    return v
+
+
+def _not(arg: Any) -> bool:
+    return not truth(arg)
+
+
+# -- Indexing, slicing, length ---------------------------------------------------
+
+
+def _is_go_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _index_arg(index: Any, cap: int) -> int:
+    """``index`` as a slice/array index no greater than ``cap`` (Go's indexArg)."""
+    if _is_go_int(index):
+        x = int(index)
+        if isinstance(index, GoInt) and not index.signed and x >= 1 << 63:
+            x -= 1 << 64  # int64(index.Uint())
+    elif index is NO_VALUE:
+        raise GoError("cannot index slice/array with nil")
+    else:
+        raise GoError(f"cannot index slice/array with type {_type_name(index)}")
+    if x < 0 or x > cap:
+        raise GoError(f"index out of range: {x}")
+    return x
+
+
+def _prepare_arg(value: Any, arg_type: str) -> Any:
+    """``value`` made usable as an argument of ``arg_type`` (Go's prepareArg)."""
+    if value is NO_VALUE:
+        if not can_be_nil(arg_type):
+            raise GoError(f"value is nil; should be of type {arg_type}")
+        value = zero_value(arg_type)
+        if arg_type == "reflect.Value":
+            return value
+    if arg_type in ("interface {}", "any"):
+        return value
+    vt = go_type_name(value)
+    if vt == arg_type:
+        return value
+    if _is_go_int(value) and go_kind(arg_type) in ("int", "uint"):
+        return make_int(arg_type, value)
+    raise GoError(f"value has type {vt}; should be {arg_type}")
+
+
+def _map_types(m: dict[Any, Any]) -> tuple[str, str]:
+    if isinstance(m, GoMap):
+        return m.key, m.elem
+    return "string", "interface {}"
+
+
+def _index(item: Any, *indexes: Any) -> Any:
+    """``index x 1 2`` is ``x[1][2]``: each item a map, slice, array or string."""
+    item = _indirect_interface(item)
+    if item is NO_VALUE:
+        raise GoError("index of untyped nil")
+    for index in indexes:
+        index = _indirect_interface(index)
+        if item is None:
+            raise GoError("index of nil pointer")
+        if isinstance(item, str):
+            b = to_bytes(item)
+            x = _index_arg(index, len(b))
+            if x == len(b):
+                raise GoError("reflect: string index out of range")
+            item = Uint8(b[x])
+        elif isinstance(item, list):
+            x = _index_arg(index, len(item))
+            if x == len(item):
+                raise GoError("reflect: slice index out of range")
+            item = item[x]
+        elif isinstance(item, dict):
+            key_type, elem_type = _map_types(item)
+            key = _prepare_arg(index, key_type)
+            item = item[key] if key in item else zero_value(elem_type)
+        else:
+            raise GoError(f"can't index item of type {_type_name(item)}")
+    return item
+
+
+def _slice(item: Any, *indexes: Any) -> Any:
+    """``slice x 1 2`` is ``x[1:2]``; strings are sliced by bytes."""
+    item = _indirect_interface(item)
+    if item is NO_VALUE:
+        raise GoError("slice of untyped nil")
+    if len(indexes) > 3:
+        raise GoError(f"too many slice indexes: {len(indexes)}")
+    if isinstance(item, str):
+        if len(indexes) == 3:
+            raise GoError("cannot 3-index slice a string")
+        b = to_bytes(item)
+        cap = len(b)
+    elif isinstance(item, list):
+        # Go allows indexes up to the capacity; ours equals the length.
+        cap = len(item)
+    else:
+        raise GoError(f"can't slice item of type {_type_name(item)}")
+    idx = [0, cap, cap]
+    for i, index in enumerate(indexes):
+        idx[i] = _index_arg(index, cap)
+    # given item[i:j], make sure i <= j.
+    if idx[0] > idx[1]:
+        raise GoError(f"invalid slice index: {idx[0]} > {idx[1]}")
+    if len(indexes) == 3 and idx[1] > idx[2]:
+        raise GoError(f"invalid slice index: {idx[1]} > {idx[2]}")
+    if isinstance(item, str):
+        return from_bytes(b[idx[0] : idx[1]])
+    if isinstance(item, GoSlice):
+        return GoSlice(item[idx[0] : idx[1]], item.elem)
+    return item[idx[0] : idx[1]]
+
+
+def _length(item: Any) -> int:
+    if item is None:
+        raise GoError("len of nil pointer")
+    if isinstance(item, str):
+        return len(item) if item.isascii() else len(to_bytes(item))
+    if isinstance(item, (list, dict)):
+        return len(item)
+    if item is NO_VALUE:
+        # Go calls Type() on the invalid value and panics; the panic is the error.
+        raise GoError("reflect: call of reflect.Value.Type on zero Value")
+    raise GoError(f"len of type {go_type_name(item)}")
+
+
+# -- Function invocation ---------------------------------------------------------
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    """``call f a b`` is ``f(a, b)``, with ``prepareArg``'s conversions."""
+    fn = _indirect_interface(fn)
+    if fn is NO_VALUE:
+        raise GoError("call of nil")
+    if not isinstance(fn, GoFunc):
+        raise GoError(f"non-function of type {go_type_name(fn)}")
+    num_in = len(fn.params)
+    if fn.variadic is not None:
+        if len(args) < num_in:
+            raise GoError(f"wrong number of args: got {len(args)} want at least {num_in}")
+    elif len(args) != num_in:
+        raise GoError(f"wrong number of args: got {len(args)} want {num_in}")
+    argv = []
+    for i, arg in enumerate(args):
+        arg_type = fn.params[i] if i < num_in else fn.variadic
+        assert arg_type is not None
+        try:
+            argv.append(_prepare_arg(_indirect_interface(arg), arg_type))
+        except GoError as exc:
+            raise GoError(f"arg {i}: {exc}") from None
+    return fn.fn(*argv)
+
+
+# -- Comparison ------------------------------------------------------------------
+
+_BAD_COMPARISON_TYPE: Final = "invalid type for comparison"
+_BAD_COMPARISON: Final = "incompatible types for comparison"
+
+# basicKind's kinds; INVALID covers everything that is not a basic type.
+_INVALID, _BOOL, _COMPLEX, _INT, _FLOAT, _STRING, _UINT = range(7)
+
+
+def _basic_kind(v: Any) -> int:
+    t = type(v)
+    if t is str:
+        return _STRING
+    if t is int:
+        return _INT
+    if t is float:
+        return _FLOAT
+    if t is bool:
+        return _BOOL
+    if isinstance(v, GoInt):
+        return _INT if v.signed else _UINT
+    if t is complex:
+        return _COMPLEX
+    return _INVALID
+
+
+def _reflect_kind(v: Any) -> str:
+    """The reflect.Kind family of a non-basic value, for canCompare."""
+    if v is NO_VALUE:
+        return "invalid"
+    if isinstance(v, list):
+        return "slice"
+    if isinstance(v, dict):
+        return "map"
+    if isinstance(v, GoFunc):
+        return "func"
+    if isinstance(v, GoStruct):
+        return "pointer" if v.go_pointer else "struct"
+    return type(v).__name__
+
+
+def _eq(arg1: Any, *arg2: Any) -> bool:
+    """``eq a b c`` is ``a == b || a == c``, stopping at the first match."""
+    arg1 = _indirect_interface(arg1)
+    if not arg2:
+        raise GoError("missing argument for comparison")
+    k1 = _basic_kind(arg1)
+    for arg in arg2:
+        arg = _indirect_interface(arg)
+        k2 = _basic_kind(arg)
+        if k1 != k2:
+            # Special case: integers compare regardless of the sign of their type.
+            if k1 == _INT and k2 == _UINT or k1 == _UINT and k2 == _INT:
+                truth = arg1 == arg
+            elif arg1 is not NO_VALUE and arg is not NO_VALUE:
+                raise GoError(_BAD_COMPARISON)
+            else:
+                truth = False
+        elif k1 == _STRING or k1 != _INVALID:
+            truth = arg1 == arg
+        else:
+            r1, r2 = _reflect_kind(arg1), _reflect_kind(arg)
+            if r1 != r2 and r1 != "invalid" and r2 != "invalid":
+                raise GoError(
+                    f"non-comparable types {gofmt.sprintf('%s', arg1)}: {go_type_name(arg1)}, "
+                    f"{go_type_name(arg)}: {gofmt.format_value(arg)}"
+                )
+            if arg1 is NO_VALUE or arg is NO_VALUE:
+                truth = arg1 is arg
+            else:
+                if isinstance(arg, (list, dict, GoFunc)):
+                    raise GoError(f"non-comparable type {gofmt.sprintf('%s', arg)}: {go_type_name(arg)}")
+                truth = type(arg1) is type(arg) and arg1 == arg
+        if truth:
+            return True
+    return False
+
+
+def _ne(arg1: Any, arg2: Any) -> bool:
+    return not _eq(arg1, arg2)
+
+
+def _lt(arg1: Any, arg2: Any) -> bool:
+    arg1 = _indirect_interface(arg1)
+    k1 = _basic_kind(arg1)
+    if k1 == _INVALID:
+        raise GoError(_BAD_COMPARISON_TYPE)
+    arg2 = _indirect_interface(arg2)
+    k2 = _basic_kind(arg2)
+    if k2 == _INVALID:
+        raise GoError(_BAD_COMPARISON_TYPE)
+    if k1 != k2:
+        # Special case: integers compare regardless of the sign of their type.
+        if k1 == _INT and k2 == _UINT or k1 == _UINT and k2 == _INT:
+            return bool(arg1 < arg2)
+        raise GoError(_BAD_COMPARISON)
+    if k1 == _BOOL or k1 == _COMPLEX:
+        raise GoError(_BAD_COMPARISON_TYPE)
+    if k1 == _STRING:
+        # Go compares strings bytewise; code points order the same except raw bytes.
+        return bool(arg1 < arg2) if arg1.isascii() and arg2.isascii() else to_bytes(arg1) < to_bytes(arg2)
+    return bool(arg1 < arg2)
+
+
+def _le(arg1: Any, arg2: Any) -> bool:
+    return _lt(arg1, arg2) or _eq(arg1, arg2)
+
+
+def _gt(arg1: Any, arg2: Any) -> bool:
+    return not _le(arg1, arg2)
+
+
+def _ge(arg1: Any, arg2: Any) -> bool:
+    return not _lt(arg1, arg2)
+
+
+# -- Escaping ----------------------------------------------------------------------
+
+_HTML_TABLE: Final = str.maketrans(
+    {"\0": "\ufffd", '"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+)
+
+_JS_ASCII: Final = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "<": "\\u003C",
+    ">": "\\u003E",
+    "&": "\\u0026",
+    "=": "\\u003D",
+}
+
+
+def html_escape(s: str) -> str:
+    """Go's ``HTMLEscapeString``: ``" ' & < >`` as entities and NUL as U+FFFD."""
+    return s.translate(_HTML_TABLE)
+
+
+def js_escape(s: str) -> str:
+    """Go's ``JSEscapeString`` (1.19: backticks are left alone)."""
+    out: list[str] = []
+    for ch in s:
+        o = ord(ch)
+        if o < 0x80:
+            esc = _JS_ASCII.get(ch)
+            if esc is not None:
+                out.append(esc)
+            elif o < 0x20:
+                out.append(f"\\u00{o:02X}")
+            else:
+                out.append(ch)
+        elif 0xDC80 <= o <= 0xDCFF or ch.isprintable():
+            # A raw invalid byte decodes as U+FFFD, which is printable: kept as is.
+            out.append(ch)
+        else:
+            out.append(f"\\u{o:04X}")
+    return "".join(out)
+
+
+_URL_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def urlquery_escape(s: str) -> str:
+    """Go's ``url.QueryEscape``: unreserved bytes kept, space as ``+``, the rest ``%XX``."""
+    out: list[str] = []
+    for c in to_bytes(s):
+        if c in _URL_SAFE:
+            out.append(chr(c))
+        elif c == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{c:02X}")
+    return "".join(out)
+
+
+def _eval_args(args: tuple[Any, ...]) -> str:
+    """``fmt.Sprint`` of the arguments, a nil one printing as ``<no value>``."""
+    if len(args) == 1 and type(args[0]) is str:
+        return args[0]
+    return gofmt.sprint(*("<no value>" if a is None else a for a in args))
+
+
+def _html(*args: Any) -> str:
+    return html_escape(_eval_args(args))
+
+
+def _js(*args: Any) -> str:
+    return js_escape(_eval_args(args))
+
+
+def _urlquery(*args: Any) -> str:
+    return urlquery_escape(_eval_args(args))
+
+
+_V: Final = "reflect.Value"
+_ANY: Final = "interface {}"
+
+BUILTINS: Final[dict[str, GoFunc]] = {
+    "and": GoFunc(_and, (_V,), variadic=_V, name="and"),
+    "call": GoFunc(_call, (_V,), variadic=_V, name="call"),
+    "html": GoFunc(_html, (), variadic=_ANY, name="html"),
+    "index": GoFunc(_index, (_V,), variadic=_V, name="index"),
+    "slice": GoFunc(_slice, (_V,), variadic=_V, name="slice"),
+    "js": GoFunc(_js, (), variadic=_ANY, name="js"),
+    "len": GoFunc(_length, (_V,), name="len"),
+    "not": GoFunc(_not, (_V,), name="not"),
+    "or": GoFunc(_or, (_V,), variadic=_V, name="or"),
+    "print": GoFunc(gofmt.sprint, (), variadic=_ANY, name="print"),
+    "printf": GoFunc(gofmt.sprintf, ("string",), variadic=_ANY, name="printf"),
+    "println": GoFunc(gofmt.sprintln, (), variadic=_ANY, name="println"),
+    "urlquery": GoFunc(_urlquery, (), variadic=_ANY, name="urlquery"),
+    "eq": GoFunc(_eq, (_V,), variadic=_V, name="eq"),
+    "ge": GoFunc(_ge, (_V, _V), name="ge"),
+    "gt": GoFunc(_gt, (_V, _V), name="gt"),
+    "le": GoFunc(_le, (_V, _V), name="le"),
+    "lt": GoFunc(_lt, (_V, _V), name="lt"),
+    "ne": GoFunc(_ne, (_V, _V), name="ne"),
+}
