@@ -9,6 +9,7 @@ into U+FFFD, ``\\xNN`` escapes make invalid bytes). Quoting lives in ``gostrconv
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = [
@@ -240,7 +241,10 @@ def parse_float(s: str) -> float:
     if "_" in s and not _underscore_ok(s):
         raise NumError(_SYNTAX)
     clean = s.replace("_", "")
-    value = float.fromhex(clean) if hexa else float(clean)
-    if value in (float("inf"), float("-inf")):
+    try:
+        value = float.fromhex(clean) if hexa else float(clean)
+    except OverflowError:  # fromhex raises where float() returns infinity
+        value = math.inf
+    if math.isinf(value):
         raise NumError("value out of range")
     return value

@@ -10,7 +10,6 @@ numbers too. Which kinds a literal has follows Go exactly, including its quirks
 from __future__ import annotations
 
 import math
-import re
 
 from muster.gotemplate import nodes
 from muster.gotemplate.gostrconv import quote
@@ -18,12 +17,6 @@ from muster.gotemplate.lexer import TokenType
 from muster.gotemplate.literals import NumError, parse_float, parse_int, parse_uint, unquote_char
 
 __all__ = ["new_number"]
-
-# fmt's floatToken, which fmt.Sscan uses to split "1+2i" into its two parts.
-_FLOAT_TOKEN = re.compile(
-    r"[+-]?(?:0[xX][0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?(?:[pP][+-]?[0-9_]*)?"
-    r"|[0-9_]*(?:\.[0-9_]*)?(?:[eEpP][+-]?[0-9_]*)?)"
-)
 
 
 def _fits_int64(f: float) -> bool:
@@ -53,20 +46,49 @@ def _convert_float(s: str) -> float:
         raise NumError(f"strconv.ParseFloat: parsing {quote(s)}: {exc}") from None
 
 
+def _float_token(text: str, i: int) -> int:
+    """fmt's ``floatToken`` from ``text[i]``: the end of the token it accepts.
+
+    Like fmt, it may consume the first letters of "nan"/"inf" and then carry on.
+    """
+
+    def accept(chars: str) -> bool:
+        nonlocal i
+        if i < len(text) and text[i] in chars:
+            i += 1
+            return True
+        return False
+
+    if accept("nN") and accept("aA") and accept("nN"):
+        return i
+    accept("+-")
+    if accept("iI") and accept("nN") and accept("fF"):
+        return i
+    digits, exp = "0123456789_", "eEpP"
+    if accept("0") and accept("xX"):
+        digits, exp = "0123456789aAbBcCdDeEfF_", "pP"
+    while accept(digits):
+        pass
+    if accept("."):
+        while accept(digits):
+            pass
+    if accept(exp):
+        accept("+-")
+        while accept("0123456789_"):
+            pass
+    return i
+
+
 def _scan_complex(text: str) -> complex:
     """``fmt.Sscan(text, &complex128)`` for the ``1+2i`` literals the lexer produces."""
-    real_match = _FLOAT_TOKEN.match(text)
-    assert real_match is not None  # the pattern also matches the empty string
-    real = real_match.group()
-    rest = text[real_match.end() :]
-    if not rest or rest[0] not in "+-":
+    real_end = _float_token(text, 0)
+    if real_end >= len(text) or text[real_end] not in "+-":
         raise NumError("syntax error scanning complex number")
-    imag_match = _FLOAT_TOKEN.match(rest, 1)
-    assert imag_match is not None
-    if not rest[imag_match.end() :].startswith("i"):
+    imag_end = _float_token(text, real_end + 1)
+    if not text.startswith("i", imag_end):
         raise NumError("syntax error scanning complex number")
-    imag = rest[: imag_match.end()]
-    return complex(_convert_float(real), _convert_float(imag))
+    real = _convert_float(text[:real_end])
+    return complex(real, _convert_float(text[real_end:imag_end]))
 
 
 def _simplified(pos: int, text: str, value: complex) -> nodes.NumberNode:
