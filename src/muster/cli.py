@@ -17,6 +17,8 @@ __all__ = ["main"]
 
 # name -> "module:click_command". Add a line here when a command lands.
 COMMANDS: dict[str, str] = {
+    "nginx-check": "muster.nginxctl.cli:nginx_check",
+    "nginx-reload": "muster.nginxctl.cli:nginx_reload",
     "register": "muster.register_cmd:register",
 }
 

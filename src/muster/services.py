@@ -1,0 +1,367 @@
+"""Parse and validate service registrations so no registry value can inject nginx config.
+
+Registry values are untrusted input: anyone who can write ``/services/...`` in etcd could
+otherwise write nginx config (a host of ``1.2.3.4; include /etc/passwd``, a newline and a
+``}``). The seed post's template pastes values into nginx's config verbatim, and one
+non-JSON value fails the whole render, freezing every later update. Here each entry is
+parsed on its own and kept only if every field is well formed; a bad entry costs only
+itself, and is logged once (by key and reason, never its value, which may be secret).
+
+Layout read (the seed post's, and what ``muster register`` writes)::
+
+    /services/NAME/servers/ID = {"host": "10.0.0.5", "port": 8080, "weight": 2, ...}
+
+* ``NAME`` and ``ID``: ASCII letters, digits, ``.``, ``_``, ``-``, starting with a letter
+  or digit, at most 128 characters (the registration agent's rule).
+* ``host``: an IPv4/IPv6 address (not unspecified or multicast) or a DNS name that
+  resolves now; a name nginx cannot resolve would fail ``nginx -t`` for everyone.
+* ``port``: an integer 1-65535 (a string of digits is accepted). ``weight``: optional
+  integer 1-1000, default 1. Other fields are ignored.
+
+Templates call ``services`` (valid service names, sorted) and ``servers NAME`` (its valid
+servers as ``Server`` structs with ``.ID .Key .Host .Port .Weight .Addr``, sorted by ID),
+both taking an optional root (default ``/services``). The pure core is ``index_services``;
+the data plane uses it too, so both modes accept exactly the same entries.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
+from muster.log import kv
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "HostResolver",
+    "RejectLog",
+    "Server",
+    "ServiceIndex",
+    "index_services",
+    "parse_server",
+    "service_funcs",
+    "valid_host",
+    "valid_name",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "/services"
+MAX_VALUE_BYTES = 64 * 1024
+MAX_WEIGHT = 1000
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z", re.ASCII)
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z", re.ASCII)
+
+
+class Rejected(ValueError):
+    """Why one registry entry was left out."""
+
+
+class Server(GoStruct):
+    """One valid server of a service, as templates see it."""
+
+    go_type: ClassVar[str] = "services.Server"
+    go_fields: ClassVar[tuple[str, ...]] = ("ID", "Key", "Host", "Port", "Weight", "Addr")
+    __slots__ = ("ID", "Key", "Host", "Port", "Weight", "Addr")
+
+    def __init__(self, id: str, key: str, host: str, port: int, weight: int = 1) -> None:
+        self.ID = id
+        self.Key = key
+        self.Host = host
+        self.Port = port
+        self.Weight = weight
+        # IPv6 addresses need brackets wherever a port follows.
+        self.Addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def __repr__(self) -> str:
+        return f"Server({self.ID!r}, {self.Addr!r}, weight={self.Weight})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Server):
+            return NotImplemented
+        return (self.ID, self.Key, self.Host, self.Port, self.Weight) == (
+            other.ID,
+            other.Key,
+            other.Host,
+            other.Port,
+            other.Weight,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.Key, self.Host, self.Port, self.Weight))
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a valid service name or server ID."""
+    return bool(_NAME.match(name))
+
+
+def valid_host(host: str) -> bool:
+    """Whether ``host`` is a usable IP address or a syntactically valid DNS name."""
+    return _ip(host) is not None or _dns_name(host)
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        return None  # nginx cannot parse a zone index
+    if addr.is_unspecified or addr.is_multicast:
+        return None
+    return addr
+
+
+def _dns_name(host: str) -> bool:
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    # An all-numeric last label is no TLD: "1.2.3" would be read as the address 1.2.0.3.
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _int_field(data: Mapping[str, Any], name: str, low: int, high: int, default: int | None) -> int:
+    value = data.get(name)
+    if value is None:
+        if default is None:
+            raise Rejected(f"no {name}")
+        return default
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected(f"{name} is not an integer")
+    if not low <= value <= high:
+        raise Rejected(f"{name} out of range {low}-{high}")
+    return value
+
+
+def parse_server(key: str, value: str) -> Server:
+    """Parse ``/ROOT/NAME/servers/ID``'s value; raise ``Rejected`` naming what is wrong."""
+    server_id = key.rsplit("/", 1)[-1]
+    if not valid_name(server_id):
+        raise Rejected("server ID is not [A-Za-z0-9._-]")
+    if len(value) > MAX_VALUE_BYTES:
+        raise Rejected(f"value larger than {MAX_VALUE_BYTES} bytes")
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise Rejected("value is not JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected("value is not a JSON object")
+    host = data.get("host")
+    if not isinstance(host, str) or not valid_host(host):
+        raise Rejected("host is not an IP address or DNS name")
+    port = _int_field(data, "port", 1, 65535, None)
+    weight = _int_field(data, "weight", 1, MAX_WEIGHT, 1)
+    return Server(server_id, key, host, port, weight)
+
+
+@dataclass(slots=True)
+class ServiceIndex:
+    """Valid services and their valid servers; ``rejected`` maps each bad key to why."""
+
+    services: dict[str, list[Server]] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+def index_services(
+    entries: Iterable[tuple[str, str]],
+    names: Iterable[str],
+    root: str = DEFAULT_ROOT,
+    *,
+    resolvable: Callable[[Collection[str]], Collection[str]] | None = None,
+) -> ServiceIndex:
+    """Index ``entries`` (``(key, value)`` under ``ROOT/*/servers/*``) and service ``names``.
+
+    ``names`` are the directories under ``root``: a service whose servers are all gone
+    or invalid is still listed (with no servers), so a template can answer 503 for it.
+    ``resolvable(hosts)`` returns the DNS names among ``hosts`` that resolve; without
+    it DNS names are accepted as they are. Pure: no I/O but what ``resolvable`` does.
+    """
+    root = root.rstrip("/")
+    index = ServiceIndex()
+    folded: dict[str, str] = {}
+    for name in sorted(names):
+        if not valid_name(name):
+            index.rejected[f"{root}/{name}"] = "service name is not [A-Za-z0-9._-]"
+        elif folded.setdefault(name.lower(), name) != name:
+            # nginx compares upstream names without case: two would be a duplicate upstream.
+            first = folded[name.lower()]
+            index.rejected[f"{root}/{name}"] = f"service name differs only in case from {first}"
+        else:
+            index.services[name] = []
+    parsed: list[tuple[str, Server]] = []
+    for key, value in entries:
+        parts = key[len(root) + 1 :].split("/")
+        if not key.startswith(root + "/") or len(parts) != 3 or parts[1] != "servers":
+            continue
+        name = parts[0]
+        if name not in index.services:
+            continue  # the name itself was rejected (or not listed): logged once above
+        try:
+            parsed.append((name, parse_server(key, value)))
+        except Rejected as exc:
+            index.rejected[key] = str(exc)
+    dns_names = {s.Host for _, s in parsed if _ip(s.Host) is None}
+    resolved = set(resolvable(dns_names)) if resolvable is not None and dns_names else dns_names
+    for name, server in parsed:
+        if server.Host in dns_names and server.Host not in resolved:
+            index.rejected[server.Key] = "host does not resolve"
+            continue
+        index.services[name].append(server)
+    for servers in index.services.values():
+        servers.sort(key=lambda s: s.ID)
+        _drop_duplicates(servers, index.rejected)
+    return index
+
+
+def _drop_duplicates(servers: list[Server], rejected: dict[str, str]) -> None:
+    """Two IDs registering one address would double its share of traffic: keep the first."""
+    seen: set[str] = set()
+    keep: list[Server] = []
+    for server in servers:
+        if server.Addr in seen:
+            rejected[server.Key] = "address already registered under another ID"
+        else:
+            seen.add(server.Addr)
+            keep.append(server)
+    servers[:] = keep
+
+
+class RejectLog:
+    """Logs each rejected key once for as long as it stays rejected for the same reason."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, str] = {}
+
+    def report(self, rejected: Mapping[str, str], root: str) -> None:
+        """Log what is newly rejected under ``root``; forget keys that are fine or gone."""
+        with self._lock:
+            for key, reason in rejected.items():
+                if self._seen.get(key) != reason:
+                    log.warning(kv("services.entry.rejected", key=_printable(key), reason=reason))
+            prefix = root.rstrip("/") + "/"
+            self._seen = {k: v for k, v in self._seen.items() if not k.startswith(prefix)}
+            self._seen.update(rejected)
+
+
+def _printable(key: str) -> str:
+    # A hostile key may hold newlines or escapes: keep the log line one line.
+    return key.encode("unicode_escape").decode("ascii")
+
+
+class HostResolver:
+    """Which DNS names resolve now, asked in parallel under one deadline, with a short cache.
+
+    nginx resolves upstream names when it loads its config, and one name it cannot
+    resolve fails the whole load; so an unresolvable name is treated like a bad value.
+    """
+
+    def __init__(self, *, timeout: float = 2.0, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
+        self.timeout = timeout
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._cache: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __call__(self, hosts: Collection[str]) -> set[str]:
+        now = time.monotonic()
+        ok: set[str] = set()
+        todo: list[str] = []
+        with self._lock:
+            for host in hosts:
+                cached = self._cache.get(host)
+                if cached is not None and cached[1] > now:
+                    if cached[0]:
+                        ok.add(host)
+                else:
+                    todo.append(host)
+            if todo and self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
+            pool = self._pool
+        if not todo or pool is None:
+            return ok
+        futures = {pool.submit(_resolves, host): host for host in todo}
+        done, _ = concurrent.futures.wait(futures, timeout=self.timeout)
+        now = time.monotonic()
+        with self._lock:
+            for future, host in futures.items():
+                good = future in done and future.result()
+                self._cache[host] = (good, now + (self.ttl if good else self.negative_ttl))
+                if good:
+                    ok.add(host)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+        return ok
+
+
+def _resolves(host: str) -> bool:
+    try:
+        return bool(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    except (OSError, UnicodeError):
+        return False
+
+
+class ServiceStore(Protocol):
+    """What ``service_funcs`` needs of confd's KV store (``muster.store``)."""
+
+    def lsdir(self, path: str) -> list[str]: ...
+
+    def gets(self, pattern: str) -> list[Any]: ...
+
+
+DEFAULT_REJECT_LOG = RejectLog()
+DEFAULT_RESOLVER = HostResolver()
+
+
+def service_funcs(
+    store: ServiceStore,
+    *,
+    reject_log: RejectLog = DEFAULT_REJECT_LOG,
+    resolvable: Callable[[Collection[str]], Collection[str]] | None = DEFAULT_RESOLVER,
+) -> dict[str, GoFunc]:
+    """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``.
+
+    Each root is indexed once per store (one render), so a template calling ``servers``
+    for every service costs time in proportion to the entries, not their square.
+    """
+    indexes: dict[str, ServiceIndex] = {}
+
+    def index(roots: tuple[str, ...]) -> ServiceIndex:
+        if len(roots) > 1:
+            raise ValueError("at most one root")
+        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
+        found = indexes.get(root)
+        if found is None:
+            names = store.lsdir(root)
+            pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
+            found = index_services(pairs, names, root, resolvable=resolvable)
+            reject_log.report(found.rejected, root)
+            indexes[root] = found
+        return found
+
+    def services(*root: str) -> GoSlice:
+        return GoSlice(sorted(index(root).services), "string")
+
+    def servers(name: str, *root: str) -> GoSlice:
+        return GoSlice(index(root).services.get(name, []), Server.go_type)
+
+    return {
+        "services": GoFunc(services, (), variadic="string", name="services"),
+        "servers": GoFunc(servers, ("string",), variadic="string", name="servers"),
+    }

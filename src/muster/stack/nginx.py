@@ -1,0 +1,365 @@
+"""Run a real, unprivileged nginx with its own prefix on loopback, for ``muster up`` and the tests.
+
+Layout under ``prefix`` (it mirrors ``/etc/nginx`` so the stock template resource works
+unchanged in both places)::
+
+    conf/nginx.conf           main config, written by this module at every start
+    conf/muster/server.conf   listen/server_name of muster's server block (written if missing)
+    conf/conf.d/*.conf        what muster renders (the template resource's dest)
+    logs/error.log            nginx's stderr
+    temp/                     request/response buffering
+    nginx.pid
+
+Contracts (as ``muster.stack.etcd``): ``start()`` returns once nginx answers on its status
+port, or raises ``Error`` with the tail of its log; ``reload()`` returns only when the new
+workers serve; ``stop()`` signals the master by pid (``nginx -s stop`` would parse the
+config on disk first, and fail if it is broken) and always leaves no nginx process
+behind, orphaned workers included. Synchronous: async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from muster.errors import Error, ResourceError
+from muster.nginxctl.control import (
+    NGINX_BINARY,
+    check_config,
+    children,
+    reload as reload_nginx,
+    signal_all,
+)
+from muster.stack.etcd import free_port
+
+__all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available"]
+
+_STOP_GRACE = 10.0
+_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_available(binary: str = NGINX_BINARY) -> bool:
+    """True when the nginx binary exists and is executable."""
+    return os.access(binary, os.X_OK)
+
+
+class NginxProcess:
+    """One nginx master (``daemon off``) with its workers; a context manager.
+
+    ``main_snippets`` go to the main context (``load_module`` lines), ``http_snippets``
+    into ``http {}`` before ``include conf.d/*.conf``. The status server on
+    ``127.0.0.1:status_port`` answers ``/.muster/ping`` (with the answering worker's pid)
+    and ``/.muster/nginx-status`` (stub_status).
+    """
+
+    def __init__(
+        self,
+        prefix: Path,
+        *,
+        port: int | None = None,
+        status_port: int | None = None,
+        worker_processes: int | str = 1,
+        worker_connections: int = 4096,
+        main_snippets: Sequence[str] = (),
+        http_snippets: Sequence[str] = (),
+        access_log: bool = False,
+        binary: str = NGINX_BINARY,
+    ) -> None:
+        self.prefix = Path(prefix).absolute()
+        self._fixed_ports = port is not None or status_port is not None
+        self.port = port or free_port()
+        self.status_port = status_port or free_port()
+        self.worker_processes = worker_processes
+        self.worker_connections = worker_connections
+        self.main_snippets = tuple(main_snippets)
+        self.http_snippets = tuple(http_snippets)
+        self.access_log = access_log
+        self.binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<NginxProcess {self.url} prefix={self.prefix} {state}>"
+
+    # -- paths --------------------------------------------------------------------------
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.prefix / "conf"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.conf_dir / "nginx.conf"
+
+    @property
+    def include_dir(self) -> Path:
+        """Where rendered files go: every ``*.conf`` here is included in ``http {}``."""
+        return self.conf_dir / "conf.d"
+
+    @property
+    def server_conf_path(self) -> Path:
+        return self.conf_dir / "muster" / "server.conf"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.prefix / "nginx.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.prefix / "logs" / "error.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def status_url(self) -> str:
+        return f"http://127.0.0.1:{self.status_port}"
+
+    # -- process state ------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The master's pid while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def worker_pids(self) -> list[int]:
+        """The workers taking new connections now (not those draining after a reload)."""
+        if not self.running or self.pid is None:
+            return []
+        return sorted(c.pid for c in children(self.pid) if c.active_worker)
+
+    def command(self) -> list[str]:
+        return [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr"]
+
+    # -- configuration ------------------------------------------------------------------
+
+    def main_config(self) -> str:
+        """The text of ``conf/nginx.conf``."""
+        p = self.prefix
+        temp = "".join(f"    {name}_temp_path {p}/temp/{name};\n" for name in _TEMP_PATHS)
+        main = "".join(s if s.endswith("\n") else s + "\n" for s in self.main_snippets)
+        http = "".join(_indent(s) for s in self.http_snippets)
+        access = f"access_log {p}/logs/access.log;" if self.access_log else "access_log off;"
+        return f"""\
+# Written by muster.stack.nginx at each start: edit the code, not this file.
+{main}{_user_directive()}daemon off;
+master_process on;
+worker_processes {self.worker_processes};
+pid {self.pid_path};
+error_log stderr notice;
+# Old workers keep idle keep-alive clients for at most this long after a reload.
+worker_shutdown_timeout 10s;
+
+events {{
+    worker_connections {self.worker_connections};
+}}
+
+http {{
+    default_type application/octet-stream;
+    {access}
+{temp}
+    # muster's status server: readiness probes and counters, loopback only.
+    server {{
+        listen 127.0.0.1:{self.status_port};
+        access_log off;
+        default_type text/plain;
+        location = /.muster/ping {{ return 200 "pong $pid\\n"; }}
+        location = /.muster/nginx-status {{ stub_status; }}
+        location / {{ return 404; }}
+    }}
+{http}
+    include conf.d/*.conf;
+}}
+"""
+
+    def server_config(self) -> str:
+        """The default ``conf/muster/server.conf``: what the stock template's server block includes."""
+        return f"""\
+# Included inside the server block of muster's stock template (templates/services.conf.tmpl):
+# put listen, server_name and TLS settings here. Written once by muster.stack.nginx.
+listen 127.0.0.1:{self.port};
+server_name _;
+location = / {{
+    default_type text/plain;
+    return 200 "muster: services are under /SERVICE/\\n";
+}}
+location / {{
+    default_type text/plain;
+    return 404 "muster: no such service\\n";
+}}
+"""
+
+    def write_config(self) -> None:
+        """Create the prefix layout and write the main config (and server.conf if missing)."""
+        for sub in ("conf/conf.d", "conf/muster", "logs", *(f"temp/{n}" for n in _TEMP_PATHS)):
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self.main_config())
+        if not self.server_conf_path.exists():
+            self.server_conf_path.write_text(self.server_config())
+
+    def check(self) -> str:
+        """``nginx -t`` on the configuration as it is on disk; ``CommandFailed`` if invalid."""
+        return check_config(self.conf_path, binary=self.binary, prefix=self.prefix)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        """Write the config, launch nginx and return once its status server answers."""
+        if self.running:
+            return
+        for attempt in range(3):
+            self.write_config()
+            self._launch()
+            try:
+                self.wait_ready(timeout=timeout)
+                return
+            except Error:
+                port_race = "Address already in use" in self.log_tail()
+                self.stop()
+                if not port_race or self._fixed_ports or attempt == 2:
+                    raise
+                self.port, self.status_port = free_port(), free_port()
+                with contextlib.suppress(OSError):
+                    self.server_conf_path.unlink()  # it names the old port
+
+    def _launch(self) -> None:
+        with contextlib.suppress(OSError):
+            self.pid_path.unlink()  # a stale pid file must not pass for this master's
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
+            )  # fmt: skip
+        finally:
+            log.close()
+
+    def ping(self, timeout: float = 1.0) -> int | None:
+        """GET ``/.muster/ping``: the pid of the worker that answered, or None."""
+        try:
+            with urllib.request.urlopen(f"{self.status_url}/.muster/ping", timeout=timeout) as resp:
+                body = resp.read().decode()
+        except (OSError, ValueError):
+            return None
+        parts = body.split()
+        return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Poll the status server until it answers; raise ``Error`` with the log tail if not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise Error(f"nginx exited with {self._proc.returncode}:\n{self.log_tail()}")
+            if self.pid_path.exists() and self.ping(timeout=0.5) is not None:
+                return
+            if time.monotonic() > deadline:
+                raise Error(f"nginx not answering after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.01)
+
+    def wait_serving(self, timeout: float = 15.0) -> None:
+        """Wait until the main port answers HTTP (after muster's first render included it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/", timeout=0.5):
+                    return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer means the server block is live
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise Error(f"nginx not serving {self.url} after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def reload(self, *, rewrite: bool = False, timeout: float = 10.0) -> list[int]:
+        """Reload (optionally rewriting the main config first); return the new workers' pids.
+
+        Raises ``ResourceError`` if nginx kept its old configuration.
+        """
+        if not self.running:
+            raise ResourceError("nginx is not running")
+        if rewrite:
+            self.write_config()
+        return reload_nginx(self.pid_path, timeout=timeout)
+
+    def stop(self, timeout: float = _STOP_GRACE) -> None:
+        """SIGTERM the master (fast shutdown), SIGKILL after ``timeout``; then kill any
+        worker the master left behind. Always reaps. Safe when not running."""
+        proc = self._proc
+        if proc is None:
+            return
+        kids = [c.pid for c in children(proc.pid)] if proc.poll() is None else []
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        # Workers of a master that died hard keep the listening sockets open: end them too.
+        signal_all(kids, signal.SIGKILL)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers (a crash) and reap."""
+        proc = self._proc
+        if proc is None:
+            return
+        kids = [c.pid for c in children(proc.pid)] if proc.poll() is None else []
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        signal_all(kids, signal.SIGKILL)
+        proc.wait()
+        self._proc = None
+
+    def restart(self, *, timeout: float = 15.0) -> None:
+        """Stop and start again on the same ports (a fresh master: shared memory is lost)."""
+        self.stop()
+        self.start(timeout=timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> NginxProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _indent(snippet: str) -> str:
+    lines = snippet.rstrip("\n").splitlines()
+    return "".join(f"    {line}\n" if line.strip() else "\n" for line in lines)
+
+
+def _user_directive() -> str:
+    """Workers run as whoever runs muster: nginx's default (nobody) cannot enter a private
+    state directory. Only root may name a user; for anyone else nginx ignores it."""
+    if os.geteuid() != 0:
+        return ""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return f"user {user} {group};\n"
