@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection
+
+import pytest
+
+from muster.gotemplate import Template
+from muster.services import (
+    HostResolver,
+    RejectLog,
+    Rejected,
+    Server,
+    index_services,
+    parse_server,
+    service_funcs,
+    valid_host,
+    valid_name,
+)
+from muster.store import KVStore
+
+KEY = "/services/web/servers/a"
+
+
+def value(**fields: object) -> str:
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.5", "::1", "2001:db8::1", "localhost", "api.internal", "a-b.example.com."]
+)
+def test_valid_hosts(host: str) -> None:
+    assert valid_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "1.2.3.4; include /etc/passwd",
+        "1.2.3.4\n}\nserver {",
+        "",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "fe80::1%eth0",
+        "1.2.3",  # inet_aton would read it as 1.2.0.3
+        "-bad.example",
+        "bad-.example",
+        "under_score.example",
+        "a" * 64 + ".example",
+        "a." * 127 + "com",
+        "exa mple.com",
+        "ex{ample}.com",
+        "[::1]",
+        "127.0.0.1:80",
+    ],
+)
+def test_invalid_hosts(host: str) -> None:
+    assert not valid_host(host)
+
+
+@pytest.mark.parametrize("name", ["web", "web-1", "a.b_c", "X9"])
+def test_valid_names(name: str) -> None:
+    assert valid_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "a\nb", "a{b", "a;b", "a}", "-x", ".x", "é", "a" * 129])
+def test_invalid_names(name: str) -> None:
+    assert not valid_name(name)
+
+
+def test_parse_server_fields() -> None:
+    server = parse_server(KEY, value(host="10.0.0.5", port=8080, weight=3, zone="x"))
+    assert (server.ID, server.Host, server.Port, server.Weight, server.Addr) == (
+        "a",
+        "10.0.0.5",
+        8080,
+        3,
+        "10.0.0.5:8080",
+    )
+
+
+def test_ipv6_addr_is_bracketed_and_port_may_be_a_digit_string() -> None:
+    server = parse_server(KEY, value(host="::1", port="81"))
+    assert server.Addr == "[::1]:81"
+    assert server.Port == 81
+    assert server.Weight == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json", "not JSON"),
+        ('["10.0.0.1", 80]', "not a JSON object"),
+        ('"10.0.0.1:80"', "not a JSON object"),
+        (value(port=80), "host"),
+        (value(host=5, port=80), "host"),
+        (value(host="10.0.0.1"), "no port"),
+        (value(host="10.0.0.1", port=0), "port out of range"),
+        (value(host="10.0.0.1", port=65536), "port out of range"),
+        (value(host="10.0.0.1", port=80.0), "port is not an integer"),
+        (value(host="10.0.0.1", port=True), "port is not an integer"),
+        (value(host="10.0.0.1", port="80; x"), "port is not an integer"),
+        (value(host="10.0.0.1", port=80, weight=0), "weight out of range"),
+        (value(host="10.0.0.1", port=80, weight=1001), "weight out of range"),
+        (value(host="10.0.0.1", port=80, weight="2 backup"), "weight is not an integer"),
+        ('{"host": "10.0.0.1", "port": 80, "x": "' + "y" * 70000 + '"}', "larger than"),
+    ],
+)
+def test_parse_server_rejects(raw: str, reason: str) -> None:
+    with pytest.raises(Rejected, match=reason):
+        parse_server(KEY, raw)
+
+
+def test_bad_server_id_is_rejected() -> None:
+    with pytest.raises(Rejected, match="server ID"):
+        parse_server("/services/web/servers/a b", value(host="10.0.0.1", port=80))
+
+
+def entries(mapping: dict[str, str]) -> list[tuple[str, str]]:
+    return sorted(mapping.items())
+
+
+def test_index_keeps_good_entries_and_explains_bad_ones() -> None:
+    data = {
+        "/services/web/servers/a": value(host="10.0.0.1", port=80),
+        "/services/web/servers/b": "garbage",
+        "/services/web/servers/c": value(host="10.0.0.3", port=80),
+        "/services/api/servers/x": value(host="1.2.3.4; include /etc/passwd", port=80),
+        "/services/bad name/servers/x": value(host="10.0.0.9", port=80),
+    }
+    index = index_services(entries(data), ["web", "api", "bad name"])
+    assert [s.ID for s in index.services["web"]] == ["a", "c"]
+    assert index.services["api"] == []  # still listed: the template answers 503
+    assert "bad name" not in index.services
+    assert set(index.rejected) == {
+        "/services/web/servers/b",
+        "/services/api/servers/x",
+        "/services/bad name",
+    }
+
+
+def test_names_differing_only_in_case_keep_the_first_sorted() -> None:
+    index = index_services([], ["web", "Web"])
+    assert list(index.services) == ["Web"]
+    assert "/services/web" in index.rejected
+
+
+def test_duplicate_address_is_kept_once() -> None:
+    data = {
+        "/services/web/servers/a": value(host="10.0.0.1", port=80),
+        "/services/web/servers/b": value(host="10.0.0.1", port=80),
+    }
+    index = index_services(entries(data), ["web"])
+    assert [s.ID for s in index.services["web"]] == ["a"]
+    assert index.rejected == {"/services/web/servers/b": "address already registered under another ID"}
+
+
+def test_unresolvable_names_are_left_out() -> None:
+    asked: list[Collection[str]] = []
+
+    def resolvable(hosts: Collection[str]) -> set[str]:
+        asked.append(set(hosts))
+        return {"good.internal"}
+
+    data = {
+        "/services/web/servers/a": value(host="good.internal", port=80),
+        "/services/web/servers/b": value(host="gone.internal", port=80),
+        "/services/web/servers/c": value(host="10.0.0.1", port=80),
+    }
+    index = index_services(entries(data), ["web"], resolvable=resolvable)
+    assert [s.ID for s in index.services["web"]] == ["a", "c"]
+    assert index.rejected == {"/services/web/servers/b": "host does not resolve"}
+    assert asked == [{"good.internal", "gone.internal"}]  # addresses are never looked up
+
+
+def test_other_keys_are_ignored() -> None:
+    data = {
+        "/services/web/config": "{}",
+        "/services/web/servers/a/deeper": value(host="10.0.0.1", port=80),
+        "/servicesx/web/servers/a": value(host="10.0.0.1", port=80),
+    }
+    index = index_services(entries(data), ["web"])
+    assert index.services == {"web": []}
+    assert index.rejected == {}
+
+
+def test_host_resolver_caches_and_answers() -> None:
+    resolver = HostResolver(timeout=5.0)
+    assert resolver(["localhost", "nonexistent.invalid"]) == {"localhost"}
+    assert resolver(["localhost"]) == {"localhost"}
+
+
+def test_reject_log_logs_each_key_once(caplog: pytest.LogCaptureFixture) -> None:
+    reject_log = RejectLog()
+    caplog.set_level(logging.WARNING, logger="muster.services")
+    reject_log.report({"/services/web/servers/b": "value is not JSON"}, "/services")
+    reject_log.report({"/services/web/servers/b": "value is not JSON"}, "/services")
+    assert len(caplog.records) == 1
+    # Fixed, then broken again: that is news.
+    reject_log.report({}, "/services")
+    reject_log.report({"/services/web/servers/b": "value is not JSON"}, "/services")
+    assert len(caplog.records) == 2
+    # The log names the key and reason, never the value.
+    assert "value is not JSON" in caplog.records[0].getMessage()
+
+
+def test_reject_log_keeps_keys_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="muster.services")
+    RejectLog().report({"/services/a\nb": "service name is not [A-Za-z0-9._-]"}, "/services")
+    assert "\n" not in caplog.records[0].getMessage()
+
+
+STOCK = """\
+{{- range $name := services }}{{ $name }}:{{ range servers $name }} {{ .Addr }}/{{ .Weight }}{{ end }}
+{{ end }}"""
+
+
+def render(values: dict[str, str], source: str = STOCK) -> str:
+    funcs = service_funcs(KVStore(values), reject_log=RejectLog(), resolvable=None)
+    return Template("t", funcs=funcs).parse(source).execute(None)
+
+
+def test_template_funcs_render_only_valid_entries() -> None:
+    out = render(
+        {
+            "/services/web/servers/a": value(host="10.0.0.1", port=80, weight=2),
+            "/services/web/servers/b": value(host="10.0.0.2; }", port=80),
+            "/services/api/servers/a": "nope",
+        }
+    )
+    assert out == "api:\nweb: 10.0.0.1:80/2\n"
+
+
+def test_template_funcs_take_a_root() -> None:
+    out = render(
+        {"/apps/web/servers/a": value(host="10.0.0.1", port=80)},
+        '{{ range services "/apps" }}{{ . }}{{ range servers . "/apps" }} {{ .ID }}{{ end }}{{ end }}',
+    )
+    assert out == "web a"
+
+
+def test_unknown_service_has_no_servers() -> None:
+    assert render({}, '{{ len (servers "nope") }}') == "0"
+
+
+def test_server_struct_equality() -> None:
+    assert Server("a", KEY, "10.0.0.1", 80) == Server("a", KEY, "10.0.0.1", 80)
+    assert Server("a", KEY, "10.0.0.1", 80) != Server("a", KEY, "10.0.0.1", 81)
+    assert repr(Server("a", KEY, "::1", 80)) == "Server('a', '[::1]:80', weight=1)"
