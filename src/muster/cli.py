@@ -17,9 +17,11 @@ __all__ = ["main"]
 
 # name -> "module:click_command". Add a line here when a command lands.
 COMMANDS: dict[str, str] = {
+    "confd": "muster.confd_cmd:confd_command",
     "nginx-check": "muster.nginxctl.cli:nginx_check",
     "nginx-reload": "muster.nginxctl.cli:nginx_reload",
     "register": "muster.register_cmd:register",
+    "run": "muster.confd_cmd:run_command",
 }
 
 

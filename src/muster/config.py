@@ -1,0 +1,426 @@
+"""The daemon's configuration: one frozen dataclass merged from defaults, confd.toml, env and flags.
+
+Precedence is the one confd documents (its code gets it wrong, see confd.md b.1):
+
+    defaults  <  confd.toml (``-config-file``)  <  ``CONFD_*`` environment  <  flags
+
+Every option is described once in ``OPTIONS``; the flag parser (``muster.confd_cmd``), the
+TOML reader and the environment reader all work from that table, so a new option is one line.
+Each layer converts its raw values and names its source in any ``ConfigError``; ``load()``
+validates the merged result once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from muster.errors import ConfigError
+from muster.log import LEVELS, kv
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "OPTIONS",
+    "Config",
+    "Layer",
+    "Option",
+    "env_layer",
+    "load",
+    "merge",
+    "parse_duration",
+    "toml_layer",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_FILE = "/etc/confd/confd.toml"
+
+DEFAULT_NODES = {"etcdv3": ("http://127.0.0.1:2379",), "etcd": ("http://127.0.0.1:2379",)}
+
+Kind = Literal["str", "bool", "int", "duration", "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its Config field, confd flag name, confd.toml key and value kind.
+
+    ``field`` is ``None`` for confd options muster accepts for compatibility but does not use
+    (Vault, DynamoDB and Redis settings); setting one only logs a warning.
+    """
+
+    field: str | None
+    flag: str | None
+    toml: str | None
+    kind: Kind
+    help: str
+
+    @property
+    def env(self) -> str:
+        """``CONFD_<KEY>``: confd's own names (``CONFD_CLIENT_CAKEYS``) for its TOML keys."""
+        name = self.toml or self.flag or ""
+        return "CONFD_" + name.upper().replace("-", "_")
+
+    @property
+    def name(self) -> str:
+        return self.field or self.toml or self.flag or "?"
+
+
+def _o(field: str | None, flag: str | None, toml: str | None, kind: Kind, help: str) -> Option:
+    return Option(field, flag, toml, kind, help)
+
+
+OPTIONS: tuple[Option, ...] = (
+    _o("backend", "backend", "backend", "str", "backend to use: etcdv3, etcd (v2 API), file, env"),
+    _o("nodes", "node", "nodes", "list", "list of backend nodes"),
+    _o("prefix", "prefix", "prefix", "str", "key path prefix"),
+    _o("confdir", "confdir", "confdir", "str", "confd conf directory"),
+    _o("config_file", "config-file", None, "str", "the confd config file"),
+    _o("interval", "interval", "interval", "int", "backend polling interval"),
+    _o("watch", "watch", "watch", "bool", "enable watch support"),
+    _o("onetime", "onetime", None, "bool", "run once and exit"),
+    _o("noop", "noop", "noop", "bool", "only show pending changes"),
+    _o("sync_only", "sync-only", "sync-only", "bool", "sync without check_cmd and reload_cmd"),
+    _o("keep_stage_file", "keep-stage-file", None, "bool", "keep staged files"),
+    _o("log_level", "log-level", "log-level", "str", "level which confd should log messages"),
+    _o("srv_domain", "srv-domain", "srv_domain", "str", "the name of the resource record"),
+    _o("srv_record", "srv-record", "srv_record", "str", "the SRV record to search for backends nodes"),
+    _o("scheme", "scheme", "scheme", "str", "the backend URI scheme for nodes retrieved from DNS SRV"),
+    _o("client_cert", "client-cert", "client_cert", "str", "the client cert"),
+    _o("client_key", "client-key", "client_key", "str", "the client key"),
+    _o("client_cakeys", "client-ca-keys", "client_cakeys", "str", "client ca keys"),
+    _o(
+        "client_insecure",
+        "client-insecure",
+        "client_insecure",
+        "bool",
+        "Allow connections to SSL sites without certs",
+    ),
+    _o("basic_auth", "basic-auth", "basic_auth", "bool", "Use Basic Auth to authenticate"),
+    _o("username", "username", "username", "str", "the username to authenticate as"),
+    _o("password", "password", "password", "str", "the password to authenticate with"),
+    _o("files", "file", "file", "list", "the YAML file to watch for changes (only used with -backend=file)"),
+    _o("filter", "filter", "filter", "str", "files filter (only used with -backend=file)"),
+    # muster's own additions (confd has no equivalent).
+    _o(
+        "debounce_window",
+        "debounce-window",
+        "debounce_window",
+        "duration",
+        "fold changes arriving within this quiet window after a render into one render",
+    ),
+    _o(
+        "debounce_max",
+        "debounce-max",
+        "debounce_max",
+        "duration",
+        "never delay a pending change longer than this",
+    ),
+    _o(
+        "resync_interval",
+        "resync-interval",
+        "resync_interval",
+        "duration",
+        "full re-read in watch mode at least this often (0 disables)",
+    ),
+    _o("check_timeout", "check-timeout", "check_timeout", "duration", "default check_cmd timeout"),
+    _o("reload_timeout", "reload-timeout", "reload_timeout", "duration", "default reload_cmd timeout"),
+    # Accepted for compatibility with confd's other backends; muster has no use for them.
+    _o(None, "auth-type", "auth_type", "str", "Vault auth backend type (unused by muster)"),
+    _o(None, "auth-token", "auth_token", "str", "Auth bearer token (unused by muster)"),
+    _o(None, "app-id", "app_id", "str", "Vault app-id (unused by muster)"),
+    _o(None, "user-id", "user_id", "str", "Vault user-id (unused by muster)"),
+    _o(None, "role-id", "role_id", "str", "Vault role-id (unused by muster)"),
+    _o(None, "secret-id", "secret_id", "str", "Vault secret-id (unused by muster)"),
+    _o(None, "path", "path", "str", "Vault auth mount path (unused by muster)"),
+    _o(None, "table", "table", "str", "DynamoDB table (unused by muster)"),
+    _o(None, "separator", "separator", "str", "Redis separator (unused by muster)"),
+    _o(None, None, "secret_keyring", "str", "confd <= 0.16 PGP keyring (unused by muster)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the daemon needs, validated; build it with ``load()``."""
+
+    backend: str = "etcdv3"
+    nodes: tuple[str, ...] = ()
+    prefix: str = ""
+    confdir: str = "/etc/confd"
+    config_file: str = DEFAULT_CONFIG_FILE
+    interval: int = 600
+    watch: bool = False
+    onetime: bool = False
+    noop: bool = False
+    sync_only: bool = False
+    keep_stage_file: bool = False
+    log_level: str = ""
+    srv_domain: str = ""
+    srv_record: str = ""
+    scheme: str = "http"
+    client_cert: str = ""
+    client_key: str = ""
+    client_cakeys: str = ""
+    client_insecure: bool = False
+    basic_auth: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    files: tuple[str, ...] = ()
+    filter: str = "*"
+    debounce_window: float = 0.1
+    debounce_max: float = 2.0
+    resync_interval: float = 300.0
+    check_timeout: float = 30.0
+    reload_timeout: float = 60.0
+
+    @property
+    def resource_dir(self) -> Path:
+        return Path(self.confdir) / "conf.d"
+
+    @property
+    def template_dir(self) -> Path:
+        return Path(self.confdir) / "templates"
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """Converted values from one source; ``source`` names it in errors and logs."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+# -- value conversion -------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a Go duration (``"250ms"``, ``"1m30s"``) or a plain number of seconds."""
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r} (use e.g. 250ms, 2s, 1m30s)")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not s:
+        raise ValueError("invalid duration ''")
+    return total
+
+
+def parse_go_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError("parse error")
+
+
+def parse_go_int(text: str) -> int:
+    """Go's ``strconv.ParseInt(s, 0, 64)``: ``0x``/``0o``/``0b`` prefixes, a leading 0 is octal."""
+    s = text
+    sign = -1 if s[:1] == "-" else 1
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    if not s or s != s.strip():
+        raise ValueError("parse error")
+    base = 10
+    if s[0] == "0":
+        if len(s) >= 3 and s[1].lower() in "box":
+            base, s = {"b": 2, "o": 8, "x": 16}[s[1].lower()], s[2:]
+        else:
+            base, s = 8, s[1:] or "0"
+    try:
+        value = sign * int(s, base)
+    except ValueError:
+        raise ValueError("parse error") from None
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("value out of range")
+    return value
+
+
+def convert(option: Option, raw: Any) -> Any:
+    """Turn a string (flag, env) or TOML value into the option's Python value; ValueError if bad."""
+    kind = option.kind
+    if kind == "list":
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(raw, list | tuple) and all(isinstance(x, str) for x in raw):
+            return tuple(raw)
+        raise ValueError("expected a list of strings")
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            return parse_go_bool(raw)
+        raise ValueError("expected true or false")
+    if kind == "int":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            return parse_go_int(raw)
+        raise ValueError("expected an integer")
+    if kind == "duration":
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            return parse_duration(raw)
+        raise ValueError("expected a duration such as 250ms or a number of seconds")
+    if isinstance(raw, str):
+        return raw
+    raise ValueError("expected a string")
+
+
+# -- layers ------------------------------------------------------------------------------------
+
+_BY_TOML = {o.toml: o for o in OPTIONS if o.toml}
+
+
+def toml_layer(path: str | os.PathLike[str], *, required: bool = False) -> Layer | None:
+    """Read a confd.toml; ``None`` if it is missing and not ``required`` (confd skips it silently)."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {source} does not exist") from None
+        logger.debug(kv("config.file.missing", path=source))
+        return None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        option = _BY_TOML.get(key)
+        if option is None:
+            known = ", ".join(sorted(_BY_TOML))
+            raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+        try:
+            values[option.name] = convert(option, raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: invalid value {raw!r} for {key!r}: {exc}") from exc
+    return Layer(source, values)
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    """``CONFD_*`` variables; an empty variable counts as unset."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.flag == "version":
+            continue
+        raw = environ.get(option.env, "")
+        if raw == "":
+            continue
+        try:
+            values[option.name] = convert(option, raw)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {option.env}: invalid value {raw!r}: {exc}") from exc
+    return Layer("environment", values)
+
+
+def merge(layers: Sequence[Layer], base: Config | None = None) -> Config:
+    """Apply ``layers`` in order over ``base`` (defaults); later layers win, unvalidated."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    updates: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.values.items():
+            if name in fields:
+                updates[name] = value
+            else:
+                logger.warning(
+                    kv(
+                        "config.option.ignored",
+                        option=name,
+                        source=layer.source,
+                        reason="only used by backends muster does not ship",
+                    )
+                )
+    return dataclasses.replace(base or Config(), **updates)
+
+
+def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the validated Config: defaults, then confd.toml, then ``CONFD_*``, then ``flags``.
+
+    ``flags`` maps option names (``Option.name``) to converted values, and holds only the
+    flags actually given on the command line. The config file is the one named by the flags,
+    else by ``CONFD_CONFIG_FILE``, else ``/etc/confd/confd.toml``; it is silently skipped
+    when missing, as confd does.
+    """
+    flags = dict(flags or {})
+    environ = os.environ if environ is None else environ
+    env = env_layer(environ)
+    flag_layer = Layer("flags", flags)
+    config_file = flags.get("config_file") or env.values.get("config_file") or DEFAULT_CONFIG_FILE
+    layers = [layer for layer in (toml_layer(config_file), env, flag_layer) if layer is not None]
+    config = merge(layers, Config(config_file=config_file))
+    if not config.nodes and config.backend in DEFAULT_NODES:
+        peers = environ.get("ETCDCTL_PEERS", "")
+        nodes = tuple(p.strip() for p in peers.split(",") if p.strip()) if peers else ()
+        config = dataclasses.replace(config, nodes=nodes or DEFAULT_NODES[config.backend])
+    sources = {name: layer.source for layer in layers for name in layer.values}
+    validate(config, sources)
+    return config
+
+
+def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
+    """Raise ``ConfigError`` naming the option and where it came from if ``config`` is unusable."""
+    sources = sources or {}
+
+    def fail(name: str, message: str) -> None:
+        where = sources.get(name, "defaults")
+        raise ConfigError(f"{message} (from {where})")
+
+    from muster.backends import REGISTRY
+
+    if config.backend not in REGISTRY:
+        # confd's other backends (consul, vault, redis, ...) end up here, named.
+        fail(
+            "backend",
+            f"unsupported backend {config.backend!r}; muster supports " + ", ".join(sorted(REGISTRY)),
+        )
+    if config.backend == "file" and not config.files:
+        fail("files", "-backend file needs at least one -file")
+    if config.interval <= 0:
+        fail("interval", f"interval must be a positive number of seconds, not {config.interval}")
+    if config.log_level.lower() not in LEVELS:
+        fail("log_level", f"unknown log level {config.log_level!r}; use debug, info, warning or error")
+    for name in ("debounce_window", "debounce_max", "resync_interval", "check_timeout", "reload_timeout"):
+        if getattr(config, name) < 0:
+            fail(name, f"{name.replace('_', '-')} must not be negative")
+    for name in ("check_timeout", "reload_timeout"):
+        if getattr(config, name) == 0:
+            fail(name, f"{name.replace('_', '-')} must be positive")
+    if config.debounce_max < config.debounce_window:
+        fail("debounce_max", "debounce-max must be at least debounce-window")
+    if bool(config.client_cert) != bool(config.client_key):
+        fail(
+            "client_cert" if config.client_cert else "client_key",
+            "client-cert and client-key must be given together",
+        )
+    if config.scheme not in ("http", "https"):
+        fail("scheme", f"scheme must be http or https, not {config.scheme!r}")

@@ -1,0 +1,517 @@
+"""The daemon: keep every template resource in step with the backend (onetime, interval, watch).
+
+Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
+
+* the **watcher** keeps ONE ``wait_changed`` open on the union of every resource's keys (confd
+  opens one per resource). Each return marks the state dirty. It resumes from the last revision
+  it saw, re-reads everything after a compaction, retries with capped backoff while the backend
+  is down (and forces a full re-read once it is back), and every ``resync_interval`` of silence
+  re-reads conf.d and everything, which also replaces a watch that may have died silently.
+* the **processor** waits for dirty, takes one snapshot per distinct key set, renders every
+  resource and applies the batch (``resources.sync.apply``: one reload per distinct command).
+  A change that finds the processor idle and out of its quiet window is applied at once: no
+  added latency. Changes that arrive during a batch, or within ``debounce_window`` after it,
+  are folded into one following batch that runs once the changes pause for
+  ``debounce_window``, or ``debounce_max`` after the first of them at the latest.
+
+Nothing polls while idle: both tasks block on the backend or an ``Event``. Signals set an
+``Event`` (SIGINT/SIGTERM stop, SIGHUP re-reads conf.d) and the original handlers come back
+on exit. ``clock``/``sleep`` are injectable so the debounce can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from muster.backends.base import Backend
+from muster.config import Config
+from muster.errors import (
+    BackendError,
+    ConfigError,
+    Error,
+    ResourceError,
+    RevisionCompacted,
+    TemplateError,
+    WatchUnsupported,
+)
+from muster.log import kv
+from muster.resources.render import render
+from muster.resources.spec import ResourceSpec, load_resources
+from muster.resources.sync import SyncOptions, apply
+
+__all__ = ["BatchReport", "Daemon", "Failure", "capture_signals", "minimal_prefixes", "run"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+BACKOFF_START = 0.05
+BACKOFF_MAX = 1.0  # a restarted etcd must be noticed well within a second
+KEYS_LOGGED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One resource (or resource file) that failed, and why."""
+
+    resource: str
+    error: Error
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one batch did; ``backend_error`` means some snapshot could not be read at all."""
+
+    failures: list[Failure] = field(default_factory=list)
+    changed: int = 0
+    revision: int | None = None
+    backend_error: BackendError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return max((f.error.exit_code for f in self.failures), default=0)
+
+
+def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
+    """Drop prefixes already covered by another (``/a`` covers ``/a/b``), keeping order stable."""
+    roots = sorted({p.rstrip("/") or "/" for p in prefixes})
+    kept: list[str] = []
+    for root in roots:
+        if any(k == "/" or root == k or root.startswith(k + "/") for k in kept):
+            continue
+        kept.append(root)
+    return kept
+
+
+def _change_summary(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tuple[int, str]:
+    """How many keys changed, and a bounded ``+added -removed ~modified`` list (keys, never values)."""
+    if old is None:
+        return len(new), "initial"
+    added = [f"+{k}" for k in new.keys() - old.keys()]
+    removed = [f"-{k}" for k in old.keys() - new.keys()]
+    modified = [f"~{k}" for k in new.keys() & old.keys() if new[k] != old[k]]
+    changes = sorted(added + removed + modified, key=lambda s: s[1:])
+    text = ",".join(changes[:KEYS_LOGGED])
+    if len(changes) > KEYS_LOGGED:
+        text += f",...{len(changes) - KEYS_LOGGED} more"
+    return len(changes), text
+
+
+class Daemon:
+    """Runs the resources of ``config`` against ``backend``; one method per confd mode."""
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        diff_out: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.clock = clock
+        self.sleep = sleep
+        self.specs: list[ResourceSpec] = []
+        self.opts = SyncOptions(
+            noop=config.noop,
+            sync_only=config.sync_only,
+            keep_stage_file=config.keep_stage_file,
+            check_timeout=config.check_timeout,
+            reload_timeout=config.reload_timeout,
+            diff_out=diff_out,
+        )
+        self.batches = 0
+        self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
+        # watch-mode state shared by the watcher and the processor
+        self._dirty = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._hup = asyncio.Event()
+        self._synced_rev: int | None = None
+        self._first_pending: float | None = None
+        self._last_change = 0.0
+        self._last_batch_end: float | None = None
+        self._trigger = "start"
+
+    # -- resources -----------------------------------------------------------------------------
+
+    def load(self) -> list[Failure]:
+        """(Re-)read conf.d; bad files are logged and returned, the good ones replace ``specs``."""
+        specs, errors = load_resources(
+            self.config.resource_dir, self.config.template_dir, global_prefix=self.config.prefix
+        )
+        for err in errors:
+            logger.error(kv("resource.load.failed", error=err))
+        if [s.name for s in specs] != [s.name for s in self.specs]:
+            logger.info(kv("resources.loaded", count=len(specs), names=",".join(s.name for s in specs)))
+        self.specs = specs
+        return [Failure(str(e).split(":", 1)[0], e) for e in errors]
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    async def process(self, specs: Sequence[ResourceSpec] | None = None) -> BatchReport:
+        """Snapshot, render and apply every resource once; never raises for a resource's failure."""
+        specs = self.specs if specs is None else specs
+        started = self.clock()
+        self.batches += 1
+        report = BatchReport()
+        groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
+        for spec in specs:
+            groups.setdefault(spec.prefixed_keys, []).append(spec)
+        rendered: list[tuple[ResourceSpec, bytes]] = []
+        revisions: list[int | None] = []
+        for keys, members in groups.items():
+            try:
+                snapshot = await self.backend.get_values(list(keys))
+            except BackendError as exc:
+                logger.error(kv("backend.read.failed", keys=",".join(keys), error=exc))
+                report.backend_error = exc
+                report.failures.extend(Failure(s.name, exc) for s in members)
+                continue
+            revisions.append(snapshot.revision)
+            count, summary = _change_summary(self._previous.get(keys), snapshot.values)
+            self._previous[keys] = snapshot.values
+            logger.info(
+                kv(
+                    "backend.snapshot",
+                    keys=",".join(keys),
+                    revision=snapshot.revision,
+                    count=len(snapshot.values),
+                    changed=count,
+                    changes=summary,
+                )
+            )
+            for spec in members:
+                try:
+                    content = await asyncio.to_thread(self._render, spec, snapshot.values)
+                except (TemplateError, ResourceError) as exc:
+                    logger.error(
+                        kv(
+                            "resource.render.failed",
+                            resource=spec.name,
+                            src=spec.src,
+                            error=exc,
+                            note="dest left unchanged",
+                        )
+                    )
+                    report.failures.append(Failure(spec.name, exc))
+                    continue
+                rendered.append((spec, content))
+        results = await apply(rendered, self.opts)
+        for result in results:
+            if result.error is not None:
+                report.failures.append(Failure(result.spec.name, result.error))
+            report.changed += result.changed
+        known = [r for r in revisions if r is not None]
+        report.revision = min(known) if known and len(known) == len(revisions) else None
+        logger.info(
+            kv(
+                "batch.complete",
+                trigger=self._trigger,
+                resources=len(specs),
+                changed=report.changed,
+                failed=len(report.failures),
+                revision=report.revision,
+                duration_ms=round((self.clock() - started) * 1000, 1),
+            )
+        )
+        return report
+
+    def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
+        started = time.perf_counter()
+        try:
+            source = spec.src.read_bytes()
+        except OSError as exc:
+            raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
+        content = render(spec, values, source)
+        logger.debug(
+            kv(
+                "resource.render.complete",
+                resource=spec.name,
+                bytes=len(content),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        )
+        return content
+
+    # -- modes ---------------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Process every resource once; log EVERY failure; return the worst exit code (0 if none)."""
+        self._trigger = "onetime"
+        failures = self.load()
+        report = await self.process()
+        failures += report.failures
+        for failure in failures:
+            logger.error(kv("resource.failed", resource=failure.resource, error=failure.error))
+        if failures:
+            logger.error(
+                kv("onetime.failed", failed=len(failures), resources=",".join(f.resource for f in failures))
+            )
+        return max((f.error.exit_code for f in failures), default=0)
+
+    async def run_interval(self) -> None:
+        """confd's default mode: re-read conf.d, process everything, sleep ``interval``; forever.
+
+        A conf.d that cannot be read at start is a ``ConfigError``; later it is logged and the
+        files stay as they are until it is back.
+        """
+        self.load()
+        while True:
+            self._trigger = "interval"
+            await self.process()
+            await self._sleep_or_hup(self.config.interval)
+            try:
+                self.load()
+            except ConfigError as exc:
+                logger.error(kv("resources.load.failed", error=exc))
+
+    async def run_watch(self) -> None:
+        """Watch the union of all resources' keys and apply changes as described above; forever."""
+        self.load()
+        self._mark_dirty("start")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._processor(), name="muster-processor")
+            tg.create_task(self._watcher(), name="muster-watcher")
+
+    async def _sleep_or_hup(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._hup.wait()
+        if self._hup.is_set():
+            logger.info(kv("resources.reload", reason="SIGHUP"))
+        self._hup.clear()
+
+    def hangup(self) -> None:
+        """SIGHUP: re-read conf.d and everything now."""
+        self._hup.set()
+
+    # -- watch mode internals ------------------------------------------------------------------
+
+    def _mark_dirty(self, trigger: str) -> None:
+        now = self.clock()
+        if not self._dirty.is_set():
+            self._first_pending = now
+            self._trigger = trigger
+        self._last_change = now
+        self._dirty.set()
+
+    def _watch_prefixes(self) -> list[str]:
+        return minimal_prefixes([k for spec in self.specs for k in spec.prefixed_keys])
+
+    async def _processor(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            await self._dirty.wait()
+            if (
+                self._last_batch_end is not None
+                and self.clock() - self._last_batch_end < self.config.debounce_window
+            ):
+                await self._debounce()
+            self._dirty.clear()
+            try:
+                report = await self.process()
+            except Exception as exc:  # a bug must not stop the daemon: log it, retry
+                logger.exception(kv("batch.crashed", error=exc))
+                report = BatchReport(backend_error=BackendError(str(exc)))
+            self._last_batch_end = self.clock()
+            if report.backend_error is not None:
+                # The files stay as they are; try again soon, the watcher may wake us earlier.
+                log = logger.warning if backoff == BACKOFF_START else logger.debug
+                log(kv("batch.retry", in_s=round(backoff, 2), error=report.backend_error))
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                self._mark_dirty("retry")
+                continue
+            backoff = BACKOFF_START
+            self._synced_rev = report.revision
+            self._synced.set()
+
+    async def _debounce(self) -> None:
+        """Wait until changes pause for the window, or the oldest pending change hits the max."""
+        first = self._first_pending if self._first_pending is not None else self.clock()
+        while True:
+            deadline = min(self._last_change + self.config.debounce_window, first + self.config.debounce_max)
+            now = self.clock()
+            if now >= deadline:
+                return
+            await self.sleep(deadline - now)
+
+    async def _watcher(self) -> None:
+        await self._synced.wait()
+        since = self._synced_rev
+        backoff = BACKOFF_START
+        failing: BackendError | None = None
+        while True:
+            if self._synced_rev is not None and (since is None or self._synced_rev > since):
+                since = self._synced_rev
+            prefixes = self._watch_prefixes()
+            try:
+                outcome, revision = await self._wait_for_change(prefixes, since)
+            except WatchUnsupported as exc:
+                logger.warning(
+                    kv(
+                        "watch.unsupported",
+                        backend=self.config.backend,
+                        error=exc,
+                        fallback=f"re-read every {self.config.interval}s",
+                    )
+                )
+                while True:
+                    await self._sleep_or_hup(self.config.interval)
+                    self.load()
+                    self._mark_dirty("interval")
+            except RevisionCompacted as exc:
+                logger.warning(
+                    kv(
+                        "watch.compacted",
+                        since=since,
+                        compact_revision=exc.compact_revision,
+                        action="full re-read",
+                    )
+                )
+                self._synced.clear()
+                self._mark_dirty("compacted")
+                await self._synced.wait()
+                since = self._synced_rev
+                continue
+            except BackendError as exc:
+                if failing is None:
+                    logger.warning(
+                        kv("watch.failed", backend=self.config.backend, error=exc, action="retrying")
+                    )
+                else:
+                    logger.debug(kv("watch.retry", error=exc, in_s=round(backoff, 2)))
+                failing = exc
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if failing is not None:
+                # Back in touch: re-read everything in case the outage hid something.
+                logger.info(kv("watch.recovered", backend=self.config.backend))
+                failing = None
+                backoff = BACKOFF_START
+                self._mark_dirty("reconnect")
+            if outcome == "change":
+                logger.debug(kv("watch.changed", revision=revision))
+                if revision is not None:
+                    since = revision
+                self._mark_dirty("change")
+            else:
+                logger.info(kv("resources.reload", reason=outcome))
+                self._hup.clear()
+                try:
+                    self.load()
+                except ConfigError as exc:
+                    logger.error(kv("resources.load.failed", error=exc))
+                self._mark_dirty(outcome)
+
+    async def _wait_for_change(self, prefixes: list[str], since: int | None) -> tuple[str, int | None]:
+        """("change", rev) from the backend, ("SIGHUP", None), or ("resync", None) on the timer."""
+        waiters: dict[asyncio.Future[object], str] = {}
+        if prefixes:
+            waiters[asyncio.ensure_future(self.backend.wait_changed(prefixes, since))] = "change"
+        waiters[asyncio.ensure_future(self._hup.wait())] = "SIGHUP"
+        timeout = self.config.resync_interval or None
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waiters:
+                fut.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        for fut in done:
+            if waiters[fut] == "change":
+                return "change", fut.result()  # type: ignore[return-value]
+        if done:
+            return "SIGHUP", None
+        return "resync", None
+
+
+@contextlib.contextmanager
+def capture_signals(stop: asyncio.Event, hangup: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``, SIGHUP calls ``hangup``; the previous handlers are restored."""
+    loop = asyncio.get_running_loop()
+    handlers: dict[signal.Signals, Callable[[], None]] = {
+        signal.SIGINT: stop.set,
+        signal.SIGTERM: stop.set,
+        signal.SIGHUP: hangup,
+    }
+    originals: dict[signal.Signals, object] = {}
+
+    def handler_for(action: Callable[[], None]) -> Callable[[int, object], None]:
+        def handle(_sig: int, _frame: object) -> None:
+            loop.call_soon_threadsafe(action)
+
+        return handle
+
+    try:
+        for sig, action in handlers.items():
+            originals[sig] = signal.signal(sig, handler_for(action))
+    except ValueError:
+        pass  # not the main thread (e.g. embedded in a test runner): no signal handling
+    try:
+        yield
+    finally:
+        for sig, original in originals.items():
+            signal.signal(sig, original)  # type: ignore[arg-type]
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def _raise_when_set(event: asyncio.Event) -> None:
+    await event.wait()
+    raise _Stopped
+
+
+async def run(config: Config, backend: Backend | None = None, *, diff_out: TextIO | None = None) -> int:
+    """Run the daemon as ``config`` says until done (onetime) or a signal; return the exit code."""
+    if backend is None:
+        backend = create_backend(config)
+    daemon = Daemon(config, backend, diff_out=diff_out)
+    try:
+        if config.onetime:
+            return await daemon.run_once()
+        stop = asyncio.Event()
+        mode = "watch" if config.watch else "interval"
+        logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
+        with capture_signals(stop, daemon.hangup):
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(_raise_when_set(stop))
+                    tg.create_task(daemon.run_watch() if config.watch else daemon.run_interval())
+            except* _Stopped:
+                logger.info(kv("daemon.stopped", reason="signal"))
+        return 0
+    finally:
+        await backend.aclose()
+
+
+def create_backend(config: Config) -> Backend:
+    """The backend named by ``config.backend``, connected with confd's connection options."""
+    from muster.backends import BackendOptions, create
+
+    options = BackendOptions(
+        nodes=config.nodes,
+        scheme=config.scheme,
+        username=config.username,
+        password=config.password,
+        basic_auth=config.basic_auth,
+        client_cert=config.client_cert,
+        client_key=config.client_key,
+        client_ca_keys=config.client_cakeys,
+        client_insecure=config.client_insecure,
+        files=config.files,
+        filter=config.filter,
+    )
+    return create(config.backend, options)

@@ -1,0 +1,1 @@
+"""Template resources: read their TOML (spec), render them (render), put them in place (sync, commands)."""

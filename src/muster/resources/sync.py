@@ -1,0 +1,380 @@
+"""Put rendered files in place safely: stage -> compare -> check -> fsync + rename -> reload -> rollback.
+
+Theory of operation, for one batch of rendered resources:
+
+1. **Stage.** Each output is written to ``.<dest-basename><random>`` in the dest directory
+   (same filesystem, so the rename is atomic), fsynced, and given its mode and owner.
+2. **Compare** content, mode, uid and gid of the staged file with dest. Equal: nothing to do.
+   ``-noop`` stops here and prints a unified diff.
+3. **Check.** ``check_cmd`` runs against the staged file; a failure leaves dest untouched.
+4. **Swap.** ``rename(staged, dest)`` then fsync the directory. A bind-mounted single file
+   (EBUSY, as in containers) is written in place instead, as confd does.
+5. **Reload.** Resources are grouped by their expanded ``reload_cmd``, and each command runs
+   once per batch, never twice at the same time (``SyncOptions.locks``).
+6. **Rollback.** If a reload fails, every file that command covered is put back as it was
+   (content, mode, owner; or removed if it did not exist) and the command runs again, so the
+   service goes back to the last good configuration. confd leaves the bad file in place.
+
+dest is only ever replaced whole, only after its check passed: never half-written, never
+unchecked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import difflib
+import errno
+import logging
+import os
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from muster.errors import CommandFailed, Error, ResourceError
+from muster.log import kv
+from muster.resources.commands import expand, run_command
+from muster.resources.spec import ResourceSpec
+
+__all__ = ["Staged", "SyncOptions", "SyncResult", "apply", "rollback", "stage", "swap"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncOptions:
+    """How a batch is applied; ``locks`` outlives batches so one command never runs twice at once."""
+
+    noop: bool = False
+    sync_only: bool = False
+    keep_stage_file: bool = False
+    check_timeout: float = 30.0
+    reload_timeout: float = 60.0
+    diff_out: TextIO | None = None
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, cmd: str) -> asyncio.Lock:
+        return self.locks.setdefault(cmd, asyncio.Lock())
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """dest as it was: content and attributes, or ``content is None`` if it did not exist."""
+
+    content: bytes | None
+    mode: int = 0
+    uid: int = -1
+    gid: int = -1
+
+
+@dataclass(slots=True)
+class Staged:
+    """A rendered file written next to its dest, and how it differs from dest."""
+
+    spec: ResourceSpec
+    path: Path | None
+    content: bytes
+    previous: FileState
+    reasons: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The outcome for one resource; ``error`` is ``None`` on success.
+
+    ``changed`` means dest was replaced (in ``-noop``: would be). ``rolled_back`` means it
+    was replaced, the reload failed, and the previous file was restored.
+    """
+
+    spec: ResourceSpec
+    changed: bool = False
+    reasons: tuple[str, ...] = ()
+    diff: str = ""
+    error: Error | None = None
+    rolled_back: bool = False
+    reloaded: bool = False
+
+
+def read_state(path: Path) -> FileState:
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ResourceError(f"{path} is not a regular file")
+            content = fh.read()
+    except FileNotFoundError:
+        return FileState(None)
+    except IsADirectoryError:
+        raise ResourceError(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ResourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return FileState(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+
+def _write_staged(dest: Path, content: bytes, mode: int, uid: int, gid: int) -> tuple[Path, FileState]:
+    """Write ``content`` to a new ``.<basename>XXXX`` file beside ``dest``; return it and its state."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="." + dest.name, dir=dest.parent)
+    except FileNotFoundError:
+        raise ResourceError(f"cannot stage {dest}: directory {dest.parent} does not exist") from None
+    except OSError as exc:
+        raise ResourceError(f"cannot stage {dest}: {exc.strerror or exc}") from exc
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            try:
+                os.fchown(fh.fileno(), uid, gid)
+            except OSError as exc:
+                # confd ignores chown errors; we say so, and compare what we really got.
+                logger.warning(
+                    kv("resource.chown.failed", dest=dest, uid=uid, gid=gid, error=exc.strerror or exc)
+                )
+            os.fsync(fh.fileno())
+            st = os.fstat(fh.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ResourceError(f"cannot stage {dest}: {exc.strerror or exc}") from exc
+    return path, FileState(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+
+def stage(spec: ResourceSpec, content: bytes, *, keep: bool = False) -> Staged:
+    """Stage ``content`` for ``spec.dest`` and compare it with dest.
+
+    An unchanged result is not kept on disk (unless ``keep``), so ``path`` may be ``None``.
+    """
+    previous = read_state(spec.dest)
+    if spec.mode is not None:
+        mode = spec.mode
+    elif previous.content is not None:
+        mode = previous.mode
+    else:
+        mode = 0o644
+    uid = spec.uid if spec.uid is not None else os.geteuid()
+    gid = spec.gid if spec.gid is not None else os.getegid()
+    path, new = _write_staged(spec.dest, content, mode, uid, gid)
+    reasons: list[str] = []
+    if previous.content is None:
+        reasons.append("missing")
+    else:
+        if previous.content != content:
+            reasons.append("content")
+        if previous.mode != new.mode:
+            reasons.append(f"mode {previous.mode:04o}->{new.mode:04o}")
+        if previous.uid != new.uid:
+            reasons.append(f"uid {previous.uid}->{new.uid}")
+        if previous.gid != new.gid:
+            reasons.append(f"gid {previous.gid}->{new.gid}")
+    staged = Staged(spec, path, content, previous, tuple(reasons))
+    if not staged.changed:
+        discard(staged, keep=keep)
+    return staged
+
+
+def discard(staged: Staged, *, keep: bool = False) -> None:
+    if staged.path is not None and not keep:
+        staged.path.unlink(missing_ok=True)
+        staged.path = None
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on a directory
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def swap(staged: Staged) -> None:
+    """Atomically replace dest with the staged file (in place for a busy bind-mounted dest)."""
+    assert staged.path is not None
+    dest = staged.spec.dest
+    try:
+        os.rename(staged.path, dest)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise ResourceError(f"cannot replace {dest}: {exc.strerror or exc}") from exc
+        # A single file bind-mounted into a container cannot be renamed over (confd does the same).
+        logger.warning(kv("resource.swap.in_place", dest=dest, reason="device or resource busy"))
+        try:
+            st = staged.path.stat()
+            with open(dest, "wb") as fh:
+                fh.write(staged.content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(dest, stat.S_IMODE(st.st_mode))
+            with contextlib.suppress(OSError):
+                os.chown(dest, st.st_uid, st.st_gid)
+        except OSError as exc2:
+            raise ResourceError(f"cannot write {dest}: {exc2.strerror or exc2}") from exc2
+        staged.path.unlink(missing_ok=True)
+    staged.path = None
+    _fsync_dir(dest.parent)
+
+
+def rollback(staged: Staged) -> None:
+    """Put back what dest was before ``swap(staged)``."""
+    dest = staged.spec.dest
+    prev = staged.previous
+    if prev.content is None:
+        dest.unlink(missing_ok=True)
+        _fsync_dir(dest.parent)
+        return
+    path, _ = _write_staged(dest, prev.content, prev.mode, prev.uid, prev.gid)
+    restore = Staged(staged.spec, path, prev.content, prev, ("rollback",))
+    swap(restore)
+
+
+def unified_diff(staged: Staged) -> str:
+    old = (staged.previous.content or b"").decode("utf-8", "replace").splitlines(keepends=True)
+    new = staged.content.decode("utf-8", "replace").splitlines(keepends=True)
+    dest = str(staged.spec.dest)
+    lines = difflib.unified_diff(old, new, fromfile=dest, tofile=f"{dest} (new)")
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+
+
+def diff_summary(staged: Staged) -> str:
+    old = (staged.previous.content or b"").splitlines()
+    new = staged.content.splitlines()
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag != "equal":
+            removed += i2 - i1
+            added += j2 - j1
+    return f"+{added} -{removed} lines"
+
+
+async def apply(rendered: Sequence[tuple[ResourceSpec, bytes]], opts: SyncOptions) -> list[SyncResult]:
+    """Apply one batch of rendered outputs; every resource gets a result, failures included."""
+    results: dict[int, SyncResult] = {}
+    swapped: list[tuple[int, Staged, str]] = []
+    for index, (spec, content) in enumerate(rendered):
+        started = time.monotonic()
+        try:
+            staged = stage(spec, content, keep=opts.keep_stage_file)
+        except ResourceError as exc:
+            logger.error(kv("resource.stage.failed", resource=spec.name, dest=spec.dest, error=exc))
+            results[index] = SyncResult(spec, error=exc)
+            continue
+        if not staged.changed:
+            logger.info(kv("resource.sync.unchanged", resource=spec.name, dest=spec.dest))
+            results[index] = SyncResult(spec)
+            continue
+        summary = diff_summary(staged)
+        reasons = ",".join(staged.reasons)
+        logger.info(kv("resource.changed", resource=spec.name, dest=spec.dest, reasons=reasons, diff=summary))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(kv("resource.diff", resource=spec.name, diff=unified_diff(staged)))
+        if opts.noop:
+            out = opts.diff_out or sys.stdout
+            out.write(unified_diff(staged) or f"{spec.dest}: {reasons}\n")
+            out.flush()
+            discard(staged, keep=opts.keep_stage_file)
+            results[index] = SyncResult(spec, changed=True, reasons=staged.reasons, diff=summary)
+            continue
+        try:
+            if spec.check_cmd and not opts.sync_only:
+                assert staged.path is not None
+                cmd = expand(spec.check_cmd, src=str(staged.path), dest=str(spec.dest))
+                await run_command(
+                    cmd, timeout=spec.check_timeout or opts.check_timeout, what="check", resource=spec.name
+                )
+            swap(staged)
+        except (CommandFailed, ResourceError) as exc:
+            discard(staged, keep=opts.keep_stage_file)
+            logger.error(
+                kv(
+                    "resource.sync.failed",
+                    resource=spec.name,
+                    dest=spec.dest,
+                    error=exc,
+                    note="dest left unchanged",
+                )
+            )
+            results[index] = SyncResult(spec, reasons=staged.reasons, diff=summary, error=exc)
+            continue
+        logger.info(
+            kv(
+                "resource.sync.complete",
+                resource=spec.name,
+                dest=spec.dest,
+                changed=True,
+                diff=summary,
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        )
+        results[index] = SyncResult(spec, changed=True, reasons=staged.reasons, diff=summary)
+        if spec.reload_cmd and not opts.sync_only:
+            # In reload_cmd the checked file now lives at dest, so {{.src}} means dest too.
+            cmd = expand(spec.reload_cmd, src=str(spec.dest), dest=str(spec.dest))
+            swapped.append((index, staged, cmd))
+    await _reload(swapped, results, opts)
+    return [results[i] for i in range(len(rendered))]
+
+
+async def _reload(
+    swapped: list[tuple[int, Staged, str]], results: dict[int, SyncResult], opts: SyncOptions
+) -> None:
+    groups: dict[str, list[tuple[int, Staged]]] = {}
+    for index, staged, cmd in swapped:
+        groups.setdefault(cmd, []).append((index, staged))
+    for cmd, members in groups.items():
+        names = ",".join(s.spec.name for _, s in members)
+        timeout = min(s.spec.reload_timeout or opts.reload_timeout for _, s in members)
+        async with opts.lock(cmd):
+            try:
+                await run_command(cmd, timeout=timeout, what="reload", resource=names)
+            except CommandFailed as exc:
+                failure: CommandFailed | None = exc
+            else:
+                failure = None
+            if failure is None:
+                for index, _ in members:
+                    results[index] = _replace(results[index], reloaded=True)
+                continue
+            logger.error(kv("resource.rollback.started", resources=names, reason="reload failed"))
+            restored = True
+            for index, staged in members:
+                try:
+                    rollback(staged)
+                except ResourceError as exc:
+                    restored = False
+                    logger.error(kv("resource.rollback.failed", resource=staged.spec.name, error=exc))
+                results[index] = _replace(results[index], error=failure, rolled_back=True)
+            if restored:
+                try:
+                    await run_command(cmd, timeout=timeout, what="reload", resource=names)
+                    logger.warning(
+                        kv(
+                            "resource.rollback.complete",
+                            resources=names,
+                            note="previous files restored and reloaded",
+                        )
+                    )
+                except CommandFailed:
+                    logger.error(
+                        kv(
+                            "resource.rollback.reload_failed",
+                            resources=names,
+                            note="previous files restored but the reload still fails",
+                        )
+                    )
+
+
+def _replace(result: SyncResult, **changes: object) -> SyncResult:
+    return dataclasses.replace(result, **changes)  # type: ignore[arg-type]
