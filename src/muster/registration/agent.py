@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from muster.backends.base import Lease, Registrar
@@ -73,7 +74,8 @@ class Agent:
         self.spec = spec
         self.op_timeout = op_timeout if op_timeout is not None else default_op_timeout(spec.ttl)
         self.machine = LeaseMachine(healthy=healthy, stop_timeout=stop_timeout, backoff=backoff)
-        self._clock = clock
+        # asyncio's loop clock is time.monotonic too, so deadlines and timeouts agree.
+        self._clock = clock if clock is not None else time.monotonic
         self._lease: Lease | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
@@ -83,7 +85,7 @@ class Agent:
         return f"<Agent key={self.spec.key} {self.machine!r}>"
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock()
 
     # -- control --------------------------------------------------------------------------
 

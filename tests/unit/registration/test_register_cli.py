@@ -1,0 +1,53 @@
+"""``muster register`` refuses bad input with exit 2 and a message naming it, before connecting."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from muster.cli import main
+
+BASE = [
+    "register",
+    "--service",
+    "web",
+    "--host",
+    "10.0.0.5",
+    "--port",
+    "8080",
+    "--node",
+    "http://127.0.0.1:9",
+]  # discard port: nothing may be written anyway
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--service", "we b"], "invalid service name 'we b'"),
+        (["--host", "10.0.0.256"], "invalid host '10.0.0.256'"),
+        (["--port", "0"], "invalid port 0"),
+        (["--id", "a/b"], "invalid server ID 'a/b'"),
+        (["--ttl", "0"], "invalid TTL 0"),
+        (["--prefix", "services"], "must start with '/'"),
+        (["--meta", "zone"], "'zone' is not KEY=VALUE"),
+        (["--meta", "a=1", "--meta", "a=2"], "key 'a' given twice"),
+        (["--meta", "host=evil"], "overwrite the server's host"),
+        (["--check-tcp", "x:1", "--check-cmd", "true"], "at most one health check"),
+        (["--check-tcp", "nohost"], "expected HOST:PORT"),
+        (["--check-http", "gopher://x"], "invalid check URL"),
+        (["--no-check", "--check-cmd", "true"], "--no-check contradicts --check-cmd"),
+        (["--backend", "consul"], "'consul' is not one of"),
+        (["--rise", "0"], "--rise"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_problem(extra: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, BASE + extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(main, ["register", "--help"])
+    assert result.exit_code == 0
+    for option in ("--check-http", "--drain", "--client-ca-keys", "--meta", "--node"):
+        assert option in result.output
