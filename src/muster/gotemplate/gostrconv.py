@@ -7,8 +7,11 @@ an invalid UTF-8 byte (``utf8.RuneError`` of width 1).
 
 from __future__ import annotations
 
+import math
 import struct
 from bisect import bisect_left
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
+from fractions import Fraction
 
 from muster.gotemplate.goisprint import IS_NOT_PRINT16, IS_NOT_PRINT32, IS_PRINT16, IS_PRINT32
 
@@ -158,19 +161,46 @@ def _split_digits(s: str) -> tuple[str, int]:
 
 
 def _float32(x: float) -> float:
-    packed: float = struct.unpack("<f", struct.pack("<f", x))[0]
+    """Go's float32(x): round to nearest, overflowing to an infinity."""
+    try:
+        packed: float = struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
     return packed
 
 
 def _shortest(x: float, bitsize: int) -> tuple[str, int]:
     if bitsize == 64:
         return _split_digits(repr(x))
-    # The nearest n-digit decimal round-trips iff any n-digit decimal does, so the
-    # first n that round-trips gives Go's shortest (closest) float32 digits.
-    for n in range(1, 10):  # pragma: no branch - 9 digits always round-trip a float32
-        s = f"{x:.{n - 1}e}"
-        if _float32(float(s)) == x:
-            return _split_digits(s)
+    return _shortest32(x)
+
+
+def _f32_from_bits(bits: int) -> float:
+    value: float = struct.unpack("<f", struct.pack("<I", bits))[0]
+    return value
+
+
+def _shortest32(x: float) -> tuple[str, int]:
+    """Go's shortest float32 digits: the fewest that read back (exactly) as ``x``."""
+    if x == 0:
+        return "", 0
+    bits = struct.unpack("<I", struct.pack("<f", x))[0]
+    f = Fraction(x)
+    down = Fraction(_f32_from_bits(bits - 1))
+    up = f + (f - down) if bits + 1 == 0x7F800000 else Fraction(_f32_from_bits(bits + 1))
+    lo, hi = (f + down) / 2, (f + up) / 2
+    inclusive = bits & 1 == 0  # halfway cases round to even mantissas
+    exact = Decimal(x)
+    for n in range(1, 10):  # pragma: no branch - 9 digits always identify a float32
+        found: list[tuple[Fraction, Decimal]] = []
+        for rounding in (ROUND_FLOOR, ROUND_CEILING):
+            cand = Context(prec=n, rounding=rounding).plus(exact)
+            c = Fraction(cand)
+            if lo < c < hi or (inclusive and c in (lo, hi)):
+                found.append((abs(c - f), cand))
+        if found:
+            best = min(found, key=lambda t: t[0])[1]
+            return _split_digits(f"{best:e}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
