@@ -415,10 +415,12 @@ class _State:
         self.node = node
         last = len(ident) - 1
         for i in range(last):
-            nxt = self.eval_field(dot, ident[i], node, None, _MISSING, receiver, iface)
-            iface = type(receiver) is dict or (
-                isinstance(receiver, GoMap) and receiver.elem == "interface {}"
-            )
+            name = ident[i]
+            nxt = self.eval_field(dot, name, node, None, _MISSING, receiver, iface)
+            if isinstance(receiver, GoStruct):
+                iface = receiver.go_field_types.get(name) == "interface {}"
+            else:
+                iface = _holds_interfaces(receiver)
             receiver = nxt
         return self.eval_field(dot, ident[last], node, args, final, receiver, iface)
 

@@ -29,7 +29,7 @@ operations (``len``, ``index``, ``slice``, ``%x``) work on ``to_bytes(s)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 __all__ = [
@@ -177,6 +177,9 @@ class GoStruct:
 
     go_type: ClassVar[str] = "struct"
     go_fields: ClassVar[tuple[str, ...]] = ()
+    # Declared types of fields whose static type matters to templates: an
+    # ``interface {}`` field is named so in error messages, as Go does.
+    go_field_types: ClassVar[Mapping[str, str]] = {}
     # Pointer receivers print as &{...} with %v (Go prints a pointer-to-struct that way).
     go_pointer: ClassVar[bool] = False
 
