@@ -1,0 +1,425 @@
+"""confd's template function map, with confd's Go signatures and exact semantics.
+
+``func_map(store)`` returns every function confd (kelseyhightower HEAD) gives its
+templates: the memkv store functions over one ``KVStore`` snapshot plus the helpers
+of ``resource/template/template_funcs.go``. Each is a ``GoFunc`` carrying the Go
+signature, so the executor type-checks arguments as Go's ``text/template`` does, and
+returns values typed as Go would (``[]string``, ``[]int``, ``memkv.KVPairs``...),
+which matters for ``%T``, printing and ``reverse``. Errors are raised as exceptions
+whose message is the Go error text; the executor wraps them as
+``error calling NAME: MESSAGE``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any, Final
+
+from muster import gosort
+from muster.dnslookup import SRV, lookup_ip, lookup_srv
+from muster.gotemplate.gostrconv import quote
+from muster.gotemplate.gotime import GoTime
+from muster.gotemplate.values import GoFunc, GoSlice, to_bytes
+from muster.store import KVPair, KVPairs, KVStore, path_base, path_dir
+
+__all__ = ["func_map", "helper_funcs", "store_funcs"]
+
+_STR: Final = "string"
+_INT: Final = "int"
+_ANY: Final = "interface {}"
+_KV_ELEM: Final = "memkv.KVPair"
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+
+
+def _strings(items: list[str]) -> GoSlice:
+    return GoSlice(items, _STR)
+
+
+def _wrap(x: int) -> int:
+    """Go's 64-bit ``int`` arithmetic wraps around."""
+    x &= (1 << 64) - 1
+    return x - (1 << 64) if x > _INT64_MAX else x
+
+
+class GoError(Exception):
+    """A Go ``error`` (or recovered panic) returned by a template function."""
+
+
+# --- store functions (memkv) ----------------------------------------------------
+
+
+def store_funcs(store: KVStore) -> dict[str, GoFunc]:
+    """memkv's ``FuncMap`` over ``store``: exists get gets getv getvs ls lsdir."""
+
+    def gets(pattern: str) -> KVPairs:
+        try:
+            return store.gets(pattern)
+        except ValueError as exc:  # gomatch.BadPattern
+            raise GoError(str(exc)) from None
+
+    def getvs(pattern: str) -> GoSlice:
+        try:
+            return _strings(store.getvs(pattern))
+        except ValueError as exc:
+            raise GoError(str(exc)) from None
+
+    def get(key: str) -> KVPair:
+        try:
+            return store.get(key)
+        except LookupError as exc:
+            raise GoError(str(exc)) from None
+
+    def getv(key: str, *default: str) -> str:
+        try:
+            return store.getv(key, *default)
+        except LookupError as exc:
+            raise GoError(str(exc)) from None
+
+    return {
+        "exists": GoFunc(store.exists, (_STR,), name="exists"),
+        "get": GoFunc(get, (_STR,), name="get"),
+        "gets": GoFunc(gets, (_STR,), name="gets"),
+        "getv": GoFunc(getv, (_STR,), variadic=_STR, name="getv"),
+        "getvs": GoFunc(getvs, (_STR,), name="getvs"),
+        "ls": GoFunc(lambda p: _strings(store.ls(p)), (_STR,), name="ls"),
+        "lsdir": GoFunc(lambda p: _strings(store.lsdir(p)), (_STR,), name="lsdir"),
+    }
+
+
+# --- helpers (template_funcs.go) ------------------------------------------------
+
+
+def go_split(s: str, sep: str) -> GoSlice:
+    """``strings.Split``; an empty separator splits into runes (invalid bytes become
+    U+FFFD, except in the last element, as Go's ``explode`` does)."""
+    if sep:
+        return _strings(s.split(sep))
+    chars = list(s)
+    for i in range(len(chars) - 1):
+        if 0xDC80 <= ord(chars[i]) <= 0xDCFF:
+            chars[i] = "\ufffd"
+    return _strings(chars)
+
+
+def _join(elems: list[str], sep: str) -> str:
+    return sep.join(elems)
+
+
+def _map_case(s: str, upper: bool) -> str:
+    """``strings.ToUpper``/``ToLower``: Go's per-rune simple case mapping."""
+    if s.isascii():
+        return s.upper() if upper else s.lower()
+    out = []
+    for ch in s:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append("\ufffd")  # strings.Map rewrites invalid bytes as RuneError
+            continue
+        mapped = ch.upper() if upper else ch.lower()
+        if len(mapped) != 1:
+            # Python applies full (multi-rune) mappings; Go only simple ones. Where a
+            # simple mapping exists it equals the title case (e.g. U+1FB3 -> U+1FBC).
+            if upper:
+                title = ch.title()
+                mapped = title if len(title) == 1 else ch
+            else:
+                mapped = "i" if ch == "\u0130" else ch
+        out.append(mapped)
+    return "".join(out)
+
+
+def _to_upper(s: str) -> str:
+    return _map_case(s, True)
+
+
+def _to_lower(s: str) -> str:
+    return _map_case(s, False)
+
+
+def _contains(s: str, substr: str) -> bool:
+    return substr in s
+
+
+def _replace(s: str, old: str, new: str, n: int) -> str:
+    # str.replace matches strings.Replace, empty ``old`` (insert around runes) included.
+    return s.replace(old, new, n)
+
+
+def _trim_suffix(s: str, suffix: str) -> str:
+    return s.removesuffix(suffix)
+
+
+def _getenv(key: str, *default: str) -> str:
+    value = os.environ.get(key, "")
+    if value == "":
+        return default[0] if default else ""
+    return value
+
+
+def _create_map(*values: Any) -> dict[str, Any]:
+    if len(values) % 2:
+        raise GoError("invalid map call")
+    out: dict[str, Any] = {}
+    for i in range(0, len(values), 2):
+        key = values[i]
+        if not isinstance(key, str):
+            raise GoError("map keys must be strings")
+        out[key] = values[i + 1]
+    return out
+
+
+def _go_number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise GoError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError("invalid character", name, 0)
+
+
+def _fix_strings(v: Any) -> Any:
+    # Go replaces invalid UTF-8 and unpaired surrogate escapes with U+FFFD.
+    if isinstance(v, str):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
+            return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in v)
+        return v
+    if isinstance(v, list):
+        return [_fix_strings(x) for x in v]
+    if isinstance(v, dict):
+        return {_fix_strings(k): _fix_strings(x) for k, x in v.items()}
+    return v
+
+
+_JSON_KIND = {dict: "object", list: "array", str: "string", bool: "bool", float: "number"}
+
+
+def go_json_decode(data: str) -> Any:
+    """``json.Unmarshal`` into ``interface{}``: objects -> dict, arrays -> list, every
+    number -> float; Go's syntax rules (no NaN/Infinity)."""
+    try:
+        value = json.loads(
+            data, parse_float=_go_number, parse_int=_go_number, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise GoError(_syntax_message(data, exc.pos)) from None
+    except RecursionError:
+        raise GoError("exceeded max depth") from None
+    return _fix_strings(value)
+
+
+def _syntax_message(data: str, pos: int) -> str:
+    stripped = data.strip(" \t\r\n")
+    if not stripped or pos >= len(data):
+        return "unexpected end of JSON input"
+    ch = data[pos]
+    shown = "'\\''" if ch == "'" else f"'{ch}'" if ch.isprintable() else quote(ch)
+    return f"invalid character {shown} looking for beginning of value"
+
+
+def _unmarshal(data: str, want: type, go_type: str) -> Any:
+    value = go_json_decode(data)
+    if value is None:
+        return want()  # a nil map / slice: Unmarshal of null leaves it unset
+    if not isinstance(value, want):
+        kind = _JSON_KIND.get(type(value), "value")
+        raise GoError(f"json: cannot unmarshal {kind} into Go value of type {go_type}")
+    return value
+
+
+def _json_object(data: str) -> dict[str, Any]:
+    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}")
+    return result
+
+
+def _json_array(data: str) -> list[Any]:
+    result: list[Any] = _unmarshal(data, list, "[]interface {}")
+    return result
+
+
+def _file_exists(path: str) -> bool:
+    # util.IsFileExist: only "does not exist" (ENOENT) counts as missing.
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
+
+
+def _base64_encode(data: str) -> str:
+    return binascii.b2a_base64(to_bytes(data), newline=False).decode("ascii")
+
+
+def _base64_decode(data: str) -> str:
+    # StdEncoding.DecodeString: padding required, \r and \n ignored, trailing bits
+    # not checked.
+    raw = to_bytes(data)
+    cleaned = raw.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        decoded = binascii.a2b_base64(cleaned, strict_mode=True) if cleaned else b""
+    except binascii.Error:
+        raise GoError(f"illegal base64 data at input byte {_bad_base64_offset(raw)}") from None
+    return decoded.decode("utf-8", "surrogateescape")
+
+
+_B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _bad_base64_offset(raw: bytes) -> int:
+    # Where Go reports the error: the first byte outside the alphabet, else the end
+    # of the last incomplete quantum.
+    n = 0
+    for i, c in enumerate(raw):
+        if c in b"\r\n":
+            continue
+        if c not in _B64:
+            return i
+        n += 1
+    return len(raw) - (n % 4) if n % 4 else len(raw)
+
+
+def parse_bool(s: str) -> bool:
+    """``strconv.ParseBool``."""
+    if s in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if s in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise GoError(f"strconv.ParseBool: parsing {quote(s)}: invalid syntax")
+
+
+def atoi(s: str) -> int:
+    """``strconv.Atoi``: optional sign, ASCII decimal digits only, within int64."""
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise GoError(f"strconv.Atoi: parsing {quote(s)}: invalid syntax")
+    value = int(s)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise GoError(f"strconv.Atoi: parsing {quote(s)}: value out of range")
+    return value
+
+
+def _reverse(values: Any) -> Any:
+    # Only []string and []memkv.KVPair are reversed; memkv.KVPairs (what gets
+    # returns) is another named type, so confd leaves it as it is.
+    if type(values) is GoSlice and values.elem in (_STR, _KV_ELEM):
+        values.reverse()
+    return values
+
+
+def _byte_len(s: str) -> int:
+    return len(s) if s.isascii() else len(to_bytes(s))
+
+
+def _sort_by_length(values: list[str]) -> list[str]:
+    gosort.sort_by_key(values, _byte_len)
+    return values
+
+
+def _sort_kv_by_length(values: list[KVPair]) -> GoSlice:
+    # Sorts the caller's slice in place, as Go does, and returns it as []memkv.KVPair.
+    gosort.sort_by_key(values, lambda kv: _byte_len(kv.Key))
+    return values if type(values) is GoSlice else GoSlice(values, _KV_ELEM)
+
+
+def _add(a: int, b: int) -> int:
+    return _wrap(a + b)
+
+
+def _sub(a: int, b: int) -> int:
+    return _wrap(a - b)
+
+
+def _mul(a: int, b: int) -> int:
+    return _wrap(a * b)
+
+
+def _div(a: int, b: int) -> int:
+    if b == 0:
+        raise GoError("runtime error: integer divide by zero")
+    q = abs(a) // abs(b)
+    return _wrap(q if (a >= 0) == (b >= 0) else -q)  # truncated toward zero
+
+
+def _mod(a: int, b: int) -> int:
+    if b == 0:
+        raise GoError("runtime error: integer divide by zero")
+    r = abs(a) % abs(b)
+    return r if a >= 0 else -r  # the sign follows the dividend
+
+
+def _seq(first: int, last: int) -> GoSlice:
+    return GoSlice(range(first, last + 1), _INT)
+
+
+def _lookup_ip(host: str) -> GoSlice:
+    # A failed lookup is a nil []string in confd: it prints as [] and is false.
+    return _strings(lookup_ip(host))
+
+
+def _filtered_ips(host: str, marker: str) -> GoSlice:
+    return _strings([ip for ip in lookup_ip(host) if marker in ip])
+
+
+def _lookup_srv(service: str, proto: str, name: str) -> GoSlice:
+    records: list[SRV] = lookup_srv(service, proto, name)
+    records.sort(key=lambda r: f"{r.Target}{r.Port}{r.Priority}{r.Weight}")
+    return GoSlice(records, "*net.SRV")
+
+
+def helper_funcs() -> dict[str, GoFunc]:
+    """The helpers of confd's ``newFuncMap`` (everything but the store functions)."""
+    s = (_STR,)
+    ss = (_STR, _STR)
+    ii = (_INT, _INT)
+    table: list[tuple[str, Callable[..., Any], tuple[str, ...], str | None]] = [
+        ("base", path_base, s, None),
+        ("dir", path_dir, s, None),
+        ("split", go_split, ss, None),
+        ("join", _join, ("[]string", _STR), None),
+        ("json", _json_object, s, None),
+        ("jsonArray", _json_array, s, None),
+        ("map", _create_map, (), _ANY),
+        ("getenv", _getenv, s, _STR),
+        ("datetime", GoTime.now, (), None),
+        ("toUpper", _to_upper, s, None),
+        ("toLower", _to_lower, s, None),
+        ("contains", _contains, ss, None),
+        ("replace", _replace, (_STR, _STR, _STR, _INT), None),
+        ("trimSuffix", _trim_suffix, ss, None),
+        ("lookupIP", _lookup_ip, s, None),
+        ("lookupIPV4", lambda h: _filtered_ips(h, "."), s, None),
+        ("lookupIPV6", lambda h: _filtered_ips(h, ":"), s, None),
+        ("lookupSRV", _lookup_srv, (_STR, _STR, _STR), None),
+        ("fileExists", _file_exists, s, None),
+        ("base64Encode", _base64_encode, s, None),
+        ("base64Decode", _base64_decode, s, None),
+        ("parseBool", parse_bool, s, None),
+        ("reverse", _reverse, (_ANY,), None),
+        ("sortByLength", _sort_by_length, ("[]string",), None),
+        ("sortKVByLength", _sort_kv_by_length, ("[]memkv.KVPair",), None),
+        ("add", _add, ii, None),
+        ("sub", _sub, ii, None),
+        ("mul", _mul, ii, None),
+        ("div", _div, ii, None),
+        ("mod", _mod, ii, None),
+        ("seq", _seq, ii, None),
+        ("atoi", atoi, s, None),
+    ]
+    return {name: GoFunc(fn, params, variadic=var, name=name) for name, fn, params, var in table}
+
+
+def func_map(store: KVStore) -> dict[str, GoFunc]:
+    """Every confd template function, the store functions reading ``store``.
+
+    As in confd, the store's functions are added last and win on a name clash.
+    """
+    funcs = helper_funcs()
+    funcs.update(store_funcs(store))
+    return funcs

@@ -1,0 +1,396 @@
+"""Go's ``time.Time`` as a template value: what confd's ``datetime`` returns.
+
+``GoTime`` is an instant (Unix seconds + nanoseconds) seen in a fixed zone (name and
+offset), with the methods templates call: ``Format`` (Go's whole layout language,
+ported from ``time/format.go``), ``Year``, ``Month``, ``Day``, ``Hour``, ``Minute``,
+``Second``, ``Nanosecond``, ``Weekday``, ``YearDay``, ``Unix``, ``UnixMilli``,
+``UnixNano``, ``UTC``, ``Local`` and ``String``. Like Go, a time read from the clock
+carries a monotonic reading that ``String`` prints as ``m=+S.NNNNNNNNN`` and that
+``UTC``/``Local`` drop.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from typing import ClassVar, Final
+
+from muster.gotemplate.values import GoInt, GoStruct, go_method
+
+__all__ = ["GoTime", "Month", "Weekday", "format_time"]
+
+_LONG_DAYS: Final = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_LONG_MONTHS: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# Go's runtime measures monotonic time from process start.
+_MONO_START: Final = _time.monotonic_ns()
+
+
+class Month(GoInt):
+    """``time.Month``: an int that prints as its English name."""
+
+    go_type = "time.Month"
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        if 1 <= self <= 12:
+            return _LONG_MONTHS[self - 1]
+        return f"%!Month({int(self)})"
+
+
+class Weekday(GoInt):
+    """``time.Weekday``: an int (Sunday = 0) that prints as its English name."""
+
+    go_type = "time.Weekday"
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        if 0 <= self <= 6:
+            return _LONG_DAYS[self]
+        return f"%!Weekday({int(self)})"
+
+
+_MonthT = Month
+_WeekdayT = Weekday
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day count since 1970-01-01, proleptic Gregorian."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return (y + 1 if m <= 2 else y), m, d
+
+
+def _is_leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+_CUM_DAYS: Final = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+class GoTime(GoStruct):
+    """A ``time.Time``; immutable."""
+
+    go_type: ClassVar[str] = "time.Time"
+    go_fields: ClassVar[tuple[str, ...]] = ()
+    __slots__ = ("_sec", "_nsec", "_zone", "_offset", "_mono")
+
+    def __init__(
+        self, sec: int, nsec: int = 0, zone: str = "UTC", offset: int = 0, mono: int | None = None
+    ) -> None:
+        sec += nsec // 1_000_000_000
+        self._sec = sec
+        self._nsec = nsec % 1_000_000_000
+        self._zone = zone
+        self._offset = offset
+        self._mono = mono
+
+    @classmethod
+    def now(cls) -> GoTime:
+        """``time.Now()`` in the local zone, with a monotonic reading."""
+        ns = _time.time_ns()
+        sec, nsec = divmod(ns, 1_000_000_000)
+        zone, offset = _local_zone(sec)
+        return cls(sec, nsec, zone, offset, _time.monotonic_ns() - _MONO_START)
+
+    def __repr__(self) -> str:
+        return f"GoTime({self._sec}, {self._nsec}, {self._zone!r}, {self._offset})"
+
+    def __eq__(self, other: object) -> bool:
+        # Go's == on Time compares wall, ext and loc; equal instants in equal zones.
+        return isinstance(other, GoTime) and (self._sec, self._nsec, self._zone, self._offset) == (
+            other._sec,
+            other._nsec,
+            other._zone,
+            other._offset,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._sec, self._nsec))
+
+    # -- calendar fields in the time's zone ---------------------------------
+
+    def _local_days_secs(self) -> tuple[int, int]:
+        return divmod(self._sec + self._offset, 86400)
+
+    def _date(self) -> tuple[int, int, int]:
+        return _civil(self._local_days_secs()[0])
+
+    def _yday(self) -> int:
+        y, m, d = self._date()
+        return _CUM_DAYS[m - 1] + d + (1 if m > 2 and _is_leap(y) else 0)
+
+    @go_method()
+    def Year(self) -> int:  # noqa: N802 - Go method names throughout
+        return self._date()[0]
+
+    @go_method()
+    def Month(self) -> _MonthT:  # noqa: N802
+        return _MonthT(self._date()[1])
+
+    @go_method()
+    def Day(self) -> int:  # noqa: N802
+        return self._date()[2]
+
+    @go_method()
+    def Hour(self) -> int:  # noqa: N802
+        return self._local_days_secs()[1] // 3600
+
+    @go_method()
+    def Minute(self) -> int:  # noqa: N802
+        return self._local_days_secs()[1] % 3600 // 60
+
+    @go_method()
+    def Second(self) -> int:  # noqa: N802
+        return self._local_days_secs()[1] % 60
+
+    @go_method()
+    def Nanosecond(self) -> int:  # noqa: N802
+        return self._nsec
+
+    @go_method()
+    def Weekday(self) -> _WeekdayT:  # noqa: N802
+        return _WeekdayT((self._local_days_secs()[0] + 4) % 7)  # 1970-01-01 was a Thursday
+
+    @go_method()
+    def YearDay(self) -> int:  # noqa: N802
+        return self._yday()
+
+    @go_method()
+    def Unix(self) -> int:  # noqa: N802
+        return self._sec
+
+    @go_method()
+    def UnixMilli(self) -> int:  # noqa: N802
+        return self._sec * 1000 + self._nsec // 1_000_000
+
+    @go_method()
+    def UnixNano(self) -> int:  # noqa: N802
+        return self._sec * 1_000_000_000 + self._nsec
+
+    @go_method()
+    def UTC(self) -> GoTime:  # noqa: N802
+        return GoTime(self._sec, self._nsec, "UTC", 0)
+
+    @go_method()
+    def Local(self) -> GoTime:  # noqa: N802
+        zone, offset = _local_zone(self._sec)
+        return GoTime(self._sec, self._nsec, zone, offset)
+
+    @go_method("string")
+    def Format(self, layout: str) -> str:  # noqa: N802
+        return format_time(self, layout)
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802
+        s = format_time(self, "2006-01-02 15:04:05.999999999 -0700 MST")
+        if self._mono is not None:
+            m = self._mono
+            sign = "-" if m < 0 else "+"
+            secs, frac = divmod(abs(m), 1_000_000_000)
+            s += f" m={sign}{secs}.{frac:09d}"
+        return s
+
+
+def _local_zone(sec: int) -> tuple[str, int]:
+    tm = _time.localtime(sec)
+    return tm.tm_zone or "", tm.tm_gmtoff or 0
+
+
+# -- Format: a port of time/format.go ---------------------------------------------
+
+_STD0X: Final = ("01", "02", "03", "04", "05", "06")
+
+
+def _starts_lower(s: str) -> bool:
+    return bool(s) and "a" <= s[0] <= "z"
+
+
+def _next_chunk(layout: str) -> tuple[str, str, str]:
+    """nextStdChunk: (prefix, std, suffix); std is a token name or "" at the end."""
+    n = len(layout)
+    i = 0
+    while i < n:
+        c = layout[i]
+        rest = layout[i:]
+        if c == "J" and rest.startswith("Jan"):
+            if rest.startswith("January"):
+                return layout[:i], "January", layout[i + 7 :]
+            if not _starts_lower(layout[i + 3 :]):
+                return layout[:i], "Jan", layout[i + 3 :]
+        elif c == "M" and n >= i + 3:
+            if rest.startswith("Mon"):
+                if rest.startswith("Monday"):
+                    return layout[:i], "Monday", layout[i + 6 :]
+                if not _starts_lower(layout[i + 3 :]):
+                    return layout[:i], "Mon", layout[i + 3 :]
+            if rest.startswith("MST"):
+                return layout[:i], "MST", layout[i + 3 :]
+        elif c == "0":
+            if n >= i + 2 and "1" <= layout[i + 1] <= "6":
+                return layout[:i], _STD0X[int(layout[i + 1]) - 1], layout[i + 2 :]
+            if rest.startswith("002"):
+                return layout[:i], "002", layout[i + 3 :]
+        elif c == "1":
+            if rest.startswith("15"):
+                return layout[:i], "15", layout[i + 2 :]
+            return layout[:i], "1", layout[i + 1 :]
+        elif c == "2":
+            if rest.startswith("2006"):
+                return layout[:i], "2006", layout[i + 4 :]
+            return layout[:i], "2", layout[i + 1 :]
+        elif c == "_":
+            if n >= i + 2 and layout[i + 1] == "2":
+                if layout[i + 1 : i + 5] == "2006":  # _2006 is a literal _ then 2006
+                    return layout[: i + 1], "2006", layout[i + 5 :]
+                return layout[:i], "_2", layout[i + 2 :]
+            if rest.startswith("__2"):
+                return layout[:i], "__2", layout[i + 3 :]
+        elif c in "345":
+            return layout[:i], c, layout[i + 1 :]
+        elif c == "P" and rest.startswith("PM"):
+            return layout[:i], "PM", layout[i + 2 :]
+        elif c == "p" and rest.startswith("pm"):
+            return layout[:i], "pm", layout[i + 2 :]
+        elif c in "-Z":
+            for tok in ("070000", "07:00:00", "0700", "07:00", "07"):
+                if rest.startswith(c + tok):
+                    return layout[:i], c + tok, layout[i + 1 + len(tok) :]
+        elif c in ".," and i + 1 < n and layout[i + 1] in "09":
+            ch = layout[i + 1]
+            j = i + 1
+            while j < n and layout[j] == ch:
+                j += 1
+            # The run of digits must end here: only a fractional second is all digits.
+            if not (j < n and "0" <= layout[j] <= "9"):
+                return layout[:i], c + layout[i + 1 : j], layout[j:]
+        i += 1
+    return layout, "", ""
+
+
+def _pad(x: int, width: int) -> str:
+    # appendInt: minus sign first, then zero padding of the digits.
+    if x < 0:
+        return "-" + str(-x).rjust(width, "0")
+    return str(x).rjust(width, "0")
+
+
+def _zone_text(std: str, offset: int) -> str:
+    if offset == 0 and std.startswith("Z"):
+        return "Z"
+    zone = int(offset / 60)  # Go's integer division truncates toward zero
+    absoffset = offset
+    sign = "+"
+    if zone < 0:
+        sign = "-"
+        zone = -zone
+        absoffset = -absoffset
+    out = sign + _pad(zone // 60, 2)
+    body = std[1:]
+    if ":" in body:
+        out += ":"
+    if body != "07":
+        out += _pad(zone % 60, 2)
+    if body in ("070000", "07:00:00"):
+        if body == "07:00:00":
+            out += ":"
+        out += _pad(absoffset % 60, 2)
+    return out
+
+
+def format_time(t: GoTime, layout: str) -> str:
+    """``t.Format(layout)`` with Go's reference-time layout language."""
+    out: list[str] = []
+    days, secs = t._local_days_secs()
+    date: tuple[int, int, int] | None = None
+    hour, minute, sec = secs // 3600, secs % 3600 // 60, secs % 60
+    while layout:
+        prefix, std, layout = _next_chunk(layout)
+        if prefix:
+            out.append(prefix)
+        if not std:
+            break
+        if date is None:
+            date = _civil(days)
+        year, month, day = date
+        if std == "06":
+            out.append(_pad(abs(year) % 100, 2))
+        elif std == "2006":
+            out.append(_pad(year, 4))
+        elif std == "Jan":
+            out.append(_LONG_MONTHS[month - 1][:3])
+        elif std == "January":
+            out.append(_LONG_MONTHS[month - 1])
+        elif std == "1":
+            out.append(str(month))
+        elif std == "01":
+            out.append(_pad(month, 2))
+        elif std == "Mon":
+            out.append(_LONG_DAYS[(days + 4) % 7][:3])
+        elif std == "Monday":
+            out.append(_LONG_DAYS[(days + 4) % 7])
+        elif std == "2":
+            out.append(str(day))
+        elif std == "_2":
+            out.append(str(day).rjust(2))
+        elif std == "02":
+            out.append(_pad(day, 2))
+        elif std == "__2":
+            out.append(str(t._yday()).rjust(3))
+        elif std == "002":
+            out.append(_pad(t._yday(), 3))
+        elif std == "15":
+            out.append(_pad(hour, 2))
+        elif std in ("3", "03"):
+            hr = hour % 12 or 12  # noon is 12PM, midnight 12AM
+            out.append(_pad(hr, len(std)) if std == "03" else str(hr))
+        elif std == "4":
+            out.append(str(minute))
+        elif std == "04":
+            out.append(_pad(minute, 2))
+        elif std == "5":
+            out.append(str(sec))
+        elif std == "05":
+            out.append(_pad(sec, 2))
+        elif std == "PM":
+            out.append("PM" if hour >= 12 else "AM")
+        elif std == "pm":
+            out.append("pm" if hour >= 12 else "am")
+        elif std[0] in "-Z":
+            out.append(_zone_text(std, t._offset))
+        elif std == "MST":
+            if t._zone:
+                out.append(t._zone)
+            else:
+                zone = int(t._offset / 60)
+                sign = "-" if zone < 0 else "+"
+                zone = abs(zone)
+                out.append(sign + _pad(zone // 60, 2) + _pad(zone % 60, 2))
+        else:  # fractional second: separator then run of 0s or 9s
+            n = min(len(std) - 1, 9)
+            digits = f"{t._nsec:09d}"
+            if std[1] == "9":
+                digits = digits[:n].rstrip("0")
+                if digits:
+                    out.append(std[0] + digits)
+            else:
+                out.append(std[0] + digits[:n])
+    return "".join(out)

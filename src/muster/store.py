@@ -1,0 +1,377 @@
+"""The immutable key/value snapshot that confd templates read (confd's ``memkv``), indexed.
+
+confd's memkv scans every key on each ``gets``/``getvs``/``ls``/``lsdir`` call, which
+makes the classic nginx template quadratic in the number of services. ``KVStore``
+builds a children index once (directory -> child names, each a leaf, a directory or
+both) and answers those calls by walking it, so each call costs in proportion to
+what it returns. The answers are exactly memkv's, quirks included:
+
+- ``gets``/``getvs`` use Go's ``path.Match`` (``*`` never crosses ``/``), sorted by
+  key / by value; no match is an empty list; a malformed pattern is an error, but
+  only when the store holds at least one key (memkv reports it from its scan loop).
+- ``ls "/"`` lists only top-level leaf keys, so a tree of directories lists nothing
+  (confd#725); ``lsdir "/"`` is always empty. ``ls KEY`` gives the key's base name.
+- ``ls``/``lsdir`` compare Go-``path.Clean``-ed terms but strip the raw argument, so
+  odd arguments (``/a//b``, ``/a/./b``, relative paths) give memkv's odd answers;
+  those, and stores whose keys are not clean absolute paths, take a faithful scan.
+
+Theory of operation: a key is split on ``/`` into segments; directory ``D`` (the key
+text before a separating ``/``) maps to ``{child: flags}``. Because ``*`` and ``?``
+never match ``/`` and literals match themselves, a pattern without ``[`` or ``\\``
+has exactly one segment per name segment, so it is matched level by level: a
+literal segment is a dictionary lookup, ``*`` takes every child, anything else is
+matched against the children of that level only. Patterns with character classes
+(which can match ``/``) are matched whole, by the Go port, against the keys under
+their literal directory prefix.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator, Mapping
+from typing import ClassVar, Final
+
+from muster import gomatch
+from muster.gotemplate.values import GoSlice, GoStruct
+
+__all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
+
+_LEAF: Final = 1
+_DIR: Final = 2
+_ROOT: Final = "\x00root"  # parent of the first segment; cannot be a key prefix
+
+
+class KeyNotFound(LookupError):
+    """memkv's ``KeyError``: ``key does not exist: KEY``."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"key does not exist: {key}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class KVPair(GoStruct):
+    """``memkv.KVPair{Key, Value}``: what ``get`` and ``gets`` return."""
+
+    go_type: ClassVar[str] = "memkv.KVPair"
+    go_fields: ClassVar[tuple[str, ...]] = ("Key", "Value")
+    __slots__ = ("Key", "Value")
+
+    def __init__(self, key: str, value: str) -> None:
+        self.Key = key
+        self.Value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KVPair) and (self.Key, self.Value) == (other.Key, other.Value)
+
+    def __hash__(self) -> int:
+        return hash((self.Key, self.Value))
+
+    def __repr__(self) -> str:
+        return f"KVPair({self.Key!r}, {self.Value!r})"
+
+
+class KVPairs(GoSlice):
+    """``memkv.KVPairs``, the named slice type ``gets`` returns.
+
+    It is a distinct Go type from ``[]memkv.KVPair``: confd's ``reverse`` type-switches
+    on ``[]memkv.KVPair`` and so leaves a ``gets`` result untouched, while
+    ``sortKVByLength`` accepts it (the types are assignable) and returns a plain
+    ``[]memkv.KVPair``.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: list[KVPair] | tuple[KVPair, ...] = ()) -> None:
+        super().__init__(items, "memkv.KVPair")
+
+
+# ---------------------------------------------------------------------------
+# Go's path package, for the memkv quirks that depend on it.
+
+
+def path_clean(p: str) -> str:
+    """``path.Clean``: the shortest equivalent path by lexical processing."""
+    if p == "":
+        return "."
+    rooted = p.startswith("/")
+    out: list[str] = []
+    for part in p.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            elif not rooted:
+                out.append("..")
+            continue
+        out.append(part)
+    cleaned = "/".join(out)
+    if rooted:
+        return "/" + cleaned
+    return cleaned or "."
+
+
+def path_base(p: str) -> str:
+    """``path.Base``: the last element, trailing slashes removed; ``.`` or ``/``."""
+    if p == "":
+        return "."
+    p = p.rstrip("/")
+    if p == "":
+        return "/"
+    return p[p.rfind("/") + 1 :]
+
+
+def path_dir(p: str) -> str:
+    """``path.Dir``: all but the last element, cleaned."""
+    return path_clean(p[: p.rfind("/") + 1])
+
+
+def _terms(p: str) -> list[str]:
+    # memkv pathToTerms
+    return path_clean(p).split("/")
+
+
+def _has_prefix_terms(prefix: list[str], test: list[str]) -> bool:
+    # memkv samePrefixTerms
+    return len(test) >= len(prefix) and test[: len(prefix)] == prefix
+
+
+def _go_sorted(items: list[str]) -> list[str]:
+    """``sort.Strings``: bytewise order (differs from code point order only for
+    surrogate-escaped invalid bytes)."""
+    if all(s.isascii() for s in items):
+        return sorted(items)
+    return sorted(items, key=lambda s: s.encode("utf-8", "surrogateescape"))
+
+
+_SEGMENT_UNSAFE = re.compile(r"[\[\\]")
+_SPECIAL = re.compile(r"[*?\[\\]")
+
+
+def _segment_regex(seg: str) -> re.Pattern[str]:
+    # Only for segments free of [ and \: * is any run, ? one rune (never / here).
+    parts = []
+    for ch in seg:
+        if ch == "*":
+            parts.append(".*")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+class KVStore:
+    """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
+
+    Construction costs O(total key length); lookups cost in proportion to their
+    answer. Methods mirror memkv's and raise ``KeyNotFound`` / ``gomatch.BadPattern``
+    where memkv returns an error.
+    """
+
+    __slots__ = ("_values", "_children", "_sorted_cache", "_canonical", "_keys_sorted")
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values: dict[str, str] = dict(values)
+        self._children: dict[str, dict[str, int]] = {}
+        self._sorted_cache: dict[str, list[str]] = {}
+        self._keys_sorted: list[str] | None = None
+        canonical = True
+        children = self._children
+        for key in self._values:
+            segs = key.split("/")
+            if canonical and (
+                segs[0] != "" or len(segs) < 2 or "" in segs[1:] or "." in segs or ".." in segs
+            ):
+                canonical = False
+            parent = _ROOT
+            last = len(segs) - 1
+            for i, seg in enumerate(segs):
+                kids = children.get(parent)
+                if kids is None:
+                    kids = children[parent] = {}
+                kids[seg] = kids.get(seg, 0) | (_LEAF if i == last else _DIR)
+                parent = seg if i == 0 else parent + "/" + seg
+        self._canonical = canonical
+
+    # -- plain lookups -----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"KVStore({len(self._values)} keys)"
+
+    @property
+    def values(self) -> Mapping[str, str]:
+        return self._values
+
+    def exists(self, key: str) -> bool:
+        """True iff ``key`` is itself a key (a directory is not)."""
+        return key in self._values
+
+    def get(self, key: str) -> KVPair:
+        try:
+            return KVPair(key, self._values[key])
+        except KeyError:
+            raise KeyNotFound(key) from None
+
+    def getv(self, key: str, *default: str) -> str:
+        """The value; else the first default if given; else ``KeyNotFound``."""
+        try:
+            return self._values[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise KeyNotFound(key) from None
+
+    # -- glob --------------------------------------------------------------
+
+    def _kids(self, parent: str) -> dict[str, int]:
+        return self._children.get(parent, {})
+
+    def _sorted_kids(self, parent: str) -> list[str]:
+        cached = self._sorted_cache.get(parent)
+        if cached is None:
+            cached = self._sorted_cache[parent] = _go_sorted(list(self._kids(parent)))
+        return cached
+
+    def match_keys(self, pattern: str) -> list[str]:
+        """Every key ``path.Match`` accepts for ``pattern``, in no particular order."""
+        if not self._values:
+            return []  # memkv never calls path.Match on an empty store: no error either
+        gomatch.validate(pattern)
+        if _SEGMENT_UNSAFE.search(pattern):
+            return self._match_whole(pattern)
+        segs = pattern.split("/")
+        frontier = [_ROOT]
+        last = len(segs) - 1
+        for i, seg in enumerate(segs):
+            want = _LEAF if i == last else _DIR
+            nxt: list[str] = []
+            if not _SPECIAL.search(seg):
+                for parent in frontier:
+                    if self._kids(parent).get(seg, 0) & want:
+                        nxt.append(_join(parent, seg))
+            elif seg == "*":
+                for parent in frontier:
+                    nxt.extend(_join(parent, c) for c, f in self._kids(parent).items() if f & want)
+            else:
+                rx = _segment_regex(seg)
+                for parent in frontier:
+                    nxt.extend(
+                        _join(parent, c)
+                        for c, f in self._kids(parent).items()
+                        if f & want and rx.fullmatch(c)
+                    )
+            frontier = nxt
+            if not frontier:
+                return []
+        return frontier
+
+    def _match_whole(self, pattern: str) -> list[str]:
+        # A character class may match "/", so segments do not align: run the Go
+        # matcher on every key that starts with the pattern's literal prefix.
+        m = _SPECIAL.search(pattern)
+        literal = pattern[: m.start()] if m else pattern
+        keys = self._sorted_keys()
+        lo = bisect.bisect_left(keys, literal)
+        out = []
+        pat = pattern.encode("utf-8", "surrogateescape")
+        for key in keys[lo:]:
+            if not key.startswith(literal):
+                break
+            if gomatch.match_bytes(pat, key.encode("utf-8", "surrogateescape")):
+                out.append(key)
+        return out
+
+    def _sorted_keys(self) -> list[str]:
+        if self._keys_sorted is None:
+            self._keys_sorted = sorted(self._values)
+        return self._keys_sorted
+
+    def gets(self, pattern: str) -> KVPairs:
+        """``memkv.GetAll``: the pairs whose key matches, sorted by key."""
+        values = self._values
+        return KVPairs([KVPair(k, values[k]) for k in _go_sorted(self.match_keys(pattern))])
+
+    def getvs(self, pattern: str) -> list[str]:
+        """``memkv.GetAllValues``: the values of the matching keys, sorted by value."""
+        values = self._values
+        return _go_sorted([values[k] for k in self.match_keys(pattern)])
+
+    # -- listing -----------------------------------------------------------
+
+    def _fast_dir(self, file_path: str) -> str | None:
+        """The index directory for ``file_path`` when memkv's answer is the plain one."""
+        if not self._canonical or not file_path.startswith("/"):
+            return None
+        clean = path_clean(file_path)
+        if file_path == clean or (clean != "/" and file_path == clean + "/"):
+            return "" if clean == "/" else clean
+        return None
+
+    def ls(self, file_path: str) -> list[str]:
+        """``memkv.List``: sorted names of the children of ``file_path``."""
+        d = self._fast_dir(file_path)
+        if d is None:
+            return self._scan_list(file_path)
+        if d == "":
+            # memkv compares Clean("/") terms ["", ""], which only the parents of
+            # top-level keys have: directories under "/" are invisible (confd#725).
+            return [c for c in self._sorted_kids("") if self._kids("")[c] & _LEAF]
+        names = self._sorted_kids(d)
+        if file_path == d and file_path in self._values:
+            base = path_base(d)
+            if base not in self._kids(d):
+                return _go_sorted([*names, base])
+        return list(names)
+
+    def lsdir(self, file_path: str) -> list[str]:
+        """``memkv.ListDir``: sorted names of the children of ``file_path`` that have keys
+        below them."""
+        d = self._fast_dir(file_path)
+        if d is None:
+            return self._scan_listdir(file_path)
+        if d == "":
+            return []
+        kids = self._kids(d)
+        return [c for c in self._sorted_kids(d) if kids[c] & _DIR]
+
+    def _scan_list(self, file_path: str) -> list[str]:
+        # memkv.List, verbatim, for arguments and stores off the fast path.
+        prefix = _terms(file_path)
+        found: set[str] = set()
+        for key in self._values:
+            if key == file_path:
+                found.add(path_base(key))
+                continue
+            if _has_prefix_terms(prefix, _terms(path_dir(key))):
+                stripped = key.removeprefix(file_path).removeprefix("/")
+                found.add(stripped.split("/")[0])
+        return _go_sorted(list(found))
+
+    def _scan_listdir(self, file_path: str) -> list[str]:
+        # memkv.ListDir, verbatim.
+        prefix = _terms(file_path)
+        found: set[str] = set()
+        for key in self._values:
+            if key.startswith(file_path):
+                items = _terms(path_dir(key))
+                if _has_prefix_terms(prefix, items) and len(items) > len(prefix):
+                    found.add(items[len(prefix)])
+        return _go_sorted(list(found))
+
+
+def _join(parent: str, child: str) -> str:
+    return child if parent == _ROOT else parent + "/" + child
