@@ -37,6 +37,14 @@ type Temp struct {
 
 func (t Temp) String() string { return fmt.Sprintf("%.1fC", t.Deg) }
 
+// Ver has both String and GoString, as time.Time does.
+type Ver struct {
+	Major, Minor int
+}
+
+func (v Ver) String() string   { return fmt.Sprintf("v%d.%d", v.Major, v.Minor) }
+func (v Ver) GoString() string { return fmt.Sprintf("Ver(%d, %d)", v.Major, v.Minor) }
+
 // Val is an argument: the Go value and its encoding.
 type Val struct {
 	G   interface{}
@@ -146,9 +154,28 @@ func BoolStrSliceMap(kv map[bool][]string) Val {
 	return Val{kv, enc("gomap", "key", "bool", "elem", "[]string", "v", e)}
 }
 
+func ComplexStrMap(kv map[complex128]string) Val {
+	var e [][]interface{}
+	for k, v := range kv {
+		e = append(e, []interface{}{C(k).Enc, S(v).Enc})
+	}
+	return Val{kv, enc("gomap", "key", "complex128", "elem", "string", "v", e)}
+}
+
+func KVIntMap(kv map[KV]int) Val {
+	var e [][]interface{}
+	for k, v := range kv {
+		e = append(e, []interface{}{KVal(k.Key, k.Value).Enc, I(v).Enc})
+	}
+	return Val{kv, enc("gomap", "key", "main.KV", "elem", "int", "v", e)}
+}
+
 func KVal(k, v string) Val  { return Val{KV{k, v}, enc("KV", "key", S(k).Enc, "value", S(v).Enc)} }
 func KPtr(k, v string) Val  { return Val{&KV{k, v}, enc("*KV", "key", S(k).Enc, "value", S(v).Enc)} }
 func TempVal(d float64) Val { return Val{Temp{d}, enc("Temp", "deg", F(d).Enc)} }
+func VerVal(major, minor int) Val {
+	return Val{Ver{major, minor}, enc("Ver", "major", I(major).Enc, "minor", I(minor).Enc)}
+}
 func PairVal(n string, a Val, i int) Val {
 	return Val{Pair{n, a.G, i}, enc("Pair", "name", S(n).Enc, "any", a.Enc, "n", I(i).Enc)}
 }
@@ -188,7 +215,11 @@ func record(c Case, out string) {
 	if !utf8.ValidString(out) {
 		res = map[string]string{"hex": hex.EncodeToString([]byte(out))}
 	}
-	g.Runs = append(g.Runs, [2]interface{}{c.Format, res})
+	var format interface{} = c.Format
+	if !utf8.ValidString(c.Format) {
+		format = map[string]string{"hex": hex.EncodeToString([]byte(c.Format))}
+	}
+	g.Runs = append(g.Runs, [2]interface{}{format, res})
 }
 
 func split(vals []Val) ([]interface{}, []map[string]interface{}) {
@@ -241,7 +272,10 @@ func main() {
 		BoolStrSliceMap(map[bool][]string{true: {"t"}, false: {"f", "g"}}),
 		KVal("/app/port", "8080"), KPtr("/k", "v\n"), TempVal(21.55), TempVal(-3),
 		PairVal("p", Nil(), 1), PairVal("q", L(S("x"), TempVal(1)), -2), PairVal("r", KVal("a", "b"), 0),
-		L(TempVal(5), KVal("x", "y")), M("t", TempVal(2)),
+		L(TempVal(5), KVal("x", "y")), M("t", TempVal(2)), VerVal(1, 2), L(VerVal(0, 9), Nil()),
+		L(C(complex(1, 2)), C(complex(0, -1))),
+		ComplexStrMap(map[complex128]string{complex(1, 2): "a", complex(1, 1): "b", complex(0, 5): "c", complex(math.NaN(), 0): "n"}),
+		KVIntMap(map[KV]int{{"b", "1"}: 1, {"a", "2"}: 2, {"a", "1"}: 3}),
 	}
 	verbs := []string{"v", "+v", "#v", "T", "s", "q", "d", "x", "X", "o", "O", "b", "c", "U", "e", "E",
 		"f", "F", "g", "G", "t", "z"}
@@ -290,6 +324,8 @@ func main() {
 	Printf("%[x]d", I(1))
 	Printf("%[1]", I(1))
 	Printf("%[1", I(1))
+	Printf("%[12d", I(1))
+	Printf("%p|%p|%p", TempVal(1), KVal("a", "b"), VerVal(1, 2))
 	Printf("%[", I(1))
 	Printf("%[]d", I(1))
 	Printf("%[3]2d", I(1), I(2), I(3))

@@ -86,6 +86,8 @@ def _sort_key(k: object) -> tuple[Any, ...]:
         return ("complex128", _sort_key(k.real), _sort_key(k.imag))
     if isinstance(k, (bool, int)):
         return (type_string(k), int(k))
+    if isinstance(k, GoStruct):
+        return (type_string(k), tuple(_sort_key(getattr(k, name)) for name in k.go_fields))
     return (type_string(k), 0)
 
 

@@ -8,6 +8,7 @@ that ``decode`` turns into muster's value model.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ import pytest
 
 from muster.gotemplate import gofmt, gostrconv
 from muster.gotemplate.gofmt import format_value, sprint, sprintf, sprintln
-from muster.gotemplate.values import NO_VALUE, GoInt, GoMap, GoSlice, GoStruct, go_method
+from muster.gotemplate.values import NO_VALUE, GoFunc, GoInt, GoMap, GoSlice, GoStruct, go_method
 
 GOLDENS = json.loads((Path(__file__).parent / "gofmt_goldens.json").read_text())
 
@@ -64,6 +65,23 @@ class Temp(GoStruct):
     @go_method()
     def String(self) -> str:  # noqa: N802 - Go method name
         return sprintf("%.1fC", self.Deg)
+
+
+class Ver(GoStruct):
+    go_type = "main.Ver"
+    go_fields = ("Major", "Minor")
+
+    def __init__(self, major: int, minor: int) -> None:
+        self.Major = major
+        self.Minor = minor
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        return sprintf("v%d.%d", self.Major, self.Minor)
+
+    @go_method()
+    def GoString(self) -> str:  # noqa: N802 - Go method name
+        return sprintf("Ver(%d, %d)", self.Major, self.Minor)
 
 
 class Pair(GoStruct):
@@ -120,6 +138,8 @@ def decode(enc: dict[str, Any]) -> Any:
         return KVPtr(decode(enc["key"]), decode(enc["value"]))
     if t == "Temp":
         return Temp(decode(enc["deg"]))
+    if t == "Ver":
+        return Ver(decode(enc["major"]), decode(enc["minor"]))
     if t == "Pair":
         return Pair(decode(enc["name"]), decode(enc["any"]), decode(enc["n"]))
     raise AssertionError(f"unknown encoding {t}")
@@ -156,7 +176,7 @@ def test_every_golden_case() -> None:
     for group in GOLDENS["groups"]:
         for fmt, result in group["runs"]:
             args = [decode(a) for a in group["args"]]
-            got = run(group["fn"], fmt, args)
+            got = run(group["fn"], expected(fmt), args)
             want = expected(result)
             if got != want:
                 where = f"{group['fn']}({fmt!r}, {json.dumps(group['args'])[:100]})"
@@ -218,3 +238,51 @@ def test_panicking_stringer_prints_go_panic_form() -> None:
 
 def test_field_named_string_is_not_a_stringer() -> None:
     assert sprint(NotAMethod()) == "{field}"
+
+
+# Addresses differ on every Go run, so pointers are checked by shape only.
+ADDR = r"0xc[0-9a-f]{9,}"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "arg", "pattern"),
+    [
+        ("%p", [1], ADDR),
+        ("%p", {"a": 1}, ADDR),
+        ("%#p", [1], r"c[0-9a-f]{9,}"),
+        ("%v", GoFunc(len, ("string",)), ADDR),
+        ("%#v", GoFunc(len, ("string",)), r"\(func\(string\)\)\(" + ADDR + r"\)"),
+        ("%d", GoFunc(len), r"\d{12,}"),
+        ("%x", GoFunc(len), r"c[0-9a-f]{9,}"),
+        ("%s", GoFunc(len), r"%!s\(func\(\)=" + ADDR + r"\)"),
+        ("%T", GoFunc(len, ("string",), variadic="int"), r"func\(string, \.\.\.int\)"),
+        ("%v", [KVPtr("k", "v")], r"\[" + ADDR + r"\]"),
+        ("%#v", [KVPtr("k", "v")], r"\[\]interface \{\}\{\(\*main\.KV\)\(" + ADDR + r"\)\}"),
+        ("%v", Pair("p", KVPtr("k", "v"), 1), r"\{p " + ADDR + r" 1\}"),
+        ("%p", KVPtr("k", "v"), ADDR),
+    ],
+)
+def test_pointers_print_as_addresses(fmt: str, arg: Any, pattern: str) -> None:
+    assert re.fullmatch(pattern, sprintf(fmt, arg))
+
+
+def test_nested_invalid_value_prints_like_go_printvalue() -> None:
+    # fmt's printValue on an invalid reflect.Value below the top level.
+    assert sprint([NO_VALUE]) == "[<nil>]"
+    assert sprintf("%d", [NO_VALUE]) == "[%!d(<nil>)]"
+
+
+def test_unknown_python_type_prints_like_go_unknown_type() -> None:
+    assert sprint(object()) == "?object?"
+
+
+def test_quote_of_lone_surrogate_is_replacement_char() -> None:
+    # Not a Go string at all (only \udc80-\udcff stand for bytes); quote stays total.
+    assert gostrconv.quote("\ud800") == '"\\ufffd"'
+
+
+def test_nil_key_sorts_first_in_interface_keyed_map() -> None:
+    # internal/fmtsort: nil compares low.
+    value = GoMap({"a": 2, None: 1}, key="interface {}", elem="int")
+    assert sprint(value) == "map[<nil>:1 a:2]"
+    assert sprintf("%#v", value) == 'map[interface {}]int{interface {}(nil):1, "a":2}'
