@@ -43,7 +43,7 @@ from muster.errors import (
 )
 from muster.log import kv
 from muster.resources.render import render
-from muster.resources.spec import ResourceSpec, load_resources
+from muster.resources.spec import ResourceSpec, load_resources, require_dir
 from muster.resources.sync import SyncOptions, apply
 
 __all__ = ["BatchReport", "Daemon", "Failure", "capture_signals", "minimal_prefixes", "run"]
@@ -477,6 +477,7 @@ async def _raise_when_set(event: asyncio.Event) -> None:
 async def run(config: Config, backend: Backend | None = None, *, diff_out: TextIO | None = None) -> int:
     """Run the daemon as ``config`` says until done (onetime) or a signal; return the exit code."""
     if backend is None:
+        require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
         backend = create_backend(config)
     daemon = Daemon(config, backend, diff_out=diff_out)
     try:

@@ -23,7 +23,15 @@ from muster.config import parse_duration
 from muster.errors import ConfigError
 from muster.log import kv
 
-__all__ = ["ResourceSpec", "find_resource_files", "go_clean", "go_join", "load_resource", "load_resources"]
+__all__ = [
+    "ResourceSpec",
+    "find_resource_files",
+    "go_clean",
+    "go_join",
+    "load_resource",
+    "load_resources",
+    "require_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +122,12 @@ def find_resource_files(resource_dir: Path) -> list[Path]:
     return found
 
 
+def require_dir(resource_dir: Path) -> None:
+    """``ConfigError`` unless ``resource_dir`` (``<confdir>/conf.d``) is a directory."""
+    if not resource_dir.is_dir():
+        raise ConfigError(f"cannot load template resources: {resource_dir} is not a directory")
+
+
 def load_resources(
     resource_dir: Path, template_dir: Path, *, global_prefix: str = ""
 ) -> tuple[list[ResourceSpec], list[ConfigError]]:
@@ -122,8 +136,7 @@ def load_resources(
     One bad file must not stop the others from being kept up to date. A missing
     ``resource_dir`` is a ``ConfigError`` raised at once.
     """
-    if not resource_dir.is_dir():
-        raise ConfigError(f"cannot load template resources: {resource_dir} is not a directory")
+    require_dir(resource_dir)
     specs: list[ResourceSpec] = []
     errors: list[ConfigError] = []
     for path in find_resource_files(resource_dir):

@@ -1,0 +1,190 @@
+"""The stage -> compare -> check -> swap -> reload -> rollback pipeline, on real files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import stat
+from pathlib import Path
+
+from muster.errors import CommandFailed
+from muster.resources.spec import ResourceSpec
+from muster.resources.sync import SyncOptions, apply, stage
+
+
+def spec(tmp_path: Path, name: str = "app", **kw: object) -> ResourceSpec:
+    fields: dict[str, object] = {
+        "name": name,
+        "src": tmp_path / "t.tmpl",
+        "dest": tmp_path / f"{name}.conf",
+        "keys": ("/",),
+    }
+    fields.update(kw)
+    return ResourceSpec(**fields)  # type: ignore[arg-type]
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+async def test_new_file_is_written_with_default_mode(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    [result] = await apply([(s, b"hello\n")], SyncOptions())
+    assert result.error is None and result.changed and result.reasons == ("missing",)
+    assert s.dest.read_bytes() == b"hello\n"
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o644
+    assert leftovers(tmp_path) == []
+
+
+async def test_unchanged_file_is_not_touched(tmp_path: Path) -> None:
+    s = spec(tmp_path, reload_cmd=f"echo r >> {tmp_path}/reloads")
+    await apply([(s, b"same")], SyncOptions())
+    inode = s.dest.stat().st_ino
+    [result] = await apply([(s, b"same")], SyncOptions())
+    assert not result.changed and result.error is None
+    assert s.dest.stat().st_ino == inode
+    assert (tmp_path / "reloads").read_text() == "r\n"
+    assert leftovers(tmp_path) == []
+
+
+async def test_existing_mode_is_kept_and_explicit_mode_wins(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    s.dest.write_bytes(b"old")
+    os.chmod(s.dest, 0o600)
+    await apply([(s, b"new")], SyncOptions())
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o600
+    s2 = spec(tmp_path, mode=0o640)
+    [result] = await apply([(s2, b"new")], SyncOptions())
+    assert result.changed and result.reasons == ("mode 0600->0640",)
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o640
+
+
+async def test_check_runs_on_the_staged_file_and_failure_keeps_dest(tmp_path: Path) -> None:
+    s = spec(
+        tmp_path,
+        check_cmd=f"cp {{{{.src}}}} {tmp_path}/checked; grep -q good {{{{.src}}}}",
+        reload_cmd=f"touch {tmp_path}/reloaded",
+    )
+    s.dest.write_bytes(b"good old\n")
+    [result] = await apply([(s, b"bad new\n")], SyncOptions())
+    assert isinstance(result.error, CommandFailed) and result.error.returncode == 1
+    assert not result.changed
+    assert (tmp_path / "checked").read_bytes() == b"bad new\n"  # the check saw the new content
+    assert s.dest.read_bytes() == b"good old\n"
+    assert not (tmp_path / "reloaded").exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_keep_stage_file_keeps_the_failed_stage(tmp_path: Path) -> None:
+    s = spec(tmp_path, check_cmd="false")
+    await apply([(s, b"x")], SyncOptions(keep_stage_file=True))
+    [kept] = leftovers(tmp_path)
+    assert kept.startswith(".app.conf")
+    assert (tmp_path / kept).read_bytes() == b"x"
+
+
+async def test_failing_reload_rolls_back_and_reloads_again(tmp_path: Path) -> None:
+    log = tmp_path / "reloads"
+    # Fails while dest holds "bad", succeeds otherwise: like nginx refusing a config at runtime.
+    reload_cmd = f"echo $(cat {{{{.dest}}}}) >> {log}; ! grep -q bad {{{{.dest}}}}"
+    s = spec(tmp_path, reload_cmd=reload_cmd, mode=0o600)
+    s.dest.write_bytes(b"good\n")
+    os.chmod(s.dest, 0o640)
+    [result] = await apply([(s, b"bad\n")], SyncOptions())
+    assert isinstance(result.error, CommandFailed)
+    assert result.rolled_back and result.changed
+    assert s.dest.read_bytes() == b"good\n"
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o640
+    assert log.read_text() == "bad\ngood\n"  # the failed reload, then the reload of the old file
+    assert leftovers(tmp_path) == []
+
+
+async def test_rollback_of_a_new_file_removes_it(tmp_path: Path) -> None:
+    s = spec(tmp_path, reload_cmd="exit 1")
+    [result] = await apply([(s, b"x")], SyncOptions())
+    assert result.rolled_back
+    assert not s.dest.exists()
+
+
+async def test_hanging_reload_times_out_and_rolls_back(tmp_path: Path) -> None:
+    s = spec(tmp_path, reload_cmd="grep -q new {{.dest}} && sleep 30 || true", reload_timeout=0.3)
+    s.dest.write_bytes(b"old\n")
+    [result] = await apply([(s, b"new\n")], SyncOptions())
+    assert isinstance(result.error, CommandFailed) and result.error.returncode is None
+    assert result.rolled_back
+    assert s.dest.read_bytes() == b"old\n"
+
+
+async def test_shared_reload_cmd_runs_once_per_batch(tmp_path: Path) -> None:
+    log = tmp_path / "reloads"
+    a = spec(tmp_path, "a", reload_cmd=f"echo r >> {log}")
+    b = spec(tmp_path, "b", reload_cmd=f"echo r >> {log}")
+    c = spec(tmp_path, "c", reload_cmd=f"echo other >> {log}")
+    results = await apply([(a, b"1"), (b, b"2"), (c, b"3")], SyncOptions())
+    assert all(r.reloaded for r in results)
+    assert sorted(log.read_text().split()) == ["other", "r"]
+
+
+async def test_unchanged_resource_does_not_trigger_the_shared_reload(tmp_path: Path) -> None:
+    log = tmp_path / "reloads"
+    a = spec(tmp_path, "a", reload_cmd=f"echo r >> {log}")
+    await apply([(a, b"1")], SyncOptions())
+    await apply([(a, b"1")], SyncOptions())
+    assert log.read_text() == "r\n"
+
+
+async def test_same_command_never_runs_twice_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    cmd = f"echo start >> {log}; sleep 0.2; echo end >> {log}"
+    opts = SyncOptions()
+    await asyncio.gather(
+        apply([(spec(tmp_path, "a", reload_cmd=cmd), b"1")], opts),
+        apply([(spec(tmp_path, "b", reload_cmd=cmd), b"2")], opts),
+    )
+    assert log.read_text().split() == ["start", "end", "start", "end"]
+
+
+async def test_noop_prints_a_diff_and_touches_nothing(tmp_path: Path) -> None:
+    s = spec(tmp_path, check_cmd=f"touch {tmp_path}/checked", reload_cmd=f"touch {tmp_path}/reloaded")
+    s.dest.write_bytes(b"a\nb\n")
+    out = io.StringIO()
+    [result] = await apply([(s, b"a\nc\n")], SyncOptions(noop=True, diff_out=out))
+    assert result.changed and result.error is None
+    assert s.dest.read_bytes() == b"a\nb\n"
+    assert "-b\n+c\n" in out.getvalue()
+    assert f"--- {s.dest}\n" in out.getvalue()
+    assert not (tmp_path / "checked").exists() and not (tmp_path / "reloaded").exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_sync_only_writes_without_commands(tmp_path: Path) -> None:
+    s = spec(tmp_path, check_cmd="false", reload_cmd=f"touch {tmp_path}/reloaded")
+    [result] = await apply([(s, b"x")], SyncOptions(sync_only=True))
+    assert result.error is None and result.changed
+    assert s.dest.read_bytes() == b"x"
+    assert not (tmp_path / "reloaded").exists()
+
+
+async def test_missing_dest_directory_is_a_resource_error(tmp_path: Path) -> None:
+    s = spec(tmp_path, dest=tmp_path / "nope" / "x.conf")
+    [result] = await apply([(s, b"x")], SyncOptions())
+    assert result.error is not None and "does not exist" in str(result.error)
+
+
+async def test_one_failure_does_not_stop_the_others(tmp_path: Path) -> None:
+    bad = spec(tmp_path, "bad", check_cmd="false")
+    good = spec(tmp_path, "good")
+    results = await apply([(bad, b"x"), (good, b"y")], SyncOptions())
+    assert [r.error is None for r in results] == [False, True]
+    assert good.dest.read_bytes() == b"y" and not bad.dest.exists()
+
+
+def test_stage_compares_content_mode_and_owner(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    s.dest.write_bytes(b"x")
+    os.chmod(s.dest, 0o644)
+    staged = stage(s, b"x")
+    assert not staged.changed and staged.path is None
+    staged = stage(spec(tmp_path, uid=os.geteuid(), gid=os.getegid(), mode=0o644), b"x")
+    assert not staged.changed
