@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"unicode/utf8"
 )
 
 type U struct {
@@ -85,10 +87,10 @@ type T struct {
 	Temp            Temp
 }
 
-func (t *T) Method0() string                  { return "M0" }
-func (t *T) Method1(a int) int                { return a }
+func (t *T) Method0() string                   { return "M0" }
+func (t *T) Method1(a int) int                 { return a }
 func (t *T) Method2(a uint16, b string) string { return fmt.Sprintf("Method2: %d %s", a, b) }
-func (t *T) Method3(v any) string             { return fmt.Sprintf("Method3: %v", v) }
+func (t *T) Method3(v any) string              { return fmt.Sprintf("Method3: %v", v) }
 func (t *T) MAdd(a int, b []int) []int {
 	v := make([]int, len(b))
 	for i, x := range b {
@@ -198,11 +200,12 @@ var unsupported = []string{
 }
 
 type Case struct {
-	Name  string  `json:"name"`
-	Input string  `json:"input"`
-	Data  string  `json:"data"`
-	Out   *string `json:"out,omitempty"`
-	Err   *string `json:"err,omitempty"`
+	Name   string  `json:"name"`
+	Input  string  `json:"input"`
+	Data   string  `json:"data"`
+	Out    *string `json:"out,omitempty"`
+	OutHex *string `json:"out_hex,omitempty"` // output that is not valid UTF-8
+	Err    *string `json:"err,omitempty"`
 }
 
 func goRows() []Case {
@@ -268,6 +271,11 @@ func run(c *Case) {
 		return
 	}
 	out := b.String()
+	if !utf8.ValidString(out) {
+		h := hex.EncodeToString(b.Bytes())
+		c.OutHex = &h
+		return
+	}
 	c.Out = &out
 }
 

@@ -332,6 +332,7 @@ class _State:
         first = cmd.args[0]
         match first:
             case FieldNode():
+                self.node = first
                 return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final, self.dot_iface)
             case VariableNode():
                 return self.eval_variable_node(dot, first, cmd.args, final)
@@ -412,7 +413,6 @@ class _State:
         iface: bool,
     ) -> Any:
         """Evaluate ``.X.Y.Z``: every name but the last takes no arguments."""
-        self.node = node
         last = len(ident) - 1
         for i in range(last):
             name = ident[i]

@@ -308,7 +308,9 @@ def _eq(arg1: Any, *arg2: Any) -> bool:
             else:
                 if isinstance(arg, (list, dict, GoFunc)):
                     raise GoError(f"non-comparable type {gofmt.sprintf('%s', arg)}: {go_type_name(arg)}")
-                truth = type(arg1) is type(arg) and arg1 == arg
+                # Pointers are equal when they point to the same struct.
+                same = arg1 is arg if isinstance(arg, GoStruct) and arg.go_pointer else arg1 == arg
+                truth = type(arg1) is type(arg) and same
         if truth:
             return True
     return False

@@ -197,7 +197,7 @@ class GoFunc:
     template error ``error calling NAME: MESSAGE``.
     """
 
-    __slots__ = ("fn", "params", "variadic", "name")
+    __slots__ = ("fn", "params", "variadic", "name", "result")
 
     def __init__(
         self,
@@ -206,11 +206,14 @@ class GoFunc:
         *,
         variadic: str | None = None,
         name: str = "",
+        result: str = "",
     ) -> None:
         self.fn = fn
         self.params = params
         self.variadic = variadic
         self.name = name or getattr(fn, "__name__", "func")
+        # The Go result type(s), e.g. "string" or "(string, error)": only printed.
+        self.result = result
 
     @property
     def signature(self) -> str:
@@ -218,7 +221,8 @@ class GoFunc:
         args = list(self.params)
         if self.variadic is not None:
             args.append("..." + self.variadic)
-        return f"func({', '.join(args)})"
+        sig = f"func({', '.join(args)})"
+        return f"{sig} {self.result}" if self.result else sig
 
     def __repr__(self) -> str:
         return f"GoFunc({self.name}, {self.signature})"

@@ -118,7 +118,7 @@ class T(GoStruct):
         self.Empty2 = "empty2"
         self.Empty3 = GoSlice([7, 8], "int")
         self.Empty4 = U("UinEmpty")
-        self.BinaryFunc = GoFunc(lambda a, b: f"[{a}={b}]", ("string", "string"))
+        self.BinaryFunc = GoFunc(lambda a, b: f"[{a}={b}]", ("string", "string"), result="string")
         self.VariadicFunc = GoFunc(lambda *s: gofmt.sprint("<", "+".join(s), ">"), variadic="string")
         self.VariadicFuncInt = GoFunc(
             lambda a, *s: gofmt.sprint(a, "=<", "+".join(s), ">"), ("int",), variadic="string"

@@ -34,5 +34,7 @@ def test_golden(case: dict[str, Any]) -> None:
         with pytest.raises(TemplateError) as info:
             tmpl.execute(data)
         assert str(info.value) == case["err"]
+    elif "out_hex" in case:
+        assert tmpl.execute(data).encode("utf-8", "surrogateescape") == bytes.fromhex(case["out_hex"])
     else:
         assert tmpl.execute(data) == case["out"]
