@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -247,6 +248,10 @@ func Println(vals ...Val) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-eval" {
+		eval()
+		return
+	}
 	scalars := []Val{
 		Nil(), B(true), B(false),
 		I(0), I(42), I(-42), I(7), I(1234567), I(math.MaxInt64), I(math.MinInt64),
@@ -457,4 +462,159 @@ func main() {
 	if err := enc.Encode(out); err != nil {
 		panic(err)
 	}
+}
+
+// eval reads one JSON call per line, {"fn", "format", "args"}, and prints each result
+// as a JSON string (hex-wrapped when not UTF-8): the Go side of fuzz.py.
+func eval() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 1<<24)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var c struct {
+			Fn     string                   `json:"fn"`
+			Format string                   `json:"format"`
+			Args   []map[string]interface{} `json:"args"`
+		}
+		if err := json.Unmarshal(in.Bytes(), &c); err != nil {
+			panic(err)
+		}
+		format, err := hex.DecodeString(c.Format)
+		if err != nil {
+			panic(err)
+		}
+		args := make([]interface{}, len(c.Args))
+		for i, a := range c.Args {
+			args[i] = decode(a)
+		}
+		var res string
+		switch c.Fn {
+		case "sprintf":
+			res = fmt.Sprintf(string(format), args...)
+		case "sprint":
+			res = fmt.Sprint(args...)
+		case "sprintln":
+			res = fmt.Sprintln(args...)
+		}
+		if err := out.Encode(hex.EncodeToString([]byte(res))); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func decodeFloat(v interface{}) float64 {
+	bits, err := strconv.ParseUint(v.(string), 16, 64)
+	if err != nil {
+		panic(err)
+	}
+	return math.Float64frombits(bits)
+}
+
+func decodeHex(e map[string]interface{}) string {
+	b, err := hex.DecodeString(e["hex"].(string))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func decode(e map[string]interface{}) interface{} {
+	sub := func(k string) interface{} { return decode(e[k].(map[string]interface{})) }
+	num := func() int64 {
+		n, err := strconv.ParseInt(e["v"].(string), 10, 64)
+		if err != nil {
+			panic(err)
+		}
+		return n
+	}
+	unum := func() uint64 {
+		n, err := strconv.ParseUint(e["v"].(string), 10, 64)
+		if err != nil {
+			panic(err)
+		}
+		return n
+	}
+	switch e["t"] {
+	case "nil":
+		return nil
+	case "novalue":
+		return reflect.Value{}
+	case "bool":
+		return e["v"].(bool)
+	case "int":
+		return int(num())
+	case "int8":
+		return int8(num())
+	case "int16":
+		return int16(num())
+	case "int32":
+		return int32(num())
+	case "int64":
+		return num()
+	case "uint":
+		return uint(unum())
+	case "uint8":
+		return uint8(unum())
+	case "uint16":
+		return uint16(unum())
+	case "uint32":
+		return uint32(unum())
+	case "uint64":
+		return unum()
+	case "float64":
+		return decodeFloat(e["v"])
+	case "complex128":
+		return complex(decodeFloat(e["re"]), decodeFloat(e["im"]))
+	case "string":
+		return decodeHex(e)
+	case "bytes":
+		return []byte(decodeHex(e))
+	case "list":
+		var l []interface{}
+		for _, it := range e["v"].([]interface{}) {
+			l = append(l, decode(it.(map[string]interface{})))
+		}
+		if l == nil {
+			l = []interface{}{}
+		}
+		return l
+	case "map":
+		m := map[string]interface{}{}
+		for _, kv := range e["v"].([]interface{}) {
+			pair := kv.([]interface{})
+			k, err := hex.DecodeString(pair[0].(string))
+			if err != nil {
+				panic(err)
+			}
+			m[string(k)] = decode(pair[1].(map[string]interface{}))
+		}
+		return m
+	case "slice":
+		items := e["v"].([]interface{})
+		switch e["elem"] {
+		case "string":
+			l := []string{}
+			for _, it := range items {
+				l = append(l, decode(it.(map[string]interface{})).(string))
+			}
+			return l
+		case "int":
+			l := []int{}
+			for _, it := range items {
+				l = append(l, decode(it.(map[string]interface{})).(int))
+			}
+			return l
+		}
+	case "KV":
+		return KV{sub("key").(string), sub("value").(string)}
+	case "*KV":
+		return &KV{sub("key").(string), sub("value").(string)}
+	case "Temp":
+		return Temp{sub("deg").(float64)}
+	case "Ver":
+		return Ver{sub("major").(int), sub("minor").(int)}
+	case "Pair":
+		return Pair{sub("name").(string), sub("any"), sub("n").(int)}
+	}
+	panic(fmt.Sprint("unknown encoding ", e["t"]))
 }
