@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "nginx-check": "muster.nginxctl.cli:nginx_check",
     "nginx-reload": "muster.nginxctl.cli:nginx_reload",
     "register": "muster.register_cmd:register",
+    "render": "muster.render_cmd:render",
     "run": "muster.confd_cmd:run_command",
 }
 

@@ -26,7 +26,7 @@ from muster.gotemplate.gotime import GoTime
 from muster.gotemplate.values import GoFunc, GoSlice, to_bytes
 from muster.store import KVPair, KVPairs, KVStore, path_base, path_dir
 
-__all__ = ["func_map", "helper_funcs", "store_funcs"]
+__all__ = ["func_map", "go_to_lower", "go_to_upper", "helper_funcs", "store_funcs"]
 
 _STR: Final = "string"
 _INT: Final = "int"
@@ -132,11 +132,13 @@ def _map_case(s: str, upper: bool) -> str:
     return "".join(out)
 
 
-def _to_upper(s: str) -> str:
+def go_to_upper(s: str) -> str:
+    """``strings.ToUpper``."""
     return _map_case(s, True)
 
 
-def _to_lower(s: str) -> str:
+def go_to_lower(s: str) -> str:
+    """``strings.ToLower``."""
     return _map_case(s, False)
 
 
@@ -388,8 +390,8 @@ def helper_funcs() -> dict[str, GoFunc]:
         ("map", _create_map, (), _ANY),
         ("getenv", _getenv, s, _STR),
         ("datetime", GoTime.now, (), None),
-        ("toUpper", _to_upper, s, None),
-        ("toLower", _to_lower, s, None),
+        ("toUpper", go_to_upper, s, None),
+        ("toLower", go_to_lower, s, None),
         ("contains", _contains, ss, None),
         ("replace", _replace, (_STR, _STR, _STR, _INT), None),
         ("trimSuffix", _trim_suffix, ss, None),

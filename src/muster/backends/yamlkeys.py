@@ -1,0 +1,215 @@
+"""YAML (and JSON) key files flattened to ``/a/b`` keys exactly as confd's file backend does.
+
+confd decodes with ``gopkg.in/yaml.v2`` into ``map[interface{}]interface{}`` and walks
+it (``nodeWalk``): mapping keys are joined with ``path.Join`` (so they are cleaned),
+list items are keyed by index, and only string, int, bool and float64 leaves are kept,
+formatted as Go formats them. That makes the YAML 1.1 resolution of yaml.v2 part of
+the contract: plain ``yes``/``on``/``y`` are booleans (``true``), ``0x10`` and ``010``
+are ints (``16``, ``8``), ``1e3`` is a float (``1000``), ``.inf`` is ``+Inf``, while
+``1:30`` and dates stay strings. ``null`` and integers in (int64, uint64] are dropped.
+A mapping key that does not resolve to a string makes confd panic; here it is an
+error naming the file and the key's path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Final
+
+import yaml
+
+from muster.gotemplate.gostrconv import format_float
+from muster.store import path_clean
+
+__all__ = ["KeyFileError", "flatten", "load_json_keys", "load_yaml_keys", "resolve_plain"]
+
+_INT64_MAX: Final = (1 << 63) - 1
+_UINT64_MAX: Final = (1 << 64) - 1
+_MAX_DEPTH: Final = 1000
+
+
+class KeyFileError(ValueError):
+    """A key file that confd could not load (or would crash on)."""
+
+
+class _Dropped:
+    """A yaml.v2 value confd's ``nodeWalk`` ignores (uint64)."""
+
+
+_DROPPED: Final = _Dropped()
+
+_BOOLS: Final = {
+    **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+}
+_SPECIAL: Final[dict[str, Any]] = {
+    **_BOOLS,
+    **dict.fromkeys(("", "~", "null", "Null", "NULL"), None),
+    **dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan),
+    **dict.fromkeys((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), math.inf),
+    **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf),
+}
+_YAML_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+# strconv.ParseInt(s, 0, 64) syntax once underscores are gone.
+_GO_INT: Final = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)")
+# strconv.ParseFloat syntax for a string that starts with "." (decimal only).
+_GO_DOT_FLOAT: Final = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+
+
+def _go_parse_int(text: str) -> int | None:
+    """``strconv.ParseInt(text, 0, 64)`` then ``ParseUint``: the value or None."""
+    if not _GO_INT.fullmatch(text):
+        return None
+    sign = -1 if text[0] == "-" else 1
+    body = text.lstrip("+-")
+    if len(body) > 1 and body[0] == "0" and body[1] in "xXoObB":
+        value = int(body[2:], {"x": 16, "o": 8, "b": 2}[body[1].lower()])
+    elif len(body) > 1 and body[0] == "0":
+        value = int(body, 8)
+    else:
+        value = int(body)
+    value *= sign
+    if -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        return value
+    if text[0] not in "+-" and value <= _UINT64_MAX:
+        return value  # a uint64: confd drops it
+    return None
+
+
+def _go_parse_float(text: str) -> float | None:
+    value = float(text)
+    return None if math.isinf(value) else value  # ParseFloat reports ErrRange
+
+
+def resolve_plain(value: str) -> Any:
+    """yaml.v2's ``resolve`` of a plain (unquoted) scalar: None, bool, int, float or str.
+
+    Integers beyond int64 come back as ``_DROPPED`` (yaml.v2 gives a uint64).
+    """
+    if value in _SPECIAL:
+        return _SPECIAL[value]
+    hint = value[:1]
+    if hint == ".":
+        if _GO_DOT_FLOAT.fullmatch(value):
+            as_float = _go_parse_float(value)
+            if as_float is not None:
+                return as_float
+        return value
+    if hint and (hint in "+-" or hint.isdigit() and hint.isascii()):
+        plain = value.replace("_", "")
+        as_int = _go_parse_int(plain)
+        if as_int is not None:
+            return as_int if as_int <= _INT64_MAX else _DROPPED
+        if _YAML_FLOAT.fullmatch(plain):
+            as_float = _go_parse_float(plain)
+            if as_float is not None:
+                return as_float
+        for sign, digits in (
+            ("", plain[2:] if plain.startswith("0b") else None),
+            ("-", plain[3:] if plain.startswith("-0b") else None),
+        ):
+            if digits and re.fullmatch(r"[01]+", digits):
+                as_bin = int(sign + digits, 2)
+                if as_bin <= _INT64_MAX:
+                    return as_bin
+                return _DROPPED
+    return value
+
+
+class _GoYamlLoader(yaml.SafeLoader):
+    """SafeLoader whose plain scalars are resolved by yaml.v2's rules, not PyYAML's."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and value != "<<":
+            return "!go-plain"
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+def _construct_plain(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    return resolve_plain(str(loader.construct_scalar(node)))
+
+
+_GoYamlLoader.add_constructor("!go-plain", _construct_plain)
+
+
+def _go_scalar(value: Any) -> str | None:
+    """How nodeWalk stores a leaf, or None when it skips it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
+    if isinstance(value, float):
+        return format_float(value, "f", -1)
+    if isinstance(value, bytes):  # !!binary decodes to a Go string
+        return value.decode("utf-8", "surrogateescape")
+    return None
+
+
+def _path_join(base: str, elem: str) -> str:
+    parts = [p for p in (base, elem) if p]
+    return path_clean("/".join(parts)) if parts else ""
+
+
+def flatten(tree: Any, source: str) -> dict[str, str]:
+    """nodeWalk over a decoded document: ``{"/a/b": "value", "/list/0": ...}``."""
+    out: dict[str, str] = {}
+    if tree is None:
+        return out
+    if not isinstance(tree, dict):
+        kind = "!!seq" if isinstance(tree, list) else "!!str"
+        raise KeyFileError(f"{source}: cannot unmarshal {kind} into map[interface {{}}]interface {{}}")
+    _walk(tree, "/", out, source, 0)
+    return out
+
+
+def _walk(node: Any, key: str, out: dict[str, str], source: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise KeyFileError(f"{source}: nesting deeper than {_MAX_DEPTH} levels at {key}")
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _walk(item, _path_join(key, str(i)), out, source, depth + 1)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            if not isinstance(k, str):
+                shown = "<nil>" if k is None else _go_scalar(k) or repr(k)
+                raise KeyFileError(
+                    f"{source}: mapping key {shown} under {key} is not a string (confd requires string keys)"
+                )
+            _walk(v, _path_join(key, k), out, source, depth + 1)
+    else:
+        text = _go_scalar(node)
+        if text is not None:
+            out[key] = text
+
+
+def load_yaml_keys(data: bytes | str, source: str) -> dict[str, str]:
+    """Flatten a YAML key file's first document; ``KeyFileError`` names ``source``."""
+    try:
+        loader = _GoYamlLoader(data)
+        loader.name = source  # marks in error messages name the file
+        try:
+            tree = loader.get_data() if loader.check_data() else None  # type: ignore[no-untyped-call]
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise KeyFileError(f"{source}: {exc}") from exc
+    except RecursionError:
+        raise KeyFileError(f"{source}: document nests too deeply") from None
+    return flatten(tree, source)
+
+
+def load_json_keys(data: bytes | str, source: str) -> dict[str, str]:
+    """Flatten a JSON key file as if it were YAML (numbers resolve as yaml.v2 would)."""
+    try:
+        tree = json.loads(
+            data, parse_int=resolve_plain, parse_float=resolve_plain, parse_constant=resolve_plain
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{source}: {exc}") from exc
+    except RecursionError:
+        raise KeyFileError(f"{source}: document nests too deeply") from None
+    return flatten(tree, source)

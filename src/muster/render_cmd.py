@@ -1,0 +1,92 @@
+"""``muster render``: render one template offline, with confd's functions over a key file.
+
+This is the tool for debugging a template without etcd, nginx or the daemon: dot is
+the JSON value of ``--data`` (decoded as Go does, every number a float64; nil when
+absent, as in confd), and ``getv``/``ls``/... read the keys of ``--keys``, a YAML
+file in confd's file-backend layout or a JSON file of the same shape. The template
+is named after its file's base name, as confd names it, which matters for
+``{{template "name"}}``. Output goes to stdout as raw bytes; any error prints Go's
+message shape on stderr and exits 1, with nothing written to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from muster.confdfuncs import GoError, func_map, go_json_decode
+from muster.errors import BackendError, Error, TemplateError
+from muster.store import KVStore
+
+__all__ = ["render", "render_file"]
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as fh:
+        return fh.read().decode("utf-8", "surrogateescape")
+
+
+def load_data(path: str | None) -> Any:
+    """The value of dot: ``path``'s JSON decoded by Go's rules, or None."""
+    if path is None:
+        return None
+    try:
+        return go_json_decode(_read_text(path))
+    except GoError as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+
+
+def load_keys(path: str | None) -> KVStore:
+    """The key snapshot from a YAML/JSON key file (empty without one)."""
+    if path is None:
+        return KVStore({})
+    from muster.backends.file import load_key_file
+
+    return KVStore(load_key_file(path))
+
+
+def render_file(template_path: str, *, data: Any = None, store: KVStore | None = None) -> str:
+    """Render ``template_path`` with dot = ``data`` and confd's functions over ``store``."""
+    from muster.gotemplate import Template
+
+    source = _read_text(template_path)
+    name = os.path.basename(template_path)
+    tmpl = Template(name, funcs=func_map(store if store is not None else KVStore({})))
+    return tmpl.parse(source).execute(data)
+
+
+@click.command("render")
+@click.argument("template", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON file bound to dot (numbers decode as float64, as in Go).",
+)
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML or JSON key tree read by getv/gets/ls... (confd file-backend layout).",
+)
+def render(template: str, data_path: str | None, keys_path: str | None) -> None:
+    """Render TEMPLATE to stdout, as confd would, for offline debugging."""
+    try:
+        data = load_data(data_path)
+        store = load_keys(keys_path)
+        text = render_file(template, data=data, store=store)
+    except TemplateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except (BackendError, Error) as exc:
+        click.echo(f"muster render: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"muster render: {exc.filename}: {exc.strerror}", err=True)
+        sys.exit(1)
+    out = click.get_binary_stream("stdout")
+    out.write(text.encode("utf-8", "surrogateescape"))
+    out.flush()
