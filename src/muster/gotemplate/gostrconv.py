@@ -280,6 +280,16 @@ def format_float(f: float, fmt: str, prec: int, bitsize: int = 64) -> str:
     ``prec`` -1 means the shortest representation that round-trips.  Any other
     ``fmt`` gives ``%`` + fmt, as Go does.
     """
+    if prec < 0 and fmt == "g" and bitsize == 64:
+        # Fast path for %v: repr already has Go's shortest digits and plain layout for
+        # exponents -4..15 ("inf" and "nan" contain an "n"); Go goes exponential at 6.
+        r = repr(f)
+        if "e" not in r and "n" not in r:
+            if r.endswith(".0"):
+                r = r[:-2]
+            point = r.find(".")
+            if (point if point >= 0 else len(r)) - (r[0] == "-") <= 6:
+                return r
     if bitsize == 32:
         f = _float32(f)
         bits = struct.unpack("<I", struct.pack("<f", f))[0]
