@@ -363,16 +363,14 @@ class _Lexer:
 
         Take care with a trim-marked right delimiter, which starts with a space.
         """
-        num_spaces = 0
         while _is_space(self.peek()):
             self.next()
-            num_spaces += 1
         # We know there is a space, so check for the '-' that might follow.
         rest = self.input[self.pos - 1 : self.pos - 1 + _TRIM_MARKER_LEN + len(self.right_delim)]
         if _has_right_trim_marker(rest) and rest[_TRIM_MARKER_LEN:].startswith(self.right_delim):
-            self.backup()  # before the space
-            if num_spaces == 1:
-                return self.lex_right_delim  # on the delim, so go right to that
+            # Leave the last space to the trim marker. (Go also checks for a single
+            # space here, but lex_inside_action has already taken " -}}" as a delimiter.)
+            self.backup()
         self.emit(TokenType.SPACE)
         return self.lex_inside_action
 

@@ -38,10 +38,8 @@ def _s(b: bytes) -> str:
 
 
 def _decode_rune(b: bytes, i: int) -> tuple[int, int]:
-    """Go's ``utf8.DecodeRune(b[i:])``: (rune, width); (U+FFFD, 1) for an invalid byte."""
-    c = b[i]
-    if c < 0x80:
-        return c, 1
+    """Go's ``utf8.DecodeRune(b[i:])`` where ``b[i]`` is not ASCII: (rune, width),
+    or (U+FFFD, 1) for an invalid byte."""
     for width in (2, 3, 4):
         try:
             ch = b[i : i + width].decode("utf-8")
@@ -232,7 +230,8 @@ def parse_float(s: str) -> float:
     """Go's ``strconv.ParseFloat(s, 64)`` for the literals the lexer produces.
 
     Decimal and hexadecimal (``0x1p-2``, exponent required) forms with Go's underscore
-    rules; a result that overflows to infinity is Go's ``ErrRange``.
+    rules; a result that overflows to infinity is Go's ``ErrRange``. Go's spelled-out
+    specials ("inf", "NaN") never come out of the lexer and are not accepted.
     """
     hexa = len(s.lstrip("+-")) > 2 and s.lstrip("+-")[:2] in ("0x", "0X")
     pattern = _HEX_FLOAT if hexa else _DEC_FLOAT

@@ -411,8 +411,8 @@ class _TreeParser:
             elif token.type is not T.PIPE:
                 raise self.unexpected(token, "operand")
             break
-        if not args:
-            raise self.error("empty command")
+        # Go also rejects an empty command here, but pipeline() calls command() only
+        # at a token that starts an operand, so there is always one.
         return nodes.CommandNode(pos, tuple(args))
 
     def operand(self) -> nodes.Node | None:

@@ -309,6 +309,26 @@ ERROR_TESTS = [
     ),
     ("range keyword only", "{{range}}{{end}}", "template: t:1: missing value for range"),
     ("if keyword only", "{{if}}{{end}}", "template: t:1: missing value for if"),
+    (
+        "char error in multiline action",
+        "{{\n'a}}",
+        "template: t:2: unterminated character constant in action started at t:1",
+    ),
+    (
+        "string error in multiline action",
+        '{{\n"a\n}}',
+        "template: t:2: unterminated quoted string in action started at t:1",
+    ),
+    (
+        "complex with binary real part",
+        "{{print 0b1+2i}}",
+        "template: t:1: syntax error scanning complex number",
+    ),
+    (
+        "complex with bad imaginary part",
+        "{{print 1+0x1i}}",
+        'template: t:1: strconv.ParseFloat: parsing "+0x1": invalid syntax',
+    ),
 ]
 
 
@@ -390,6 +410,8 @@ NUMBER_TESTS: list[tuple[str, bool, bool, bool, bool, int, int, float, complex]]
     ("-1.2+0i", False, False, True, True, 0, 0, -1.2, -1.2),
     ("-12+0i", True, False, True, True, -12, 0, -12, -12),
     ("13+0i", True, True, True, True, 13, 13, 13, 13),
+    ("0x1p1+0x1p2i", False, False, False, True, 0, 0, 0, 2 + 4j),
+    ("0x1.8p1-0x.8p1i", False, False, False, True, 0, 0, 0, 3 - 1j),
     # funny bases
     ("0123", True, True, True, False, 0o123, 0o123, 0o123, 0),
     ("-0x0", True, True, True, False, 0, 0, 0, 0),
@@ -415,6 +437,8 @@ NUMBER_TESTS: list[tuple[str, bool, bool, bool, bool, int, int, float, complex]]
     ("18446744073709551615", False, True, True, False, 0, 2**64 - 1, 2.0**64, 0),
     ("-0.0", True, True, True, False, 0, 0, -0.0, 0),
     ("1e-400", True, True, True, False, 0, 0, 0, 0),  # underflow is zero, not an error
+    ("1_2.5_0e1_0", True, True, True, False, 125 * 10**9, 125 * 10**9, 1.25e11, 0),
+    ("0x_1.8p1", True, True, True, False, 3, 3, 3, 0),
 ]
 
 BROKEN_NUMBERS = [
