@@ -175,7 +175,7 @@ def random_directive(rng: random.Random, nargs: int) -> str:
         out += f"[{rng.randint(1, nargs + 1)}]"
     if rng.random() < 0.02:
         return out  # may end the format without a verb
-    out += rng.choice("vvvvdsqxXoObcUeEfFgGtT%pzé!")
+    out += rng.choice("vvvvdsqxXoObcUeEfFgGtT%pzé!w")
     return out
 
 

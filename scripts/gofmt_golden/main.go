@@ -283,7 +283,7 @@ func main() {
 		KVIntMap(map[KV]int{{"b", "1"}: 1, {"a", "2"}: 2, {"a", "1"}: 3}),
 	}
 	verbs := []string{"v", "+v", "#v", "T", "s", "q", "d", "x", "X", "o", "O", "b", "c", "U", "e", "E",
-		"f", "F", "g", "G", "t", "z"}
+		"f", "F", "g", "G", "t", "z", "w"}
 	flagSets := []string{"", "+", "-8", "#", " ", "08", ".3", "+08.3", "-#10.2", ".0", "#08"}
 	for _, v := range scalars {
 		for _, verb := range verbs {

@@ -247,6 +247,10 @@ class Printer(Formatter):
         """Use a struct's GoString (for %#v) or String (for %v %s %x %X %q) method."""
         if self.erroring:
             return False
+        if verb == "w":
+            # %w is only valid in Errorf; Sprintf reports it for anything but basic types.
+            self.bad_verb(verb)
+            return True
         arg = self.arg
         if not isinstance(arg, GoStruct):
             return False
@@ -304,7 +308,7 @@ class Printer(Formatter):
 
     def print_value(self, value: Any, verb: str, depth: int, nil_type: str = "interface {}") -> None:
         """Go's printValue; ``nil_type`` is the static type a nested ``None`` had."""
-        if depth > 0 and isinstance(value, GoStruct):
+        if depth > 0 and (isinstance(value, GoStruct) or (verb == "w" and not isinstance(value, NoValue))):
             self.arg = value
             if self.handle_methods(verb):
                 return
