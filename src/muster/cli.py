@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "confd": "muster.confd_cmd:confd_command",
     "nginx-check": "muster.nginxctl.cli:nginx_check",
     "nginx-reload": "muster.nginxctl.cli:nginx_reload",
+    "up": "muster.stack.up:up",
     "register": "muster.register_cmd:register",
     "render": "muster.render_cmd:render",
     "run": "muster.confd_cmd:run_command",

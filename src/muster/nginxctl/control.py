@@ -11,7 +11,6 @@ ones "worker process is shutting down". Linux only (it reads ``/proc``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -21,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muster.errors import CommandFailed, ResourceError
-from muster.log import kv
 from muster.nginxctl.shadow import ShadowError, plan_shadow
 
 __all__ = [
@@ -35,8 +33,6 @@ __all__ = [
     "signal_all",
     "wait_workers_replaced",
 ]
-
-log = logging.getLogger(__name__)
 
 NGINX_BINARY = "/usr/sbin/nginx"
 _WORKER_TITLE = "nginx: worker process"
@@ -125,21 +121,12 @@ def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list
 
 def reload(pid_file: Path, *, timeout: float = 10.0) -> list[int]:
     """SIGHUP nginx's master and return the new workers' pids once they are the live ones."""
-    started = time.monotonic()
+    # No logging here: this runs as a short-lived reload_cmd whose caller logs the outcome,
+    # and importing logging's config machinery would cost more than the reload itself.
     master = read_pid(pid_file)
     before = {c.pid for c in children(master)}
-    log.debug(kv("nginx.reload.started", master=master, workers=len(before)))
     os.kill(master, signal.SIGHUP)
-    workers = wait_workers_replaced(master, before, timeout)
-    log.info(
-        kv(
-            "nginx.reload.complete",
-            master=master,
-            workers=",".join(map(str, workers)),
-            ms=round((time.monotonic() - started) * 1000, 1),
-        )
-    )
-    return workers
+    return wait_workers_replaced(master, before, timeout)
 
 
 def check_config(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fnmatch
 import glob as globmod
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +228,7 @@ def plan_shadow(
     conf_prefix = main.parent
     target = os.path.abspath(replace)
     if shadow_name is None:
-        token = secrets.token_hex(4)  # two checks at once must not share shadow files
+        token = os.urandom(4).hex()  # two checks at once must not share shadow files
 
         def shadow_name(real: Path) -> Path:
             return conf_prefix / f".muster-check-{token}.{real.name}"

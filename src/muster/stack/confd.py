@@ -1,0 +1,139 @@
+"""Run the muster daemon (``muster confd -watch``) as a child process, for ``muster up`` and the tests.
+
+A separate process rather than a task in the caller: it is exactly what users run, its
+signal handling and logs are its own, and stopping it is a signal, as for nginx and etcd.
+Synchronous like the other drivers in this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from muster.errors import Error
+
+__all__ = ["DaemonProcess"]
+
+_STOP_GRACE = 10.0
+
+
+class DaemonProcess:
+    """``muster confd -watch`` over ``confdir`` against ``nodes``; a context manager.
+
+    ``backend`` is confd's ``-backend``: ``etcdv3`` or ``etcd`` (the v2 API). Its log
+    goes to ``log_path``.
+    """
+
+    def __init__(
+        self,
+        confdir: Path,
+        nodes: Sequence[str],
+        *,
+        backend: str = "etcdv3",
+        log_path: Path | None = None,
+        log_level: str = "info",
+        extra_args: Sequence[str] = (),
+        python: str = sys.executable,
+    ) -> None:
+        self.confdir = Path(confdir).absolute()
+        self.nodes = tuple(nodes)
+        self.backend = backend
+        self.log_path = log_path or self.confdir / "muster-confd.log"
+        self.log_level = log_level
+        self.extra_args = tuple(extra_args)
+        self.python = python
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<DaemonProcess {self.backend} {','.join(self.nodes)} confdir={self.confdir} {state}>"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        cmd = [self.python, "-m", "muster", "confd", "-watch", "-backend", self.backend]
+        for node in self.nodes:
+            cmd += ["-node", node]
+        cmd += [
+            "-confdir", str(self.confdir),
+            # Never pick up a system-wide /etc/confd/confd.toml: a missing file is skipped.
+            "-config-file", str(self.confdir / "confd.toml"),
+            "-log-level", self.log_level,
+        ]  # fmt: skip
+        return cmd + list(self.extra_args)
+
+    def start(self) -> None:
+        """Launch the daemon (it renders as soon as it has read the backend)."""
+        if self.running:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
+            )  # fmt: skip
+        finally:
+            log.close()
+
+    def wait_file(self, path: Path, timeout: float = 15.0) -> None:
+        """Wait until the daemon has written ``path``; raise ``Error`` with its log if not."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self._proc is not None and self._proc.poll() is not None:
+                raise Error(f"muster confd exited with {self._proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise Error(f"muster confd did not write {path} within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = _STOP_GRACE) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; always reaps. Safe when not running."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash) and reap."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        self._proc = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> DaemonProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

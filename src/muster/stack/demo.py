@@ -1,0 +1,61 @@
+"""Tiny HTTP servers that answer every request with their own server ID: ``muster up``'s demo.
+
+The integration tests and benchmarks use them as backends too, since each counts the
+requests it served: a test can tell which server nginx picked, and whether a removed one
+still gets traffic.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from aiohttp import web
+
+__all__ = ["DemoServer"]
+
+
+class DemoServer:
+    """One aiohttp server on ``127.0.0.1``; ``async with`` starts and stops it.
+
+    Every request gets ``200`` with the body ``SERVER_ID\\n``; ``hits`` counts them.
+    ``port=0`` picks a free port (``.port`` tells which once started).
+    """
+
+    def __init__(self, server_id: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server_id = server_id
+        self.host = host
+        self.port = port
+        self.hits = 0
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:
+        return f"<DemoServer {self.server_id} {self.host}:{self.port} hits={self.hits}>"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        return web.Response(text=f"{self.server_id}\n")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # No access log: under load it would cost more than the answer.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> DemoServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

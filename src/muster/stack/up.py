@@ -1,0 +1,414 @@
+"""``muster up``: etcd, nginx, the muster daemon and demo servers on loopback, in one command.
+
+Theory of operation. The processes start in dependency order (etcd, then nginx, then
+``muster confd -watch`` with the stock template resource), each driver returning only
+once its process answers; then the demo servers start and register through muster's own
+registration agent. While running, one task prints every change under ``/services``
+(read through muster's backend, as the daemon reads it) and another notices a process
+that died. SIGINT or SIGTERM ends it in reverse order: deregister the demo servers
+first (so nginx stops sending them traffic), then stop the daemon, nginx and etcd,
+each by its own pid. Nothing is left running, even when startup fails half way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from muster.errors import BackendError, ConfigError, Error
+from muster.log import configure, kv
+from muster.services import DEFAULT_ROOT, index_services
+from muster.stack.confd import DaemonProcess
+from muster.stack.demo import DemoServer
+from muster.stack.etcd import EtcdProcess, etcd_available, free_port
+from muster.stack.nginx import NginxProcess, nginx_available
+from muster.stack.stock import NginxPaths, write_resource
+
+__all__ = ["Stack", "UpOptions", "run_up", "up"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "hello"
+DEMO_TTL = 10
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    """``muster up``'s settings; the defaults are the command's."""
+
+    port: int = 8080
+    etcd_port: int = 2379
+    etcd_nodes: int = 1
+    backend: str = "etcdv3"
+    demo: int = 3
+    state_dir: Path = Path(".muster")
+    workers: int | str = "auto"
+
+
+@dataclass(slots=True)
+class Stack:
+    """The processes of one ``muster up``; ``start()`` and ``stop()`` are synchronous."""
+
+    opts: UpOptions
+    etcd: list[EtcdProcess] = field(default_factory=list)
+    nginx: NginxProcess | None = None
+    daemon: DaemonProcess | None = None
+
+    @property
+    def state(self) -> Path:
+        return self.opts.state_dir.absolute()
+
+    @property
+    def etcd_urls(self) -> list[str]:
+        return [m.client_url for m in self.etcd]
+
+    @property
+    def dest(self) -> Path:
+        assert self.nginx is not None
+        return self.nginx.include_dir / "services.conf"
+
+    def start(self) -> None:
+        """Start etcd, nginx and the daemon; on failure stop what started and raise ``Error``."""
+        try:
+            self._start_etcd()
+            self._start_nginx()
+            self._start_daemon()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_etcd(self) -> None:
+        base = self.state / "etcd"
+        # A fresh store each time: registrations are leases that died with the last run,
+        # and a member's stored peer URLs would not match this run's ports.
+        shutil.rmtree(base, ignore_errors=True)
+        n = self.opts.etcd_nodes
+        clients = _member_ports(self.opts.etcd_port, n)
+        peers = [free_port() for _ in range(n)]
+        names = [f"m{i}" for i in range(n)]
+        cluster = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in zip(names, peers, strict=True))
+        for name, client, peer in zip(names, clients, peers, strict=True):
+            member = EtcdProcess(
+                base / name,
+                name=name,
+                client_port=client,
+                peer_port=peer,
+                initial_cluster=cluster,
+                cluster_token=f"muster-up-{os.getpid()}",
+            )
+            self.etcd.append(member)
+            _ensure_free(client, "--etcd-port")
+            member.start(wait=False)
+        for member in self.etcd:
+            member.wait_healthy(timeout=30.0)
+
+    def _start_nginx(self) -> None:
+        _ensure_free(self.opts.port, "--port")
+        self.nginx = NginxProcess(
+            self.state / "nginx",
+            port=self.opts.port,
+            status_port=free_port(),
+            worker_processes=self.opts.workers,
+            access_log=True,
+        )
+        # The listen line names the port, which may differ from the last run's.
+        with contextlib.suppress(OSError):
+            self.nginx.server_conf_path.unlink()
+        with contextlib.suppress(OSError):
+            self.dest.unlink()  # the last run's services are gone with its etcd
+        self.nginx.start()
+
+    def _start_daemon(self) -> None:
+        assert self.nginx is not None
+        confdir = self.state / "confd"
+        shutil.rmtree(confdir / "conf.d", ignore_errors=True)
+        nginx = self.nginx
+        write_resource(confdir, NginxPaths(nginx.conf_path, self.dest, nginx.pid_path, nginx.prefix))
+        self.daemon = DaemonProcess(
+            confdir, self.etcd_urls, backend=self.opts.backend, log_path=self.state / "logs" / "muster.log"
+        )
+        self.daemon.start()
+        self.daemon.wait_file(self.dest, timeout=30.0)
+        nginx.wait_serving(timeout=15.0)
+
+    def dead(self) -> str | None:
+        """The name of a process that exited on its own, if any."""
+        if self.daemon is not None and not self.daemon.running:
+            return f"the muster daemon (log: {self.daemon.log_path})"
+        if self.nginx is not None and not self.nginx.running:
+            return f"nginx (log: {self.nginx.log_path})"
+        for member in self.etcd:
+            if not member.running:
+                return f"etcd {member.name} (log: {member.log_path})"
+        return None
+
+    def stop(self) -> None:
+        """Stop the daemon, nginx and etcd, in that order; safe to call twice."""
+        if self.daemon is not None:
+            self.daemon.stop()
+        if self.nginx is not None:
+            self.nginx.stop()
+        for member in self.etcd:
+            member.stop()
+
+
+def _member_ports(first: int, n: int) -> list[int]:
+    """etcd's own convention for local clusters: 2379, 12379, 22379."""
+    ports = [first + 10000 * i for i in range(n)]
+    return ports if ports[-1] <= 65535 else [first] + [free_port() for _ in range(n - 1)]
+
+
+def _ensure_free(port: int, flag: str) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another with {flag}") from None
+
+
+# -- the running stack --------------------------------------------------------------------------
+
+
+async def _routed_ids(url: str, want: set[str], timeout: float) -> set[str]:
+    """GET ``url`` until every ID in ``want`` has answered or ``timeout`` passes."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+
+    def get() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                return str(resp.read().decode().strip())
+        except (OSError, ValueError):
+            return None
+
+    while not want <= seen and time.monotonic() < deadline:
+        body = await asyncio.to_thread(get)
+        if body is not None:
+            seen.add(body)
+        else:
+            await asyncio.sleep(0.05)
+    return seen
+
+
+async def _watch_services(stack: Stack, say: Callable[[str], None]) -> None:
+    """Print each service/server change under ``/services`` until cancelled."""
+    from muster.backends import BackendOptions, create
+
+    backend = create(stack.opts.backend, BackendOptions(nodes=tuple(stack.etcd_urls)))
+    shown: dict[str, str] = {}
+    revision: int | None = None
+    try:
+        while True:
+            try:
+                snapshot = await backend.get_values([DEFAULT_ROOT])
+                revision = snapshot.revision
+                _show_changes(snapshot.values, shown, say)
+                revision = await backend.wait_changed([DEFAULT_ROOT], revision)
+            except BackendError as exc:
+                log.debug(kv("up.watch.retry", error=exc))
+                await asyncio.sleep(1.0)
+    finally:
+        await backend.aclose()
+
+
+def _show_changes(values: Mapping[str, str], shown: dict[str, str], say: Callable[[str], None]) -> None:
+    """Print the servers that came, went or were left out since ``shown``; update it."""
+    items = dict(values)
+    root = DEFAULT_ROOT
+    names = {k[len(root) + 1 :].split("/", 1)[0] for k in items if k.startswith(root + "/")}
+    index = index_services(items.items(), names, root)
+    now: dict[str, str] = {}
+    for name, servers in index.services.items():
+        for server in servers:
+            now[server.Key] = f"+ {name}/{server.ID} -> {server.Addr}" + (
+                f" weight={server.Weight}" if server.Weight != 1 else ""
+            )
+    for key, reason in index.rejected.items():
+        now[key] = f"! {key.encode('unicode_escape').decode()} left out: {reason}"
+    stamp = time.strftime("%H:%M:%S")
+    for key in sorted(shown.keys() - now.keys()):
+        if shown[key].startswith("+"):
+            say(f"{stamp}  - {shown[key][2:].split(' -> ')[0]}")
+    for key in sorted(now):
+        if shown.get(key) != now[key]:
+            say(f"{stamp}  {now[key]}")
+    shown.clear()
+    shown.update(now)
+
+
+async def _supervise(stack: Stack) -> str:
+    """Return the name of a process that died; runs until cancelled otherwise."""
+    while True:
+        dead = stack.dead()
+        if dead is not None:
+            return dead
+        await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def _demo_servers(stack: Stack, count: int) -> AsyncIterator[list[DemoServer]]:
+    """Start ``count`` demo servers and register each; deregister and stop them on exit."""
+    from muster.registration import registration
+
+    async with contextlib.AsyncExitStack() as exits:
+        servers: list[DemoServer] = []
+        for i in range(1, count + 1):
+            server = await exits.enter_async_context(DemoServer(f"{SERVICE}-{i}"))
+            servers.append(server)
+        regs = []
+        for server in servers:
+            reg = registration(
+                SERVICE,
+                server.host,
+                server.port,
+                server_id=server.server_id,
+                ttl=DEMO_TTL,
+                backend=stack.opts.backend,
+                nodes=stack.etcd_urls,
+            )
+            regs.append(await exits.enter_async_context(reg))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15.0):
+                for reg in regs:
+                    await reg.wait_registered()
+        yield servers
+        # Leaving the stack revokes each registration before its server stops.
+
+
+def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callable[[str], None]) -> None:
+    assert stack.nginx is not None
+    url = stack.nginx.url
+    etcd = stack.etcd_urls[0]
+    say("")
+    say(f"muster is up: nginx on {url}, etcd on {', '.join(stack.etcd_urls)} ({stack.opts.backend})")
+    if servers:
+        state = "all routed" if len(seen) >= len(servers) else f"{len(seen)} of {len(servers)} routed so far"
+        say(f"  curl {url}/{SERVICE}/            # {len(servers)} demo servers, round robin ({state})")
+    say("  register your own server (kept while the command runs):")
+    say(
+        f"    muster register --service api --host 127.0.0.1 --port 9000 --node {etcd}"
+        + (" --backend etcd" if stack.opts.backend == "etcd" else "")
+    )
+    if stack.opts.backend == "etcd":
+        say("  or as in the seed post, with curl and a TTL:")
+        say(
+            f"    curl {etcd}/v2/keys/services/api/servers/$(hostname -s) "
+            '-d value=\'{"host":"127.0.0.1","port":9000}\' -d ttl=60 -X PUT'
+        )
+    else:
+        value = json.dumps({"host": "127.0.0.1", "port": 9000})
+        say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
+    say(f"  state and logs: {stack.state}   rendered config: {stack.dest}")
+    say("Ctrl-C stops everything. Changes under /services:")
+
+
+async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> int:
+    """Run the stack until SIGINT/SIGTERM (or a process dies); return the exit status."""
+    from muster.daemon import capture_signals
+
+    if not etcd_available():
+        raise ConfigError("etcd is not installed (/usr/bin/etcd): run scripts/install-deps")
+    if not nginx_available():
+        raise ConfigError("nginx is not installed (/usr/sbin/nginx): run scripts/install-deps")
+    stack = Stack(opts)
+    stop = asyncio.Event()
+    status = 0
+    lock = _take_lock(stack.state)
+    try:
+        with capture_signals(stop, lambda: None):
+            members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
+            say(f"starting etcd ({members}), nginx and muster...")
+            # Startup runs in a thread and cannot be interrupted half way: a signal meanwhile
+            # only sets ``stop``, and we stop everything once it returns.
+            await asyncio.to_thread(stack.start)
+            if stop.is_set():
+                return 130
+            assert stack.nginx is not None
+            async with _demo_servers(stack, opts.demo) as servers:
+                seen = await _routed_ids(
+                    f"{stack.nginx.url}/{SERVICE}/", {s.server_id for s in servers}, 10.0
+                )
+                _banner(stack, servers, seen, say)
+                async with asyncio.TaskGroup() as tg:
+                    watcher = tg.create_task(_watch_services(stack, say))
+                    supervisor = tg.create_task(_supervise(stack))
+                    stopper = tg.create_task(stop.wait())
+                    await asyncio.wait([supervisor, stopper], return_when=asyncio.FIRST_COMPLETED)
+                    if supervisor.done():
+                        say(f"{supervisor.result()} exited unexpectedly; stopping everything")
+                        status = 1
+                    for task in (watcher, supervisor, stopper):
+                        task.cancel()
+                say("stopping: deregistering the demo servers...")
+    finally:
+        say("stopping muster, nginx and etcd...")
+        await asyncio.to_thread(stack.stop)
+        lock.unlink(missing_ok=True)
+        say("stopped.")
+    return status
+
+
+def _take_lock(state: Path) -> Path:
+    """Refuse to run twice on one state directory; a lock left by a killed run is taken over."""
+    state.mkdir(parents=True, exist_ok=True)
+    lock = state / "muster-up.pid"
+    try:
+        other = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        other = 0
+    if other and other != os.getpid():
+        try:
+            os.kill(other, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            raise ConfigError(f"muster up (pid {other}) is already running with state directory {state}")
+    lock.write_text(f"{os.getpid()}\n")
+    return lock
+
+
+@click.command("up")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="nginx's port.")
+@click.option("--etcd-port", type=click.IntRange(1, 65535), default=2379, show_default=True)
+@click.option("--etcd-nodes", type=click.Choice(["1", "3"]), default="1", show_default=True)
+@click.option("--backend", type=click.Choice(["etcdv3", "etcd"]), default="etcdv3", show_default=True,
+              help="etcd's v3 API, or the v2 keys API of the seed post.")  # fmt: skip
+@click.option(
+    "--demo", type=click.IntRange(0, 50), default=3, show_default=True, help="Demo servers of 'hello'."
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".muster"), show_default=True)
+@click.option("--log-level", default="warning", show_default=True, help="muster's own log level here.")
+def up(
+    port: int, etcd_port: int, etcd_nodes: str, backend: str, demo: int, state_dir: Path, log_level: str
+) -> None:
+    """Run etcd, nginx, the muster daemon and demo servers locally until Ctrl-C."""
+    configure(log_level)
+    opts = UpOptions(
+        port=port,
+        etcd_port=etcd_port,
+        etcd_nodes=int(etcd_nodes),
+        backend=backend,
+        demo=demo,
+        state_dir=state_dir,
+    )
+    try:
+        status = asyncio.run(run_up(opts))
+    except Error as exc:
+        click.echo(f"muster up: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(status)
