@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from muster.backends import create
 from muster.backends.etcdv3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
-from muster.stack.etcd import EtcdProcess
+from muster.stack.etcd import EtcdCluster, EtcdProcess, enable_auth
 
 
 def backend_for(*urls: str, **options: object) -> EtcdV3Backend:
@@ -186,3 +187,118 @@ async def test_lease_expires_without_keepalive(v3: EtcdV3Backend, key_prefix: st
 async def test_bad_request_is_a_backend_error(v3: EtcdV3Backend) -> None:
     with pytest.raises(BackendError):
         await v3.client.request("/v3/kv/range", {"key": "not base64!"})
+
+
+async def test_failover_when_member_in_use_dies(etcd_cluster: EtcdCluster) -> None:
+    async with backend_for(*etcd_cluster.client_urls) as backend:
+        snap = await backend.get_values(["/svc"])
+        assert backend.client.endpoints.current == etcd_cluster[0].client_url
+        waiter = asyncio.create_task(backend.wait_changed(["/svc"], snap.revision))
+        await asyncio.sleep(0.2)
+        etcd_cluster[0].kill()
+        async with backend_for(etcd_cluster[1].client_url, etcd_cluster[2].client_url) as writer:
+            rev = await put(writer, "/svc/a", "1")
+        assert await asyncio.wait_for(waiter, 5) == rev
+        assert backend.client.endpoints.current != etcd_cluster[0].client_url
+        assert (await backend.get_values(["/svc"])).values == {"/svc/a": "1"}
+
+
+async def test_silent_member_is_abandoned(etcd_cluster: EtcdCluster) -> None:
+    """A member that stops answering (SIGSTOP) keeps its TCP stream open: the probe must notice."""
+    async with backend_for(
+        *etcd_cluster.client_urls, watch_probe_interval=0.5, request_timeout=0.5
+    ) as backend:
+        snap = await backend.get_values(["/svc"])
+        waiter = asyncio.create_task(backend.wait_changed(["/svc"], snap.revision))
+        await asyncio.sleep(0.2)
+        etcd_cluster[0].pause()
+        try:
+            async with backend_for(etcd_cluster[1].client_url, etcd_cluster[2].client_url) as writer:
+                rev = await put(writer, "/svc/a", "1")  # waits for a new leader if m0 led
+            assert await asyncio.wait_for(waiter, 5) == rev
+        finally:
+            etcd_cluster[0].resume()
+
+
+async def test_quorum_loss_and_recovery(etcd_cluster: EtcdCluster) -> None:
+    async with backend_for(*etcd_cluster.client_urls, request_timeout=2.0) as backend:
+        snap = await backend.get_values(["/svc"])
+        waiter = asyncio.create_task(backend.wait_changed(["/svc"], snap.revision))
+        await asyncio.sleep(0.2)
+        etcd_cluster[1].kill()
+        etcd_cluster[2].kill()
+        # Without quorum, reads fail fast instead of hanging (the member knows it has no leader).
+        await asyncio.sleep(3)
+        t0 = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await backend.get_values(["/svc"])
+        assert time.monotonic() - t0 < 2.5
+        assert not waiter.done()
+        await asyncio.to_thread(etcd_cluster[1].start, wait=False)
+        await asyncio.to_thread(etcd_cluster[1].wait_healthy)
+        await asyncio.to_thread(etcd_cluster[0].wait_healthy)
+        async with backend_for(etcd_cluster[0].client_url, etcd_cluster[1].client_url) as writer:
+            t0 = time.monotonic()
+            rev = await put(writer, "/svc/back", "1")
+            t_write = time.monotonic()
+        assert await asyncio.wait_for(waiter, 5) == rev
+        latency = time.monotonic() - t_write
+        assert latency < 1.0, (
+            f"change after quorum returned seen after {latency:.3f}s (put took {t_write - t0:.3f}s)"
+        )
+
+
+async def test_tls_client_certificates(etcd_tls: EtcdProcess, key_prefix: str) -> None:
+    certs = etcd_tls.tls
+    assert certs is not None
+    options = {"client_ca_keys": str(certs.ca), "client_cert": str(certs.client_cert),
+               "client_key": str(certs.client_key)}  # fmt: skip
+    async with backend_for(etcd_tls.client_url, **options) as backend:
+        snap = await backend.get_values([key_prefix])
+        waiter = asyncio.create_task(backend.wait_changed([key_prefix], snap.revision))
+        await asyncio.sleep(0.05)
+        rev = await put(backend, f"{key_prefix}/k", "v")
+        assert await asyncio.wait_for(waiter, 2) == rev
+        lease = await backend.register(f"{key_prefix}/reg", "x", ttl=5)
+        assert await lease.keepalive() > 0
+        await lease.revoke()
+    # Without a client certificate the server refuses us; a clear error, not a hang.
+    async with backend_for(etcd_tls.client_url, client_ca_keys=str(certs.ca), request_timeout=2.0) as bare:
+        with pytest.raises(BackendError):
+            await bare.get_values([key_prefix])
+    # Without the CA we refuse the server.
+    async with backend_for(etcd_tls.client_url, request_timeout=2.0) as untrusting:
+        with pytest.raises(BackendError):
+            await untrusting.get_values([key_prefix])
+
+
+async def test_username_password_auth(etcd_auth: Any, key_prefix: str) -> None:
+    async with backend_for(
+        etcd_auth.client_url, username=etcd_auth.user, password=etcd_auth.password
+    ) as backend:
+        snap = await backend.get_values([key_prefix])
+        waiter = asyncio.create_task(backend.wait_changed([key_prefix], snap.revision))
+        await asyncio.sleep(0.05)
+        rev = await put(backend, f"{key_prefix}/k", "v")
+        assert await asyncio.wait_for(waiter, 2) == rev
+        lease = await backend.register(f"{key_prefix}/reg", "x", ttl=5)
+        assert await lease.keepalive() > 0
+        await lease.revoke()
+    async with backend_for(etcd_auth.client_url) as anonymous:
+        with pytest.raises(BackendError) as info:
+            await anonymous.get_values([key_prefix])
+        assert not isinstance(info.value, BackendUnavailable)
+    async with backend_for(etcd_auth.client_url, username=etcd_auth.user, password="wrong") as wrong:
+        with pytest.raises(BackendError, match="authentication failed"):
+            await wrong.get_values([key_prefix])
+
+
+async def test_expired_auth_token_is_refreshed(etcd_server_factory: Callable[..., EtcdProcess]) -> None:
+    proc = etcd_server_factory(extra_args=["--auth-token-ttl", "1"])
+    enable_auth(proc.client_url, root_password="r", users={"u": "p"})
+    async with backend_for(proc.client_url, username="u", password="p") as backend:
+        await put(backend, "/k", "1")
+        token = backend.client._token
+        await asyncio.sleep(2.5)
+        assert (await backend.get_values(["/k"])).values == {"/k": "1"}
+        assert backend.client._token != token

@@ -1,8 +1,9 @@
 """The etcd v3 backend: snapshots at one revision, a resumable watch, and lease registrations.
 
-Theory of operation for ``wait_changed``: one ``/v3/watch`` stream carries a watcher per key
-range (see ``keys.prefix_ranges``), all starting at ``since + 1``. The first event ends the
-wait. Progress notifications advance the resume point. When the stream breaks, or stays
+Theory of operation for ``wait_changed``: one ``/v3/watch`` stream with one watcher over the
+smallest range covering every prefix (``keys.covering_range``), starting at ``since + 1``.
+The first event under a prefix ends the wait; other events in the range and progress
+notifications only advance the resume point. When the stream breaks, or stays
 silent past ``watch_probe_interval`` and a status probe of its member fails, the watch is
 reopened on the next endpoint from the resume point, retrying with a short capped backoff
 while no member answers, so a change written right after an outage is seen at once. A
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from muster.backends.base import Snapshot
 from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchStream
-from muster.backends.keys import KeyRange, prefix_ranges
+from muster.backends.keys import KeyRange, covering_range, matches_any, prefix_ranges
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
@@ -93,7 +94,9 @@ class EtcdV3Backend:
         ``since=None`` waits for the next change from now. Survives disconnects and member
         loss by resuming on the next endpoint; raises ``RevisionCompacted`` if ``since`` is gone.
         """
-        ranges = _ranges(prefixes)
+        if not prefixes:
+            await asyncio.Event().wait()  # nothing to watch: wait until cancelled
+        watched = covering_range(_ranges(prefixes))
         if since is None:
             since = await self.current_revision()
         state = _WatchState(resume=since + 1)
@@ -102,8 +105,8 @@ class EtcdV3Backend:
         while True:
             url = self.client.endpoints.current
             try:
-                async with self.client.watch(url, ranges, state.resume) as stream:
-                    return await self._consume(stream, len(ranges), state)
+                async with self.client.watch(url, watched, state.resume) as stream:
+                    return await self._consume(stream, prefixes, state)
             except BackendUnavailable as exc:
                 self.client.endpoints.mark_failed(url, exc)
                 if state.outage_since is None:
@@ -121,10 +124,8 @@ class EtcdV3Backend:
                     raise
                 await self.client.reauthenticate(url)
 
-    async def _consume(self, stream: WatchStream, watchers: int, state: _WatchState) -> int:
-        """Read one stream until an event arrives (its revision); raises when the stream ends."""
-        progress: dict[int, int] = {}
-        created = 0
+    async def _consume(self, stream: WatchStream, prefixes: Sequence[str], state: _WatchState) -> int:
+        """Read one stream until a matching event arrives (its revision); raises when it ends."""
         probe = self.options.watch_probe_interval
         while True:
             msg = await stream.receive(idle_timeout=probe)
@@ -141,19 +142,19 @@ class EtcdV3Backend:
                     )
                 raise BackendError(f"watch {stream.url} canceled: {msg.cancel_reason or 'no reason given'}")
             if msg.created:
-                created += 1
-                if created == watchers and state.outage_since is not None:
+                if state.outage_since is not None:
                     outage = time.monotonic() - state.outage_since
                     log.info(kv("etcd.watch.resumed", endpoint=stream.url, revision=state.resume - 1,
                                 outage=f"{outage:.3f}s"))  # fmt: skip
                     state.outage_since = None
                 continue
-            if msg.events:
-                return max(ev.mod_revision for ev in msg.events)
-            # Progress notification: that watcher has seen everything up to msg.revision.
-            progress[msg.watch_id] = msg.revision
-            if len(progress) == watchers:
-                state.resume = max(state.resume, min(progress.values()) + 1)
+            matching = [ev.mod_revision for ev in msg.events if matches_any(_text(ev.key), prefixes)]
+            if matching:
+                return max(matching)
+            # Events of one watcher arrive in revision order, and a progress notification
+            # means nothing is pending: either way the stream has delivered up to here.
+            seen = max((ev.mod_revision for ev in msg.events), default=msg.revision)
+            state.resume = max(state.resume, seen + 1)
 
     # -- Registrar --------------------------------------------------------------------------
 

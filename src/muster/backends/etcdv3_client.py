@@ -82,6 +82,11 @@ def classify(body: Any, what: str, http_status: int = 0) -> BackendError:
         code = int(body.get("code", 0) or 0) if isinstance(body, dict) else 0
         message = str(body.get("message") or err or body) if isinstance(body, dict) else str(body)
     text = f"{what}: {message}"
+    if "CommonName of client" in message:
+        text += (
+            " (etcd 3.4's JSON gateway refuses every request when client-certificate auth and"
+            " RBAC are both enabled: use certificates or username/password, not both)"
+        )
     if "compacted" in message:
         return RevisionCompacted(text)
     if code in _RETRYABLE_CODES or any(t in message for t in _RETRYABLE_TEXT) or http_status in (502, 503):
@@ -223,7 +228,12 @@ class EtcdV3Client:
             ) as resp:  # fmt: skip
                 raw = await resp.read()
                 status = resp.status
-        reply = parse_json(raw, what) if raw else {}
+        try:
+            reply = json.loads(raw) if raw else {}
+        except ValueError:
+            if status == 200:
+                raise BackendError(f"{what}: invalid JSON from etcd: {raw[:80]!r}") from None
+            reply = {"message": raw.decode(errors="replace").strip()}  # a plain-text refusal
         if status != 200 or (isinstance(reply, dict) and "error" in reply and "header" not in reply):
             raise classify(reply, what, status)
         if not isinstance(reply, dict):
@@ -361,31 +371,36 @@ class EtcdV3Client:
     # -- watch ------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def watch(self, url: str, ranges: Sequence[KeyRange], start_revision: int | None,
-                    *, progress_notify: bool = True) -> AsyncIterator[WatchStream]:  # fmt: skip
-        """Open one ``/v3/watch`` stream on ``url`` with a watcher per range.
+    async def watch(
+        self, url: str, watched: KeyRange, start_revision: int | None, *, progress_notify: bool = True
+    ) -> AsyncIterator[WatchStream]:
+        """Open one ``/v3/watch`` stream on ``url`` with a single watcher on ``watched``.
 
-        The gateway reads the whole request body before streaming, so all create requests
-        are sent at once, newline-delimited; the stream then stays open until closed.
+        Only one create request per stream: etcd 3.4's gateway starts answering while it
+        still reads the request body, and Go's HTTP/1 server then discards the unread rest.
         """
         if self.options.username and self._token is None:
             await self._authenticate(url, None)
-        lines = []
-        for key, end in ranges:
-            create: dict[str, Any] = {"key": b64encode(key), "progress_notify": progress_notify}
-            if end is not None:
-                create["range_end"] = b64encode(end)
-            if start_revision is not None:
-                create["start_revision"] = str(start_revision)
-            lines.append(json.dumps({"create_request": create}))
+        key, end = watched
+        create: dict[str, Any] = {"key": b64encode(key), "progress_notify": progress_notify}
+        if end is not None:
+            create["range_end"] = b64encode(end)
+        if start_revision is not None:
+            create["start_revision"] = str(start_revision)
         headers = dict(_REQUIRE_LEADER)
         if self._token is not None:
             headers["Authorization"] = self._token
         what = f"watch {url}"
+        # The reply starts with the "created" message: a member that accepts the connection
+        # but never answers (stopped, wedged) must not hold us here forever.
         with map_exceptions(TRANSPORT_ERRORS, what):
-            resp = await self.session.post(
-                url + "/v3/watch", data="\n".join(lines), headers=headers, timeout=self._timeout(None),
-            )  # fmt: skip
+            async with asyncio.timeout(self.options.request_timeout):
+                resp = await self.session.post(
+                    url + "/v3/watch",
+                    data=json.dumps({"create_request": create}),
+                    headers=headers,
+                    timeout=self._timeout(None),
+                )
         try:
             if resp.status != 200:
                 raw = await resp.read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 
 __all__ = [
     "KeyRange",
@@ -86,3 +87,24 @@ def matches_prefix(key: str, prefix: str) -> bool:
     if p == "/":
         return key.startswith("/")
     return key == p or key.startswith(p + "/")
+
+
+def matches_any(key: str, prefixes: Sequence[str]) -> bool:
+    """True when ``key`` lies under at least one of ``prefixes``."""
+    return any(matches_prefix(key, p) for p in prefixes)
+
+
+def covering_range(ranges: Sequence[KeyRange]) -> tuple[bytes, bytes]:
+    """The smallest single ``[key, range_end)`` containing every range in ``ranges``.
+
+    A watch uses one range because etcd 3.4's gateway may drop all but the first create
+    request of a stream (Go's HTTP/1 server discards the unread request body once the
+    response starts); events outside the prefixes are filtered by the caller.
+    """
+    if not ranges:
+        raise ValueError("covering_range needs at least one range")
+    start = min(key for key, _ in ranges)
+    ends = [end if end is not None else key + b"\0" for key, end in ranges]
+    if any(end == b"\0" for end in ends):
+        return start, b"\0"  # one range runs to the end of the keyspace
+    return start, max(ends)

@@ -16,7 +16,7 @@ from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, ConfigError
 from muster.log import kv
 
-__all__ = ["Endpoints", "make_session", "map_exceptions", "parse_json", "ssl_context"]
+__all__ = ["Endpoints", "is_certificate_error", "make_session", "map_exceptions", "parse_json", "ssl_context"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,22 @@ def map_exceptions(mapping: Mapping[type[BaseException], type[BackendError]], wh
     except BackendError:
         raise
     except Exception as exc:
+        if is_certificate_error(exc):
+            # Not transient: retrying another node or later will not fix a certificate.
+            raise BackendError(f"{what}: TLS certificate rejected: {exc}") from exc
         for source, target in mapping.items():
             if isinstance(exc, source):
                 detail = str(exc) or type(exc).__name__
                 raise target(f"{what}: {detail}") from exc
         raise
+
+
+def is_certificate_error(exc: BaseException) -> bool:
+    """True for TLS failures caused by certificates (ours or the server's), not by the network."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return True
+    text = f"{exc} {exc.__cause__ or ''}".upper()
+    return "SSL" in text and ("CERTIFICATE" in text or "UNKNOWN_CA" in text)
 
 
 #: The mapping both etcd clients use for transport failures.
