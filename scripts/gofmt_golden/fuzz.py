@@ -149,6 +149,8 @@ def random_value(rng: random.Random, depth: int = 0) -> dict[str, Any]:
         return {"t": "*KV", "key": s("k"), "value": s("v")}
     if r < 0.97:
         return {"t": "Temp", "deg": f(rng.choice([1.25, -3.0, 100.0]))}
+    if r < 0.98:
+        return {"t": "Oops", "code": i("int", rng.randint(0, 9))}
     if r < 0.99:
         return {"t": "Ver", "major": i("int", 1), "minor": i("int", rng.randint(0, 12))}
     return {"t": "Pair", "name": s("p"), "any": random_value(rng, depth + 1), "n": i("int", 3)}

@@ -46,6 +46,14 @@ type Ver struct {
 func (v Ver) String() string   { return fmt.Sprintf("v%d.%d", v.Major, v.Minor) }
 func (v Ver) GoString() string { return fmt.Sprintf("Ver(%d, %d)", v.Major, v.Minor) }
 
+// Oops is an error that is also a Stringer: Error wins.
+type Oops struct {
+	Code int
+}
+
+func (o Oops) Error() string  { return fmt.Sprintf("oops %d", o.Code) }
+func (o Oops) String() string { return "not used" }
+
 // Val is an argument: the Go value and its encoding.
 type Val struct {
 	G   interface{}
@@ -177,6 +185,7 @@ func TempVal(d float64) Val { return Val{Temp{d}, enc("Temp", "deg", F(d).Enc)} 
 func VerVal(major, minor int) Val {
 	return Val{Ver{major, minor}, enc("Ver", "major", I(major).Enc, "minor", I(minor).Enc)}
 }
+func OopsVal(code int) Val { return Val{Oops{code}, enc("Oops", "code", I(code).Enc)} }
 func PairVal(n string, a Val, i int) Val {
 	return Val{Pair{n, a.G, i}, enc("Pair", "name", S(n).Enc, "any", a.Enc, "n", I(i).Enc)}
 }
@@ -278,7 +287,7 @@ func main() {
 		KVal("/app/port", "8080"), KPtr("/k", "v\n"), TempVal(21.55), TempVal(-3),
 		PairVal("p", Nil(), 1), PairVal("q", L(S("x"), TempVal(1)), -2), PairVal("r", KVal("a", "b"), 0),
 		L(TempVal(5), KVal("x", "y")), M("t", TempVal(2)), VerVal(1, 2), L(VerVal(0, 9), Nil()),
-		L(C(complex(1, 2)), C(complex(0, -1))),
+		L(C(complex(1, 2)), C(complex(0, -1))), OopsVal(7), L(OopsVal(1)),
 		ComplexStrMap(map[complex128]string{complex(1, 2): "a", complex(1, 1): "b", complex(0, 5): "c", complex(math.NaN(), 0): "n"}),
 		KVIntMap(map[KV]int{{"b", "1"}: 1, {"a", "2"}: 2, {"a", "1"}: 3}),
 	}
@@ -613,6 +622,8 @@ func decode(e map[string]interface{}) interface{} {
 		return Temp{sub("deg").(float64)}
 	case "Ver":
 		return Ver{sub("major").(int), sub("minor").(int)}
+	case "Oops":
+		return Oops{sub("code").(int)}
 	case "Pair":
 		return Pair{sub("name").(string), sub("any"), sub("n").(int)}
 	}

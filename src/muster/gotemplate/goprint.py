@@ -244,7 +244,7 @@ class Printer(Formatter):
             self.bad_verb(verb)
 
     def handle_methods(self, verb: str) -> bool:
-        """Use a struct's GoString (for %#v) or String (for %v %s %x %X %q) method."""
+        """Use a struct's GoString (for %#v), or Error or String (for %v %s %x %X %q)."""
         if self.erroring:
             return False
         if verb == "w":
@@ -257,7 +257,10 @@ class Printer(Formatter):
         if self.sharp_v:
             method, name = _go_method(arg, "GoString"), "GoString"
         elif verb in ("v", "s", "x", "X", "q"):
-            method, name = _go_method(arg, "String"), "String"
+            # An error is checked before a Stringer, as Go's type switch does.
+            method, name = _go_method(arg, "Error"), "Error"
+            if method is None:
+                method, name = _go_method(arg, "String"), "String"
         else:
             return False
         if method is None:

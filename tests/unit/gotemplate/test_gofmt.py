@@ -84,6 +84,22 @@ class Ver(GoStruct):
         return sprintf("Ver(%d, %d)", self.Major, self.Minor)
 
 
+class Oops(GoStruct):
+    go_type = "main.Oops"
+    go_fields = ("Code",)
+
+    def __init__(self, code: int) -> None:
+        self.Code = code
+
+    @go_method()
+    def Error(self) -> str:  # noqa: N802 - Go method name
+        return sprintf("oops %d", self.Code)
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        return "not used"
+
+
 class Pair(GoStruct):
     go_type = "main.Pair"
     go_fields = ("Name", "Any", "N")
@@ -140,6 +156,8 @@ def decode(enc: dict[str, Any]) -> Any:
         return Temp(decode(enc["deg"]))
     if t == "Ver":
         return Ver(decode(enc["major"]), decode(enc["minor"]))
+    if t == "Oops":
+        return Oops(decode(enc["code"]))
     if t == "Pair":
         return Pair(decode(enc["name"]), decode(enc["any"]), decode(enc["n"]))
     raise AssertionError(f"unknown encoding {t}")
