@@ -64,7 +64,7 @@ def store_funcs(store: KVStore) -> dict[str, GoFunc]:
 
     def getvs(pattern: str) -> GoSlice:
         try:
-            return _strings(store.getvs(pattern))
+            return store.getvs(pattern)
         except ValueError as exc:
             raise GoError(str(exc)) from None
 
@@ -201,17 +201,31 @@ def _fix_strings(v: Any) -> Any:
 _JSON_KIND = {dict: "object", list: "array", str: "string", bool: "bool", float: "number"}
 
 
+# Two decoders built once: the careful one checks every number for float64 overflow
+# (Go's ErrRange); the fast one is used when no literal can overflow.
+_CAREFUL_JSON: Final = json.JSONDecoder(
+    parse_float=_go_number, parse_int=_go_number, parse_constant=_reject_constant
+)
+_FAST_JSON: Final = json.JSONDecoder(parse_float=float, parse_int=float, parse_constant=_reject_constant)
+
+
+def _may_overflow(data: str) -> bool:
+    # Only an exponent of 3+ digits or a run of 300+ digits can exceed float64.
+    return "e" in data or "E" in data or len(data) > 300
+
+
 def go_json_decode(data: str) -> Any:
     """``json.Unmarshal`` into ``interface{}``: objects -> dict, arrays -> list, every
     number -> float; Go's syntax rules (no NaN/Infinity)."""
+    decoder = _CAREFUL_JSON if _may_overflow(data) else _FAST_JSON
     try:
-        value = json.loads(
-            data, parse_float=_go_number, parse_int=_go_number, parse_constant=_reject_constant
-        )
+        value = decoder.decode(data)
     except json.JSONDecodeError as exc:
         raise GoError(_syntax_message(data, exc.pos)) from None
     except RecursionError:
         raise GoError("exceeded max depth") from None
+    if data.isascii() and "\\u" not in data:
+        return value  # no invalid UTF-8 and no surrogate escapes to repair
     return _fix_strings(value)
 
 

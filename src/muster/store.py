@@ -37,9 +37,10 @@ from muster.gotemplate.values import GoSlice, GoStruct
 
 __all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
 
+_MEMO_LIMIT: Final = 1 << 16
 _LEAF: Final = 1
 _DIR: Final = 2
-_ROOT: Final = "\x00root"  # parent of the first segment; cannot be a key prefix
+_ROOT: Final = None  # the parent of every key's first segment
 
 
 class KeyNotFound(LookupError):
@@ -143,7 +144,7 @@ def _has_prefix_terms(prefix: list[str], test: list[str]) -> bool:
 def _go_sorted(items: list[str]) -> list[str]:
     """``sort.Strings``: bytewise order (differs from code point order only for
     surrogate-escaped invalid bytes)."""
-    if all(s.isascii() for s in items):
+    if all(map(str.isascii, items)):
         return sorted(items)
     return sorted(items, key=lambda s: s.encode("utf-8", "surrogateescape"))
 
@@ -173,13 +174,14 @@ class KVStore:
     where memkv returns an error.
     """
 
-    __slots__ = ("_values", "_children", "_sorted_cache", "_canonical", "_keys_sorted")
+    __slots__ = ("_values", "_children", "_sorted_cache", "_canonical", "_keys_sorted", "_memo")
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values: dict[str, str] = dict(values)
-        self._children: dict[str, dict[str, int]] = {}
-        self._sorted_cache: dict[str, list[str]] = {}
+        self._children: dict[str | None, dict[str, int]] = {}
+        self._sorted_cache: dict[str | None, list[str]] = {}
         self._keys_sorted: list[str] | None = None
+        self._memo: dict[str, tuple[str, ...]] = {}
         canonical = True
         children = self._children
         for key in self._values:
@@ -188,14 +190,14 @@ class KVStore:
                 segs[0] != "" or len(segs) < 2 or "" in segs[1:] or "." in segs or ".." in segs
             ):
                 canonical = False
-            parent = _ROOT
+            parent: str | None = _ROOT
             last = len(segs) - 1
             for i, seg in enumerate(segs):
                 kids = children.get(parent)
                 if kids is None:
                     kids = children[parent] = {}
                 kids[seg] = kids.get(seg, 0) | (_LEAF if i == last else _DIR)
-                parent = seg if i == 0 else parent + "/" + seg
+                parent = seg if parent is None else parent + "/" + seg
         self._canonical = canonical
 
     # -- plain lookups -----------------------------------------------------
@@ -237,47 +239,67 @@ class KVStore:
 
     # -- glob --------------------------------------------------------------
 
-    def _kids(self, parent: str) -> dict[str, int]:
+    def _kids(self, parent: str | None) -> dict[str, int]:
         return self._children.get(parent, {})
 
-    def _sorted_kids(self, parent: str) -> list[str]:
+    def _sorted_kids(self, parent: str | None) -> list[str]:
         cached = self._sorted_cache.get(parent)
         if cached is None:
             cached = self._sorted_cache[parent] = _go_sorted(list(self._kids(parent)))
         return cached
 
-    def match_keys(self, pattern: str) -> list[str]:
-        """Every key ``path.Match`` accepts for ``pattern``, in no particular order."""
+    def match_keys(self, pattern: str) -> tuple[str, ...]:
+        """Every key ``path.Match`` accepts for ``pattern``, in no particular order.
+
+        Answers are memoized: templates often ask the same pattern twice (the seed
+        nginx template does, once per upstream block and once per location).
+        """
+        found = self._memo.get(pattern)
+        if found is None:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[pattern] = tuple(self._match_keys(pattern))
+        return found
+
+    def _match_keys(self, pattern: str) -> list[str]:
         if not self._values:
             return []  # memkv never calls path.Match on an empty store: no error either
-        gomatch.validate(pattern)
         if _SEGMENT_UNSAFE.search(pattern):
+            # Only character classes and escapes can be malformed.
+            gomatch.validate(pattern)
             return self._match_whole(pattern)
-        segs = pattern.split("/")
-        frontier = [_ROOT]
+        special = _SPECIAL.search(pattern)
+        if special is None:
+            return [pattern] if pattern in self._values else []
+        # Skip the literal directory part in one lookup: a directory is in the index
+        # only if some key lies below it, so its ancestors need no checking.
+        cut = pattern.rfind("/", 0, special.start())
+        frontier: list[str | None]
+        if cut < 0:
+            frontier = [_ROOT]
+        else:
+            if pattern[:cut] not in self._children:
+                return []
+            frontier = [pattern[:cut]]
+        segs = pattern[cut + 1 :].split("/")
         last = len(segs) - 1
         for i, seg in enumerate(segs):
             want = _LEAF if i == last else _DIR
-            nxt: list[str] = []
-            if not _SPECIAL.search(seg):
-                for parent in frontier:
-                    if self._kids(parent).get(seg, 0) & want:
-                        nxt.append(_join(parent, seg))
-            elif seg == "*":
-                for parent in frontier:
-                    nxt.extend(_join(parent, c) for c, f in self._kids(parent).items() if f & want)
-            else:
-                rx = _segment_regex(seg)
-                for parent in frontier:
-                    nxt.extend(
-                        _join(parent, c)
-                        for c, f in self._kids(parent).items()
-                        if f & want and rx.fullmatch(c)
-                    )
+            nxt: list[str | None] = []
+            rx = None if seg == "*" or not _SPECIAL.search(seg) else _segment_regex(seg)
+            for parent in frontier:
+                kids = self._kids(parent)
+                head = "" if parent is None else parent + "/"
+                if rx is not None:
+                    nxt.extend(head + c for c, f in kids.items() if f & want and rx.fullmatch(c))
+                elif seg == "*":
+                    nxt.extend(head + c for c, f in kids.items() if f & want)
+                elif kids.get(seg, 0) & want:
+                    nxt.append(head + seg)
             frontier = nxt
             if not frontier:
                 return []
-        return frontier
+        return [k for k in frontier if k is not None]
 
     def _match_whole(self, pattern: str) -> list[str]:
         # A character class may match "/", so segments do not align: run the Go
@@ -303,12 +325,13 @@ class KVStore:
     def gets(self, pattern: str) -> KVPairs:
         """``memkv.GetAll``: the pairs whose key matches, sorted by key."""
         values = self._values
-        return KVPairs([KVPair(k, values[k]) for k in _go_sorted(self.match_keys(pattern))])
+        return KVPairs([KVPair(k, values[k]) for k in _go_sorted(list(self.match_keys(pattern)))])
 
-    def getvs(self, pattern: str) -> list[str]:
-        """``memkv.GetAllValues``: the values of the matching keys, sorted by value."""
+    def getvs(self, pattern: str) -> GoSlice:
+        """``memkv.GetAllValues``: the values of the matching keys, sorted by value
+        (a ``[]string``)."""
         values = self._values
-        return _go_sorted([values[k] for k in self.match_keys(pattern)])
+        return GoSlice(_go_sorted([values[k] for k in self.match_keys(pattern)]), "string")
 
     # -- listing -----------------------------------------------------------
 
@@ -371,7 +394,3 @@ class KVStore:
                 if _has_prefix_terms(prefix, items) and len(items) > len(prefix):
                     found.add(items[len(prefix)])
         return _go_sorted(list(found))
-
-
-def _join(parent: str, child: str) -> str:
-    return child if parent == _ROOT else parent + "/" + child
