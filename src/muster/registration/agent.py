@@ -79,6 +79,7 @@ class Agent:
         self._lease: Lease | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
+        self._was_registered = False
         self._failures = 0
 
     def __repr__(self) -> str:
@@ -118,10 +119,14 @@ class Agent:
         event = self._changed
         await event.wait()
 
-    def _notify(self) -> None:
-        # A fresh Event per change wakes every waiter exactly once.
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _publish(self) -> None:
+        # Registration can also end by the clock (presumed expiry), so compare rather than
+        # notify at each event. A fresh Event per change wakes every waiter exactly once.
+        registered = self.registered
+        if registered != self._was_registered:
+            self._was_registered = registered
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -138,6 +143,7 @@ class Agent:
 
     async def _drive(self) -> bool:
         while True:
+            self._publish()
             action = self.machine.next_action(self._now())
             match action:
                 case Register():
@@ -157,7 +163,7 @@ class Agent:
                                 reason="store unreachable; the key expires with its TTL",
                             )
                         )
-                    self._notify()
+                    self._publish()
                     return clean
 
     async def _sleep(self, until: float | None) -> None:
@@ -190,7 +196,6 @@ class Agent:
         self.machine.handle(Registered(lease.ttl), self._now())
         self._recovered()
         logger.info(kv("registration.register.complete", key=key, ttl=lease.ttl))
-        self._notify()
 
     async def _refresh(self) -> None:
         lease = self._lease
@@ -221,7 +226,6 @@ class Agent:
         logger.warning(
             kv("registration.lease.lost", key=self.spec.key, reason=reason, action="registering again")
         )
-        self._notify()
 
     async def _revoke(self) -> None:
         lease = self._lease
@@ -241,7 +245,6 @@ class Agent:
         self.machine.handle(Revoked(), self._now())
         self._recovered()
         logger.info(kv("registration.deregister.complete", key=self.spec.key))
-        self._notify()
 
     def _failed(self, what: str, exc: BaseException) -> str:
         reason = "timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)

@@ -223,3 +223,19 @@ def test_sync_registration_reports_open_errors() -> None:
     with pytest.raises(ConfigError, match="cannot register"):
         with sync_registration("web", "10.0.0.5", 8080, backend="memory"):
             pass  # pragma: no cover
+
+
+async def test_presumed_expiry_while_the_store_hangs_is_reported() -> None:
+    store = MemoryRegistrar()
+    agent = Agent(store, spec(ttl=1), op_timeout=0.05, backoff=FAST)
+    task = asyncio.create_task(agent.run())
+    await agent.wait_registered()
+    store.hang = True  # refreshes time out from now on
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(agent.wait_deregistered(), 2.0)
+    assert loop.time() - started <= 1.1  # at the lease's presumed expiry, not later
+    store.hang = False
+    await asyncio.wait_for(agent.wait_registered(), 1.0)
+    agent.stop()
+    await task
