@@ -25,7 +25,11 @@ def kv(event: str, **fields: Any) -> str:
 
 
 def configure(level: str = "info") -> None:
-    """Send muster's logs to stderr as ``time level logger message`` lines."""
+    """Send muster's logs to stderr as ``time level logger message`` lines.
+
+    The records still propagate: the root logger has no handler in a muster process, and
+    in-process callers (tests, embedding programs) keep seeing them through their own.
+    """
     if level.lower() not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; use one of debug, info, warning, error")
     logging.config.dictConfig({
@@ -35,5 +39,5 @@ def configure(level: str = "info") -> None:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "kv",
                                 "stream": "ext://sys.stderr"}},
         "loggers": {"muster": {"handlers": ["stderr"], "level": LEVELS[level.lower()],
-                               "propagate": False}},
+                               "propagate": True}},
     })
