@@ -38,6 +38,7 @@ def _arg_number(p: Printer, arg_num: int, fmt: str, i: int, num_args: int) -> tu
 
 
 def _do_printf(p: Printer, fmt: str, a: tuple[Any, ...]) -> None:
+    """Go's doPrintf, step for step: flags, ``[n]`` indexes, ``*`` and the error forms."""
     end = len(fmt)
     arg_num = 0
     after_index = False

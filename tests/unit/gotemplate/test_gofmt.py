@@ -304,3 +304,10 @@ def test_nil_key_sorts_first_in_interface_keyed_map() -> None:
     value = GoMap({"a": 2, None: 1}, key="interface {}", elem="int")
     assert sprint(value) == "map[<nil>:1 a:2]"
     assert sprintf("%#v", value) == 'map[interface {}]int{interface {}(nil):1, "a":2}'
+
+
+def test_public_names_are_exported() -> None:
+    for name in gofmt.__all__:
+        assert callable(getattr(gofmt, name)), name
+    assert gofmt.type_string(NO_VALUE) == "reflect.Value"
+    assert gofmt.format_float(0.1, "f", 3) == "0.100"
