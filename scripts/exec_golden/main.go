@@ -190,6 +190,7 @@ var funcs = template.FuncMap{
 	"kvp":   func() *KV { return &KV{"k", "v"} },
 	"adder": func() func(int, int) int { return func(a, b int) int { return a + b } },
 	"addf":  func(a, b int) int { return a + b },
+	"kvKey": func(kv KV) string { return kv.Key },
 }
 
 // unsupported names exec_test.go rows may use that the Python fixture lacks.

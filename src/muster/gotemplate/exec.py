@@ -129,14 +129,11 @@ class _State:
         self.depth = depth
         # The variable stack: [name, value, is-interface-typed]; "$" is always first.
         self.vars: list[list[Any]] = [["$", dollar, dollar_iface]]
-        self.node: Node | None = None
+        self.node: Node = tree.root  # the node being executed, for errors (Go's s.at)
         # Whether the current dot is an interface-typed value (only for messages).
         self.dot_iface = dollar_iface
 
     # -- variables -------------------------------------------------------------
-
-    def push(self, name: str, value: Any) -> None:
-        self.vars.append([name, value, False])
 
     def set_var(self, name: str, value: Any) -> None:
         for entry in reversed(self.vars):
@@ -158,8 +155,6 @@ class _State:
     def errorf(self, msg: str) -> NoReturn:
         """Raise Go's ExecError for the current node: ``template: LOC: executing...``."""
         tree = self.tree
-        if self.node is None:
-            raise TemplateExecError(msg, name=tree.name)
         parse_name, line, col = tree.error_context(self.node)
         message = f"executing {gofmt.quote(tree.name)} at <{self.node}>: {msg}"
         err = TemplateExecError(message, name=parse_name, line=line, col=col)

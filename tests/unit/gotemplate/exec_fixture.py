@@ -201,6 +201,7 @@ FUNCS: dict[str, GoFunc] = {
     "kvp": GoFunc(lambda: KVPtr("k", "v")),
     "adder": GoFunc(lambda: GoFunc(lambda a, b: a + b, ("int", "int"))),
     "addf": GoFunc(lambda a, b: a + b, ("int", "int")),
+    "kvKey": GoFunc(lambda kv: kv.Key, ("main.KV",)),
 }
 
 

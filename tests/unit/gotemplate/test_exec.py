@@ -1,0 +1,197 @@
+"""Executor behaviour the Go goldens cannot reach: hand-built trees, limits, the API.
+
+Go's own messages are checked by ``test_exec_golden.py``; these tests cover the
+executor's defensive paths (trees the parser never builds), its depth limit and the
+contract of ``execute`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from muster.errors import TemplateExecError
+from muster.gotemplate import Template, exec as go_exec
+from muster.gotemplate.nodes import (
+    ActionNode,
+    ChainNode,
+    CommandNode,
+    CommentNode,
+    DotNode,
+    IdentifierNode,
+    ListNode,
+    NilNode,
+    Node,
+    NumberNode,
+    PipeNode,
+    TextNode,
+    Tree,
+    VariableNode,
+)
+from muster.gotemplate.values import GoFunc, GoMap, GoSlice
+
+
+def _run(*nodes: Node, text: str = "{{x}}", data: Any = None, funcs: dict[str, GoFunc] | None = None) -> str:
+    tree = Tree("t", ListNode(0, nodes), "t", text)
+    return go_exec.execute({"t": tree}, "t", data, funcs or {})
+
+
+def _action(*args: Node, decl: tuple[VariableNode, ...] = (), is_assign: bool = False) -> ActionNode:
+    pipe = PipeNode(2, 1, is_assign, decl, (CommandNode(2, args),))
+    return ActionNode(2, 1, pipe)
+
+
+def _render(src: str, data: Any = None, funcs: dict[str, GoFunc] | None = None) -> str:
+    return Template("t", funcs=funcs).parse(src).execute(data)
+
+
+def test_execute_names_a_missing_template() -> None:
+    with pytest.raises(TemplateExecError, match='no template "nope" associated with template "nope"'):
+        go_exec.execute({}, "nope", None, {})
+
+
+def test_comments_print_nothing() -> None:
+    assert _run(TextNode(0, "a"), CommentNode(0, "/* c */"), TextNode(0, "b")) == "ab"
+
+
+def test_assigning_an_undeclared_variable_is_an_error() -> None:
+    node = _action(
+        NumberNode(2, "1", is_int=True, int_value=1), decl=(VariableNode(2, ("$x",)),), is_assign=True
+    )
+    with pytest.raises(
+        TemplateExecError, match=r"template: t:1:2: executing \"t\" at <.*>: undefined variable: \$x"
+    ):
+        _run(node)
+
+
+def test_reading_an_undeclared_variable_is_an_error() -> None:
+    with pytest.raises(TemplateExecError, match=r"undefined variable: \$y"):
+        _run(_action(VariableNode(2, ("$y",))))
+
+
+def test_an_unknown_command_is_an_error() -> None:
+    with pytest.raises(TemplateExecError, match='can\'t evaluate command "x"'):
+        _run(_action(TextNode(2, "x")))
+
+
+def test_an_unknown_node_is_an_error() -> None:
+    with pytest.raises(TemplateExecError, match="unknown node: ."):
+        _run(DotNode(0))
+
+
+def test_a_number_of_no_kind_has_no_value() -> None:
+    assert _run(_action(NumberNode(2, "1"))) == "<no value>"
+
+
+def test_a_chain_without_fields_is_an_internal_error() -> None:
+    with pytest.raises(TemplateExecError, match="internal error: no fields in evalChainNode"):
+        _run(_action(ChainNode(2, DotNode(2), ())))
+
+
+def test_a_chain_from_nil_is_an_error() -> None:
+    with pytest.raises(TemplateExecError, match=r"indirection through explicit nil in nil\.a"):
+        _run(_action(ChainNode(2, NilNode(2), ("a",))))
+
+
+def test_an_undefined_function_is_an_error_at_run_time_too() -> None:
+    with pytest.raises(TemplateExecError, match='"nope" is not a defined function'):
+        _run(_action(IdentifierNode(2, "nope")))
+
+
+def test_a_non_literal_for_an_interface_parameter_is_an_error() -> None:
+    echo = {"echo": GoFunc(lambda a: a, ("interface {}",))}
+    with pytest.raises(TemplateExecError, match="can't handle assignment of x to empty interface argument"):
+        _run(_action(IdentifierNode(2, "echo"), TextNode(2, "x")), funcs=echo)
+
+
+def test_user_functions_override_builtins_and_lose_short_circuit() -> None:
+    seen: list[Any] = []
+
+    def my_and(*args: Any) -> str:
+        seen.extend(args)
+        return "mine"
+
+    funcs = {"and": GoFunc(my_and, variadic="interface {}")}
+    assert _render("{{and 0 1}}", funcs=funcs) == "mine"
+    assert seen == [0, 1]  # both evaluated: only the builtin short-circuits
+
+
+def test_depth_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(go_exec, "MAX_EXEC_DEPTH", 3)
+    src = '{{define "r"}}x{{template "r"}}{{end}}{{template "r"}}'
+    with pytest.raises(TemplateExecError, match=r"exceeded maximum template depth \(3\)"):
+        _render(src)
+    # Below the limit, recursion works.
+    src = '{{define "r"}}{{if .}}{{len .}}{{template "r" slice . 1}}{{end}}{{end}}{{template "r" .}}'
+    assert _render(src, [1, 2]) == "21"
+
+
+def test_python_recursion_limit_reports_the_depth_error() -> None:
+    src = '{{define "r"}}{{template "r" .}}{{end}}{{template "r" .}}'
+    with pytest.raises(TemplateExecError) as info:
+        _render(src, 1)
+    assert str(info.value).endswith(
+        'executing "r" at <{{template "r" .}}>: exceeded maximum template depth (100000)'
+    )
+
+
+def test_errors_carry_go_position_parts() -> None:
+    with pytest.raises(TemplateExecError) as info:
+        _render("a\nb {{.a.b}}", {"a": None})
+    err = info.value
+    # Go places a field chain at its last field.
+    assert (err.name, err.line, err.col) == ("t", 2, 6)
+    assert str(err) == 'template: t:2:6: executing "t" at <.a.b>: nil pointer evaluating interface {}.b'
+
+
+def test_column_zero_is_printed() -> None:
+    with pytest.raises(TemplateExecError) as info:
+        _run(_action(VariableNode(0, ("$y",))))
+    assert str(info.value) == 'template: t:1:0: executing "t" at <$y>: undefined variable: $y'
+
+
+def test_no_partial_output_on_error() -> None:
+    tmpl = Template("t").parse("lots of text {{.a.b}}")
+    with pytest.raises(TemplateExecError):
+        tmpl.execute({"a": None})
+    assert tmpl.execute({"a": {"b": 1}}) == "lots of text 1"
+
+
+def test_templates_execute_many_times_independently() -> None:
+    tmpl = Template("t").parse("{{range $i, $v := .}}{{$i}}{{$v}}{{end}}")
+    assert tmpl.execute(["a", "b"]) == "0a1b"
+    assert tmpl.execute(GoMap({2: "x", 1: "y"}, "int", "string")) == "1y2x"
+
+
+def test_range_over_typed_slice_sets_element_type() -> None:
+    # A []string's elements are strings, not interfaces: Go names the type in errors.
+    with pytest.raises(TemplateExecError, match="can't evaluate field x in type string"):
+        _render("{{range .}}{{.x}}{{end}}", GoSlice(["a"], "string"))
+    with pytest.raises(TemplateExecError, match=r"can't evaluate field x in type interface \{\}"):
+        _render("{{range .}}{{.x}}{{end}}", GoSlice(["a"], "interface {}"))
+
+
+def test_nested_fields_of_typed_maps() -> None:
+    data = {"m": GoMap({"k": {"x": "deep"}}, "string", "interface {}")}
+    assert _render("{{.m.k.x}}", data) == "deep"
+    with pytest.raises(TemplateExecError, match=r"can't evaluate field y in type interface \{\}"):
+        _render("{{.m.k.x.y}}", data)
+    typed = GoMap({"k": "v"}, "string", "string")
+    with pytest.raises(TemplateExecError, match="can't evaluate field y in type string"):
+        _render("{{.k.y}}", typed)
+
+
+def test_field_of_data_with_unknown_python_type() -> None:
+    with pytest.raises(TemplateExecError, match="can't evaluate field a in type tuple"):
+        _render("{{.a}}", (1, 2))
+
+
+def test_and_or_without_final_return_last_argument() -> None:
+    assert _render("{{and 1 2 3}}|{{or 0 0 0}}|{{or 0 .x}}", {"x": []}) == "3|0|[]"
+
+
+def test_functions_do_not_print() -> None:
+    fn = GoFunc(lambda: "f", name="f", result="string")
+    with pytest.raises(TemplateExecError, match=r"can't print \{\{\.f\}\} of type func\(\) string"):
+        _render("{{.f}}", {"f": fn})
