@@ -242,8 +242,8 @@ def format_value(v: Any) -> str:
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
+    if isinstance(v, int) and -(1 << 63) <= v < 1 << 63:
+        return str(v)  # outside int64 only a wrapped (Go-overflowed) value can be right
     if isinstance(v, float):
         return format_float(v, "g", -1)
     if v is None:

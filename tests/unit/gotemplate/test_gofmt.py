@@ -217,6 +217,8 @@ def test_is_print_matches_go_over_all_of_unicode() -> None:
         (True, "true"),
         (False, "false"),
         (8080, "8080"),
+        (1 << 63, "-9223372036854775808"),
+        (INT_TYPES["uint64"]((1 << 64) - 1), "18446744073709551615"),
         (INT_TYPES["uint8"](200), "200"),
         (1e6, "1e+06"),
         (123456.0, "123456"),
