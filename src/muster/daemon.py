@@ -162,7 +162,6 @@ class Daemon:
         """Snapshot, render and apply every resource once; never raises for a resource's failure."""
         specs = self.specs if specs is None else specs
         started = self.clock()
-        self.batches += 1
         report = BatchReport()
         groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
         for spec in specs:
@@ -211,6 +210,7 @@ class Daemon:
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
             report.changed += result.changed
+        self.batches += 1  # counted when done, so tests can wait for a finished batch
         known = [r for r in revisions if r is not None]
         report.revision = min(known) if known and len(known) == len(revisions) else None
         logger.info(

@@ -49,8 +49,8 @@ class MemoryBackend:
 
     # -- writes (synchronous, like a client that already got its response) ---------------------
 
-    def put(self, key: str, value: str) -> int:
-        return self.put_many({key: value})
+    def put(self, key: str, value: str, *, notify: bool = True) -> int:
+        return self.transaction({key: value}, notify=notify)
 
     def delete(self, *keys: str) -> int:
         return self.transaction({}, delete=keys)
@@ -59,7 +59,12 @@ class MemoryBackend:
         """Write every key in one transaction (one revision), as an etcd txn does."""
         return self.transaction(values)
 
-    def transaction(self, values: Mapping[str, str], delete: Sequence[str] = ()) -> int:
+    def transaction(
+        self, values: Mapping[str, str], delete: Sequence[str] = (), *, notify: bool = True
+    ) -> int:
+        """Apply puts and deletes as one revision. ``notify=False`` hides the change from
+        watches (a lost event, as in confd's "feign death" reports), so only a re-read sees it.
+        """
         touched = [k for k in delete if k in self._values] + list(values)
         if not touched:
             return self.revision
@@ -67,7 +72,8 @@ class MemoryBackend:
         for key in delete:
             self._values.pop(key, None)
         self._values.update(values)
-        self._history.extend((self.revision, key) for key in touched)
+        if notify:
+            self._history.extend((self.revision, key) for key in touched)
         self._changed.set()
         self._changed = asyncio.Event()
         return self.revision
