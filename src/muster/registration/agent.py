@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from muster.backends.base import Lease, Registrar
-from muster.errors import Error, LeaseLost as LeaseLostError
+from muster.errors import ConfigError, Error, LeaseLost as LeaseLostError
 from muster.log import kv
 from muster.registration.lease import (
     Backoff,
@@ -191,6 +191,8 @@ class Agent:
             raise
         except Exception as exc:
             self.machine.handle(RegisterFailed(self._failed("register", exc)), self._now())
+            if isinstance(exc, ConfigError):
+                raise  # bad TLS files or options: retrying cannot fix them
             return
         self._lease = lease
         self.machine.handle(Registered(lease.ttl), self._now())

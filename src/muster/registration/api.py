@@ -124,6 +124,9 @@ class Registration:
         self._agent_task: asyncio.Task[bool] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self.clean: bool | None = None  # after exit: whether the key was surely removed
+        self._owner: asyncio.Task[object] | None = None
+        self._failure: BaseException | None = None
+        self._exiting = False
 
     def __repr__(self) -> str:
         return f"<Registration key={self.spec.key} backend={self.backend} agent={self._agent!r}>"
@@ -172,6 +175,9 @@ class Registration:
             )
             self._agent = agent
             self._agent_task = asyncio.create_task(agent.run(), name=f"register {self.spec.key}")
+            # Like a TaskGroup: if the agent fails (a fatal ConfigError), cancel the body.
+            self._owner = asyncio.current_task()
+            self._agent_task.add_done_callback(self._agent_done)
             if self._check is not None:
                 self._monitor = self._make_monitor(self._check, agent.set_healthy)
                 self._monitor_task = asyncio.create_task(self._monitor.run(), name=f"health {self.spec.key}")
@@ -195,15 +201,28 @@ class Registration:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._stack is not None and self._agent is not None and self._agent_task is not None
+        self._exiting = True
         try:
             if self._monitor_task is not None:
                 self._monitor_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._monitor_task
             self._agent.stop()
-            self.clean = await self._agent_task
+            if self._failure is None:
+                self.clean = await self._agent_task
         finally:
             await self._stack.aclose()
+        if self._failure is not None:
+            if exc_type is asyncio.CancelledError and self._owner is not None:
+                self._owner.uncancel()  # our own cancellation of the body: report the cause instead
+            raise self._failure
+
+    def _agent_done(self, task: asyncio.Task[bool]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._failure = task.exception()
+        if self._owner is not None and not self._exiting:
+            self._owner.cancel()
 
 
 def registration(

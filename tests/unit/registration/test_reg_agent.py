@@ -12,7 +12,7 @@ from muster.registration import registration, sync_registration
 from muster.registration.agent import Agent, default_op_timeout
 from muster.registration.health import CheckResult
 from muster.registration.lease import Backoff
-from muster.registration.testing import MemoryRegistrar
+from muster.registration.testing import MemoryLease, MemoryRegistrar
 from muster.registration.validate import RegistrationSpec
 
 KEY = "/services/web/servers/a"
@@ -239,3 +239,17 @@ async def test_presumed_expiry_while_the_store_hangs_is_reported() -> None:
     await asyncio.wait_for(agent.wait_registered(), 1.0)
     agent.stop()
     await task
+
+
+class BrokenConfig(MemoryRegistrar):
+    async def register(self, key: str, value: str, ttl: int) -> MemoryLease:
+        raise ConfigError("cannot load TLS files (/nope.pem)")
+
+
+async def test_config_error_from_the_store_ends_the_block_with_that_error() -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConfigError, match="cannot load TLS files"):
+        async with registration("web", "10.0.0.5", 8080, registrar=BrokenConfig()):
+            await asyncio.sleep(30)  # cancelled by the failure, not waited out
+    assert loop.time() - started < 1.0

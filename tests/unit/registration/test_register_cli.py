@@ -51,3 +51,11 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--check-http", "--drain", "--client-ca-keys", "--meta", "--node"):
         assert option in result.output
+
+
+def test_unreadable_tls_files_exit_2_without_retrying() -> None:
+    result = CliRunner().invoke(
+        main, BASE + ["--client-cert", "/nonexistent/cert.pem", "--client-key", "/nonexistent/key.pem"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot load TLS files" in result.output
