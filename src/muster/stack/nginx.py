@@ -33,13 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 from muster.errors import Error, ResourceError
-from muster.nginxctl.control import (
-    NGINX_BINARY,
-    check_config,
-    children,
-    reload as reload_nginx,
-    signal_all,
-)
+from muster.nginxctl.control import NGINX_BINARY, check_config, children, reload as reload_nginx
 from muster.stack.etcd import free_port
 
 __all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available"]
@@ -299,11 +293,10 @@ location / {{
 
     def stop(self, timeout: float = _STOP_GRACE) -> None:
         """SIGTERM the master (fast shutdown), SIGKILL after ``timeout``; then kill any
-        worker the master left behind. Always reaps. Safe when not running."""
+        worker left behind. Always reaps. Safe when not running."""
         proc = self._proc
         if proc is None:
             return
-        kids = [c.pid for c in children(proc.pid)] if proc.poll() is None else []
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -312,8 +305,7 @@ location / {{
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        # Workers of a master that died hard keep the listening sockets open: end them too.
-        signal_all(kids, signal.SIGKILL)
+        self._kill_group(proc.pid)
         self._proc = None
 
     def kill(self) -> None:
@@ -321,12 +313,21 @@ location / {{
         proc = self._proc
         if proc is None:
             return
-        kids = [c.pid for c in children(proc.pid)] if proc.poll() is None else []
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        signal_all(kids, signal.SIGKILL)
         proc.wait()
+        self._kill_group(proc.pid)
         self._proc = None
+
+    @staticmethod
+    def _kill_group(master: int, timeout: float = 5.0) -> None:
+        # The master leads its own process group (start_new_session); workers stay in it even
+        # after a master that died hard left them orphaned, holding the listening sockets.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(master, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _group_members(master) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def restart(self, *, timeout: float = 15.0) -> None:
         """Stop and start again on the same ports (a fresh master: shared memory is lost)."""
@@ -348,6 +349,20 @@ location / {{
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and fields[2] == str(pgid):
+                found.append(int(entry))
+    return found
 
 
 def _indent(snippet: str) -> str:
