@@ -140,3 +140,14 @@ def test_missing_command_is_a_clear_error(etcd: EtcdProcess, key_prefix: str, sp
     agent = spawn(etcd.client_url, "etcdv3", key_prefix, command=["/nonexistent/service"])
     assert agent.proc.wait(timeout=10) == 2
     assert "cannot run '/nonexistent/service'" in agent.output()
+
+
+def test_no_drain_when_the_child_was_never_registered(
+    etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, tmp_path: Path
+) -> None:
+    agent, _ = spawn_exec(spawn, etcd, key_prefix, tmp_path, "--drain", "5", delay=30)
+    time.sleep(1.0)  # started, not listening: never healthy, never registered
+    started = time.monotonic()
+    assert agent.signal(signal.SIGTERM) == 0, agent.output()
+    assert time.monotonic() - started < 3.0
+    assert record(tmp_path, "term")["key_present"] is False

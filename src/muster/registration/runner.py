@@ -135,10 +135,12 @@ async def supervise(
                             key=registration.spec.key,
                         )
                     )
+                # Nothing to drain if no balancer ever learned of the child.
+                was_registered = registration.registered
             # Leaving the block revoked the key: no new requests reach the child now.
             if proc.returncode is not None:
                 return exit_status(proc.returncode)
-            return await _stop_child(proc, received[0], drain, kill_timeout, hurry)
+            return await _stop_child(proc, received[0], drain if was_registered else 0.0, kill_timeout, hurry)
         finally:
             if proc.returncode is None:  # an error above: never leave the child behind
                 with contextlib.suppress(ProcessLookupError):
