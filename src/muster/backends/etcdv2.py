@@ -1,0 +1,351 @@
+"""The etcd v2 keys API backend (``/v2/keys``), as the seed post's curl workflow writes it.
+
+Theory of operation for ``wait_changed``: one long-poll per prefix,
+``?wait=true&recursive=true&waitIndex=N``, where ``N`` is one past the last index seen, never
+"from now" (confd 0.16 re-created its watch from now after every render and lost changes).
+An event that changes no value (a ``refresh=true`` TTL refresh, or the seed's loop re-PUTting
+the same value with a new TTL) only advances ``N``: it costs no render. ``errorCode`` 401
+(EventIndexCleared: more than 1000 events went by) raises ``RevisionCompacted`` so the daemon
+re-reads. A poll silent for ``watch_probe_interval`` is checked with ``/health`` on its
+member; a dead or leaderless member is abandoned for the next endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from muster.backends.base import Snapshot
+from muster.backends.keys import normalize_prefix
+from muster.backends.options import BackendOptions
+from muster.backends.transport import (
+    TRANSPORT_ERRORS,
+    Endpoints,
+    make_session,
+    map_exceptions,
+    parse_json,
+)
+from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
+from muster.log import kv
+
+__all__ = ["EtcdV2Backend", "EtcdV2Client", "EtcdV2Lease", "V2Error", "flatten", "is_noop_event"]
+
+log = logging.getLogger(__name__)
+
+KEY_NOT_FOUND = 100
+EVENT_INDEX_CLEARED = 401
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 0.5
+
+
+class V2Error(BackendError):
+    """etcd answered with a v2 error body; ``error_code`` is etcd's ``errorCode``."""
+
+    def __init__(self, message: str, *, error_code: int, index: int = 0) -> None:
+        self.error_code = error_code
+        self.index = index
+        super().__init__(message)
+
+
+def flatten(node: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
+    """Every leaf ``(key, value)`` below a v2 node, depth first; directories hold no values."""
+    if node is None:
+        return
+    if node.get("dir"):
+        for child in node.get("nodes", ()):
+            yield from flatten(child)
+    elif "key" in node:
+        yield node["key"], node.get("value", "")
+
+
+def is_noop_event(event: Mapping[str, Any]) -> bool:
+    """True for events that change no key's value: TTL refreshes and same-value re-PUTs."""
+    if event.get("refresh") or event.get("node", {}).get("refresh"):
+        return True
+    node, prev = event.get("node") or {}, event.get("prevNode")
+    if event.get("action") not in ("set", "update", "compareAndSwap") or not prev:
+        return False
+    return not node.get("dir") and not prev.get("dir") and node.get("value") == prev.get("value")
+
+
+def _key_path(prefix: str) -> str:
+    p = normalize_prefix(prefix)
+    return "/v2/keys" + urllib.parse.quote(p if p.startswith("/") else "/" + p, safe="/")
+
+
+class EtcdV2Client:
+    """``/v2/keys`` requests with endpoint failover, TLS and HTTP basic auth."""
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+        self.endpoints = Endpoints(options.endpoints())
+        self._session: aiohttp.ClientSession | None = None
+        auth = None
+        if options.username:
+            auth = aiohttp.BasicAuth(options.username, options.password)
+        self._auth = auth
+
+    def __repr__(self) -> str:
+        return f"<EtcdV2Client {self.endpoints!r}>"
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = make_session(self.options)
+        return self._session
+
+    async def request_on(
+        self, url: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None, timeout: float | None = 0.0,
+    ) -> tuple[dict[str, Any], int]:  # fmt: skip
+        """One request to one endpoint: ``(body, X-Etcd-Index)``; v2 errors raised as ``V2Error``.
+
+        ``timeout=None`` means none (long polls); ``0.0`` means ``request_timeout``.
+        """
+        what = f"{method} {path} {url}"
+        total = self.options.request_timeout if timeout == 0.0 else timeout
+        client_timeout = aiohttp.ClientTimeout(total=total, sock_connect=self.options.dial_timeout)
+        with map_exceptions(TRANSPORT_ERRORS, what):
+            async with self.session.request(
+                method, url + path, params=params, data=form, auth=self._auth, timeout=client_timeout
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                index = int(resp.headers.get("X-Etcd-Index", 0) or 0)
+        if not raw:
+            # etcd closes long polls with an empty 200 when it shuts down.
+            raise BackendUnavailable(f"{what}: empty reply (HTTP {status})")
+        body = parse_json(raw, what)
+        if not isinstance(body, dict):
+            raise BackendError(f"{what}: unexpected reply {raw[:80]!r}")
+        if "errorCode" in body:
+            code = int(body["errorCode"])
+            message = f"{what}: {body.get('message', '')} ({body.get('cause', '')})"
+            if code == EVENT_INDEX_CLEARED:
+                raise RevisionCompacted(message, compact_revision=int(body.get("index", 0)) or None)
+            if 300 <= code < 400 or status >= 500:  # raft internal / leader election
+                raise BackendUnavailable(message)
+            raise V2Error(message, error_code=code, index=int(body.get("index", 0) or 0))
+        if status >= 500:
+            raise BackendUnavailable(f"{what}: HTTP {status}")
+        if status >= 400:
+            raise BackendError(f"{what}: HTTP {status}: {raw[:200]!r}")
+        return body, index
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
+        """``request_on`` the current endpoint, failing over on ``BackendUnavailable``."""
+        errors: list[str] = []
+        for url in self.endpoints.rotation():
+            try:
+                result = await self.request_on(url, method, path, **kwargs)
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+                self.endpoints.mark_failed(url, exc)
+                continue
+            self.endpoints.mark_good(url)
+            return result
+        raise BackendUnavailable(f"no etcd endpoint answered {method} {path}: " + "; ".join(errors))
+
+    async def get_tree(self, prefix: str) -> tuple[dict[str, str], int]:
+        """Leaf values under ``prefix`` (recursive GET) and the store index they were read at."""
+        try:
+            body, index = await self.request("GET", _key_path(prefix), params={"recursive": "true"})
+        except V2Error as exc:
+            if exc.error_code == KEY_NOT_FOUND:
+                return {}, exc.index
+            raise
+        return dict(flatten(body.get("node"))), index
+
+    async def put(self, key: str, value: str | None = None, *, ttl: int | None = None,
+                  refresh: bool = False, prev_exist: bool | None = None) -> dict[str, Any]:  # fmt: skip
+        """PUT a key (``value`` omitted for a ``refresh``); returns etcd's reply."""
+        form: dict[str, str] = {}
+        if value is not None:
+            form["value"] = value
+        if ttl is not None:
+            form["ttl"] = str(ttl)
+        if refresh:
+            form["refresh"] = "true"
+        if prev_exist is not None:
+            form["prevExist"] = "true" if prev_exist else "false"
+        body, _ = await self.request("PUT", _key_path(key), form=form)
+        return body
+
+    async def delete(self, key: str) -> bool:
+        """DELETE a key; False when it did not exist."""
+        try:
+            await self.request("DELETE", _key_path(key))
+        except V2Error as exc:
+            if exc.error_code == KEY_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def healthy(self, url: str, timeout: float) -> bool:
+        """``GET /health`` on one member: reachable and with a leader."""
+        try:
+            async with self.session.get(
+                url + "/health", timeout=aiohttp.ClientTimeout(total=timeout), auth=self._auth
+            ) as resp:
+                body = parse_json(await resp.read(), "health")
+        except (BackendError, aiohttp.ClientError, TimeoutError, OSError):
+            return False
+        return isinstance(body, dict) and body.get("health") in ("true", True)
+
+
+class EtcdV2Backend:
+    """``Backend`` and ``Registrar`` over etcd's v2 keys API (``muster.backends.base``).
+
+    ``Snapshot.revision`` is etcd's ``X-Etcd-Index``. v2 has no read-at-index, so several
+    prefixes are read one after the other and the snapshot carries the lowest index seen:
+    a change racing the reads is then reported by the next ``wait_changed``.
+    """
+
+    def __init__(self, *, options: BackendOptions | None = None, client: EtcdV2Client | None = None) -> None:
+        self.options = options or BackendOptions()
+        self.client = client or EtcdV2Client(self.options)
+
+    def __repr__(self) -> str:
+        return f"<EtcdV2Backend {self.client!r}>"
+
+    async def __aenter__(self) -> EtcdV2Backend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
+        values: dict[str, str] = {}
+        indexes: list[int] = []
+        for prefix in dict.fromkeys(normalize_prefix(p) for p in prefixes):
+            tree, index = await self.client.get_tree(prefix)
+            values.update(tree)
+            indexes.append(index)
+        if not indexes:
+            _, index = await self.client.get_tree("/")
+            indexes.append(index)
+        log.debug(kv("etcd.v2.get.complete", keys=len(values), index=min(indexes)))
+        return Snapshot(dict(sorted(values.items())), min(indexes))
+
+    async def wait_changed(self, prefixes: Sequence[str], since: int | None) -> int | None:
+        """Block until a value under ``prefixes`` changes after index ``since``; return its index."""
+        unique = list(dict.fromkeys(normalize_prefix(p) for p in prefixes))
+        if not unique:
+            await asyncio.Event().wait()  # nothing to watch: wait until cancelled
+        if since is None:
+            since = (await self.get_values(unique)).revision or 0
+        tasks = [asyncio.create_task(self._watch_prefix(p, since + 1)) for p in unique]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        changed = [t.result() for t in done if t.exception() is None]
+        if changed:
+            return min(changed)
+        error = next(iter(done)).exception()
+        assert error is not None
+        raise error
+
+    async def _watch_prefix(self, prefix: str, wait_index: int) -> int:
+        """Long-poll ``prefix`` from ``wait_index`` until a real change; resume across outages."""
+        path = _key_path(prefix)
+        params = {"wait": "true", "recursive": "true"}
+        delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+        while True:
+            url = self.client.endpoints.current
+            try:
+                event = await self._poll(url, path, {**params, "waitIndex": str(wait_index)})
+            except BackendUnavailable as exc:
+                self.client.endpoints.mark_failed(url, exc)
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        kv("etcd.v2.watch.disconnected", endpoint=url, index=wait_index - 1, error=exc)
+                    )
+                failures += 1
+                if failures >= len(self.client.endpoints.urls):
+                    await asyncio.sleep(delay)
+                    delay, failures = min(delay * 2, _BACKOFF_MAX), 0
+                continue
+            if outage_since is not None:
+                log.info(kv("etcd.v2.watch.resumed", endpoint=url, index=wait_index - 1,
+                            outage=f"{time.monotonic() - outage_since:.3f}s"))  # fmt: skip
+                delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+            index = int(event.get("node", {}).get("modifiedIndex", 0) or 0)
+            if index < wait_index:
+                raise BackendError(f"watch {path}: event index {index} before waitIndex {wait_index}")
+            if not is_noop_event(event):
+                return index
+            wait_index = index + 1
+
+    async def _poll(self, url: str, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """One long poll, probing the member with ``/health`` each time it stays silent."""
+        probe = self.options.watch_probe_interval
+        poll = asyncio.ensure_future(self.client.request_on(url, "GET", path, params=params, timeout=None))
+        try:
+            while True:
+                done, _ = await asyncio.wait({poll}, timeout=probe)
+                if done:
+                    body, _ = poll.result()
+                    return body
+                if not await self.client.healthy(url, timeout=min(probe, self.options.request_timeout)):
+                    raise BackendUnavailable(f"watch {path} {url}: member unhealthy or unreachable")
+        finally:
+            poll.cancel()
+            with contextlib.suppress(BaseException):
+                await poll
+
+    # -- Registrar --------------------------------------------------------------------------
+
+    async def register(self, key: str, value: str, ttl: int) -> EtcdV2Lease:
+        """PUT ``key`` with a TTL, as the seed post's ``curl -d ttl=60`` does."""
+        await self.client.put(key, value, ttl=ttl)
+        log.debug(kv("etcd.v2.register.complete", key=key, ttl=ttl))
+        return EtcdV2Lease(self.client, key, ttl)
+
+
+class EtcdV2Lease:
+    """A v2 key kept alive by TTL refreshes (``muster.backends.base.Lease``)."""
+
+    def __init__(self, client: EtcdV2Client, key: str, ttl: int) -> None:
+        self._client = client
+        self.key = key
+        self._ttl = ttl
+
+    def __repr__(self) -> str:
+        return f"<EtcdV2Lease key={self.key!r} ttl={self._ttl}>"
+
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
+    async def keepalive(self) -> int:
+        """``refresh=true&prevExist=true``: no watch event, no render. ``LeaseLost`` if the key is gone."""
+        try:
+            body = await self._client.put(self.key, ttl=self._ttl, refresh=True, prev_exist=True)
+        except V2Error as exc:
+            if exc.error_code == KEY_NOT_FOUND:
+                raise LeaseLost(f"{self.key} expired or was deleted") from exc
+            raise
+        return int(body.get("node", {}).get("ttl", self._ttl))
+
+    async def revoke(self) -> None:
+        """DELETE the key; one already gone is not an error."""
+        await self._client.delete(self.key)
