@@ -221,7 +221,7 @@ def go_json_decode(data: str) -> Any:
     try:
         value = decoder.decode(data)
     except json.JSONDecodeError as exc:
-        raise GoError(_syntax_message(data, exc.pos)) from None
+        raise GoError(_syntax_message(data, exc.pos, exc.msg)) from None
     except RecursionError:
         raise GoError("exceeded max depth") from None
     if data.isascii() and "\\u" not in data:
@@ -229,13 +229,45 @@ def go_json_decode(data: str) -> Any:
     return _fix_strings(value)
 
 
-def _syntax_message(data: str, pos: int) -> str:
-    stripped = data.strip(" \t\r\n")
-    if not stripped or pos >= len(data):
+def _show(ch: str) -> str:
+    # encoding/json's quoteChar
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    return f"'{ch}'" if ch.isprintable() else quote(ch)
+
+
+_CONTEXT: Final = {
+    "Extra data": "after top-level value",
+    "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+    "Expecting ':' delimiter": "after object key",
+    "Expecting ',' delimiter": "after object key:value pair",
+}
+
+
+def _syntax_message(data: str, pos: int, reason: str = "") -> str:
+    """A ``json.SyntaxError`` message in Go's words for the common mistakes."""
+    if pos >= len(data) or not data.strip(" \t\r\n"):
         return "unexpected end of JSON input"
     ch = data[pos]
-    shown = "'\\''" if ch == "'" else f"'{ch}'" if ch.isprintable() else quote(ch)
-    return f"invalid character {shown} looking for beginning of value"
+    literal = {"n": "null", "t": "true", "f": "false"}.get(ch)
+    if literal is not None:
+        for j, want in enumerate(literal):
+            if pos + j >= len(data):
+                return "unexpected end of JSON input"
+            if data[pos + j] != want:
+                return (
+                    f"invalid character {_show(data[pos + j])} in literal {literal} (expecting {_show(want)})"
+                )
+        pos += len(literal)
+        if pos >= len(data):
+            return "unexpected end of JSON input"
+        return f"invalid character {_show(data[pos])} after top-level value"
+    context = _CONTEXT.get(reason, "looking for beginning of value")
+    if reason == "Expecting ',' delimiter" and data.lstrip(" \t\r\n")[:1] == "[":
+        context = "after array element"
+    return f"invalid character {_show(ch)} {context}"
 
 
 def _unmarshal(data: str, want: type, go_type: str) -> Any:
