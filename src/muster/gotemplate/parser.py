@@ -77,6 +77,7 @@ class _Shared:
         self.parse_name = parse_name
         self.funcs = funcs
         self.tree_set: dict[str, nodes.Tree] = {}
+        self.line = 1  # line of the last token lexed
 
 
 class _TreeParser:
@@ -100,7 +101,9 @@ class _TreeParser:
 
     def _lexed(self) -> Token:
         # The lexer always ends with EOF or ERROR and the parser never reads past them.
-        return next(self.shared.tokens)
+        token = next(self.shared.tokens)
+        self.shared.line = token.line
+        return token
 
     def next(self) -> Token:
         if self.peek_count > 0:
@@ -502,9 +505,14 @@ def parse(
 
     Returns every tree defined, by name: ``name`` itself plus each ``define`` and
     ``block``. ``funcs`` is the set of function names calls may use (builtins
-    included). Raises :class:`TemplateSyntaxError` on the first error.
+    included). Raises :class:`TemplateSyntaxError` on the first error, and also
+    (unlike Go, whose stacks grow) for nesting deeper than Python's recursion limit
+    allows, some 150 levels of parentheses or control structures.
     """
     tokens = lex(text, left_delim, right_delim, emit_comment=parse_comments)
     shared = _Shared(tokens, text, name, funcs)
-    _TreeParser(name, shared).parse_top()
+    try:
+        _TreeParser(name, shared).parse_top()
+    except RecursionError:
+        raise TemplateSyntaxError("template nested too deeply", name=name, line=shared.line) from None
     return shared.tree_set

@@ -635,3 +635,19 @@ def test_node_positions_match_go() -> None:
         ("CommandNode", 2, 21),
         ("VariableNode", 2, 23),
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{{" + "(" * 1000 + "1" + ")" * 1000 + "}}", "{{if 1}}\n" * 1000 + "{{end}}" * 1000],
+    ids=["parentheses", "ifs"],
+)
+def test_nesting_too_deep_is_a_syntax_error(text: str) -> None:
+    with pytest.raises(TemplateSyntaxError, match=r"^template: t:\d+: template nested too deeply$") as info:
+        parse_one(text)
+    assert info.value.line >= 1
+
+
+def test_moderate_nesting_parses() -> None:
+    text = "{{if 1}}" * 50 + "{{" + "(" * 50 + "1" + ")" * 50 + "}}" + "{{end}}" * 50
+    assert str(parse_one(text)) == text
