@@ -1,0 +1,58 @@
+"""The backend registry, options and endpoint rotation."""
+
+from __future__ import annotations
+
+import pytest
+
+from muster.backends import REGISTRY, create, load
+from muster.backends.etcdv2 import EtcdV2Backend
+from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.options import BackendOptions
+from muster.backends.transport import Endpoints, ssl_context
+from muster.errors import ConfigError
+
+
+def test_registry_names() -> None:
+    assert set(REGISTRY) >= {"etcdv3", "etcd", "file", "env", "memory"}
+    assert load("etcdv3") is EtcdV3Backend
+    assert load("etcd") is EtcdV2Backend
+
+
+def test_unknown_backend_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown backend 'zookeeper'; choose one of"):
+        load("zookeeper")
+
+
+async def test_create_passes_options() -> None:
+    backend = create("etcdv3", BackendOptions(nodes=("10.0.0.1:2379", "https://h:2379/")))
+    assert isinstance(backend, EtcdV3Backend)
+    assert backend.client.endpoints.urls == ("http://10.0.0.1:2379", "https://h:2379")
+    await backend.aclose()
+
+
+def test_default_endpoint_and_scheme() -> None:
+    assert BackendOptions().endpoints() == ("http://127.0.0.1:2379",)
+    assert BackendOptions(scheme="https", nodes=("a:1",)).endpoints() == ("https://a:1",)
+
+
+def test_endpoint_rotation() -> None:
+    eps = Endpoints(("a", "b", "c"))
+    assert eps.rotation() == ["a", "b", "c"]
+    eps.mark_failed("a", OSError("down"))
+    assert eps.current == "b" and eps.rotation() == ["b", "c", "a"]
+    eps.mark_failed("a", OSError("stale report"))  # another caller already moved on
+    assert eps.current == "b"
+    eps.mark_good("c")
+    assert eps.current == "c"
+    with pytest.raises(ConfigError):
+        Endpoints(())
+
+
+def test_tls_options_errors_name_the_files(tmp_path: object) -> None:
+    assert ssl_context(BackendOptions()) is None
+    with pytest.raises(ConfigError, match="/nonexistent/ca.pem"):
+        ssl_context(BackendOptions(client_ca_keys="/nonexistent/ca.pem"))
+    with pytest.raises(ConfigError, match="together"):
+        ssl_context(BackendOptions(client_cert="/x.pem"))
+    insecure = ssl_context(BackendOptions(client_insecure=True))
+    assert insecure is not None and not insecure.check_hostname
