@@ -164,20 +164,27 @@ class FileBackend:
             baseline = await asyncio.to_thread(self._read, prefixes)
             self._last[key] = baseline
         mark = await asyncio.to_thread(self._fingerprint)
+        # Compare once right away: the files may have changed since that read.
+        if await self._changed_from(baseline, prefixes):
+            return None
         while True:
             await asyncio.sleep(self._poll_interval)
             now = await asyncio.to_thread(self._fingerprint)
-            if now == mark:
-                continue
-            mark = now
-            try:
-                values = await asyncio.to_thread(self._read, prefixes)
-            except BackendError as exc:
-                log.warning(kv("file.watch.read_failed", error=exc))
-                continue
-            if values != baseline:
-                log.debug(kv("file.watch.changed", keys=len(values)))
-                return None
+            if now != mark:
+                mark = now
+                if await self._changed_from(baseline, prefixes):
+                    return None
+
+    async def _changed_from(self, baseline: dict[str, str], prefixes: Sequence[str]) -> bool:
+        try:
+            values = await asyncio.to_thread(self._read, prefixes)
+        except BackendError as exc:
+            log.warning(kv("file.watch.read_failed", error=exc))
+            return False
+        if values == baseline:
+            return False
+        log.debug(kv("file.watch.changed", keys=len(values)))
+        return True
 
     async def aclose(self) -> None:
         self._last.clear()
