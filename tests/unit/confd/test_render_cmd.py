@@ -1,0 +1,89 @@
+"""``muster render``: one template to stdout, dot from JSON, confd functions over a key file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from muster.cli import main
+
+
+def _render(*args: str) -> Result:
+    return CliRunner().invoke(main, ["render", *args])
+
+
+def _write(path: Path, data: str | bytes) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_renders_with_data_and_keys(tmp_path: Path) -> None:
+    tmpl = _write(
+        tmp_path / "nginx.tmpl",
+        '{{.port}} {{printf "%T" .port}} {{.n}}|{{range getvs "/services/web/servers/*"}}'
+        '{{$d := json .}}{{$d.host}}:{{$d.port}};{{end}}|{{getv "/app/flag"}}',
+    )
+    data = _write(tmp_path / "data.json", '{"port": 8080, "n": 1000000}')
+    keys = _write(
+        tmp_path / "keys.yaml",
+        'services:\n  web:\n    servers:\n      a: \'{"host":"10.0.0.1","port":80}\'\napp: {flag: yes}\n',
+    )
+    result = _render(tmpl, "--data", data, "--keys", keys)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "8080 float64 1e+06|10.0.0.1:80;|true"
+
+
+def test_json_key_files(tmp_path: Path) -> None:
+    tmpl = _write(tmp_path / "t.tmpl", '{{getv "/a/b"}} {{ls "/a"}}')
+    keys = _write(tmp_path / "keys.json", '{"a": {"b": 1.5, "c": [true]}}')
+    result = _render(tmpl, "--keys", keys)
+    assert (result.exit_code, result.stdout) == (0, "1.5 [b c]")
+
+
+def test_without_data_dot_is_nil(tmp_path: Path) -> None:
+    result = _render(_write(tmp_path / "t.tmpl", "[{{.}}] [{{.x}}]"))
+    assert (result.exit_code, result.stdout) == (0, "[<no value>] [<no value>]")
+
+
+def test_template_is_named_after_its_file(tmp_path: Path) -> None:
+    tmpl = _write(tmp_path / "site.conf.tmpl", '{{define "x"}}X{{end}}{{if eq 1 1}}{{template "x"}}{{end}}')
+    assert _render(tmpl).stdout == "X"
+    recursive = _write(tmp_path / "r.tmpl", '{{if .}}{{.}}{{else}}{{template "r.tmpl" "again"}}{{end}}')
+    assert _render(recursive).stdout == "again"
+
+
+def test_bytes_pass_through_unchanged(tmp_path: Path) -> None:
+    tmpl = _write(tmp_path / "t.tmpl", b'caf\xc3\xa9 \xff\r\n{{slice "h\xc3\xa9" 0 2}}')
+    result = _render(tmpl)
+    assert result.exit_code == 0
+    assert result.stdout_bytes == b"caf\xc3\xa9 \xff\r\nh\xc3"
+
+
+def test_exec_errors_are_go_shaped_and_write_nothing(tmp_path: Path) -> None:
+    tmpl = _write(tmp_path / "app.tmpl", 'before\n{{getv "/nope"}} after')
+    result = _render(tmpl, "--keys", _write(tmp_path / "k.yaml", "a: b\n"))
+    assert result.exit_code == 1
+    assert result.stdout_bytes == b""
+    assert result.stderr.startswith("template: app.tmpl:2:")
+    assert "error calling getv: key does not exist: /nope" in result.stderr
+
+
+def test_parse_errors(tmp_path: Path) -> None:
+    result = _render(_write(tmp_path / "bad.tmpl", "{{if}}"))
+    assert result.exit_code == 1 and result.stdout_bytes == b""
+    assert result.stderr.startswith("template: bad.tmpl:1:")
+
+
+def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    tmpl = _write(tmp_path / "t.tmpl", "x")
+    bad_keys = _write(tmp_path / "keys.yaml", "1: one\n")
+    result = _render(tmpl, "--keys", bad_keys)
+    assert result.exit_code == 1 and "keys.yaml" in result.stderr and result.stdout_bytes == b""
+    bad_data = _write(tmp_path / "data.json", "{nope")
+    result = _render(tmpl, "--data", bad_data)
+    assert result.exit_code == 1 and "data.json" in result.stderr and "invalid character" in result.stderr
+    result = _render(str(tmp_path / "missing.tmpl"))
+    assert result.exit_code == 2 and "missing.tmpl" in result.stderr
