@@ -243,6 +243,7 @@ def registration(
     check_timeout: float = 2.0,
     rise: int = 2,
     fall: int = 3,
+    healthy: bool = True,
     stop_timeout: float = 5.0,
 ) -> Registration:
     """Register ``host:port`` as a server of ``service`` for the duration of an ``async with``.
@@ -252,7 +253,8 @@ def registration(
     until the block exits, then revoked. ``nodes`` (or ``options`` for auth and TLS)
     select the etcd endpoints; ``registrar`` injects any ``Registrar`` instead. With
     ``check`` (a ``Check`` or ``async def () -> bool``), the key exists only while the
-    check passes (``rise``/``fall`` consecutive results). Raises ``RegistrationError`` or
+    check passes (``rise``/``fall`` consecutive results); without one, pass
+    ``healthy=False`` to write the key only once you call ``set_healthy(True)``. Raises ``RegistrationError`` or
     ``ConfigError`` for bad input before anything is written.
     """
     spec = RegistrationSpec.create(
@@ -272,6 +274,7 @@ def registration(
         check_timeout=check_timeout,
         rise=rise,
         fall=fall,
+        healthy=healthy,
         stop_timeout=stop_timeout,
     )
 

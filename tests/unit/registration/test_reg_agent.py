@@ -253,3 +253,13 @@ async def test_config_error_from_the_store_ends_the_block_with_that_error() -> N
         async with registration("web", "10.0.0.5", 8080, registrar=BrokenConfig()):
             await asyncio.sleep(30)  # cancelled by the failure, not waited out
     assert loop.time() - started < 1.0
+
+
+async def test_manual_health_starting_unhealthy() -> None:
+    store = MemoryRegistrar()
+    async with registration("web", "10.0.0.5", 8080, registrar=store, healthy=False) as reg:
+        await asyncio.sleep(0.05)
+        assert store.calls == []
+        reg.set_healthy(True)
+        await asyncio.wait_for(reg.wait_registered(), 1.0)
+    assert store.values == {}
