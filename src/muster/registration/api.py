@@ -254,8 +254,9 @@ def registration(
     select the etcd endpoints; ``registrar`` injects any ``Registrar`` instead. With
     ``check`` (a ``Check`` or ``async def () -> bool``), the key exists only while the
     check passes (``rise``/``fall`` consecutive results); without one, pass
-    ``healthy=False`` to write the key only once you call ``set_healthy(True)``. Raises ``RegistrationError`` or
-    ``ConfigError`` for bad input before anything is written.
+    ``healthy=False`` to write the key only once you call ``set_healthy(True)``.
+    Raises ``RegistrationError`` or ``ConfigError`` for bad input before anything is
+    written.
     """
     spec = RegistrationSpec.create(
         service, host, port, server_id=server_id, ttl=ttl, prefix=prefix, meta=meta
