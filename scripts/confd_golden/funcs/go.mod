@@ -1,0 +1,3 @@
+module musterconfdgolden
+
+go 1.19
