@@ -121,3 +121,11 @@ def test_errors_keep_gos_shape() -> None:
     with pytest.raises(TemplateSyntaxError) as info:
         Template("nginx.tmpl").parse("upstream {\n{{range .}}\n")
     assert str(info.value) == "template: nginx.tmpl:3: unexpected EOF"
+
+
+def test_exports() -> None:
+    import muster.gotemplate as package
+
+    assert package.__all__ == ["BUILTIN_NAMES", "Template"]
+    for name in package.__all__:
+        assert getattr(package, name) is not None
