@@ -173,7 +173,7 @@ class Config:
     password: str = field(default="", repr=False)
     files: tuple[str, ...] = ()
     filter: str = "*"
-    debounce_window: float = 0.1
+    debounce_window: float = 0.2
     debounce_max: float = 2.0
     resync_interval: float = 300.0
     check_timeout: float = 30.0

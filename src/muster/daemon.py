@@ -339,10 +339,18 @@ class Daemon:
     async def _debounce(self) -> None:
         """Wait until changes pause for the window, or the oldest pending change hits the max."""
         first = self._first_pending if self._first_pending is not None else self.clock()
+        began = self.clock()
         while True:
             deadline = min(self._last_change + self.config.debounce_window, first + self.config.debounce_max)
             now = self.clock()
             if now >= deadline:
+                logger.debug(
+                    kv(
+                        "batch.debounced",
+                        waited_ms=round((now - began) * 1000, 1),
+                        pending_ms=round((now - first) * 1000, 1),
+                    )
+                )
                 return
             await self.sleep(deadline - now)
 
