@@ -11,7 +11,11 @@ is byte-identical to confd's.
 Reference (issue 2, measured with confd): 0.8 s for 1,000 services, 7.3 s for 3,000,
 88 s for 10,000; peak RSS 66 MB. Target: 10,000 services in under 0.5 s.
 
-    python bench/render_seed.py [SIZES...]
+``--check`` also renders each size with Go's text/template and a restatement of
+confd's functions (scripts/confd_golden/funcs, needs ``go``; its scans are quadratic,
+as confd's are, so keep the sizes small) and compares the bytes.
+
+    python bench/render_seed.py [--check] [SIZES...]
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import hashlib
 import json
 import pathlib
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "tests/conformance/gotemplate/cases/confd-real-nginx-blog-fixed/template.tmpl"
+GO_REFERENCE = ROOT / "scripts/confd_golden/funcs"
 SIZES = (100, 1_000, 10_000)
 SERVERS = 3
 
@@ -64,10 +71,30 @@ def run_one(services: int) -> dict[str, object]:
     }
 
 
+def go_sha256(services: int) -> str:
+    """The sha256 prefix of Go's rendering of the same keys and template."""
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = pathlib.Path(tmp) / "funcs"
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=GO_REFERENCE, check=True)
+        proc = subprocess.run(
+            [str(binary), "-render", str(TEMPLATE)],
+            input=json.dumps(make_keys(services)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return hashlib.sha256(proc.stdout.encode()).hexdigest()[:16]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(run_one(int(argv[1]))))
         return 0
+    check = "--check" in argv
+    argv = [a for a in argv if a != "--check"]
+    if check and shutil.which("go") is None:
+        print("--check needs go on PATH", file=sys.stderr)
+        return 2
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"{'services':>9} {'servers':>8} {'seconds':>8} {'peak RSS':>9} {'output':>10}  sha256")
     for n in sizes:
@@ -78,10 +105,14 @@ def main(argv: list[str]) -> int:
             print(proc.stderr, file=sys.stderr)
             return 1
         r = json.loads(proc.stdout)
+        same = go_sha256(n) == r["sha256"] if check else None
+        verdict = {None: "", True: "  = Go", False: "  DIFFERS FROM GO"}[same]
         print(
             f"{n:>9,} {n * SERVERS:>8,} {r['seconds']:>8.3f} {r['peak_rss_mb']:>7.1f}MB "
-            f"{r['bytes']:>10,}  {r['sha256']}"
+            f"{r['bytes']:>10,}  {r['sha256']}{verdict}"
         )
+        if same is False:
+            return 1
     return 0
 
 

@@ -3,6 +3,10 @@
 //
 //	cd scripts/confd_golden/funcs && go run . < ../../../tests/unit/confd/data/funcs_cases.json \
 //	    > ../../../tests/unit/confd/data/funcs_golden.json
+//
+// With -render FILE it instead renders that template with the keys (a JSON object)
+// read from stdin, as confd would, and writes the output: bench/render_seed.py --check
+// uses it to compare muster's output with Go's.
 package main
 
 import (
@@ -10,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"path"
 	"sort"
@@ -106,7 +111,28 @@ type result struct {
 	Err string `json:"err,omitempty"`
 }
 
+func render(file string) {
+	var keys map[string]string
+	if err := json.NewDecoder(os.Stdin).Decode(&keys); err != nil {
+		panic(err)
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		panic(err)
+	}
+	t := template.Must(template.New(path.Base(file)).Funcs(funcMap(memkv.New(keys))).Parse(string(src)))
+	if err := t.Execute(os.Stdout, nil); err != nil {
+		panic(err)
+	}
+}
+
 func main() {
+	renderFile := flag.String("render", "", "render this template with keys from stdin")
+	flag.Parse()
+	if *renderFile != "" {
+		render(*renderFile)
+		return
+	}
 	var cases struct {
 		Keys      map[string]string `json:"keys"`
 		Templates map[string]string `json:"templates"`
