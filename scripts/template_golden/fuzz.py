@@ -1,0 +1,618 @@
+"""Random differential testing of muster's text/template engine against Go 1.19 (needs `go`).
+
+Usage: python scripts/template_golden/fuzz.py [--count N] [--seed S] [--batch B]
+                                              [--save DIR] [--messages]
+
+Generates random templates from a grammar of the whole language (text, trim markers,
+comments, actions, pipelines with declarations and assignments, if/else if/with/range/
+else, break/continue, define/template/block, every builtin with arguments of every kind,
+printf formats with random flags/widths/precisions/verbs, literals of every kind) and
+random JSON data (nested maps and lists, floats, nulls, unicode), renders each through
+Go (main.go -batch, one `go` process per batch) and through muster in-process, and
+prints every case where success/failure or the output bytes differ. With --messages,
+error messages are compared as well. With --save DIR, each mismatch is written as a
+case directory (template.tmpl + data.json) ready for gen-template-goldens.
+
+This is a tool, not a test: pytest does not run it. Mismatches found here become cases
+in tests/conformance/fuzz/ once minimised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "src"))
+
+from muster.confdfuncs import go_json_decode  # noqa: E402
+from muster.errors import TemplateError  # noqa: E402
+from muster.gotemplate import Template  # noqa: E402
+
+# ---------------------------------------------------------------------------------
+# Data
+
+
+KEYS = ["a", "b", "c", "name", "port", "host", "Z", "é", "10", "9", "x_y", "list", "m", ""]
+STRINGS = [
+    "",
+    "a",
+    "web",
+    "hello world",
+    "<b>&'\"",
+    "é",
+    "日本",
+    "tab\there",
+    "line\nbreak",
+    "10.0.0.1",
+    "%d",
+    "{{",
+    "`",
+    "\u2028",
+    "\x7f",
+    "😀",
+    "true",
+    "  padded  ",
+]
+FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 8080.0, 1e6, 1234567.0, 1e-5, 0.0001, 3.14159, 1e21, 2.5e-7, 42.0, 255.0]
+
+
+def random_data(rng: random.Random, depth: int = 0) -> Any:
+    kinds = ["str", "float", "bool", "null", "map", "list"] if depth < 3 else ["str", "float", "bool", "null"]
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return rng.choice(STRINGS)
+    if kind == "float":
+        return rng.choice(
+            FLOATS + [rng.randint(-1000, 100000), round(rng.uniform(-100, 100), rng.randint(0, 4))]
+        )
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "map":
+        return {rng.choice(KEYS): random_data(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    return [random_data(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def random_top_data(rng: random.Random) -> Any:
+    r = rng.random()
+    if r < 0.08:
+        return None  # no data.json
+    if r < 0.12:
+        return random_data(rng, 2)
+    d = {k: random_data(rng, 1) for k in rng.sample(KEYS, rng.randint(2, 8))}
+    return d
+
+
+# ---------------------------------------------------------------------------------
+# Templates
+
+BUILTINS = "and or not len index slice eq ne lt le gt ge print printf println html js urlquery call".split()
+FLAGS = ["", "", "", "-", "+", "#", " ", "0", "-0", "+ ", "#0"]
+VERBS = list("vvvsdqxXobcUeEfFgGt%T") + ["w"]
+
+
+class Gen:
+    """Random template source with a light notion of scope, so most templates parse."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.scopes: list[list[str]] = [["$"]]
+        self.in_range = 0
+        self.defines: list[str] = []
+        self.depth = 0
+
+    # -- helpers
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def pick(self, seq: list[Any]) -> Any:
+        return self.rng.choice(seq)
+
+    def vars(self) -> list[str]:
+        return [v for s in self.scopes for v in s]
+
+    # -- lexical pieces
+    def text(self) -> str:
+        return self.pick(
+            [
+                "",
+                " ",
+                "\n",
+                "  \n\t",
+                "x",
+                "server ",
+                ";\n",
+                "é",
+                "{ ",
+                "}",
+                "}}",
+                " = ",
+                "\r\n",
+                "a b",
+                ":",
+                "<",
+                "\t",
+                "listen 80;\n",
+            ]
+        )
+
+    def open(self) -> str:
+        return "{{- " if self.chance(0.3) else ("{{ " if self.chance(0.5) else "{{")
+
+    def close(self) -> str:
+        return " -}}" if self.chance(0.3) else (" }}" if self.chance(0.5) else "}}")
+
+    def int_lit(self) -> str:
+        return self.pick(
+            [
+                "0",
+                "1",
+                "2",
+                "-1",
+                "3",
+                "10",
+                "42",
+                "-7",
+                "0x1F",
+                "0o17",
+                "017",
+                "0b101",
+                "1_000",
+                "0X_ff",
+                "'a'",
+                "'\\n'",
+                "'é'",
+                "'\\x41'",
+                "'\\u00e9'",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "18446744073709551615",
+                "+5",
+                "100",
+                "255",
+            ]
+        )
+
+    def float_lit(self) -> str:
+        return self.pick(
+            [
+                "1.5",
+                "0.0",
+                "-2.5",
+                "1e3",
+                "1E-3",
+                "0x1p4",
+                ".5",
+                "1.",
+                "3.14159",
+                "1e21",
+                "8080.0",
+                "-0.0",
+                "1_0.5",
+            ]
+        )
+
+    def str_lit(self) -> str:
+        return self.pick(
+            [
+                '""',
+                '"a"',
+                '"web"',
+                '"hello world"',
+                '"é"',
+                '"<tag>&"',
+                '"%d"',
+                '"\\n"',
+                '"\\t\\x41\\u00e9\\U0001F600"',
+                '"a\\"b"',
+                "`raw`",
+                "`a\\nb`",
+                "`multi\nline`",
+                '"10"',
+                '"9"',
+                '"name"',
+                '"list"',
+                '"a b"',
+                '"\\\\"',
+                '"{{"',
+            ]
+        )
+
+    def literal(self) -> str:
+        r = self.rng.random()
+        if r < 0.3:
+            return self.int_lit()
+        if r < 0.45:
+            return self.float_lit()
+        if r < 0.75:
+            return self.str_lit()
+        if r < 0.88:
+            return self.pick(["true", "false"])
+        if r < 0.97:
+            return "nil"
+        return self.pick(["1i", "2.5i", "0i", "1+", "09", "0x", "'ab'", "1e", "1.2.3", "1 + 2"])
+
+    def field_chain(self) -> str:
+        n = self.pick([1, 1, 1, 2, 2, 3])
+        return "".join(
+            "." + self.pick([k for k in KEYS if k and k[0].isalpha() and k != "é"] + ["é", "Method"])
+            for _ in range(n)
+        )
+
+    def variable(self) -> str:
+        vs = self.vars()
+        if self.chance(0.01):
+            return "$undefined"
+        v = self.pick(vs)
+        if self.chance(0.3):
+            v += self.field_chain()
+        return v
+
+    def operand(self) -> str:
+        r = self.rng.random()
+        if self.depth > 4:
+            r = min(r, 0.6)
+        if r < 0.25:
+            return self.field_chain()
+        if r < 0.32:
+            return "."
+        if r < 0.45:
+            return self.variable()
+        if r < 0.75:
+            return self.literal()
+        if r < 0.92:
+            self.depth += 1
+            inner = self.pipeline(allow_decl=False)
+            self.depth -= 1
+            p = "(" + inner + ")"
+            if self.chance(0.15):
+                p += self.field_chain()
+            return p
+        return self.pick(["$.a", "$.list", "$.m.a", ".a.b", "$.name"])
+
+    def printf_format(self) -> str:
+        parts = []
+        for _ in range(self.rng.randint(0, 3)):
+            if self.chance(0.4):
+                parts.append(self.pick(["x=", " ", "|", "é", "%%", "\\n", "-"]))
+            spec = "%" + self.pick(FLAGS)
+            if self.chance(0.3):
+                spec += str(self.rng.randint(0, 12))
+            elif self.chance(0.05):
+                spec += "*"
+            if self.chance(0.25):
+                spec += "." + self.pick(["", "0", "1", "2", "3", "6", "*"])
+            if self.chance(0.05):
+                spec += "[" + str(self.rng.randint(1, 3)) + "]"
+            spec += self.pick(VERBS)
+            parts.append(spec)
+        if self.chance(0.1):
+            parts.append("%!")
+        return '"' + "".join(parts) + '"'
+
+    def args(self, lo: int, hi: int) -> list[str]:
+        return [self.operand() for _ in range(self.rng.randint(lo, hi))]
+
+    def call(self) -> str:
+        fn = self.pick(BUILTINS + ["printf", "printf", "index", "eq", "len", "print", "slice"])
+        if fn == "printf":
+            a = [self.printf_format()] + self.args(0, 3)
+        elif fn in ("not", "len", "html", "js", "urlquery"):
+            a = self.args(1, 1) if self.chance(0.9) else self.args(0, 3)
+        elif fn in ("eq", "ne", "lt", "le", "gt", "ge"):
+            a = self.args(2, 2) if self.chance(0.8) else self.args(1, 4)
+        elif fn == "index":
+            a = [self.pick([".list", ".m", ".a", "$.list", ". ", self.operand()])] + [
+                self.pick(["0", "1", "2", "-1", '"a"', '"b"', '"name"', ".a", "1.0", "nil", self.operand()])
+                for _ in range(self.rng.randint(0, 2))
+            ]
+        elif fn == "slice":
+            a = [self.pick([".list", ".name", '"héllo"', '"abc"', ".a", self.operand()])] + [
+                self.pick(["0", "1", "2", "3", "-1", "9"]) for _ in range(self.rng.randint(0, 3))
+            ]
+        elif fn == "call":
+            a = self.args(1, 2)
+        else:
+            a = self.args(0, 3)
+        return " ".join([fn] + a)
+
+    def command(self, first: bool) -> str:
+        if self.chance(0.5):
+            return self.call()
+        if not first:
+            return self.pick(
+                ["print", 'printf "%v"', "len", "html", "js", "urlquery", "not", "println", 'printf "%q|"']
+            )
+        return self.operand()
+
+    def pipeline(self, allow_decl: bool = True) -> str:
+        decl = ""
+        if allow_decl and self.chance(0.2):
+            existing = [v for v in self.vars() if v != "$"]
+            if existing and self.chance(0.4):
+                decl = self.pick(existing) + " = "
+            else:
+                name = self.pick(["$x", "$y", "$n", "$v", "$é", "$_1"])
+                decl = name + " := "
+                self.scopes[-1].append(name)
+        cmds = [self.command(True)]
+        while self.chance(0.2) and len(cmds) < 4:
+            cmds.append(self.command(False))
+        return decl + " | ".join(cmds)
+
+    def comment(self) -> str:
+        c = self.pick(["/* c */", "/* multi\nline */", "/**/"])
+        o = "{{- " if self.chance(0.3) else "{{"
+        cl = " -}}" if self.chance(0.3) else "}}"
+        return o + c + cl
+
+    def control(self, kw: str) -> str:
+        self.depth += 1
+        out = []
+        if kw == "range":
+            self.scopes.append([])
+            decl = ""
+            if self.chance(0.5):
+                decl = self.pick(["$v := ", "$i, $v := ", "$k, $e := ", "$i := "])
+                for name in decl.replace(":=", "").replace(",", " ").split():
+                    self.scopes[-1].append(name)
+            target = self.pick([".list", ".m", ".a", ".", "$.list", "$", ".b", self.operand()])
+            out.append(self.open() + "range " + decl + target + self.close())
+            self.in_range += 1
+            out.append(self.body(2))
+            self.in_range -= 1
+            self.scopes.pop()
+            if self.chance(0.3):
+                self.scopes.append([])
+                out.append(self.open() + "else" + self.close() + self.body(2))
+                self.scopes.pop()
+        else:
+            self.scopes.append([])
+            pipe = self.pipeline()
+            out.append(self.open() + kw + " " + pipe + self.close())
+            out.append(self.body(2))
+            self.scopes.pop()
+            while self.chance(0.25 if kw == "if" else 0.03):
+                self.scopes.append([])
+                sub = "if" if self.chance(0.97) else "with"
+                out.append(self.open() + "else " + sub + " " + self.pipeline() + self.close() + self.body(2))
+                self.scopes.pop()
+            if self.chance(0.35):
+                self.scopes.append([])
+                out.append(self.open() + "else" + self.close() + self.body(2))
+                self.scopes.pop()
+        out.append(self.open() + "end" + self.close())
+        self.depth -= 1
+        return "".join(out)
+
+    def item(self) -> str:
+        r = self.rng.random()
+        if self.depth > 3:
+            r = r * 0.55
+        if r < 0.2:
+            return self.text()
+        if r < 0.5:
+            return self.open() + self.pipeline() + self.close()
+        if r < 0.55:
+            return self.comment()
+        if r < 0.62 and self.in_range:
+            return self.open() + self.pick(["break", "continue"]) + self.close()
+        if r < 0.66 and self.defines:
+            return (
+                self.open()
+                + "template "
+                + '"'
+                + self.pick(self.defines)
+                + '"'
+                + (" " + self.operand() if self.chance(0.7) else "")
+                + self.close()
+            )
+        if r < 0.75:
+            return self.control("if")
+        if r < 0.82:
+            return self.control("with")
+        if r < 0.92:
+            return self.control("range")
+        if r < 0.95 and self.depth == 0:
+            name = self.pick(["blk", "b2"])
+            self.defines.append(name)
+            return (
+                self.open()
+                + "block "
+                + '"'
+                + name
+                + '" '
+                + self.operand()
+                + self.close()
+                + self.body(2)
+                + self.open()
+                + "end"
+                + self.close()
+            )
+        return self.text()
+
+    def body(self, n: int) -> str:
+        return "".join(self.item() for _ in range(self.rng.randint(0, n)))
+
+    def template(self) -> str:
+        out = []
+        # Defines first so that later items can call them; a define's body cannot see
+        # the caller's variables (only its own $), as in Go.
+        for _ in range(self.rng.choice([0, 0, 0, 1, 2])):
+            name = self.pick(["t1", "t2", "row", "template.tmpl"]) if self.chance(0.9) else "x y"
+            if name in self.defines or name == "template.tmpl" and self.chance(0.7):
+                continue
+            saved = self.scopes
+            self.scopes = [["$"]]
+            body = self.body(3)
+            self.scopes = saved
+            out.append('{{define "' + name + '"}}' + body + "{{end}}")
+            if name != "template.tmpl":
+                self.defines.append(name)
+        out.append(self.body(self.pick([2, 3, 4, 6])))
+        src = "".join(out)
+        if self.chance(0.03):
+            # Small syntax mutations: a delimiter dropped, duplicated or cut.
+            k = self.rng.randrange(len(src) + 1)
+            src = src[:k] + self.pick(["{{", "}}", "", "(", ")", "|", "end", "{{end}}", '"', "-"]) + src[k:]
+        return src
+
+
+# ---------------------------------------------------------------------------------
+# Running
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise Timeout
+
+
+def muster_render(src: bytes, data: bytes | None) -> dict[str, Any]:
+    value = None if data is None else go_json_decode(data.decode("utf-8", "surrogateescape"))
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(5)
+    try:
+        text = Template("template.tmpl").parse(src.decode("utf-8", "surrogateescape")).execute(value)
+        out = text.encode("utf-8", "surrogateescape")
+        return {"ok": len(out) <= 1 << 20, "out": out, "err": "" if len(out) <= 1 << 20 else "limit"}
+    except TemplateError as exc:
+        return {"ok": False, "out": b"", "err": str(exc)}
+    except Timeout:
+        return {"ok": False, "out": b"", "err": "TIMEOUT", "crash": True}
+    except Exception as exc:  # a crash is a bug of its own
+        return {"ok": False, "out": b"", "err": f"CRASH {type(exc).__name__}: {exc}", "crash": True}
+    finally:
+        signal.alarm(0)
+
+
+def build_go(tmp: Path) -> Path:
+    exe = tmp / "template_golden"
+    subprocess.run(["go", "build", "-o", str(exe), str(HERE / "main.go")], check=True, env=_go_env())
+    return exe
+
+
+def _go_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["GO111MODULE"] = "off"
+    env.setdefault("GOCACHE", str(Path(tempfile.gettempdir()) / "muster-gocache"))
+    return env
+
+
+def go_render(exe: Path, cases: list[tuple[bytes, bytes | None]]) -> list[dict[str, Any]]:
+    payload = json.dumps(
+        [
+            {
+                "tmpl": base64.b64encode(t).decode(),
+                "data": None if d is None else base64.b64encode(d).decode(),
+            }
+            for t, d in cases
+        ]
+    )
+    proc = subprocess.run(
+        [str(exe), "-batch"], input=payload.encode(), capture_output=True, check=True, timeout=600
+    )
+    results = json.loads(proc.stdout)
+    for r in results:
+        r["out"] = base64.b64decode(r["out"]) if r["out"] else b""
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--messages", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else int(time.time())
+    rng = random.Random(seed)
+    print(f"seed {seed}", flush=True)
+    stats = {"cases": 0, "ok": 0, "fail": 0, "mismatch": 0, "message": 0, "skipped": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build_go(Path(tmp))
+        done = 0
+        while done < args.count:
+            n = min(args.batch, args.count - done)
+            cases = []
+            for _ in range(n):
+                src = Gen(rng).template().encode("utf-8")
+                data = random_top_data(rng)
+                cases.append(
+                    (
+                        src,
+                        None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5).encode(),
+                    )
+                )
+            gos = go_render(exe, cases)
+            for (src, data), g in zip(cases, gos, strict=True):
+                stats["cases"] += 1
+                if g["phase"] == "limit":
+                    stats["skipped"] += 1
+                    continue
+                m = muster_render(src, data)
+                same = g["ok"] == m["ok"] and (not g["ok"] or g["out"] == m["out"])
+                if same and not m.get("crash"):
+                    stats["ok" if g["ok"] else "fail"] += 1
+                    if args.messages and not g["ok"] and g["err"] != m["err"]:
+                        stats["message"] += 1
+                        if not args.quiet:
+                            print(
+                                "MESSAGE",
+                                json.dumps(
+                                    {
+                                        "tmpl": src.decode(),
+                                        "data": data and data.decode(),
+                                        "go": g["err"],
+                                        "muster": m["err"],
+                                    },
+                                    ensure_ascii=False,
+                                ),
+                            )
+                    continue
+                stats["mismatch"] += 1
+                print(
+                    "MISMATCH",
+                    json.dumps(
+                        {
+                            "tmpl": src.decode(),
+                            "data": data and data.decode(),
+                            "go": g["err"] or g["out"].decode("utf-8", "replace"),
+                            "go_ok": g["ok"],
+                            "muster": m["err"] or m["out"].decode("utf-8", "replace"),
+                            "muster_ok": m["ok"],
+                        },
+                        ensure_ascii=False,
+                    ),
+                    flush=True,
+                )
+                if args.save:
+                    d = args.save / f"fuzz-{seed}-{stats['cases']}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    (d / "template.tmpl").write_bytes(src)
+                    if data is not None:
+                        (d / "data.json").write_bytes(data)
+            done += n
+            print(json.dumps(stats), flush=True)
+    return 1 if stats["mismatch"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

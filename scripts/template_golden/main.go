@@ -1,0 +1,198 @@
+// Command template_golden renders text/template language cases with Go 1.19, following the
+// conformance README's procedure for language cases:
+//
+//	var data interface{}
+//	json.Unmarshal(dataJSON, &data)
+//	tmpl, err := template.New("template.tmpl").Parse(src)   // parse error -> failure
+//	err = tmpl.Execute(&buf, data)                          // exec error  -> failure
+//
+// Two modes:
+//
+//	template_golden -cases DIR [-check]
+//	    every subdirectory of DIR holding a template.tmpl is a case: write expected.out
+//	    (or expected.err holding the word "error", removing the other file). With
+//	    -check, write nothing and report the cases whose golden differs (exit 1).
+//
+//	template_golden -batch < cases.json > results.json
+//	    read a JSON array of {"tmpl": base64, "data": base64 or null} and print a JSON
+//	    array of {"ok": bool, "out": base64, "err": message, "phase": "parse"|"exec"}
+//	    (the random differential fuzzer, fuzz.py, drives this mode).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/template"
+)
+
+// maxOutput caps a render so that a runaway template cannot exhaust memory; the
+// fuzzer discards cases that hit it.
+const maxOutput = 1 << 20
+
+type limitedBuffer struct {
+	bytes.Buffer
+}
+
+var errTooLong = fmt.Errorf("output exceeds %d bytes", maxOutput)
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxOutput {
+		return 0, errTooLong
+	}
+	return b.Buffer.Write(p)
+}
+
+type result struct {
+	OK    bool   `json:"ok"`
+	Out   []byte `json:"out"`
+	Err   string `json:"err"`
+	Phase string `json:"phase"`
+}
+
+// render is the README's procedure; a panic (which text/template should never let
+// escape) is reported as phase "panic" so that the caller can tell it apart.
+func render(src []byte, dataJSON []byte) (res result) {
+	defer func() {
+		if r := recover(); r != nil {
+			res = result{Err: fmt.Sprint(r), Phase: "panic"}
+		}
+	}()
+	var data interface{}
+	if dataJSON != nil {
+		json.Unmarshal(dataJSON, &data)
+	}
+	tmpl, err := template.New("template.tmpl").Parse(string(src))
+	if err != nil {
+		return result{Err: err.Error(), Phase: "parse"}
+	}
+	var buf limitedBuffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		if err == errTooLong {
+			return result{Err: err.Error(), Phase: "limit"}
+		}
+		return result{Err: err.Error(), Phase: "exec"}
+	}
+	return result{OK: true, Out: buf.Bytes()}
+}
+
+type batchCase struct {
+	Tmpl []byte `json:"tmpl"`
+	Data []byte `json:"data"`
+}
+
+func batch() error {
+	var cases []batchCase
+	if err := json.NewDecoder(os.Stdin).Decode(&cases); err != nil {
+		return err
+	}
+	results := make([]result, len(cases))
+	for i, c := range cases {
+		results[i] = render(c.Tmpl, c.Data)
+	}
+	return json.NewEncoder(os.Stdout).Encode(results)
+}
+
+func readOptional(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func goldens(dir string, check bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	names := []string{}
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	stale := 0
+	written := 0
+	for _, name := range names {
+		caseDir := filepath.Join(dir, name)
+		src, err := os.ReadFile(filepath.Join(caseDir, "template.tmpl"))
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		data, err := readOptional(filepath.Join(caseDir, "data.json"))
+		if err != nil {
+			return err
+		}
+		if data != nil && !json.Valid(data) {
+			return fmt.Errorf("%s: data.json is not valid JSON", caseDir)
+		}
+		res := render(src, data)
+		if res.Phase == "panic" || res.Phase == "limit" {
+			return fmt.Errorf("%s: %s: %s", caseDir, res.Phase, res.Err)
+		}
+		outPath := filepath.Join(caseDir, "expected.out")
+		errPath := filepath.Join(caseDir, "expected.err")
+		keep, drop, body := outPath, errPath, res.Out
+		if !res.OK {
+			keep, drop, body = errPath, outPath, []byte("error\n")
+			fmt.Fprintf(os.Stderr, "%s: %s\n", name, res.Err)
+		}
+		if check {
+			old, err := readOptional(keep)
+			if err != nil {
+				return err
+			}
+			_, dropErr := os.Stat(drop)
+			if old == nil || !bytes.Equal(old, body) || dropErr == nil {
+				fmt.Printf("stale: %s\n", name)
+				stale++
+			}
+			continue
+		}
+		if err := os.WriteFile(keep, body, 0o644); err != nil {
+			return err
+		}
+		if err := os.Remove(drop); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		written++
+	}
+	if check {
+		if stale > 0 {
+			return fmt.Errorf("%d stale goldens", stale)
+		}
+		fmt.Printf("%d goldens up to date\n", len(names))
+		return nil
+	}
+	fmt.Printf("%d goldens written\n", written)
+	return nil
+}
+
+func main() {
+	casesDir := flag.String("cases", "", "directory of case directories to write goldens for")
+	check := flag.Bool("check", false, "with -cases: only report stale goldens")
+	batchMode := flag.Bool("batch", false, "render a JSON batch from stdin")
+	flag.Parse()
+	var err error
+	switch {
+	case *batchMode:
+		err = batch()
+	case *casesDir != "":
+		err = goldens(*casesDir, *check)
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "template_golden:", err)
+		os.Exit(1)
+	}
+}
