@@ -1,49 +1,67 @@
-"""``python -m muster.nginxctl check|reload ...``: the nginx helpers with nothing but the stdlib.
+"""``python -m muster.nginxctl check|reload ...``: the nginx helpers, starting as fast as Python can.
 
 The same as ``muster nginx-check`` / ``muster nginx-reload``, for generated resources that
-run them on every change: without click and the CLI it starts in a fraction of the time,
-and every millisecond here is a millisecond before a new server gets traffic.
+run them on every change: every millisecond of start-up here is a millisecond before a
+new server gets traffic, so this parses its few options by hand (no click, no argparse)
+and imports the check machinery only for ``check``.
+
+    check  --conf MAIN --replace DEST --with STAGED [--prefix DIR] [--nginx BIN] [--timeout S]
+    reload --pid-file FILE [--timeout S]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from muster.errors import Error
-from muster.nginxctl.control import NGINX_BINARY, check_with_replacement, reload
+
+_OPTIONS = {
+    "check": ({"--conf", "--replace", "--with"}, {"--prefix", "--nginx", "--timeout"}),
+    "reload": ({"--pid-file"}, {"--timeout"}),
+}
+
+
+def _parse(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
+    if not argv or argv[0] not in _OPTIONS:
+        raise SystemExit(f"usage: python -m muster.nginxctl check|reload OPTIONS (see {__file__})")
+    command, rest = argv[0], list(argv[1:])
+    required, optional = _OPTIONS[command]
+    opts: dict[str, str] = {}
+    while rest:
+        flag = rest.pop(0)
+        if flag not in required | optional or not rest:
+            raise SystemExit(f"muster nginx-{command}: unknown option or missing value: {flag}")
+        opts[flag] = rest.pop(0)
+    missing = required - opts.keys()
+    if missing:
+        raise SystemExit(f"muster nginx-{command}: missing {', '.join(sorted(missing))}")
+    return command, opts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m muster.nginxctl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="nginx -t on the whole config with a staged file in place")
-    check.add_argument("--conf", type=Path, required=True)
-    check.add_argument("--replace", type=Path, required=True)
-    check.add_argument("--with", dest="staged", type=Path, required=True)
-    check.add_argument("--prefix", type=Path, default=None)
-    check.add_argument("--nginx", default=NGINX_BINARY)
-    check.add_argument("--timeout", type=float, default=30.0)
-    rel = sub.add_parser("reload", help="signal nginx's master and wait for its new workers")
-    rel.add_argument("--pid-file", type=Path, required=True)
-    rel.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args(argv)
+    command, opts = _parse(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "check":
+        if command == "check":
+            from pathlib import Path
+
+            from muster.nginxctl.control import NGINX_BINARY, check_with_replacement
+
+            prefix = opts.get("--prefix")
             check_with_replacement(
-                args.conf,
-                args.replace,
-                args.staged,
-                binary=args.nginx,
-                prefix=args.prefix,
-                timeout=args.timeout,
+                Path(opts["--conf"]),
+                Path(opts["--replace"]),
+                Path(opts["--with"]),
+                binary=opts.get("--nginx", NGINX_BINARY),
+                prefix=Path(prefix) if prefix else None,
+                timeout=float(opts.get("--timeout", "30")),
             )
         else:
-            reload(args.pid_file, timeout=args.timeout)
+            from muster.nginxctl.procs import reload
+
+            reload(opts["--pid-file"], timeout=float(opts.get("--timeout", "10")))
     except Error as exc:
-        print(f"muster nginx-{args.command}: {exc}", file=sys.stderr)
+        print(f"muster nginx-{command}: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from muster.errors import Error
-from muster.nginxctl.control import NGINX_BINARY, check_with_replacement, reload
+from muster.nginxctl.control import NGINX_BINARY, check_with_replacement
+from muster.nginxctl.procs import reload
 
 __all__ = ["nginx_check", "nginx_reload"]
 

@@ -1,11 +1,7 @@
-"""Check and reload a running nginx, and confirm that the reload took effect.
+"""Check a staged file within nginx's whole configuration (``nginx -t`` on a shadow config).
 
-``nginx -s reload`` only sends a signal: when the new configuration fails to load (a port
-already taken, a file that vanished since the check), nginx logs an error and carries on
-with the old one, and the caller never learns. So ``reload`` signals the master by its
-pid and waits until every live worker is one that did not exist before the signal:
-nginx forks new workers only after the new configuration loaded, and retitles the old
-ones "worker process is shutting down". Linux only (it reads ``/proc``).
+See ``muster.nginxctl.shadow`` for how the shadow is built and ``muster.nginxctl.procs``
+for the confirmed reload.
 """
 
 from __future__ import annotations
@@ -14,12 +10,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from muster.errors import CommandFailed, ResourceError
+from muster.nginxctl.procs import Child, children, read_pid, reload, wait_workers_replaced
 from muster.nginxctl.shadow import ShadowError, plan_shadow
 
 __all__ = [
@@ -35,98 +30,6 @@ __all__ = [
 ]
 
 NGINX_BINARY = "/usr/sbin/nginx"
-_WORKER_TITLE = "nginx: worker process"
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    """A child process of nginx's master: its pid and process title."""
-
-    pid: int
-    title: str
-
-    @property
-    def active_worker(self) -> bool:
-        """A worker taking new connections (not one draining after a reload)."""
-        return self.title == _WORKER_TITLE
-
-
-def children(master: int) -> list[Child]:
-    """The live children of ``master`` (workers, cache manager), read from ``/proc``."""
-    found: list[Child] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            # comm may contain spaces and parentheses: the fields after the last ")" are safe
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) != master or fields[0] == "Z":
-                continue
-            title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except (OSError, IndexError, ValueError):
-            continue  # the process exited while we looked
-        found.append(Child(int(entry), title))
-    return found
-
-
-def read_pid(pid_file: Path) -> int:
-    """The master pid from nginx's pid file; ``ResourceError`` if absent or stale."""
-    try:
-        pid = int(Path(pid_file).read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ResourceError(f"cannot read nginx's pid from {pid_file}: {exc}") from exc
-    if not _alive(pid):
-        raise ResourceError(f"nginx is not running: pid {pid} from {pid_file} does not exist")
-    return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not running either.
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list[int]:
-    """Wait until every active worker of ``master`` is absent from ``before``; return them.
-
-    Raises ``ResourceError`` if the master dies or the old workers are still the active
-    ones after ``timeout`` (nginx rejected the new configuration: see its error log).
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        if not _alive(master):
-            raise ResourceError(f"nginx master {master} exited during the reload")
-        active = [c.pid for c in children(master) if c.active_worker]
-        if active and not set(active) & before:
-            return sorted(active)
-        if time.monotonic() > deadline:
-            raise ResourceError(
-                f"nginx master {master} kept its old workers {sorted(set(active) & before)} "
-                f"{timeout:g}s after the reload signal: it rejected the new configuration "
-                "(nginx's error log says why)"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def reload(pid_file: Path, *, timeout: float = 10.0) -> list[int]:
-    """SIGHUP nginx's master and return the new workers' pids once they are the live ones."""
-    # No logging here: this runs as a short-lived reload_cmd whose caller logs the outcome,
-    # and importing logging's config machinery would cost more than the reload itself.
-    master = read_pid(pid_file)
-    before = {c.pid for c in children(master)}
-    os.kill(master, signal.SIGHUP)
-    return wait_workers_replaced(master, before, timeout)
 
 
 def check_config(

@@ -259,11 +259,15 @@ location / {{
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise Error(f"nginx exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if self.pid_path.exists() and self.ping(timeout=0.5) is not None:
+            if self.pid_path.exists() and self.ping(timeout=0.5) is not None and self._all_workers_up():
                 return
             if time.monotonic() > deadline:
                 raise Error(f"nginx not answering after {timeout}s:\n{self.log_tail()}")
             time.sleep(0.01)
+
+    def _all_workers_up(self) -> bool:
+        want = self.worker_processes if isinstance(self.worker_processes, int) else 1
+        return len(self.worker_pids()) >= want
 
     def wait_serving(self, timeout: float = 15.0) -> None:
         """Wait until the main port answers HTTP (after muster's first render included it)."""
