@@ -186,8 +186,10 @@ class KVStore:
         children = self._children
         for key in self._values:
             segs = key.split("/")
-            if canonical and (
-                segs[0] != "" or len(segs) < 2 or "" in segs[1:] or "." in segs or ".." in segs
+            if (
+                canonical
+                and key != "/"
+                and (segs[0] != "" or len(segs) < 2 or "" in segs[1:] or "." in segs or ".." in segs)
             ):
                 canonical = False
             parent: str | None = _ROOT
@@ -352,7 +354,10 @@ class KVStore:
         if d == "":
             # memkv compares Clean("/") terms ["", ""], which only the parents of
             # top-level keys have: directories under "/" are invisible (confd#725).
-            return [c for c in self._sorted_kids("") if self._kids("")[c] & _LEAF]
+            # The key "/" itself (a key equal to the prefix) lists as its base name "/".
+            kids = self._kids("")
+            names = [c or "/" for c in self._sorted_kids("") if kids[c] & _LEAF]
+            return _go_sorted(names) if "" in kids else names
         names = self._sorted_kids(d)
         if file_path == d and file_path in self._values:
             base = path_base(d)

@@ -124,6 +124,7 @@ def test_ls_quirks() -> None:
     assert store.lsdir("/services") == ["api", "empty", "web"]
     assert store.lsdir("/") == []
     assert KVStore({"/top": "1", "/dir/x": "2"}).ls("/") == ["top"]
+    assert KVStore({"/": "r", "/top": "1", "/dir/x": "2"}).ls("/") == ["/", "top"]
 
 
 def test_ls_with_odd_arguments_matches_memkv() -> None:
@@ -157,6 +158,8 @@ def _random_store(rng: random.Random, canonical: bool) -> dict[str, str]:
             segs.insert(rng.randrange(len(segs) + 1), rng.choice(["", ".", ".."]))
         key = "/".join(segs) if (not canonical and rng.random() < 0.2) else "/" + "/".join(segs)
         values[key] = str(rng.randint(0, 99))
+    if rng.random() < 0.2:
+        values["/"] = "root"  # a key equal to the prefix, as confd's path.Join makes it
     return values
 
 
