@@ -15,25 +15,15 @@ import pytest
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 from registry_probe import RegistryProbe, wait_until
 
-from muster.backends import load
-from muster.errors import ConfigError
 from muster.stack.etcd import EtcdProcess, free_port
 
 APIS = ["etcdv3", "etcd"]
-
-
-def require_backend(api: str) -> None:
-    try:
-        load(api)
-    except ConfigError as exc:
-        pytest.skip(f"backend {api!r} is not available yet: {exc}")
 
 
 @pytest.mark.parametrize("api", APIS)
 def test_key_appears_with_value_and_ttl_and_sigterm_removes_it_before_exit(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, api: str
 ) -> None:
-    require_backend(api)
     probe = RegistryProbe(etcd.client_url, api)
     agent = spawn(etcd.client_url, api, key_prefix, "--meta", "zone=eu", ttl=30)
     probe.wait_for(agent.key, True, timeout=10)
@@ -59,7 +49,6 @@ def test_sigint_also_deregisters(etcd: EtcdProcess, key_prefix: str, spawn: Spaw
 def test_refreshes_keep_the_key_beyond_its_ttl(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, api: str
 ) -> None:
-    require_backend(api)
     probe = RegistryProbe(etcd.client_url, api)
     agent = spawn(etcd.client_url, api, key_prefix, ttl=2)
     probe.wait_for(agent.key, True, timeout=10)
@@ -75,7 +64,6 @@ def test_refreshes_keep_the_key_beyond_its_ttl(
 def test_kill_9_leaves_the_key_until_the_ttl_runs_out(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, api: str
 ) -> None:
-    require_backend(api)
     probe = RegistryProbe(etcd.client_url, api)
     agent = spawn(etcd.client_url, api, key_prefix, ttl=3)
     probe.wait_for(agent.key, True, timeout=10)
@@ -93,7 +81,6 @@ def test_key_removed_behind_its_back_is_written_again(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, api: str
 ) -> None:
     """v3: the lease revoked (as after a snapshot restore); v2: the key deleted. Both come back."""
-    require_backend(api)
     probe = RegistryProbe(etcd.client_url, api)
     agent = spawn(etcd.client_url, api, key_prefix, ttl=3)
     probe.wait_for(agent.key, True, timeout=10)
@@ -115,7 +102,6 @@ def test_key_removed_behind_its_back_is_written_again(
 def test_etcd_stop_and_restart_ends_with_the_key_back_within_seconds(
     etcd_server_factory: Callable[..., EtcdProcess], spawn: SpawnAgent, api: str
 ) -> None:
-    require_backend(api)
     server = etcd_server_factory()
     probe = RegistryProbe(server.client_url, api)
     agent = spawn(server.client_url, api, "/services", ttl=2)

@@ -35,6 +35,7 @@ def on_term(signum, frame):
 
 signal.signal(signal.SIGTERM, on_term)
 signal.signal(signal.SIGHUP, lambda s, f: record("hup"))
+record("started")
 time.sleep(delay)
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -146,7 +147,11 @@ def test_no_drain_when_the_child_was_never_registered(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, tmp_path: Path
 ) -> None:
     agent, _ = spawn_exec(spawn, etcd, key_prefix, tmp_path, "--drain", "5", delay=30)
-    time.sleep(1.0)  # started, not listening: never healthy, never registered
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "started").exists():  # its handlers are in place, it does not listen
+        assert time.monotonic() < deadline, agent.output()
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few failing checks: never healthy, never registered
     started = time.monotonic()
     assert agent.signal(signal.SIGTERM) == 0, agent.output()
     assert time.monotonic() - started < 3.0

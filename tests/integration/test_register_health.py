@@ -13,8 +13,6 @@ import pytest
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 from registry_probe import RegistryProbe
 
-from muster.backends import load
-from muster.errors import ConfigError
 from muster.stack.etcd import EtcdProcess
 
 FAST = ["--check-interval", "0.1", "--check-timeout", "0.5", "--rise", "2", "--fall", "2"]
@@ -54,10 +52,6 @@ def listener() -> Iterator[Listener]:
 def test_tcp_check_gates_the_key(
     etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, listener: Listener, api: str
 ) -> None:
-    try:
-        load(api)
-    except ConfigError as exc:
-        pytest.skip(f"backend {api!r} is not available yet: {exc}")
     probe = RegistryProbe(etcd.client_url, api)
     agent = spawn(
         etcd.client_url, api, key_prefix, "--check-tcp", f"127.0.0.1:{listener.port}", *FAST, ttl=30
