@@ -303,11 +303,16 @@ def _mode(value: Any, where: str) -> int | None:
     return mode
 
 
-def _lookup(name: str, key: str, where: str, resolve: Any, explicit: int | None) -> int:
+def _lookup(name: str, key: str, where: str, resolve: Any, explicit: int | None) -> int | None:
     try:
         number = int(resolve(name))
     except KeyError:
-        raise ConfigError(f"{where}: [template] {key} {name!r} does not exist on this host") from None
+        # confd ignored owner entirely (the quick-start's owner = "nginx" never did anything), so a
+        # name that does not exist here must not break a drop-in upgrade: say so loudly instead.
+        logger.warning(
+            kv("resource.owner.unknown", file=where, key=key, name=name, action="ignored, as confd does")
+        )
+        return explicit
     if explicit is not None and explicit != number:
         idkey = "uid" if key == "owner" else "gid"
         raise ConfigError(f"{where}: [template] {key} {name!r} ({number}) contradicts {idkey} = {explicit}")

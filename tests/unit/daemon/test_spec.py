@@ -112,7 +112,6 @@ def test_extra_table_is_an_error(tmp_path: Path) -> None:
         ('mode = "0o17777"', "out of range"),
         ('check_timeout = "soon"', "check_timeout must be a duration"),
         ("reload_timeout = 0", "reload_timeout must be a positive duration"),
-        ('owner = "no-such-user-muster"', "owner 'no-such-user-muster' does not exist"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, line: str, message: str) -> None:
@@ -120,6 +119,22 @@ def test_bad_values_name_the_key(tmp_path: Path, line: str, message: str) -> Non
     body = "\n".join(x for x in BASIC.splitlines() if not x.startswith(key + " ")) + "\n" + line + "\n"
     with pytest.raises(ConfigError, match=message):
         load_resource(resource(tmp_path, body), tmp_path)
+
+
+def test_unknown_owner_is_ignored_with_a_warning_as_confd_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The seed post's resource has owner = "nginx"; confd ignored it, so it must not break here.
+    with caplog.at_level(logging.WARNING, logger="muster.resources.spec"):
+        spec = load_resource(resource(tmp_path, BASIC + 'owner = "no-such-user-muster"\n'), tmp_path)
+    assert spec.uid is None
+    assert "resource.owner.unknown" in caplog.text and "no-such-user-muster" in caplog.text
+
+
+def test_owner_contradicting_uid_is_an_error(tmp_path: Path) -> None:
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    with pytest.raises(ConfigError, match="contradicts uid"):
+        load_resource(resource(tmp_path, BASIC + f'owner = "{user}"\nuid = {os.geteuid() + 1}\n'), tmp_path)
 
 
 def test_invalid_toml_names_file(tmp_path: Path) -> None:
