@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import ClassVar, Final
 
 from muster import gomatch
@@ -166,6 +167,20 @@ def _segment_regex(seg: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def _is_clean_key(key: str) -> bool:
+    """An absolute, ``path.Clean``-ed key (or "/"): memkv's path arithmetic on it is plain."""
+    if key == "/":
+        return True
+    return (
+        key.startswith("/")
+        and not key.endswith("/")
+        and "//" not in key
+        and "/./" not in key
+        and "/../" not in key
+        and not key.endswith(("/.", "/.."))
+    )
+
+
 class KVStore:
     """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
 
@@ -182,25 +197,38 @@ class KVStore:
         self._sorted_cache: dict[str | None, list[str]] = {}
         self._keys_sorted: list[str] | None = None
         self._memo: dict[str, tuple[str, ...]] = {}
-        canonical = True
+        self._canonical = all(map(_is_clean_key, self._values))
         children = self._children
+        root = children[_ROOT] = {}
         for key in self._values:
-            segs = key.split("/")
-            if (
-                canonical
-                and key != "/"
-                and (segs[0] != "" or len(segs) < 2 or "" in segs[1:] or "." in segs or ".." in segs)
-            ):
-                canonical = False
-            parent: str | None = _ROOT
-            last = len(segs) - 1
-            for i, seg in enumerate(segs):
-                kids = children.get(parent)
-                if kids is None:
-                    kids = children[parent] = {}
-                kids[seg] = kids.get(seg, 0) | (_LEAF if i == last else _DIR)
-                parent = seg if parent is None else parent + "/" + seg
-        self._canonical = canonical
+            parent, sep, leaf = key.rpartition("/")
+            if not sep:
+                root[key] = root.get(key, 0) | _LEAF
+                continue
+            kids = children.get(parent)
+            if kids is None:
+                kids = children[parent] = {}
+                self._add_dir(parent)
+            kids[leaf] = kids.get(leaf, 0) | _LEAF
+
+    def _add_dir(self, d: str) -> None:
+        # Mark d as a directory in its parent, and so on up while the parents are new:
+        # a directory already in the index has all its ancestors there too.
+        children = self._children
+        while True:
+            parent, sep, name = d.rpartition("/")
+            if not sep:
+                root = children[_ROOT]
+                root[d] = root.get(d, 0) | _DIR
+                return
+            kids = children.get(parent)
+            known = kids is not None
+            if kids is None:
+                kids = children[parent] = {}
+            kids[name] = kids.get(name, 0) | _DIR
+            if known:
+                return
+            d = parent
 
     # -- plain lookups -----------------------------------------------------
 
@@ -218,7 +246,8 @@ class KVStore:
 
     @property
     def values(self) -> Mapping[str, str]:
-        return self._values
+        """The keys and values, read-only."""
+        return MappingProxyType(self._values)
 
     def exists(self, key: str) -> bool:
         """True iff ``key`` is itself a key (a directory is not)."""
