@@ -15,7 +15,7 @@ import pytest
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 from registry_probe import RegistryProbe, wait_until
 
-from muster.stack.etcd import EtcdProcess, free_port
+from muster.stack.etcd import EtcdCluster, EtcdProcess, free_port
 
 APIS = ["etcdv3", "etcd"]
 
@@ -160,3 +160,25 @@ def test_sigterm_while_etcd_is_down_exits_within_the_stop_timeout(
 def test_wait_until_helper_reports_what_it_waited_for() -> None:
     with pytest.raises(AssertionError, match="waiting for nothing"):
         wait_until(lambda: False, 0.05, "nothing")
+
+
+@pytest.mark.slow
+def test_keeps_the_lease_alive_when_its_cluster_member_dies(
+    etcd_cluster: EtcdCluster, key_prefix: str, spawn: SpawnAgent
+) -> None:
+    urls = etcd_cluster.client_urls
+    agent = spawn(urls, "etcdv3", key_prefix, ttl=3)
+    survivor = RegistryProbe(urls[1], "etcdv3")
+    survivor.wait_for(agent.key, True, timeout=10)
+    etcd_cluster[0].kill()  # the member muster talks to
+    deadline = time.monotonic() + 7  # over two TTLs, and a new election if member 0 led
+    while time.monotonic() < deadline:
+        try:
+            entry = survivor.get(agent.key)
+        except OSError:
+            entry = None  # no leader for a moment; try again
+        else:
+            assert entry is not None, agent.output()
+        time.sleep(0.2)
+    assert agent.signal(signal.SIGTERM) == 0
+    assert survivor.get(agent.key) is None
