@@ -103,3 +103,11 @@ def test_unicode_metadata_is_kept_as_json_escapes() -> None:
     spec = RegistrationSpec.create("web", "h", 1, server_id="a", meta={"owner": "Zoë"})
     assert spec.value == '{"host":"h","port":1,"owner":"Zo\\u00eb"}'
     assert json.loads(spec.value)["owner"] == "Zoë"
+
+
+def test_public_names_are_exported() -> None:
+    import muster.registration as package
+
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    assert {"registration", "sync_registration", "Registration", "RegistrationSpec"} <= set(package.__all__)
