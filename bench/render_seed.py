@@ -56,15 +56,18 @@ def run_one(services: int) -> dict[str, object]:
     source = TEMPLATE.read_text()
     keys = make_keys(services)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     store = KVStore(keys)
     out = Template("nginx.tmpl", funcs=func_map(store)).parse(source).execute(None)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     upstreams = out.count("upstream svc")
     assert upstreams == services, (upstreams, services)
     assert out.count("    server 10.") == 0 and out.count("  server 10.") == services * SERVERS
     return {
         "services": services,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "bytes": len(out),
         "sha256": hashlib.sha256(out.encode()).hexdigest()[:16],
@@ -96,7 +99,7 @@ def main(argv: list[str]) -> int:
         print("--check needs go on PATH", file=sys.stderr)
         return 2
     sizes = [int(a) for a in argv] or list(SIZES)
-    print(f"{'services':>9} {'servers':>8} {'seconds':>8} {'peak RSS':>9} {'output':>10}  sha256")
+    print(f"{'services':>9} {'servers':>8} {'wall s':>8} {'cpu s':>7} {'peak RSS':>9} {'output':>10}  sha256")
     for n in sizes:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=False
@@ -108,8 +111,8 @@ def main(argv: list[str]) -> int:
         same = go_sha256(n) == r["sha256"] if check else None
         verdict = {None: "", True: "  = Go", False: "  DIFFERS FROM GO"}[same]
         print(
-            f"{n:>9,} {n * SERVERS:>8,} {r['seconds']:>8.3f} {r['peak_rss_mb']:>7.1f}MB "
-            f"{r['bytes']:>10,}  {r['sha256']}{verdict}"
+            f"{n:>9,} {n * SERVERS:>8,} {r['seconds']:>8.3f} {r['cpu_seconds']:>7.3f} "
+            f"{r['peak_rss_mb']:>7.1f}MB {r['bytes']:>10,}  {r['sha256']}{verdict}"
         )
         if same is False:
             return 1
