@@ -13,6 +13,7 @@ each by its own pid. Nothing is left running, even when startup fails half way.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ import shutil
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -144,6 +146,39 @@ class Stack:
         self.daemon.wait_file(self.dest, timeout=30.0)
         nginx.wait_serving(timeout=15.0)
 
+    def put(self, key: str, value: str) -> None:
+        """Write ``key`` in the keyspace the daemon reads (v3, or v2 with ``--backend etcd``)."""
+        self._etcd_call(key, value)
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` from the keyspace the daemon reads."""
+        self._etcd_call(key, None)
+
+    def _etcd_call(self, key: str, value: str | None) -> None:
+        url = self.etcd_urls[0]
+        if self.opts.backend == "etcd":
+            data = urllib.parse.urlencode({"value": value}).encode() if value is not None else None
+            req = urllib.request.Request(
+                f"{url}/v2/keys{urllib.parse.quote(key)}",
+                data=data,
+                method="PUT" if value is not None else "DELETE",
+            )
+            if data is not None:
+                req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        else:
+            body = {"key": _b64(key)} | ({"value": _b64(value)} if value is not None else {})
+            path = "/v3/kv/put" if value is not None else "/v3/kv/deleterange"
+            req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                if not (value is None and exc.code == 404):  # v2: deleting a missing key
+                    raise Error(f"etcd refused {key}: {exc.read().decode(errors='replace')}") from None
+        except OSError as exc:
+            raise Error(f"etcd at {url} unreachable: {exc}") from exc
+
     def dead(self) -> str | None:
         """The name of a process that exited on its own, if any."""
         if self.daemon is not None and not self.daemon.running:
@@ -163,6 +198,10 @@ class Stack:
             self.nginx.stop()
         for member in self.etcd:
             member.stop()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def _member_ports(first: int, n: int) -> list[int]:
