@@ -1,0 +1,173 @@
+"""The Lua data plane against a real nginx: membership changes reach traffic with no reload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from muster.dataplane import AdminError, DataPlane, LuaAdmin, Peer
+from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.stack.nginx import NginxProcess, nginx_available
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed"),
+    pytest.mark.skipif(not lua_available(), reason="libnginx-mod-http-lua is not installed"),
+]
+
+LOCATION = """\
+server {
+    listen 127.0.0.1:%(port)d;
+    location /hello/ {
+        set $muster_service hello;
+        access_by_lua_block {
+            if not require("muster_balancer").has_peers(ngx.var.muster_service) then
+                return ngx.exit(503)
+            end
+        }
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_next_upstream error timeout;
+        proxy_connect_timeout 1s;
+        proxy_pass http://muster_balancer/;
+    }
+}
+"""
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[NginxProcess]:
+    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
+    proc = NginxProcess(
+        tmp_path / "nginx",
+        worker_processes=2,
+        main_snippets=[main_block()],
+        http_snippets=[http_block(settings)],
+    )
+    proc.write_config()
+    (proc.include_dir / "hello.conf").write_text(LOCATION % {"port": proc.port})
+    with proc:
+        yield proc
+
+
+@pytest.fixture
+async def admin(nginx: NginxProcess, tmp_path: Path) -> AsyncIterator[LuaAdmin]:
+    async with LuaAdmin(f"unix:{tmp_path / 'admin.sock'}") as client:
+        yield client
+
+
+async def start_backend(name: str) -> tuple[web.AppRunner, int]:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=name)
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, port
+
+
+async def hits(url: str, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(n):
+            async with session.get(url) as resp:
+                seen[f"{resp.status} {await resp.text()}"] += 1
+    return seen
+
+
+async def test_membership_changes_need_no_reload(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await start_backend("a")
+    b, port_b = await start_backend("b")
+    try:
+        workers = nginx.worker_pids()
+        assert all(k.startswith("503") for k in await hits(url, 2)), "no peers yet: 503"
+
+        plane = DataPlane(admin)
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}) == 1
+        assert await hits(url, 6) == Counter({"200 a": 6})
+
+        await plane.apply({"hello": [Peer("127.0.0.1", port_a), Peer("127.0.0.1", port_b)]})
+        seen = await hits(url, 20)
+        assert seen["200 a"] > 0 and seen["200 b"] > 0 and sum(seen.values()) == 20
+
+        await plane.apply({"hello": [Peer("127.0.0.1", port_b)]})
+        assert await hits(url, 6) == Counter({"200 b": 6})
+        # An unchanged membership pushes nothing.
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_b)]}) == 0
+        assert nginx.worker_pids() == workers, "a membership change must not reload nginx"
+    finally:
+        await a.cleanup()
+        await b.cleanup()
+
+
+async def test_dead_peer_is_retried_on_the_next(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await start_backend("a")
+    b, port_b = await start_backend("b")
+    await b.cleanup()  # b's port is now closed: connections are refused
+    try:
+        await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", port_a), Peer("127.0.0.1", port_b)]})
+        assert await hits(url, 20) == Counter({"200 a": 20})
+    finally:
+        await a.cleanup()
+
+
+async def test_weights_shape_the_split(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await start_backend("a")
+    b, port_b = await start_backend("b")
+    try:
+        await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", port_a, 3), Peer("127.0.0.1", port_b, 1)]})
+        seen = await hits(url, 80)
+        # Two workers each run smooth weighted round robin: 3:1 per worker, whatever the split.
+        assert 50 <= seen["200 a"] <= 70 and seen["200 a"] + seen["200 b"] == 80
+    finally:
+        await a.cleanup()
+        await b.cleanup()
+
+
+async def test_restarted_nginx_gets_everything_again(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await start_backend("a")
+    try:
+        plane = DataPlane(admin)
+        await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
+        await asyncio.to_thread(nginx.restart)
+        assert all(k.startswith("503") for k in await hits(url, 2)), "a restart empties the shared dict"
+        # Same desired state: muster notices nginx lost it (generation) and pushes it again.
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}) == 1
+        assert await hits(url, 3) == Counter({"200 a": 3})
+    finally:
+        await a.cleanup()
+
+
+async def test_stale_services_from_an_earlier_muster_are_dropped(admin: LuaAdmin) -> None:
+    await DataPlane(admin).apply({"old": [Peer("127.0.0.1", 9)], "hello": [Peer("127.0.0.1", 10)]})
+    await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", 10)]})  # a new muster process
+    assert set((await admin.state()).services) == {"hello"}
+
+
+async def test_admin_refuses_bad_input(admin: LuaAdmin) -> None:
+    with pytest.raises(AdminError, match="400"):
+        await admin.put_service("hello", b"1.2.3.4; include /etc/passwd 80 1\n")
+    with pytest.raises(AdminError, match="400"):
+        await admin.put_service("bad}name", b"")
+    with pytest.raises(AdminError, match="404"):
+        await admin._request("GET", "/muster/nope")
+
+
+async def test_unreachable_admin_is_a_clear_error(tmp_path: Path) -> None:
+    async with LuaAdmin(f"unix:{tmp_path / 'missing.sock'}") as client:
+        with pytest.raises(AdminError, match="nginx admin endpoint"):
+            await DataPlane(client).apply({})
