@@ -85,7 +85,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def test_http_check_follows_the_status(etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent) -> None:
-    handler = type("Handler", (_Handler,), {"status": 200})
+    class handler(_Handler):  # noqa: N801 - a fresh class per test holds this test's status
+        status = 200
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

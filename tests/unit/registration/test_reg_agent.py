@@ -195,7 +195,7 @@ def test_invalid_input_fails_before_anything_is_written() -> None:
     with pytest.raises(ConfigError, match="unknown backend 'zk'"):
         registration("web", "10.0.0.5", 8080, backend="zk")
     with pytest.raises(ConfigError, match="rise and fall"):
-        registration("web", "10.0.0.5", 8080, registrar=store, check=lambda: None, rise=0)  # type: ignore[arg-type]
+        registration("web", "10.0.0.5", 8080, registrar=store, check=lambda: None, rise=0)
     assert store.calls == []
 
 
