@@ -207,6 +207,7 @@ _CAREFUL_JSON: Final = json.JSONDecoder(
     parse_float=_go_number, parse_int=_go_number, parse_constant=_reject_constant
 )
 _FAST_JSON: Final = json.JSONDecoder(parse_float=float, parse_int=float, parse_constant=_reject_constant)
+_FAST_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _FAST_JSON.scan_once  # type: ignore[attr-defined]
 
 
 def _may_overflow(data: str) -> bool:
@@ -217,13 +218,27 @@ def _may_overflow(data: str) -> bool:
 def go_json_decode(data: str) -> Any:
     """``json.Unmarshal`` into ``interface{}``: objects -> dict, arrays -> list, every
     number -> float; Go's syntax rules (no NaN/Infinity)."""
-    decoder = _CAREFUL_JSON if _may_overflow(data) else _FAST_JSON
+    careful = _may_overflow(data)
+    if not careful:
+        # The C scanner straight away; anything unusual takes the full path below,
+        # which also produces the error.
+        try:
+            value, end = _FAST_SCAN(data, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if end == len(data) or not data[end:].strip(" \t\r\n"):
+                return _repaired(data, value)
     try:
-        value = decoder.decode(data)
+        value = (_CAREFUL_JSON if careful else _FAST_JSON).decode(data)
     except json.JSONDecodeError as exc:
         raise GoError(_syntax_message(data, exc.pos, exc.msg)) from None
     except RecursionError:
         raise GoError("exceeded max depth") from None
+    return _repaired(data, value)
+
+
+def _repaired(data: str, value: Any) -> Any:
     if data.isascii() and "\\u" not in data:
         return value  # no invalid UTF-8 and no surrogate escapes to repair
     return _fix_strings(value)
