@@ -52,6 +52,7 @@ from muster.gotemplate.nodes import (
     VariableNode,
     WithNode,
 )
+from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, build_plan, format_printed
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
@@ -73,11 +74,7 @@ __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
 MAX_EXEC_DEPTH: Final = 100000
 
 
-class _Missing:
-    """Go's ``missingVal``: "no final value from a previous pipeline command"."""
-
-
-_MISSING: Final = _Missing()
+_MISSING: Final = MISSING_FINAL
 
 
 class _Break(Exception):
@@ -102,7 +99,7 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     # reflect.ValueOf(nil) is the invalid Value: a nil data prints <no value>.
     value = NO_VALUE if data is None else data
     out: list[str] = []
-    state = _State(tree, templates, funcs, out, 0, value, False)
+    state = _State(tree, templates, funcs, out, 0, value, False, {}, {})
     state.walk(value, tree.root)
     return "".join(out)
 
@@ -110,7 +107,7 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
 class _State:
     """One template's execution state (Go's ``state``); ``{{template}}`` makes a new one."""
 
-    __slots__ = ("tree", "templates", "funcs", "out", "depth", "vars", "node", "dot_iface")
+    __slots__ = ("tree", "templates", "funcs", "out", "depth", "vars", "node", "dot_iface", "plans", "calls")
 
     def __init__(
         self,
@@ -121,8 +118,14 @@ class _State:
         depth: int,
         dollar: Any,
         dollar_iface: bool,
+        plans: dict[int, Plan],
+        calls: dict[int, CallOp | None],
     ) -> None:
         self.tree = tree
+        # Plans of the list nodes and function commands met so far in this
+        # execution, by id(node): see plan.py.
+        self.plans = plans
+        self.calls = calls
         self.templates = templates
         self.funcs = funcs
         self.out = out
@@ -165,21 +168,18 @@ class _State:
     # -- walking ---------------------------------------------------------------
 
     def walk(self, dot: Any, node: Node) -> None:
+        # Dispatch on the exact class: faster than isinstance chains, and node
+        # classes are final. Text and actions, the bulk of any template, come first.
+        t = type(node)
+        if t is ListNode:
+            self.walk_list(dot, node)  # type: ignore[arg-type]
+            return
         self.node = node
         match node:
             case TextNode():
                 self.out.append(node.text)
             case ActionNode():
-                # Variables declared by an action persist until the enclosing {{end}};
-                # a declaration prints nothing.
-                pipe = node.pipe
-                assert pipe is not None
-                val = self.eval_pipeline(dot, pipe)
-                if not pipe.decl:
-                    self.print_value(node, val)
-            case ListNode():
-                for n in node.nodes:
-                    self.walk(dot, n)
+                self.walk_action(dot, node)
             case IfNode():
                 self.walk_if_or_with(False, dot, node.pipe, node.list, node.else_list)
             case RangeNode():
@@ -196,6 +196,26 @@ class _State:
                 pass
             case _:
                 self.errorf(f"unknown node: {node}")
+
+    def walk_list(self, dot: Any, lst: ListNode) -> None:
+        plan = self.plans.get(id(lst))
+        if plan is None:
+            plan = self.plans[id(lst)] = build_plan(lst)
+        out = self.out
+        for op in plan:
+            if type(op) is str:
+                out.append(op)
+            else:
+                op(self, dot)  # type: ignore[operator]
+
+    def walk_action(self, dot: Any, node: ActionNode) -> None:
+        # Variables declared by an action persist until the enclosing {{end}};
+        # a declaration prints nothing.
+        pipe = node.pipe
+        assert pipe is not None
+        val = self.eval_pipeline(dot, pipe)
+        if not pipe.decl:
+            self.print_value(node, val)
 
     def walk_if_or_with(
         self, is_with: bool, dot: Any, pipe: PipeNode | None, lst: ListNode | None, else_list: ListNode | None
@@ -268,7 +288,7 @@ class _State:
             elem_var[2] = iface
         if index_var is not None:
             index_var[2] = False
-        walk = self.walk
+        walk = self.walk_list
         for index, elem in items:
             if elem_var is not None:
                 elem_var[1] = elem
@@ -291,7 +311,9 @@ class _State:
         # Variables declared by the pipeline persist.
         dot = self.eval_pipeline(dot, t.pipe)
         # No dynamic scoping: template invocations inherit no variables.
-        new = _State(tmpl, self.templates, self.funcs, self.out, self.depth + 1, dot, False)
+        new = _State(
+            tmpl, self.templates, self.funcs, self.out, self.depth + 1, dot, False, self.plans, self.calls
+        )
         try:
             new.walk(dot, tmpl.root)
         except RecursionError:
@@ -306,17 +328,25 @@ class _State:
         if pipe is None:
             return NO_VALUE
         self.node = pipe
-        value: Any = _MISSING
-        for cmd in pipe.cmds:
-            value = self.eval_command(dot, cmd, value)  # previous value is this one's final arg
-            # A nil interface{} digs down to the invalid value.
-            if value is None:
-                value = NO_VALUE
-        for variable in pipe.decl:
-            if pipe.is_assign:
-                self.set_var(variable.ident[0], value)
-            else:
-                self.vars.append([variable.ident[0], value, False])
+        cmds = pipe.cmds
+        value: Any
+        if len(cmds) == 1:
+            value = self.eval_command(dot, cmds[0], _MISSING)
+        else:
+            value = _MISSING
+            for cmd in cmds:
+                value = self.eval_command(dot, cmd, value)  # previous value is this one's final arg
+                if value is None:
+                    value = NO_VALUE
+        # A nil interface{} digs down to the invalid value.
+        if value is None:
+            value = NO_VALUE
+        if pipe.decl:
+            for variable in pipe.decl:
+                if pipe.is_assign:
+                    self.set_var(variable.ident[0], value)
+                else:
+                    self.vars.append([variable.ident[0], value, False])
         return value
 
     def not_a_function(self, args: tuple[Node, ...], final: Any) -> None:
@@ -325,15 +355,22 @@ class _State:
 
     def eval_command(self, dot: Any, cmd: CommandNode, final: Any) -> Any:
         first = cmd.args[0]
+        t = type(first)
+        if t is VariableNode:
+            return self.eval_variable_node(dot, first, cmd.args, final)  # type: ignore[arg-type]
+        if t is IdentifierNode:
+            # Must be a function.
+            if final is _MISSING:
+                call = self.calls.get(id(cmd), _NO_PLAN)
+                if call is _NO_PLAN:
+                    call = self.calls[id(cmd)] = build_call(cmd, self.funcs)
+                if call is not None:
+                    return call(self, dot)  # type: ignore[operator]
+            return self.eval_function(dot, first, cmd, cmd.args, final)  # type: ignore[arg-type]
         match first:
             case FieldNode():
                 self.node = first
                 return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final, self.dot_iface)
-            case VariableNode():
-                return self.eval_variable_node(dot, first, cmd.args, final)
-            case IdentifierNode():
-                # Must be a function.
-                return self.eval_function(dot, first, cmd, cmd.args, final)
             case ChainNode():
                 return self.eval_chain_node(dot, first, cmd.args, final)
             case PipeNode():
@@ -390,12 +427,16 @@ class _State:
     ) -> Any:
         # $x.Field has $x as the first ident, Field as the second.
         self.node = variable
-        entry = self.var_entry(variable.ident[0])
-        if len(variable.ident) == 1:
+        ident = variable.ident
+        entry = self.var_entry(ident[0])
+        if len(ident) == 1:
             if args is not None:
                 self.not_a_function(args, final)
             return entry[1]
-        return self.eval_field_chain(dot, entry[1], variable, variable.ident[1:], args, final, entry[2])
+        value = entry[1]
+        if len(ident) == 2 and type(value) is dict and final is _MISSING and (args is None or len(args) == 1):
+            return value.get(ident[1], NO_VALUE)  # the hot path: $x.key on a JSON object
+        return self.eval_field_chain(dot, value, variable, ident[1:], args, final, entry[2])
 
     def eval_field_chain(
         self,
@@ -512,10 +553,11 @@ class _State:
                 v = self.validate_type(final, "reflect.Value")
             return v
 
-        argv: list[Any] = []
         eval_arg = self.eval_arg
-        for i, arg in enumerate(argn):
-            argv.append(eval_arg(dot, params[i] if i < nparams else variadic, arg))
+        if variadic is None:
+            argv = [eval_arg(dot, typ, arg) for typ, arg in zip(params, argn, strict=False)]
+        else:
+            argv = [eval_arg(dot, params[i] if i < nparams else variadic, arg) for i, arg in enumerate(argn)]
         if has_final:
             # The final argument fills the next fixed parameter, or the variadic part.
             last = len(argv)
@@ -528,6 +570,10 @@ class _State:
 
     def validate_type(self, value: Any, typ: str | None) -> Any:
         """``value`` checked against parameter type ``typ`` (None: no constraint)."""
+        if typ in _PASS_TYPES and value is not NO_VALUE:
+            return value
+        if typ == "string" and type(value) is str:
+            return value
         if value is NO_VALUE:
             if typ is None or typ == "reflect.Value":
                 return NO_VALUE
@@ -550,6 +596,11 @@ class _State:
     def eval_arg(self, dot: Any, typ: str | None, n: Node) -> Any:
         """An argument node's value for a parameter of type ``typ``."""
         self.node = n
+        t = type(n)
+        if t is VariableNode:
+            return self.validate_type(self.eval_variable_node(dot, n, None, _MISSING), typ)  # type: ignore[arg-type]
+        if t is StringNode and (typ == "string" or typ in _PASS_TYPES):
+            return n.text  # type: ignore[attr-defined]
         match n:
             case FieldNode():
                 return self.validate_type(
@@ -622,11 +673,17 @@ class _State:
             self.node = n
             self.errorf(f"can't print {n} of type {v.signature}")
         else:
-            text = gofmt.format_value(v)
+            text = format_printed(v)
             if isinstance(v, GoStruct) and v.go_pointer and text.startswith("&"):
                 # printableValue prints the struct a pointer points to, not &{...}.
                 text = text[1:]
             self.out.append(text)
+
+
+_NO_PLAN: Final = object()
+
+# Parameter types every value is assignable to as it is.
+_PASS_TYPES: Final = frozenset({None, "interface {}", "reflect.Value", "any"})
 
 
 def _is_hex_int(s: str) -> bool:

@@ -432,6 +432,15 @@ def _urlquery(*args: Any) -> str:
     return urlquery_escape(_eval_args(args))
 
 
+def _printf(format: str, *args: Any) -> str:
+    """fmt.Sprintf; formats of plain ``%s`` verbs over strings skip the full printer."""
+    if format.count("%") == len(args) and all(type(a) is str for a in args):
+        # Every % is a bare %s: Go's %s of a string is the string itself.
+        if "%" not in format.replace("%s", ""):
+            return format % args
+    return gofmt.sprintf(format, *args)
+
+
 _V: Final = "reflect.Value"
 _ANY: Final = "interface {}"
 
@@ -446,7 +455,7 @@ BUILTINS: Final[dict[str, GoFunc]] = {
     "not": GoFunc(_not, (_V,), name="not"),
     "or": GoFunc(_or, (_V,), variadic=_V, name="or"),
     "print": GoFunc(gofmt.sprint, (), variadic=_ANY, name="print"),
-    "printf": GoFunc(gofmt.sprintf, ("string",), variadic=_ANY, name="printf"),
+    "printf": GoFunc(_printf, ("string",), variadic=_ANY, name="printf"),
     "println": GoFunc(gofmt.sprintln, (), variadic=_ANY, name="println"),
     "urlquery": GoFunc(_urlquery, (), variadic=_ANY, name="urlquery"),
     "eq": GoFunc(_eq, (_V,), variadic=_V, name="eq"),

@@ -1,0 +1,270 @@
+"""Execution plans: a list node's children precompiled into text and fast closures.
+
+Most of a real template is text and actions that print a variable or a key of one
+(``{{ $service }}``, ``{{ $data.host }}``, ``{{ .name }}``). Walking those through the
+general evaluator costs a dozen Python calls each; a plan turns every child of a
+``ListNode`` into either its text or a closure ``op(state, dot)`` that handles the
+common, error-free case inline and otherwise hands the node to the executor, which
+then does exactly what Go does (errors and their positions included). Plans are
+built once per execution and list node, so the fast paths never change behaviour,
+only the number of calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, Protocol
+
+from muster.gotemplate import gofmt
+from muster.gotemplate.funcs import BUILTINS
+from muster.gotemplate.nodes import (
+    ActionNode,
+    CommandNode,
+    DotNode,
+    FieldNode,
+    IdentifierNode,
+    ListNode,
+    Node,
+    PipeNode,
+    StringNode,
+    TextNode,
+    VariableNode,
+)
+from muster.gotemplate.values import NO_VALUE, GoFunc
+
+__all__ = ["MISSING_FINAL", "CallOp", "Op", "Plan", "build_call", "build_plan", "format_printed"]
+
+
+class _MissingFinal:
+    """Go's ``missingVal``: "no final value from a previous pipeline command"."""
+
+
+MISSING_FINAL = _MissingFinal()
+_MISSING_FINAL = MISSING_FINAL
+
+
+class _Executor(Protocol):
+    vars: list[list[Any]]
+    out: list[str]
+    node: Node
+
+    def walk(self, dot: Any, node: Node) -> None: ...
+
+    def eval_command(self, dot: Any, cmd: CommandNode, final: Any) -> Any: ...
+
+    def walk_action(self, dot: Any, node: ActionNode) -> None: ...
+
+
+Op = Callable[[Any, Any], None]
+Plan = tuple["str | Op", ...]
+
+
+def format_printed(v: Any) -> str:
+    """How an action prints a value other than a string (Go's printValue via fmt.Fprint)."""
+    if type(v) is float and v.is_integer() and 0 < abs(v) < 1e6:
+        # %v of an integral float64 below 1e6 is its integer digits: 8080, not 8080.0.
+        return str(int(v))
+    return gofmt.format_value(v)
+
+
+def build_plan(lst: ListNode) -> Plan:
+    """The plan of a list node: one entry per child, in order."""
+    return tuple(_plan_node(n) for n in lst.nodes)
+
+
+def _plan_node(n: Node) -> str | Op:
+    if type(n) is TextNode:
+        return n.text
+    if type(n) is ActionNode:
+        return _plan_action(n)
+    return _walker(n)
+
+
+def _walker(n: Node) -> Op:
+    def op(st: _Executor, dot: Any) -> None:
+        st.walk(dot, n)
+
+    return op
+
+
+def _general_action(n: ActionNode) -> Op:
+    def op(st: _Executor, dot: Any) -> None:
+        st.node = n
+        st.walk_action(dot, n)
+
+    return op
+
+
+def _plan_action(n: ActionNode) -> Op:
+    pipe = n.pipe
+    if pipe is None or len(pipe.cmds) != 1:
+        return _general_action(n)
+    if pipe.decl:
+        if pipe.is_assign:
+            return _general_action(n)
+        return _declare(n, pipe, pipe.cmds[0], tuple(v.ident[0] for v in pipe.decl))
+    if len(pipe.cmds[0].args) != 1:
+        return _general_action(n)
+    arg = pipe.cmds[0].args[0]
+    if type(arg) is VariableNode and len(arg.ident) <= 2:
+        return _print_variable(n, arg.ident[0], arg.ident[1] if len(arg.ident) == 2 else None)
+    if type(arg) is FieldNode and len(arg.ident) == 1:
+        return _print_dot_key(n, arg.ident[0])
+    if type(arg) is DotNode:
+        return _print_dot(n)
+    return _general_action(n)
+
+
+def _declare(n: ActionNode, pipe: PipeNode, cmd: CommandNode, names: tuple[str, ...]) -> Op:
+    """``{{$x := command}}``: evaluate the one command and push the variables."""
+
+    def op(st: _Executor, dot: Any) -> None:
+        st.node = pipe
+        v = st.eval_command(dot, cmd, MISSING_FINAL)
+        if v is None:
+            v = NO_VALUE  # a nil interface digs to the invalid value
+        for name in names:
+            st.vars.append([name, v, False])
+
+    return op
+
+
+def _emit(st: _Executor, n: ActionNode, dot: Any, v: Any) -> None:
+    """Print ``v`` unless it needs the executor (nil digging, funcs, structs...)."""
+    if type(v) is str:
+        st.out.append(v)
+    elif v is NO_VALUE:
+        st.out.append("<no value>")
+    elif type(v) in (int, float, bool):
+        st.out.append(format_printed(v))
+    else:
+        st.node = n
+        st.walk_action(dot, n)
+
+
+def _print_variable(n: ActionNode, name: str, key: str | None) -> Op:
+    """``{{$x}}`` or ``{{$x.key}}``."""
+
+    def op(st: _Executor, dot: Any) -> None:
+        for entry in reversed(st.vars):
+            if entry[0] == name:
+                v = entry[1]
+                if key is not None:
+                    if type(v) is not dict:
+                        break
+                    v = v.get(key, NO_VALUE)
+                if type(v) is str:
+                    st.out.append(v)
+                else:
+                    _emit(st, n, dot, v)
+                return
+        st.node = n
+        st.walk_action(dot, n)
+
+    return op
+
+
+def _print_dot_key(n: ActionNode, key: str) -> Op:
+    """``{{.key}}``."""
+
+    def op(st: _Executor, dot: Any) -> None:
+        if type(dot) is dict:
+            _emit(st, n, dot, dot.get(key, NO_VALUE))
+        else:
+            st.node = n
+            st.walk_action(dot, n)
+
+    return op
+
+
+def _print_dot(n: ActionNode) -> Op:
+    """``{{.}}``."""
+
+    def op(st: _Executor, dot: Any) -> None:
+        _emit(st, n, dot, dot)
+
+    return op
+
+
+# -- function calls ------------------------------------------------------------------
+
+CallOp = Callable[[Any, Any], Any]
+
+_PASS_TYPES = frozenset({"interface {}", "reflect.Value", "any"})
+_VAR, _LITERAL, _PIPE = range(3)
+
+
+class _Caller(_Executor, Protocol):
+    def eval_pipeline(self, dot: Any, pipe: PipeNode | None) -> Any: ...
+
+    def validate_type(self, value: Any, typ: str | None) -> Any: ...
+
+    def errorf(self, msg: str) -> NoReturn: ...
+
+    def eval_function(
+        self, dot: Any, node: IdentifierNode, cmd: Node, args: tuple[Node, ...] | None, final: Any
+    ) -> Any: ...
+
+
+def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
+    """A fast closure for the command ``fn arg...`` without a piped final value.
+
+    Only calls whose arity is right and whose arguments are variables, string
+    literals or parenthesized pipelines get one; ``and``/``or`` never do. The closure
+    evaluates and validates arguments in Go's order, setting the executor's current
+    node as ``evalArg`` does, and falls back to the executor for anything unusual.
+    """
+    ident = cmd.args[0]
+    assert isinstance(ident, IdentifierNode)
+    name = ident.ident
+    fn = funcs.get(name)
+    if fn is None:
+        fn = BUILTINS.get(name)
+        if fn is None or name in ("and", "or"):
+            return None
+    params, variadic = fn.params, fn.variadic
+    args = cmd.args[1:]
+    if len(args) < len(params) or (variadic is None and len(args) != len(params)):
+        return None  # the executor reports Go's arity error
+    specs: list[tuple[int, Any, str, Node]] = []
+    for i, arg in enumerate(args):
+        typ = params[i] if i < len(params) else variadic
+        assert typ is not None
+        if type(arg) is VariableNode and len(arg.ident) == 1:
+            specs.append((_VAR, arg.ident[0], typ, arg))
+        elif type(arg) is StringNode and (typ == "string" or typ in _PASS_TYPES):
+            specs.append((_LITERAL, arg.text, typ, arg))
+        elif type(arg) is PipeNode:
+            specs.append((_PIPE, arg, typ, arg))
+        else:
+            return None
+    call = fn.fn
+
+    def op(st: _Caller, dot: Any) -> Any:
+        argv = []
+        for kind, payload, typ, node in specs:
+            if kind == _VAR:
+                for entry in reversed(st.vars):
+                    if entry[0] == payload:
+                        v = entry[1]
+                        break
+                else:
+                    return st.eval_function(dot, ident, cmd, cmd.args, _MISSING_FINAL)
+                st.node = node
+            elif kind == _LITERAL:
+                st.node = node
+                argv.append(payload)
+                continue
+            else:
+                st.node = node
+                v = st.eval_pipeline(dot, payload)
+            if not ((typ == "string" and type(v) is str) or (typ in _PASS_TYPES and v is not NO_VALUE)):
+                v = st.validate_type(v, typ)
+            argv.append(v)
+        try:
+            return call(*argv)
+        except Exception as exc:
+            st.node = cmd
+            st.errorf(f"error calling {name}: {exc}")
+
+    return op
