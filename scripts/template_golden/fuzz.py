@@ -34,7 +34,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
-from muster.confdfuncs import go_json_decode  # noqa: E402
+sys.path.insert(0, str(HERE.parents[1] / "tests" / "conformance"))
+
+from test_realistic import readme_data  # noqa: E402
+
 from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
 
@@ -482,7 +485,7 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 def muster_render(src: bytes, data: bytes | None) -> dict[str, Any]:
-    value = None if data is None else go_json_decode(data.decode("utf-8", "surrogateescape"))
+    value = readme_data(data)
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(5)
     try:
