@@ -206,6 +206,7 @@ class HealthMonitor:
         self.interval = interval
         self.timeout = timeout
         self._on_change = on_change
+        self.probes = 0
         self._sleep = sleep
         self._clock = clock
 
@@ -231,6 +232,10 @@ class HealthMonitor:
             kv("registration.health.probe", check=self.check.description, ok=result.ok, detail=result.detail)
         )
         flipped = self.counter.observe(result.ok)
+        self.probes += 1
+        if self.probes == 1 and not result.ok:
+            # Otherwise a service that never comes up would leave nothing at INFO.
+            logger.info(kv("registration.health.waiting", check=self.check.description, detail=result.detail))
         if flipped is not None:
             log = logger.info if flipped else logger.warning
             log(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -171,3 +172,19 @@ def test_check_constructors_validate() -> None:
         HttpCheck("ftp://x/")
     with pytest.raises(ConfigError, match="empty"):
         CommandCheck("  ")
+
+
+async def test_a_failing_first_probe_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    time = FakeTime()
+    monitor = HealthMonitor(Scripted("--", time), lambda _: None, sleep=time.sleep, clock=time.clock)
+    logger = logging.getLogger("muster.registration.health")
+    logger.addHandler(caplog.handler)  # whatever configured the "muster" logger before
+    try:
+        with caplog.at_level("INFO", logger="muster.registration.health"):
+            await monitor.step()
+            await monitor.step()
+    finally:
+        logger.removeHandler(caplog.handler)
+    # The same record may arrive twice (our handler and root's): count records, not arrivals.
+    waiting = {id(r): r for r in caplog.records if "registration.health.waiting" in r.getMessage()}
+    assert len(waiting) == 1 and "check=scripted" in next(iter(waiting.values())).getMessage()

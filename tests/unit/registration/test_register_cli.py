@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +21,15 @@ BASE = [
     "--node",
     "http://127.0.0.1:9",
 ]  # discard port: nothing may be written anyway
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The command configures the ``muster`` logger; undo that for the tests that follow."""
+    logger = logging.getLogger("muster")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.mark.parametrize(
