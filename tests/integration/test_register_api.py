@@ -8,8 +8,8 @@ import signal
 import ssl
 import subprocess
 import urllib.request
+from typing import Any
 
-from conftest import AuthEtcd
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 from registry_probe import RegistryProbe
 
@@ -93,7 +93,7 @@ def _v3_token(url: str, user: str, password: str) -> str:
     return token
 
 
-def test_cli_with_username_and_password(etcd_auth: AuthEtcd, key_prefix: str, spawn: SpawnAgent) -> None:
+def test_cli_with_username_and_password(etcd_auth: Any, key_prefix: str, spawn: SpawnAgent) -> None:
     token = _v3_token(etcd_auth.client_url, etcd_auth.user, etcd_auth.password)
     probe = RegistryProbe(etcd_auth.client_url, "etcdv3", headers={"Authorization": token})
     agent = spawn(
@@ -112,7 +112,7 @@ def test_cli_with_username_and_password(etcd_auth: AuthEtcd, key_prefix: str, sp
 
 
 def test_cli_with_a_wrong_password_keeps_trying_and_says_why(
-    etcd_auth: AuthEtcd, key_prefix: str, spawn: SpawnAgent
+    etcd_auth: Any, key_prefix: str, spawn: SpawnAgent
 ) -> None:
     agent = spawn(
         etcd_auth.client_url,
@@ -156,7 +156,7 @@ def test_cli_with_tls_client_certificates(
     assert probe.get(agent.key) is None
 
 
-def test_options_object_carries_auth(etcd_auth: AuthEtcd, key_prefix: str) -> None:
+def test_options_object_carries_auth(etcd_auth: Any, key_prefix: str) -> None:
     token = _v3_token(etcd_auth.client_url, etcd_auth.user, etcd_auth.password)
     probe = RegistryProbe(etcd_auth.client_url, "etcdv3", headers={"Authorization": token})
     options = BackendOptions(
