@@ -26,9 +26,17 @@ type matchCase struct {
 }
 
 type strCase struct {
-	In  string `json:"in"`
-	Out string `json:"out"`
-	Err bool   `json:"err"`
+	In     string `json:"in"`
+	Out    string `json:"out"`
+	Err    bool   `json:"err"`
+	ErrMsg string `json:"errmsg,omitempty"`
+}
+
+func errMsg(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 type splitCase struct {
@@ -98,27 +106,28 @@ func main() {
 		paths = append(paths, gen([]string{"a", "/", ".", "b"}, r.Intn(8)))
 	}
 	for _, p := range paths {
-		cleans = append(cleans, strCase{p, path.Clean(p), false})
-		bases = append(bases, strCase{p, path.Base(p), false})
-		dirs = append(dirs, strCase{p, path.Dir(p), false})
+		cleans = append(cleans, strCase{p, path.Clean(p), false, ""})
+		bases = append(bases, strCase{p, path.Base(p), false, ""})
+		dirs = append(dirs, strCase{p, path.Dir(p), false, ""})
 	}
 
 	var bools, atois, b64 []strCase
 	for _, s := range []string{"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
 		"", "yes", "tRUE", "on", " true", "2"} {
 		b, err := strconv.ParseBool(s)
-		bools = append(bools, strCase{s, strconv.FormatBool(b), err != nil})
+		bools = append(bools, strCase{s, strconv.FormatBool(b), err != nil, errMsg(err)})
 	}
 	for _, s := range []string{"0", "8080", "-12", "+7", "1.5", "", " 1", "1_000", "0x10", "010",
 		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
 		"+", "-", "１", "00012", "-0"} {
 		n, err := strconv.Atoi(s)
-		atois = append(atois, strCase{s, strconv.Itoa(n), err != nil})
+		atois = append(atois, strCase{s, strconv.Itoa(n), err != nil, errMsg(err)})
 	}
 	for _, s := range []string{"aGVsbG8=", "aGVsbG8", "!!!", "", "aGVsbA==", "aGVsbA=", "aGVs\nbG8=", "aGVs\rbG8=",
-		"aGVsbA==aGVs", "=", "YQ==", "YR==", "YWI=", "YWJj", "YW Jj", "aGVsbA===", "/+8="} {
+		"aGVsbA==aGVs", "=", "YQ==", "YR==", "YWI=", "YWJj", "YW Jj", "aGVsbA===", "/+8=", "YQ=\n=", "YQ=",
+		"YWJjZGVmZ2hp!", "YWJjZGVmZ2hpa", "YWJjZGVmZ2hpaw=x", "\n\nYQ==\n", "YQ==\nx", "Y", "YW", "YWJ"} {
 		d, err := base64.StdEncoding.DecodeString(s)
-		b64 = append(b64, strCase{s, hex.EncodeToString(d), err != nil}) // hex: output may be binary
+		b64 = append(b64, strCase{s, hex.EncodeToString(d), err != nil, errMsg(err)}) // hex: may be binary
 	}
 
 	var splits []splitCase

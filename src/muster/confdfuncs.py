@@ -320,32 +320,52 @@ def _base64_encode(data: str) -> str:
     return binascii.b2a_base64(to_bytes(data), newline=False).decode("ascii")
 
 
+_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_MAP: Final = {c: i for i, c in enumerate(_B64_ALPHABET)}
+_NEWLINES: Final = (0x0A, 0x0D)
+
+
 def _base64_decode(data: str) -> str:
-    # StdEncoding.DecodeString: padding required, \r and \n ignored, trailing bits
-    # not checked.
-    raw = to_bytes(data)
-    cleaned = raw.replace(b"\r", b"").replace(b"\n", b"")
-    try:
-        decoded = binascii.a2b_base64(cleaned, strict_mode=True) if cleaned else b""
-    except binascii.Error:
-        raise GoError(f"illegal base64 data at input byte {_bad_base64_offset(raw)}") from None
-    return decoded.decode("utf-8", "surrogateescape")
-
-
-_B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-
-
-def _bad_base64_offset(raw: bytes) -> int:
-    # Where Go reports the error: the first byte outside the alphabet, else the end
-    # of the last incomplete quantum.
-    n = 0
-    for i, c in enumerate(raw):
-        if c in b"\r\n":
-            continue
-        if c not in _B64:
-            return i
-        n += 1
-    return len(raw) - (n % 4) if n % 4 else len(raw)
+    """``base64.StdEncoding.DecodeString``: padding required, CR/LF skipped, trailing
+    bits not checked; errors name the offending byte as Go does (``decodeQuantum``)."""
+    src = to_bytes(data)
+    out = bytearray()
+    si = 0
+    n = len(src)
+    while si < n:
+        quantum: list[int] = []
+        while len(quantum) < 4:
+            if si == n:
+                if not quantum:
+                    return out.decode("utf-8", "surrogateescape")
+                raise GoError(f"illegal base64 data at input byte {si - len(quantum)}")
+            c = src[si]
+            si += 1
+            if c in _B64_MAP:
+                quantum.append(_B64_MAP[c])
+                continue
+            if c in _NEWLINES:
+                continue
+            if c != 0x3D or len(quantum) < 2:  # not "=", or padding too early
+                raise GoError(f"illegal base64 data at input byte {si - 1}")
+            if len(quantum) == 2:  # "==" expected: the second "=" may follow newlines
+                while si < n and src[si] in _NEWLINES:
+                    si += 1
+                if si == n:
+                    raise GoError(f"illegal base64 data at input byte {n}")
+                if src[si] != 0x3D:
+                    raise GoError(f"illegal base64 data at input byte {si - 1}")
+                si += 1
+            while si < n and src[si] in _NEWLINES:
+                si += 1
+            if si < n:
+                raise GoError(f"illegal base64 data at input byte {si}")  # trailing garbage
+            break
+        val = 0
+        for i, six in enumerate(quantum):
+            val |= six << (18 - 6 * i)
+        out += val.to_bytes(3, "big")[: len(quantum) - 1]
+    return out.decode("utf-8", "surrogateescape")
 
 
 def parse_bool(s: str) -> bool:

@@ -166,8 +166,9 @@ def test_map() -> None:
 def test_parse_bool_matches_go(go_golden: dict[str, Any]) -> None:
     for case in go_golden["parseBool"]:
         if case["err"]:
-            with pytest.raises(GoError, match="^strconv.ParseBool: parsing .*: invalid syntax$"):
+            with pytest.raises(GoError) as info:
                 call("parseBool", case["in"])
+            assert str(info.value) == case["errmsg"]
         else:
             assert call("parseBool", case["in"]) is (case["out"] == "true"), case
 
@@ -175,8 +176,9 @@ def test_parse_bool_matches_go(go_golden: dict[str, Any]) -> None:
 def test_atoi_matches_go(go_golden: dict[str, Any]) -> None:
     for case in go_golden["atoi"]:
         if case["err"]:
-            with pytest.raises(GoError, match=r"^strconv.Atoi: parsing "):
+            with pytest.raises(GoError) as info:
                 call("atoi", case["in"])
+            assert str(info.value) == case["errmsg"]
         else:
             assert call("atoi", case["in"]) == int(case["out"]), case
     with pytest.raises(GoError, match="value out of range"):
@@ -186,8 +188,9 @@ def test_atoi_matches_go(go_golden: dict[str, Any]) -> None:
 def test_base64_matches_go(go_golden: dict[str, Any]) -> None:
     for case in go_golden["base64Decode"]:
         if case["err"]:
-            with pytest.raises(GoError, match="^illegal base64 data at input byte"):
+            with pytest.raises(GoError) as info:
                 call("base64Decode", case["in"])
+            assert str(info.value) == case["errmsg"]
         else:
             out = call("base64Decode", case["in"]).encode("utf-8", "surrogateescape")
             assert binascii.hexlify(out).decode() == case["out"], case
