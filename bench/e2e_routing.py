@@ -1,0 +1,186 @@
+"""End to end through real etcd, ``muster confd -watch`` with the stock template, and nginx.
+
+Prints:
+
+* registration to first routed request, p50/p95/max over N samples, for a new service
+  (a structure change: render, whole-config check, reload) and for a new server of an
+  existing service (the same path with the reload data plane);
+* churn: ``wrk -t2 -c20`` through nginx for D seconds while one server of the loaded
+  service joins and leaves every 500 ms: requests, non-2xx answers, socket errors and
+  reloads (the seed's confd stack: about 80,000 requests, 50-80 socket errors, 60 reloads).
+
+    python bench/e2e_routing.py [--samples 30] [--churn 20] [--backend etcdv3|etcd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from muster.stack.demo import DemoServer
+from muster.stack.etcd import free_port
+from muster.stack.up import Stack, UpOptions
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(name: str, ms: list[float]) -> str:
+    return (
+        f"{name:<34} p50 {statistics.median(ms):7.1f} ms   p95 {pct(ms, 0.95):7.1f} ms   "
+        f"max {max(ms):7.1f} ms   (n={len(ms)})"
+    )
+
+
+async def first_routed(session: aiohttp.ClientSession, url: str, body: str, timeout: float = 10.0) -> float:
+    """Poll ``url`` until it answers ``body``; return the time that took, in ms."""
+    start = time.perf_counter()
+    while True:
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 200 and await resp.text() == body:
+                    return (time.perf_counter() - start) * 1000
+        except aiohttp.ClientError:
+            pass
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{url} never answered {body!r}")
+
+
+async def settle(stack: Stack) -> None:
+    """Let the last change's reload finish, so samples do not fold into one batch."""
+    await asyncio.sleep(1.0)
+
+
+async def latency(stack: Stack, samples: int) -> tuple[list[float], list[float]]:
+    assert stack.nginx is not None
+    url = stack.nginx.url
+    new_service: list[float] = []
+    new_server: list[float] = []
+    connector = aiohttp.TCPConnector(force_close=True)  # each poll on a fresh connection
+    async with aiohttp.ClientSession(connector=connector) as session, DemoServer("base") as base:
+        value = json.dumps({"host": "127.0.0.1", "port": base.port})
+        await asyncio.to_thread(stack.put, "/services/pool/servers/base", value)
+        await first_routed(session, f"{url}/pool/", "base\n")
+        for i in range(samples):
+            async with DemoServer(f"svc{i}") as server:
+                value = json.dumps({"host": "127.0.0.1", "port": server.port})
+                await settle(stack)
+                put = asyncio.create_task(asyncio.to_thread(stack.put, f"/services/lat{i}/servers/a", value))
+                new_service.append(await first_routed(session, f"{url}/lat{i}/", f"svc{i}\n"))
+                await put
+            async with DemoServer(f"srv{i}") as server:
+                value = json.dumps({"host": "127.0.0.1", "port": server.port})
+                await settle(stack)
+                key = f"/services/pool/servers/s{i}"
+                put = asyncio.create_task(asyncio.to_thread(stack.put, key, value))
+                new_server.append(await first_routed(session, f"{url}/pool/", f"srv{i}\n"))
+                await put
+                await asyncio.to_thread(stack.delete, key)
+    return new_service, new_server
+
+
+def parse_wrk(output: str) -> dict[str, int]:
+    found = re.search(r"(\d+) requests in", output)
+    figures = {"requests": int(found.group(1)) if found else 0}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    for name, value in zip(
+        ("connect", "read", "write", "timeout"), errors.groups() if errors else "0000", strict=True
+    ):
+        figures[f"socket_{name}"] = int(value)
+    return figures
+
+
+def reloads(stack: Stack) -> int:
+    assert stack.daemon is not None
+    return stack.daemon.log_path.read_text(errors="replace").count("command.reload.complete")
+
+
+async def churn(stack: Stack, seconds: int) -> tuple[dict[str, int], int, int]:
+    assert stack.nginx is not None
+    async with (
+        DemoServer("c1") as c1,
+        DemoServer("c2") as c2,
+        DemoServer("c3") as c3,
+        DemoServer("churner") as churner,
+    ):
+        for server in (c1, c2, c3):
+            value = json.dumps({"host": "127.0.0.1", "port": server.port})
+            await asyncio.to_thread(stack.put, f"/services/churn/servers/{server.server_id}", value)
+        url = f"{stack.nginx.url}/churn/"
+        async with aiohttp.ClientSession() as session:
+            await first_routed(session, url, "c1\n")
+        await settle(stack)
+        before = reloads(stack)
+        wrk = await asyncio.create_subprocess_exec(
+            "wrk", "-t2", "-c20", f"-d{seconds}s", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        key = "/services/churn/servers/churner"
+        value = json.dumps({"host": "127.0.0.1", "port": churner.port})
+        changes = 0
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(wrk.wait()), 0.5)
+                break
+            except TimeoutError:
+                pass
+            if changes % 2 == 0:
+                await asyncio.to_thread(stack.put, key, value)
+            else:
+                await asyncio.to_thread(stack.delete, key)
+            changes += 1
+        output = (await wrk.stdout.read()).decode() if wrk.stdout else ""
+        await asyncio.sleep(0.5)
+        return parse_wrk(output), changes, reloads(stack) - before
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--churn", type=int, default=20, help="seconds of churn under load (0: skip)")
+    parser.add_argument("--backend", choices=["etcdv3", "etcd"], default="etcdv3")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="muster-bench-") as tmp:
+        opts = UpOptions(
+            port=free_port(),
+            etcd_port=free_port(),
+            backend=args.backend,
+            state_dir=Path(tmp),
+            workers=args.workers,
+        )
+        stack = Stack(opts)
+        await asyncio.to_thread(stack.start)
+        try:
+            print(f"muster e2e routing: backend={args.backend}, nginx workers={args.workers}")
+            new_service, new_server = await latency(stack, args.samples)
+            print(summary("registration -> routed, new service", new_service))
+            print(summary("registration -> routed, new server", new_server))
+            if args.churn and shutil.which("wrk"):
+                figures, changes, count = await churn(stack, args.churn)
+                errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
+                print(
+                    f"churn {args.churn}s (wrk -t2 -c20, a server joins/leaves every 500 ms): "
+                    f"{figures['requests']} requests, {figures['non2xx']} non-2xx, {errors} socket errors "
+                    f"({', '.join(f'{k[7:]} {v}' for k, v in figures.items() if k.startswith('socket_'))}), "
+                    f"{changes} changes, {count} reloads"
+                )
+        finally:
+            await asyncio.to_thread(stack.stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
