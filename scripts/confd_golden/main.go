@@ -189,10 +189,26 @@ func main() {
 	sort.Sort(byLength(bigOut))
 	sorts = append(sorts, sortCase{big, bigOut})
 
+	// Every rune that strings.ToUpper or strings.ToLower changes: [rune, upper, lower].
+	var cases [][3]rune
+	for c := rune(0); c <= 0x10FFFF; c++ {
+		if c >= 0xD800 && c <= 0xDFFF {
+			continue
+		}
+		s := string(c)
+		u, l := []rune(strings.ToUpper(s)), []rune(strings.ToLower(s))
+		if len(u) != 1 || len(l) != 1 {
+			panic("multi-rune case mapping")
+		}
+		if u[0] != c || l[0] != c {
+			cases = append(cases, [3]rune{c, u[0], l[0]})
+		}
+	}
+
 	out := map[string]interface{}{
 		"match": matches, "clean": cleans, "base": bases, "dir": dirs, "parseBool": bools,
 		"atoi": atois, "base64Decode": b64, "split": splits, "formatFloat": floats, "timeFormat": times,
-		"sortByLength": sorts,
+		"sortByLength": sorts, "caseMap": cases,
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", " ")

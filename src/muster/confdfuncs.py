@@ -110,6 +110,29 @@ def _join(elems: list[str], sep: str) -> str:
     return sep.join(elems)
 
 
+# Letters whose case pairs arrived in Unicode 14 (Python 3.11's tables); Go 1.19's
+# Unicode 13 tables leave them unchanged.
+_UNICODE14_CASED: Final = frozenset(
+    r
+    for lo, hi in (
+        (0x2C2F, 0x2C2F),
+        (0x2C5F, 0x2C5F),
+        (0xA7C0, 0xA7C1),
+        (0xA7D0, 0xA7D1),
+        (0xA7D6, 0xA7D9),
+        (0x10570, 0x1057A),
+        (0x1057C, 0x1058A),
+        (0x1058C, 0x10592),
+        (0x10594, 0x10595),
+        (0x10597, 0x105A1),
+        (0x105A3, 0x105B1),
+        (0x105B3, 0x105B9),
+        (0x105BB, 0x105BC),
+    )
+    for r in range(lo, hi + 1)
+)
+
+
 def _map_case(s: str, upper: bool) -> str:
     """``strings.ToUpper``/``ToLower``: Go's per-rune simple case mapping."""
     if s.isascii():
@@ -118,6 +141,9 @@ def _map_case(s: str, upper: bool) -> str:
     for ch in s:
         if 0xDC80 <= ord(ch) <= 0xDCFF:
             out.append("\ufffd")  # strings.Map rewrites invalid bytes as RuneError
+            continue
+        if ord(ch) in _UNICODE14_CASED:
+            out.append(ch)
             continue
         mapped = ch.upper() if upper else ch.lower()
         if len(mapped) != 1:

@@ -335,3 +335,18 @@ def test_float_formatting_of_yaml_numbers_matches_go(go_golden: dict[str, Any]) 
         value = struct.unpack("<d", struct.pack("<Q", case["bits"]))[0]
         assert format_float(value, "f", -1) == case["out"], case
     assert math.isnan(float("nan")) and os.sep == "/"
+
+
+def test_case_mapping_matches_go_for_every_rune(go_golden: dict[str, Any]) -> None:
+    changed = {r: (u, lo) for r, u, lo in go_golden["caseMap"]}
+    assert len(changed) > 2500
+    mismatches = []
+    for r in range(0x110000):
+        if 0xD800 <= r <= 0xDFFF:
+            continue
+        ch = chr(r)
+        want = changed.get(r, (r, r))
+        got = (call("toUpper", ch), call("toLower", ch))
+        if got != (chr(want[0]), chr(want[1])):
+            mismatches.append((hex(r), got, want))
+    assert mismatches == []
