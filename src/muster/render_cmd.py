@@ -17,8 +17,9 @@ from typing import Any
 
 import click
 
-from muster.confdfuncs import GoError, func_map, go_json_decode
+from muster.confdfuncs import func_map
 from muster.errors import BackendError, Error, TemplateError
+from muster.gojson import JSONError, decode as go_json_decode
 from muster.store import KVStore
 
 __all__ = ["render", "render_file"]
@@ -35,7 +36,7 @@ def load_data(path: str | None) -> Any:
         return None
     try:
         return go_json_decode(_read_text(path))
-    except GoError as exc:
+    except JSONError as exc:
         raise click.ClickException(f"{path}: {exc}") from exc
 
 

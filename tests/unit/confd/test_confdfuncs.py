@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from muster.confdfuncs import GoError, func_map, go_json_decode, helper_funcs
+from muster.confdfuncs import GoError, func_map, helper_funcs
 from muster.dnslookup import lookup_srv
+from muster.gojson import JSONError, decode as go_json_decode
 from muster.gotemplate.gotime import GoTime
 from muster.gotemplate.values import GoFunc, GoSlice, go_type_name
 from muster.store import KVPair, KVPairs, KVStore
@@ -146,7 +147,7 @@ def test_json_decodes_like_go() -> None:
     ],
 )
 def test_json_errors(fn: str, text: str, message: str) -> None:
-    with pytest.raises(GoError) as info:
+    with pytest.raises(JSONError) as info:
         call(fn, text)
     assert str(info.value).startswith(message)
 
