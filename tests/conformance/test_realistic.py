@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from muster.confdfuncs import GoError, go_json_decode
+from muster.gojson import JSONError, decode
 from muster.errors import TemplateError
 from muster.gotemplate import Template
 
@@ -70,11 +70,11 @@ def readme_data(raw: bytes | None) -> Any:
         return None
     text = raw.decode("utf-8", "surrogateescape")
     try:
-        return go_json_decode(text)
-    except GoError as exc:
+        return decode(text)
+    except JSONError as exc:
         if "cannot unmarshal number" not in str(exc):
             return None
-    # go_json_decode already accepted the syntax; only a number overflowed.
+    # decode already accepted the syntax; only a number overflowed.
     return _fix_surrogates(json.loads(text, parse_float=_overflow_to_nil, parse_int=_overflow_to_nil))
 
 
