@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from muster.gojson import JSONError, decode
 from muster.errors import TemplateError
+from muster.gojson import JSONError, decode
 from muster.gotemplate import Template
 
 HERE = Path(__file__).parent
