@@ -42,7 +42,7 @@ from muster.errors import (
     WatchUnsupported,
 )
 from muster.log import kv
-from muster.resources.render import render
+from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources, require_dir
 from muster.resources.sync import SyncOptions, apply
 
@@ -131,6 +131,7 @@ class Daemon:
             diff_out=diff_out,
         )
         self.batches = 0
+        self._templates = TemplateCache()
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
@@ -232,7 +233,7 @@ class Daemon:
             source = spec.src.read_bytes()
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
-        content = render(spec, values, source)
+        content = render(spec, values, source, self._templates)
         logger.debug(
             kv(
                 "resource.render.complete",

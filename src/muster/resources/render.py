@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from muster.resources.spec import ResourceSpec, go_join
 
-__all__ = ["render", "strip_prefix"]
+if TYPE_CHECKING:
+    from muster.gotemplate import Template
+    from muster.store import KVStore
+
+__all__ = ["TemplateCache", "render", "strip_prefix"]
 
 
 def strip_prefix(values: Mapping[str, str], prefix: str) -> dict[str, str]:
@@ -17,24 +22,98 @@ def strip_prefix(values: Mapping[str, str], prefix: str) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for key, value in values.items():
-        out[go_join("/", key.removeprefix(prefix))] = value
+        rest = key.removeprefix(prefix)
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        # Fast path for keys that are already clean; go_join handles "//", "." and ".." parts.
+        if "//" in rest or "/." in rest or (rest.endswith("/") and rest != "/"):
+            rest = go_join("/", rest)
+        out[rest] = value
     return out
 
 
-def render(spec: ResourceSpec, values: Mapping[str, str], source: bytes) -> bytes:
+class _StoreSlot:
+    """Stands in for the KVStore a parsed template's functions were bound to.
+
+    confd's store functions are bound to one store when the function map is built, which
+    must happen before parsing; pointing this slot at each new snapshot lets a parsed
+    template be executed again instead of being re-parsed (the parse is most of the cost of
+    a small render).
+    """
+
+    def __init__(self) -> None:
+        self.store: KVStore | None = None
+
+    def _s(self) -> KVStore:
+        assert self.store is not None
+        return self.store
+
+    def exists(self, key: str) -> Any:
+        return self._s().exists(key)
+
+    def get(self, key: str) -> Any:
+        return self._s().get(key)
+
+    def gets(self, pattern: str) -> Any:
+        return self._s().gets(pattern)
+
+    def getv(self, key: str, *default: str) -> Any:
+        return self._s().getv(key, *default)
+
+    def getvs(self, pattern: str) -> Any:
+        return self._s().getvs(pattern)
+
+    def ls(self, path: str) -> Any:
+        return self._s().ls(path)
+
+    def lsdir(self, path: str) -> Any:
+        return self._s().lsdir(path)
+
+
+class TemplateCache:
+    """Parsed templates by (template name, source bytes); a changed source is parsed afresh.
+
+    Not thread-safe: one render at a time per cache (the daemon renders sequentially).
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._entries: dict[tuple[str, bytes], tuple[Template, _StoreSlot]] = {}
+
+    def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
+        key = (name, source)
+        entry = self._entries.get(key)
+        if entry is None:
+            from muster.confdfuncs import func_map
+            from muster.gotemplate import Template
+            from muster.gotemplate.values import from_bytes
+
+            slot = _StoreSlot()
+            template = Template(name, funcs=func_map(slot)).parse(from_bytes(source))  # type: ignore[arg-type]
+            if len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            entry = self._entries[key] = (template, slot)
+        return entry
+
+
+def render(
+    spec: ResourceSpec, values: Mapping[str, str], source: bytes, cache: TemplateCache | None = None
+) -> bytes:
     """Execute the resource's template over ``values`` (full backend keys) and return the bytes.
 
     Mirrors confd: the template is named after the base name of ``src``, gets confd's function
     map bound to a store of the prefix-stripped keys, and runs with nil data. Raises
-    ``TemplateSyntaxError`` / ``TemplateExecError``; nothing is written anywhere.
+    ``TemplateSyntaxError`` / ``TemplateExecError``; nothing is written anywhere. With a
+    ``cache``, an unchanged source is not parsed again.
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
-    from muster.confdfuncs import func_map
-    from muster.gotemplate import Template
-    from muster.gotemplate.values import from_bytes, to_bytes
+    from muster.gotemplate.values import to_bytes
     from muster.store import KVStore
 
-    store = KVStore(strip_prefix(values, spec.prefix))
-    template = Template(spec.src.name, funcs=func_map(store)).parse(from_bytes(source))
-    return to_bytes(template.execute(None))
+    template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
+    slot.store = KVStore(strip_prefix(values, spec.prefix))
+    try:
+        return to_bytes(template.execute(None))
+    finally:
+        slot.store = None  # do not keep a snapshot alive between renders
