@@ -229,13 +229,13 @@ class _State:
                     saved = self.dot_iface
                     self.dot_iface = False  # a pipeline's value is concrete
                     try:
-                        self.walk(val, lst)
+                        self.walk_list(val, lst)
                     finally:
                         self.dot_iface = saved
                 else:
-                    self.walk(dot, lst)
+                    self.walk_list(dot, lst)
             elif else_list is not None:
-                self.walk(dot, else_list)
+                self.walk_list(dot, else_list)
         finally:
             del self.vars[mark:]
 
@@ -271,7 +271,7 @@ class _State:
                 self.errorf(f"range can't iterate over {gofmt.format_value(val)}")
             if r.else_list is not None:
                 self.dot_iface = saved_iface
-                self.walk(dot, r.else_list)
+                self.walk_list(dot, r.else_list)
         except _Break:
             pass
         finally:
@@ -315,7 +315,7 @@ class _State:
             tmpl, self.templates, self.funcs, self.out, self.depth + 1, dot, False, self.plans, self.calls
         )
         try:
-            new.walk(dot, tmpl.root)
+            new.walk_list(dot, tmpl.root)
         except RecursionError:
             # Python's stack is shallower than Go's: report it as Go reports depth.
             self.node = t

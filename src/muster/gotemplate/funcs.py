@@ -23,6 +23,8 @@ from muster.gotemplate.values import (
     Uint8,
     can_be_nil,
     from_bytes,
+    go_backing,
+    go_cap,
     go_kind,
     go_type_name,
     make_int,
@@ -177,11 +179,12 @@ def _slice(item: Any, *indexes: Any) -> Any:
         b = to_bytes(item)
         cap = len(b)
     elif isinstance(item, list):
-        # Go allows indexes up to the capacity; ours equals the length.
-        cap = len(item)
+        # Go bounds the indexes by the capacity, not the length: x[1:4] of a
+        # 3-element JSON array (capacity 4) reaches a nil beyond its end.
+        cap = go_cap(item)
     else:
         raise GoError(f"can't slice item of type {_type_name(item)}")
-    idx = [0, cap, cap]
+    idx = [0, len(b) if isinstance(item, str) else len(item), cap]
     for i, index in enumerate(indexes):
         idx[i] = _index_arg(index, cap)
     # given item[i:j], make sure i <= j.
@@ -191,9 +194,12 @@ def _slice(item: Any, *indexes: Any) -> Any:
         raise GoError(f"invalid slice index: {idx[1]} > {idx[2]}")
     if isinstance(item, str):
         return from_bytes(b[idx[0] : idx[1]])
-    if isinstance(item, GoSlice):
-        return GoSlice(item[idx[0] : idx[1]], item.elem)
-    return item[idx[0] : idx[1]]
+    # The result shares the backing array: its capacity runs to cap(item), or to
+    # the third index.
+    backing = go_backing(item)
+    elem = item.elem if isinstance(item, GoSlice) else "interface {}"
+    end = idx[2] if len(indexes) == 3 else cap
+    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end])
 
 
 def _length(item: Any) -> int:

@@ -23,12 +23,16 @@ from muster.gotemplate.nodes import (
     DotNode,
     FieldNode,
     IdentifierNode,
+    IfNode,
     ListNode,
     Node,
     PipeNode,
+    RangeNode,
     StringNode,
+    TemplateNode,
     TextNode,
     VariableNode,
+    WithNode,
 )
 from muster.gotemplate.values import NO_VALUE, GoFunc
 
@@ -49,6 +53,14 @@ class _Executor(Protocol):
     node: Node
 
     def walk(self, dot: Any, node: Node) -> None: ...
+
+    def walk_if_or_with(
+        self, is_with: bool, dot: Any, pipe: PipeNode | None, lst: ListNode | None, else_list: ListNode | None
+    ) -> None: ...
+
+    def walk_range(self, dot: Any, r: RangeNode) -> None: ...
+
+    def walk_template(self, dot: Any, t: TemplateNode) -> None: ...
 
     def eval_command(self, dot: Any, cmd: CommandNode, final: Any) -> Any: ...
 
@@ -81,6 +93,29 @@ def _plan_node(n: Node) -> str | Op:
 
 
 def _walker(n: Node) -> Op:
+    """Control structures go straight to their executor method (fewer frames per
+    nesting level leaves more of Python's stack for recursive templates)."""
+    if type(n) is IfNode or type(n) is WithNode:
+        is_with = type(n) is WithNode
+        pipe, lst, else_list = n.pipe, n.list, n.else_list
+
+        def branch(st: _Executor, dot: Any) -> None:
+            st.walk_if_or_with(is_with, dot, pipe, lst, else_list)
+
+        return branch
+    if type(n) is RangeNode:
+
+        def loop(st: _Executor, dot: Any) -> None:
+            st.walk_range(dot, n)
+
+        return loop
+    if type(n) is TemplateNode:
+
+        def call(st: _Executor, dot: Any) -> None:
+            st.walk_template(dot, n)
+
+        return call
+
     def op(st: _Executor, dot: Any) -> None:
         st.walk(dot, n)
 

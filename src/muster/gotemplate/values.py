@@ -29,6 +29,8 @@ operations (``len``, ``index``, ``slice``, ``%x``) work on ``to_bytes(s)``.
 
 from __future__ import annotations
 
+import functools
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
@@ -52,9 +54,12 @@ __all__ = [
     "Uintptr",
     "can_be_nil",
     "from_bytes",
+    "go_backing",
+    "go_cap",
     "go_kind",
     "go_method",
     "go_type_name",
+    "json_array_cap",
     "make_int",
     "sorted_keys",
     "to_bytes",
@@ -147,13 +152,21 @@ class Uint8(GoInt):
 
 
 class GoSlice(list[Any]):
-    """A Go slice with a concrete element type, e.g. ``GoSlice(["a"], "string")``."""
+    """A Go slice with a concrete element type, e.g. ``GoSlice(["a"], "string")``.
 
-    __slots__ = ("elem",)
+    Its capacity is its length unless ``tail`` holds the elements of the backing
+    array between length and capacity, which ``slice`` can reach (Go's ``s[i:j]``
+    bounds ``j`` by ``cap(s)``).
+    """
 
-    def __init__(self, items: Iterable[Any] = (), elem: str = "interface {}") -> None:
+    __slots__ = ("elem", "tail")
+
+    def __init__(
+        self, items: Iterable[Any] = (), elem: str = "interface {}", *, tail: Iterable[Any] = ()
+    ) -> None:
         super().__init__(items)
         self.elem = elem
+        self.tail = tuple(tail)
 
 
 class GoMap(dict[Any, Any]):
@@ -436,3 +449,56 @@ def sorted_keys(m: dict[Any, Any]) -> list[Any]:
     if type(m) is dict:
         return sorted(m, key=to_bytes)
     return sorted(m, key=_key_order)
+
+
+# Go 1.19 runtime size classes (runtime/sizeclasses.go class_to_size): an allocation
+# of up to 32 KiB gets the smallest class that fits, a larger one whole 8 KiB pages.
+_SIZE_CLASSES: Final = (
+    0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288,
+    320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536,
+    1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192,
+    9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576,
+    27264, 28672, 32768,
+)  # fmt: skip
+
+
+def _roundupsize(size: int) -> int:
+    if size < 32768:
+        return _SIZE_CLASSES[bisect_left(_SIZE_CLASSES, size)]
+    return -(-size // 8192) * 8192
+
+
+@functools.lru_cache(maxsize=1024)
+def json_array_cap(n: int) -> int:
+    """``cap()`` of an ``n``-element ``[]interface {}`` decoded by ``encoding/json``.
+
+    The decoder appends to ``make([]any, 0)``, so the capacity is where Go 1.19's
+    ``growslice`` (16-byte elements) left it: 3 elements have capacity 4, 513 have 848.
+    """
+    cap = 0
+    while cap < n:
+        # growslice for one more element: double small slices, grow large ones by
+        # ~1.25x, then round the allocation up to its size class.
+        needed, newcap = cap + 1, 2 * cap
+        if needed > newcap:
+            newcap = needed
+        elif cap >= 256:
+            newcap = cap
+            while newcap < needed:
+                newcap += (newcap + 768) // 4
+        cap = _roundupsize(newcap * 16) // 16
+    return cap
+
+
+def go_cap(s: list[Any]) -> int:
+    """``cap(s)``: a plain list is a JSON-decoded ``[]interface {}``."""
+    if isinstance(s, GoSlice):
+        return len(s) + len(s.tail)
+    return json_array_cap(len(s))
+
+
+def go_backing(s: list[Any]) -> list[Any]:
+    """The elements of ``s``'s backing array up to ``cap(s)``; beyond ``len`` they are zero."""
+    if isinstance(s, GoSlice):
+        return [*s, *s.tail]
+    return [*s, *([None] * (json_array_cap(len(s)) - len(s)))]

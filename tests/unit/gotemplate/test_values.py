@@ -16,8 +16,11 @@ from muster.gotemplate.values import (
     Uint16,
     can_be_nil,
     from_bytes,
+    go_backing,
+    go_cap,
     go_kind,
     go_type_name,
+    json_array_cap,
     make_int,
     sorted_keys,
     zero_value,
@@ -116,3 +119,25 @@ def test_sorted_keys_orders_as_go() -> None:
     assert sorted_keys(GoMap({True: 1, False: 2}, "bool", "int")) == [False, True]
     mixed = sorted_keys(GoMap({"b": 1, 2: 2, (1,): 3, True: 4}, "interface {}", "int"))
     assert mixed == [True, 2, "b", (1,)]
+
+
+# cap() of []interface {} decoded by encoding/json, printed by Go 1.19 itself.
+_GO_JSON_CAPS = [
+    (0, 0), (1, 1), (2, 2), (3, 4), (4, 4), (5, 8), (6, 8), (9, 16), (17, 32), (100, 128),
+    (256, 256), (257, 512), (300, 512), (512, 512), (513, 848), (849, 1280), (1000, 1280),
+    (2000, 2560), (5000, 5120), (100000, 117760), (1000000, 1109504),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("n", "cap"), _GO_JSON_CAPS)
+def test_json_array_cap_matches_go(n: int, cap: int) -> None:
+    assert json_array_cap(n) == cap
+
+
+def test_cap_and_backing_of_slices() -> None:
+    assert go_cap([1, 2, 3]) == 4
+    assert go_backing([1, 2, 3]) == [1, 2, 3, None]
+    s = GoSlice(["a"], "string", tail=("b", "c"))
+    assert go_cap(s) == 3 and len(s) == 1
+    assert go_backing(s) == ["a", "b", "c"]
+    assert go_cap(GoSlice([1, 2], "int")) == 2
