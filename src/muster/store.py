@@ -150,7 +150,6 @@ def _go_sorted(items: list[str]) -> list[str]:
     return sorted(items, key=lambda s: s.encode("utf-8", "surrogateescape"))
 
 
-_SEGMENT_UNSAFE = re.compile(r"[\[\\]")
 _SPECIAL = re.compile(r"[*?\[\\]")
 
 
@@ -295,7 +294,7 @@ class KVStore:
     def _match_keys(self, pattern: str) -> list[str]:
         if not self._values:
             return []  # memkv never calls path.Match on an empty store: no error either
-        if _SEGMENT_UNSAFE.search(pattern):
+        if "[" in pattern or "\\" in pattern:
             # Only character classes and escapes can be malformed.
             gomatch.validate(pattern)
             return self._match_whole(pattern)
@@ -312,7 +311,12 @@ class KVStore:
             if pattern[:cut] not in self._children:
                 return []
             frontier = [pattern[:cut]]
-        segs = pattern[cut + 1 :].split("/")
+        rest = pattern[cut + 1 :]
+        if rest == "*" and cut >= 0:
+            # The common "/dir/*": every leaf child of one directory.
+            head = pattern[: cut + 1]
+            return [head + c for c, f in self._children[pattern[:cut]].items() if f & _LEAF]
+        segs = rest.split("/")
         last = len(segs) - 1
         for i, seg in enumerate(segs):
             want = _LEAF if i == last else _DIR
