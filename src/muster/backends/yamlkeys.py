@@ -154,13 +154,16 @@ def _path_join(base: str, elem: str) -> str:
     return path_clean("/".join(parts)) if parts else ""
 
 
+_YAML_KINDS: Final = ((list, "!!seq"), (bool, "!!bool"), (int, "!!int"), (float, "!!float"))
+
+
 def flatten(tree: Any, source: str) -> dict[str, str]:
     """nodeWalk over a decoded document: ``{"/a/b": "value", "/list/0": ...}``."""
     out: dict[str, str] = {}
     if tree is None:
         return out
     if not isinstance(tree, dict):
-        kind = "!!seq" if isinstance(tree, list) else "!!str"
+        kind = next((k for t, k in _YAML_KINDS if isinstance(tree, t)), "!!str")
         raise KeyFileError(f"{source}: cannot unmarshal {kind} into map[interface {{}}]interface {{}}")
     _walk(tree, "/", out, source, 0)
     return out
