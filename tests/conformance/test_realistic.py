@@ -41,7 +41,17 @@ _PARSE_STACK = (
     "parser.py parse: RecursionError becomes 'template nested too deeply' at ~200 nested "
     "actions or parentheses; Go's parser has no depth limit"
 )
+_UNICODE_14 = (
+    "lexer.py is_alphanumeric uses Python's Unicode 14 str.isalpha/isdecimal; Go 1.19's "
+    "unicode.IsLetter/IsDigit are Unicode 13, so a rune new in 14 is a 'bad character'"
+)
 KNOWN_MISMATCHES: dict[str, str] = {
+    "js-char-new-in-unicode-14": (
+        "funcs.py js_escape uses Python's Unicode 14 str.isprintable; Go 1.19's "
+        "unicode.IsPrint is Unicode 13 (gostrconv.is_print), so new runes must be \\uXXXX-escaped"
+    ),
+    "lexer-field-letter-new-in-unicode-14": _UNICODE_14,
+    "lexer-variable-digit-new-in-unicode-14": _UNICODE_14,
     "template-recursion-100-deep": _PY_STACK,
     "template-call-chain-300": _PY_STACK,
     "parse-nested-if-250": _PARSE_STACK,
