@@ -40,13 +40,25 @@ def load_data(path: str | None) -> Any:
         raise click.ClickException(f"{path}: {exc}") from exc
 
 
-def load_keys(path: str | None) -> KVStore:
-    """The key snapshot from a YAML/JSON key file (empty without one)."""
+def load_keys(path: str | None, prefix: str = "/", keys: tuple[str, ...] = ("/",)) -> KVStore:
+    """The key snapshot from a YAML/JSON key file (empty without one), as a confd
+    resource with ``prefix`` and ``keys`` sees it.
+
+    As confd does with its file backend: the keys read are ``path.Join(prefix, key)``
+    matched as plain string prefixes (``/app`` also selects ``/application``), and
+    templates see them with ``prefix`` stripped. The defaults select every key as is.
+    """
     if path is None:
         return KVStore({})
     from muster.backends.file import load_key_file
+    from muster.resources.render import strip_prefix
+    from muster.resources.spec import go_join
 
-    return KVStore(load_key_file(path))
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix  # confd forces a leading slash
+    wanted = [go_join(prefix, key) for key in keys]
+    values = {k: v for k, v in load_key_file(path).items() if any(k.startswith(w) for w in wanted)}
+    return KVStore(strip_prefix(values, prefix))
 
 
 def render_file(template_path: str, *, data: Any = None, store: KVStore | None = None) -> str:
@@ -73,11 +85,25 @@ def render_file(template_path: str, *, data: Any = None, store: KVStore | None =
     type=click.Path(exists=True, dir_okay=False),
     help="YAML or JSON key tree read by getv/gets/ls... (confd file-backend layout).",
 )
-def render(template: str, data_path: str | None, keys_path: str | None) -> None:
+@click.option(
+    "--prefix",
+    default="/",
+    show_default=True,
+    help="The resource's prefix: keys are read below it and templates see them without it.",
+)
+@click.option(
+    "--key",
+    "key_filters",
+    multiple=True,
+    help="A resource key to read (repeatable; default: every key), as in the resource's keys = [...].",
+)
+def render(
+    template: str, data_path: str | None, keys_path: str | None, prefix: str, key_filters: tuple[str, ...]
+) -> None:
     """Render TEMPLATE to stdout, as confd would, for offline debugging."""
     try:
         data = load_data(data_path)
-        store = load_keys(keys_path)
+        store = load_keys(keys_path, prefix, key_filters or ("/",))
         text = render_file(template, data=data, store=store)
     except TemplateError as exc:
         click.echo(str(exc), err=True)

@@ -1,10 +1,10 @@
-"""confd conformance through ``muster render``: every ``confd-*`` case that needs no
-prefix, key filter or extra flags renders byte for byte as confd does.
+"""confd conformance through ``muster render``: every ``confd-*`` case renders byte for byte
+as confd does.
 
-Those cases are exactly a template, a key tree (``keys.yaml``, confd's file-backend
-layout) and optionally an environment (``env.json``), which is what ``muster render
-TEMPLATE --keys keys.yaml`` takes. The remaining confd cases (``prefix``, ``keys``
-filters, ``args.json``) exercise the daemon's resource handling and run in its suite.
+A case is a template, a key tree (``keys.yaml``, confd's file-backend layout), the
+resource's ``prefix`` and ``keys``, and optionally an environment (``env.json``): that is
+``muster render TEMPLATE --keys keys.yaml --prefix P --key K...``. Cases with extra confd
+flags (``args.json``) need the daemon and run in test_confd_cases.py only.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from click.testing import CliRunner
 from muster.render_cmd import render
 
 CASES = Path(__file__).parent / "gotemplate" / "cases"
-
-
-def _renderable(case: Path) -> bool:
-    table = tomllib.loads((case / "resource.toml").read_text(encoding="utf-8"))["template"]
-    return table.get("keys", ["/"]) == ["/"] and "prefix" not in table and not (case / "args.json").exists()
-
-
 CONFD_CASES = sorted(p for p in CASES.iterdir() if p.name.startswith("confd-"))
-RENDER_CASES = [p for p in CONFD_CASES if _renderable(p)]
+RENDER_CASES = [p for p in CONFD_CASES if not (p / "args.json").exists()]
+
+
+def _resource_args(case: Path) -> list[str]:
+    table = tomllib.loads((case / "resource.toml").read_text(encoding="utf-8"))["template"]
+    args = ["--prefix", table.get("prefix", "/")]
+    for key in table.get("keys", ["/"]):
+        args += ["--key", key]
+    return args
 
 
 def test_corpus_is_present() -> None:
@@ -42,7 +43,8 @@ def test_confd_case(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         for name, value in json.loads(env_file.read_text(encoding="utf-8")).items():
             monkeypatch.setenv(name, value)
     monkeypatch.delenv("MUSTER_CONF_UNSET", raising=False)
-    result = CliRunner().invoke(render, [str(case / "template.tmpl"), "--keys", str(case / "keys.yaml")])
+    args = [str(case / "template.tmpl"), "--keys", str(case / "keys.yaml"), *_resource_args(case)]
+    result = CliRunner().invoke(render, args)
     if (case / "expected.err").exists():
         assert result.exit_code == 1, result.output
         assert result.stdout_bytes == b""

@@ -87,3 +87,19 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "data.json" in result.stderr and "invalid character" in result.stderr
     result = _render(str(tmp_path / "missing.tmpl"))
     assert result.exit_code == 2 and "missing.tmpl" in result.stderr
+
+
+def test_prefix_and_key_filters_act_like_a_confd_resource(tmp_path: Path) -> None:
+    keys = _write(
+        tmp_path / "keys.yaml",
+        "production:\n  app: {name: prod}\n  db: pg\nproduction2: {x: '1'}\nstaging:\n  app: {name: stg}\n",
+    )
+    tmpl = _write(
+        tmp_path / "t.tmpl", '{{getv "/app/name"}} {{exists "/db"}} {{ls "/app"}} {{len (gets "/*/*")}}'
+    )
+    result = _render(tmpl, "--keys", keys, "--prefix", "production", "--key", "/app")
+    assert (result.exit_code, result.stdout) == (0, "prod false [name] 1")
+    # A string prefix, as confd's file backend has it: /production also selects /production2.
+    everything = _write(tmp_path / "all.tmpl", '{{range gets "/*"}}{{.Key}} {{end}}|{{getv "/2/x"}}')
+    result = _render(everything, "--keys", keys, "--prefix", "/production")
+    assert (result.exit_code, result.stdout) == (0, "/db |1")
