@@ -97,7 +97,7 @@ def _change_summary(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tu
         return len(new), "initial"
     added = [f"+{k}" for k in new.keys() - old.keys()]
     removed = [f"-{k}" for k in old.keys() - new.keys()]
-    modified = [f"~{k}" for k in new.keys() & old.keys() if new[k] != old[k]]
+    modified = [f"~{k}" for k, v in new.items() if old.get(k, v) != v]
     changes = sorted(added + removed + modified, key=lambda s: s[1:])
     text = ",".join(changes[:KEYS_LOGGED])
     if len(changes) > KEYS_LOGGED:

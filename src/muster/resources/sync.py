@@ -32,8 +32,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -249,13 +248,49 @@ def unified_diff(staged: Staged) -> str:
     )
 
 
+def _bisect_common(equal_at: Callable[[int], bool], limit: int) -> int:
+    """The largest ``k <= limit`` with ``equal_at(k)`` (which holds for every smaller k)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if equal_at(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _lines(region: bytes) -> int:
+    return region.count(b"\n") + (1 if region and not region.endswith(b"\n") else 0)
+
+
 def diff_summary(staged: Staged) -> str:
-    """``+added -removed lines``, counted as multisets of lines: O(n), unlike a real diff."""
-    old = Counter((staged.previous.content or b"").splitlines())
-    new = Counter(staged.content.splitlines())
-    added = sum((new - old).values())
-    removed = sum((old - new).values())
-    return f"+{added} -{removed} lines"
+    """``+added -removed lines at line N``: the one region between the common head and tail.
+
+    Cheap (memcmp bisection, no line diff: difflib is quadratic on big files) and exact for
+    the usual change, one upstream's servers; scattered edits count as one region spanning them.
+    """
+    old = staged.previous.content or b""
+    new = staged.content
+    if old == new:
+        return "+0 -0 lines"
+    limit = min(len(old), len(new))
+    head = _bisect_common(lambda k: old[:k] == new[:k], limit)
+    head = old.rfind(b"\n", 0, head) + 1  # back to the start of that line
+    limit -= head
+    tail = _bisect_common(lambda k: old[len(old) - k :] == new[len(new) - k :], limit)
+    start_old, start_new = len(old) - tail, len(new) - tail
+    at_line_start = (start_old == head or old[start_old - 1] == 10) and (
+        start_new == head or new[start_new - 1] == 10
+    )
+    if tail and not at_line_start:
+        # The common tail starts mid-line: only the whole lines after its first newline count.
+        newline = old.find(b"\n", start_old)
+        tail = len(old) - (newline + 1) if newline >= 0 else 0
+    removed = _lines(old[head : len(old) - tail])
+    added = _lines(new[head : len(new) - tail])
+    line = old.count(b"\n", 0, head) + 1
+    return f"+{added} -{removed} lines at line {line}"
 
 
 async def apply(rendered: Sequence[tuple[ResourceSpec, bytes]], opts: SyncOptions) -> list[SyncResult]:

@@ -8,9 +8,11 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from muster.errors import CommandFailed
 from muster.resources.spec import ResourceSpec
-from muster.resources.sync import SyncOptions, apply, stage
+from muster.resources.sync import FileState, Staged, SyncOptions, apply, diff_summary, stage
 
 
 def spec(tmp_path: Path, name: str = "app", **kw: object) -> ResourceSpec:
@@ -188,3 +190,22 @@ def test_stage_compares_content_mode_and_owner(tmp_path: Path) -> None:
     assert not staged.changed and staged.path is None
     staged = stage(spec(tmp_path, uid=os.geteuid(), gid=os.getegid(), mode=0o644), b"x")
     assert not staged.changed
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "summary"),
+    [
+        (b"a\nb\nc\n", b"a\nB\nc\n", "+1 -1 lines at line 2"),
+        (b"a\nb\nc\n", b"a\nb\nx\nc\n", "+1 -0 lines at line 3"),
+        (None, b"a\nb\n", "+2 -0 lines at line 1"),
+        (b"a\nb\n", b"", "+0 -2 lines at line 1"),
+        (b"a\nb", b"a\nc", "+1 -1 lines at line 2"),
+        (b"a\na\na\n", b"a\na\na\na\n", "+1 -0 lines at line 4"),
+        (b"s 1;\ns 2;\n", b"s 1;\ns 12;\ns 2;\n", "+1 -0 lines at line 2"),
+        (b"a\nb\n", b"a\nb", "+1 -1 lines at line 2"),
+        (b"same\n", b"same\n", "+0 -0 lines"),
+    ],
+)
+def test_diff_summary(tmp_path: Path, old: bytes | None, new: bytes, summary: str) -> None:
+    staged = Staged(spec(tmp_path), None, new, FileState(old), ("content",))
+    assert diff_summary(staged) == summary
