@@ -21,12 +21,13 @@ the whole execution; ``execute`` then returns nothing, so no partial output leak
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
 from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
-from muster.gotemplate.funcs import BUILTINS, truth as is_true
+from muster.gotemplate.calls import Calls
+from muster.gotemplate.funcs import truth as is_true
 from muster.gotemplate.nodes import (
     ActionNode,
     BoolNode,
@@ -38,7 +39,6 @@ from muster.gotemplate.nodes import (
     DotNode,
     FieldNode,
     IdentifierNode,
-    IfNode,
     ListNode,
     NilNode,
     Node,
@@ -47,10 +47,8 @@ from muster.gotemplate.nodes import (
     RangeNode,
     StringNode,
     TemplateNode,
-    TextNode,
     Tree,
     VariableNode,
-    WithNode,
 )
 from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, build_plan, format_printed
 from muster.gotemplate.values import (
@@ -59,12 +57,8 @@ from muster.gotemplate.values import (
     GoMap,
     GoSlice,
     GoStruct,
-    can_be_nil,
-    go_kind,
     go_type_name,
-    make_int,
     sorted_keys,
-    zero_value,
 )
 
 __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
@@ -104,7 +98,7 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     return "".join(out)
 
 
-class _State:
+class _State(Calls):
     """One template's execution state (Go's ``state``); ``{{template}}`` makes a new one."""
 
     __slots__ = ("tree", "templates", "funcs", "out", "depth", "vars", "node", "dot_iface", "plans", "calls")
@@ -168,26 +162,13 @@ class _State:
     # -- walking ---------------------------------------------------------------
 
     def walk(self, dot: Any, node: Node) -> None:
-        # Dispatch on the exact class: faster than isinstance chains, and node
-        # classes are final. Text and actions, the bulk of any template, come first.
-        t = type(node)
-        if t is ListNode:
-            self.walk_list(dot, node)  # type: ignore[arg-type]
+        """Execute any node (Go's walk). Lists run their plan, which sends text,
+        actions and control structures straight to their code; the rest is here."""
+        if type(node) is ListNode:
+            self.walk_list(dot, node)
             return
         self.node = node
         match node:
-            case TextNode():
-                self.out.append(node.text)
-            case ActionNode():
-                self.walk_action(dot, node)
-            case IfNode():
-                self.walk_if_or_with(False, dot, node.pipe, node.list, node.else_list)
-            case RangeNode():
-                self.walk_range(dot, node)
-            case WithNode():
-                self.walk_if_or_with(True, dot, node.pipe, node.list, node.else_list)
-            case TemplateNode():
-                self.walk_template(dot, node)
             case BreakNode():
                 raise _Break
             case ContinueNode():
@@ -392,25 +373,6 @@ class _State:
                 self.errorf("nil is not a command")
         self.errorf(f"can't evaluate command {gofmt.quote(str(first))}")
 
-    def ideal_constant(self, constant: NumberNode) -> Any:
-        """A number literal's value where no type is known: its syntax decides the kind."""
-        self.node = constant
-        text = constant.text
-        if constant.is_complex:
-            return constant.complex_value
-        if (
-            constant.is_float
-            and not _is_hex_int(text)
-            and not text.startswith("'")
-            and any(c in text for c in ".eEpP")
-        ):
-            return constant.float_value
-        if constant.is_int:
-            return constant.int_value
-        if constant.is_uint:
-            self.errorf(f"{text} overflows int")
-        return NO_VALUE
-
     def eval_chain_node(self, dot: Any, chain: ChainNode, args: tuple[Node, ...] | None, final: Any) -> Any:
         self.node = chain
         if not chain.field:
@@ -460,20 +422,6 @@ class _State:
             receiver = nxt
         return self.eval_field(dot, ident[last], node, args, final, receiver, iface)
 
-    def eval_function(
-        self, dot: Any, node: IdentifierNode, cmd: Node, args: tuple[Node, ...] | None, final: Any
-    ) -> Any:
-        self.node = node
-        name = node.ident
-        fn = self.funcs.get(name)
-        is_builtin = False
-        if fn is None:
-            fn = BUILTINS.get(name)
-            if fn is None:
-                self.errorf(f"{gofmt.quote(name)} is not a defined function")
-            is_builtin = True
-        return self.eval_call(dot, fn.fn, fn.params, fn.variadic, is_builtin, cmd, name, args, final)
-
     def eval_field(
         self,
         dot: Any,
@@ -515,154 +463,6 @@ class _State:
         typ = "interface {}" if iface else go_type_name(receiver)
         self.errorf(f"can't evaluate field {name} in type {typ}")
 
-    def eval_call(
-        self,
-        dot: Any,
-        fn: Callable[..., Any],
-        params: tuple[str, ...],
-        variadic: str | None,
-        is_builtin: bool,
-        node: Node,
-        name: str,
-        args: tuple[Node, ...] | None,
-        final: Any,
-    ) -> Any:
-        """Call a function or bound method: check arity, evaluate and convert the
-        arguments against the Go signature, and turn an exception into Go's
-        ``error calling NAME: ...``. ``args[0]`` is the function's own node."""
-        argn: tuple[Node, ...] = args[1:] if args is not None else ()
-        has_final = final is not _MISSING
-        num_in = len(argn) + has_final
-        nparams = len(params)
-        if variadic is not None:
-            if num_in < nparams:
-                self.errorf(f"wrong number of args for {name}: want at least {nparams} got {len(argn)}")
-        elif num_in != nparams:
-            self.errorf(f"wrong number of args for {name}: want {nparams} got {num_in}")
-
-        if is_builtin and (name == "and" or name == "or"):
-            # Builtin and/or short-circuit: later arguments are never evaluated.
-            want = name == "or"
-            v: Any = NO_VALUE
-            for arg in argn:
-                v = self.eval_arg(dot, "reflect.Value", arg)
-                if is_true(v) == want:
-                    return v
-            if has_final:
-                # Not short-circuited, so the pipeline's value is the result.
-                v = self.validate_type(final, "reflect.Value")
-            return v
-
-        eval_arg = self.eval_arg
-        if variadic is None:
-            argv = [eval_arg(dot, typ, arg) for typ, arg in zip(params, argn, strict=False)]
-        else:
-            argv = [eval_arg(dot, params[i] if i < nparams else variadic, arg) for i, arg in enumerate(argn)]
-        if has_final:
-            # The final argument fills the next fixed parameter, or the variadic part.
-            last = len(argv)
-            argv.append(self.validate_type(final, params[last] if last < nparams else variadic))
-        try:
-            return fn(*argv)
-        except Exception as exc:
-            self.node = node
-            self.errorf(f"error calling {name}: {exc}")
-
-    def validate_type(self, value: Any, typ: str | None) -> Any:
-        """``value`` checked against parameter type ``typ`` (None: no constraint)."""
-        if typ in _PASS_TYPES and value is not NO_VALUE:
-            return value
-        if typ == "string" and type(value) is str:
-            return value
-        if value is NO_VALUE:
-            if typ is None or typ == "reflect.Value":
-                return NO_VALUE
-            if can_be_nil(typ):
-                return zero_value(typ)
-            self.errorf(f"invalid value; expected {typ}")
-        if typ is None or typ == "interface {}" or typ == "reflect.Value" or typ == "any":
-            return value
-        if value is None:
-            vt = "interface {}"  # a nil interface value is assignable only to interfaces
-        else:
-            vt = go_type_name(value)
-            if vt == typ:
-                return value
-            # A pointer to a struct dereferences to the struct parameter.
-            if isinstance(value, GoStruct) and value.go_pointer and value.go_type == typ:
-                return value
-        self.errorf(f"wrong type for value; expected {typ}; got {vt}")
-
-    def eval_arg(self, dot: Any, typ: str | None, n: Node) -> Any:
-        """An argument node's value for a parameter of type ``typ``."""
-        self.node = n
-        t = type(n)
-        if t is VariableNode:
-            return self.validate_type(self.eval_variable_node(dot, n, None, _MISSING), typ)  # type: ignore[arg-type]
-        if t is StringNode and (typ == "string" or typ in _PASS_TYPES):
-            return n.text  # type: ignore[attr-defined]
-        match n:
-            case FieldNode():
-                return self.validate_type(
-                    self.eval_field_chain(dot, dot, n, n.ident, (n,), _MISSING, self.dot_iface), typ
-                )
-            case VariableNode():
-                return self.validate_type(self.eval_variable_node(dot, n, None, _MISSING), typ)
-            case DotNode():
-                return self.validate_type(dot, typ)
-            case PipeNode():
-                return self.validate_type(self.eval_pipeline(dot, n), typ)
-            case IdentifierNode():
-                return self.validate_type(self.eval_function(dot, n, n, None, _MISSING), typ)
-            case ChainNode():
-                return self.validate_type(self.eval_chain_node(dot, n, None, _MISSING), typ)
-            case NilNode():
-                assert typ is not None
-                if can_be_nil(typ):
-                    return zero_value(typ)
-                self.errorf(f"cannot assign nil to {typ}")
-        assert typ is not None  # the parser never chains from a literal
-        match go_kind(typ):
-            case "string":
-                if isinstance(n, StringNode):
-                    return n.text
-                self.errorf(f"expected string; found {n}")
-            case "interface" | "reflect.Value":
-                return self.eval_empty_interface(dot, n)
-            case "int":
-                if isinstance(n, NumberNode) and n.is_int:
-                    return make_int(typ, n.int_value)
-                self.errorf(f"expected integer; found {n}")
-            case "float":
-                if isinstance(n, NumberNode) and n.is_float:
-                    return n.float_value
-                self.errorf(f"expected float; found {n}")
-            case "bool":
-                if isinstance(n, BoolNode):
-                    return n.value
-                self.errorf(f"expected bool; found {n}")
-            case "uint":
-                if isinstance(n, NumberNode) and n.is_uint:
-                    return make_int(typ, n.uint_value)
-                self.errorf(f"expected unsigned integer; found {n}")
-            case "complex":
-                if isinstance(n, NumberNode) and n.is_complex:
-                    return n.complex_value
-                self.errorf(f"expected complex; found {n}")
-        self.errorf(f"can't handle {n} for arg of type {typ}")
-
-    def eval_empty_interface(self, dot: Any, n: Node) -> Any:
-        """A literal's value for an ``interface {}`` parameter (evalArg handled the rest)."""
-        self.node = n
-        match n:
-            case StringNode():
-                return n.text
-            case NumberNode():
-                return self.ideal_constant(n)
-            case BoolNode():
-                return n.value
-        self.errorf(f"can't handle assignment of {n} to empty interface argument")
-
     def print_value(self, n: Node, v: Any) -> None:
         """Write an action's value as ``fmt.Fprint`` would (printValue)."""
         if type(v) is str:
@@ -681,13 +481,6 @@ class _State:
 
 
 _NO_PLAN: Final = object()
-
-# Parameter types every value is assignable to as it is.
-_PASS_TYPES: Final = frozenset({None, "interface {}", "reflect.Value", "any"})
-
-
-def _is_hex_int(s: str) -> bool:
-    return len(s) > 2 and s[0] == "0" and s[1] in "xX" and "p" not in s and "P" not in s
 
 
 def _holds_interfaces(container: Any) -> bool:

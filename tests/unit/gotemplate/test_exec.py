@@ -195,3 +195,9 @@ def test_functions_do_not_print() -> None:
     fn = GoFunc(lambda: "f", name="f", result="string")
     with pytest.raises(TemplateExecError, match=r"can't print \{\{\.f\}\} of type func\(\) string"):
         _render("{{.f}}", {"f": fn})
+
+
+def test_an_undefined_variable_argument_is_reported_by_the_executor() -> None:
+    one_arg = {"oneArg": GoFunc(lambda a: a, ("string",))}
+    with pytest.raises(TemplateExecError, match=r"at <\$nope>: undefined variable: \$nope"):
+        _run(_action(IdentifierNode(2, "oneArg"), VariableNode(2, ("$nope",))), funcs=one_arg)
