@@ -337,14 +337,22 @@ def service_funcs(
 ) -> dict[str, GoFunc]:
     """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``.
 
-    Each root is indexed once per store (one render), so a template calling ``servers``
-    for every service costs time in proportion to the entries, not their square.
+    Each root is indexed once per snapshot, so a template calling ``servers`` for every
+    service costs time in proportion to the entries, not their square. ``store`` may be a
+    slot whose ``.store`` attribute is re-pointed at each new snapshot (the daemon's
+    template cache binds functions once and re-executes): the index follows it.
     """
     indexes: dict[str, ServiceIndex] = {}
+    # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
+    indexed: list[object] = [None]
 
     def index(roots: tuple[str, ...]) -> ServiceIndex:
         if len(roots) > 1:
             raise ValueError("at most one root")
+        current = getattr(store, "store", store)
+        if current is not indexed[0]:
+            indexes.clear()
+            indexed[0] = current
         root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
         found = indexes.get(root)
         if found is None:

@@ -195,3 +195,38 @@ def test_children_lists_workers_with_titles(nginx: NginxProcess) -> None:
     kids = children(nginx.pid)
     assert sorted(c.pid for c in kids if c.active_worker) == nginx.worker_pids()
     assert all(c.title.startswith("nginx: ") for c in kids)
+
+
+def sh(cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+
+
+def test_own_check_cmd_checks_the_staged_file_in_place_of_dest(nginx: NginxProcess) -> None:
+    nginx.dest.write_text("upstream svc_a { server 127.0.0.1:1; }\n")
+    staged = nginx.rendered_dir / ".services.conf.staged"
+    staged.write_text("upstream svc_a { server 127.0.0.1:2; }\n")  # replaces dest: no clash
+    cmd = nginx.check_cmd().replace("{{.src}}", str(staged))
+    assert sh(cmd).returncode == 0, sh(cmd).stderr
+    staged.write_text("upstream svc_a { server 127.0.0.1:2; } bogus;\n")
+    bad = sh(cmd)
+    assert bad.returncode != 0
+    assert 'unknown directive "bogus"' in bad.stderr
+    # A clash with a file nginx also loads is caught: the whole config is checked.
+    (nginx.include_dir / "other.conf").write_text("upstream svc_b { server 127.0.0.1:1; }\n")
+    staged.write_text("upstream svc_b { server 127.0.0.1:2; }\n")
+    assert 'duplicate upstream "svc_b"' in sh(cmd).stderr
+
+
+def test_own_reload_cmd_confirms_new_workers_or_fails(nginx: NginxProcess) -> None:
+    before = nginx.worker_pids()
+    nginx.dest.write_text("server { include muster/server.conf; }\n")
+    result = sh(nginx.reload_cmd())
+    assert result.returncode == 0, result.stderr
+    after = nginx.worker_pids()
+    assert set(after).isdisjoint(before)
+    assert "muster" in get(f"{nginx.url}/")
+    nginx.dest.write_text("server { bogus; }\n")
+    failed = sh(nginx.reload_cmd(timeout=1))
+    assert failed.returncode != 0
+    assert "kept its old workers" in failed.stderr
+    assert nginx.worker_pids() == after

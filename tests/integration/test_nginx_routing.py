@@ -27,7 +27,7 @@ from muster.stack.confd import DaemonProcess
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import EtcdProcess, etcd_available
 from muster.stack.nginx import NginxProcess, nginx_available
-from muster.stack.stock import NginxPaths, write_resource
+from muster.stack.stock import NginxPaths, write_resource_for, write_resource_general
 
 pytestmark = pytest.mark.skipif(
     not (nginx_available() and etcd_available()), reason="needs /usr/sbin/nginx and /usr/bin/etcd"
@@ -103,18 +103,18 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-@pytest.fixture(scope="module")
-def routing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routing]:
-    base = tmp_path_factory.mktemp("routing")
-    with (
-        EtcdProcess(base / "etcd" / "data") as etcd,
-        NginxProcess(base / "nginx", worker_processes=2) as nginx,
-    ):
-        dest = nginx.include_dir / "services.conf"
-        write_resource(base / "confd", NginxPaths(nginx.conf_path, dest, nginx.pid_path, nginx.prefix))
+def _routing(base: Path, general: bool) -> Iterator[Routing]:
+    nginx_proc = NginxProcess(base / "nginx", worker_processes=2)
+    with EtcdProcess(base / "etcd" / "data") as etcd, nginx_proc as nginx:
+        if general:
+            # The general commands (shadow check, reload by pid file), as for a system nginx.
+            paths = NginxPaths(nginx.conf_path, nginx.dest, nginx.pid_path, nginx.prefix)
+            write_resource_general(base / "confd", paths)
+        else:
+            write_resource_for(base / "confd", nginx)  # what muster up runs
         with DaemonProcess(base / "confd", [etcd.client_url], log_path=base / "muster.log") as daemon:
             try:
-                daemon.wait_file(dest, timeout=20)
+                daemon.wait_file(nginx.dest, timeout=20)
             except Error:
                 if 'function "services" not defined' in daemon.log_tail():
                     pytest.fail(
@@ -123,7 +123,17 @@ def routing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routing]:
                     )
                 raise
             nginx.wait_serving()
-            yield Routing(etcd, nginx, daemon, dest)
+            yield Routing(etcd, nginx, daemon, nginx.dest)
+
+
+@pytest.fixture(scope="module")
+def routing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routing]:
+    yield from _routing(tmp_path_factory.mktemp("routing"), general=False)
+
+
+@pytest.fixture(scope="module")
+def routing_general(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routing]:
+    yield from _routing(tmp_path_factory.mktemp("routing-general"), general=True)
 
 
 @pytest.fixture
@@ -216,8 +226,9 @@ async def test_a_killed_agent_drops_out_after_its_ttl(
 
 
 async def test_hostile_values_stay_out_and_the_config_stays_valid(
-    routing: Routing, client: aiohttp.ClientSession
+    routing_general: Routing, client: aiohttp.ClientSession
 ) -> None:
+    routing = routing_general
     async with DemoServer("good") as good, DemoServer("later") as later:
         pwned_port = routing.nginx.status_port + 1
         # Crafted to pass `nginx -t` when pasted verbatim, as the seed's template does.

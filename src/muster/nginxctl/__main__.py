@@ -7,6 +7,7 @@ and imports the check machinery only for ``check``.
 
     check  --conf MAIN --replace DEST --with STAGED [--prefix DIR] [--nginx BIN] [--timeout S]
     reload --pid-file FILE [--timeout S]
+    confirm --pid-file FILE --since EPOCH [--timeout S]   (after `kill -HUP` sent at EPOCH)
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from muster.errors import Error
 _OPTIONS = {
     "check": ({"--conf", "--replace", "--with"}, {"--prefix", "--nginx", "--timeout"}),
     "reload": ({"--pid-file"}, {"--timeout"}),
+    "confirm": ({"--pid-file", "--since"}, {"--timeout"}),
 }
 
 
 def _parse(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
     if not argv or argv[0] not in _OPTIONS:
-        raise SystemExit(f"usage: python -m muster.nginxctl check|reload OPTIONS (see {__file__})")
+        raise SystemExit(f"usage: python -m muster.nginxctl check|reload|confirm OPTIONS (see {__file__})")
     command, rest = argv[0], list(argv[1:])
     required, optional = _OPTIONS[command]
     opts: dict[str, str] = {}
@@ -56,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prefix=Path(prefix) if prefix else None,
                 timeout=float(opts.get("--timeout", "30")),
             )
+        elif command == "confirm":
+            from muster.nginxctl.procs import confirm_reload
+
+            since = float(opts["--since"])
+            confirm_reload(opts["--pid-file"], since, timeout=float(opts.get("--timeout", "10")))
         else:
             from muster.nginxctl.procs import reload
 

@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from muster.errors import ResourceError
 
-__all__ = ["Child", "alive", "children", "read_pid", "reload", "wait_workers_replaced"]
+__all__ = [
+    "Child",
+    "alive",
+    "children",
+    "confirm_reload",
+    "read_pid",
+    "reload",
+    "started_at",
+    "wait_workers_replaced",
+]
 
 _WORKER_TITLE = "nginx: worker process"
 _SIGHUP = 1  # POSIX fixes SIGHUP at 1; the signal module costs milliseconds to import
@@ -87,28 +97,59 @@ def read_pid(pid_file: str | os.PathLike[str]) -> int:
     return pid
 
 
-def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list[int]:
-    """Wait until every active worker of ``master`` is absent from ``before``; return them.
+def started_at(pid: int) -> float:
+    """When ``pid`` started, in seconds since the epoch, to the kernel's tick (10 ms)."""
+    ticks = int(_stat_fields(pid)[19])
+    boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
-    Raises ``ResourceError`` if the master dies or the old workers are still the active
-    ones after ``timeout`` (nginx rejected the new configuration: see its error log).
-    """
+
+def _wait_active_workers(master: int, is_new: Callable[[int], bool], timeout: float, what: str) -> list[int]:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
         if not alive(master):
             raise ResourceError(f"nginx master {master} exited during the reload")
         active = [c.pid for c in children(master) if c.active_worker]
-        if active and not set(active) & before:
+        old = [pid for pid in active if not is_new(pid)]
+        if active and not old:
             return sorted(active)
         if time.monotonic() > deadline:
             raise ResourceError(
-                f"nginx master {master} kept its old workers {sorted(set(active) & before)} "
-                f"{timeout:g}s after the reload signal: it rejected the new configuration "
-                "(nginx's error log says why)"
+                f"nginx master {master} kept its old workers {old} {timeout:g}s after {what}: "
+                "it rejected the new configuration (nginx's error log says why)"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
+
+
+def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list[int]:
+    """Wait until every active worker of ``master`` is absent from ``before``; return them.
+
+    Raises ``ResourceError`` if the master dies or the old workers are still the active
+    ones after ``timeout`` (nginx rejected the new configuration: see its error log).
+    """
+    return _wait_active_workers(master, lambda pid: pid not in before, timeout, "the reload signal")
+
+
+def confirm_reload(pid_file: str | os.PathLike[str], since: float, *, timeout: float = 10.0) -> list[int]:
+    """Wait until every active worker started after ``since`` (epoch seconds, just before the
+    SIGHUP was sent): the reload signalled then took effect. Raises like ``reload``.
+
+    Start times have a 10 ms tick, so a worker counts as new from 20 ms before ``since``;
+    the workers it replaces started at the previous reload, which took longer than that
+    to confirm.
+    """
+    master = read_pid(pid_file)
+    threshold = since - 0.02
+
+    def is_new(pid: int) -> bool:
+        try:
+            return started_at(pid) >= threshold
+        except (OSError, IndexError, ValueError):
+            return False  # it just exited: not a worker that serves
+
+    return _wait_active_workers(master, is_new, timeout, "the reload signal")
 
 
 def reload(pid_file: str | os.PathLike[str], *, timeout: float = 10.0) -> list[int]:

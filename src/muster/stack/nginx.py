@@ -4,8 +4,11 @@ Layout under ``prefix`` (it mirrors ``/etc/nginx`` so the stock template resourc
 unchanged in both places)::
 
     conf/nginx.conf           main config, written by this module at every start
+    conf/nginx-check.conf     its twin for checks: muster/check/ in place of muster/rendered/
     conf/muster/server.conf   listen/server_name of muster's server block (written if missing)
-    conf/conf.d/*.conf        what muster renders (the template resource's dest)
+    conf/muster/rendered/     what muster renders (``dest``: services.conf)
+    conf/muster/check/        a link to the staged file while a check runs
+    conf/conf.d/*.conf        anything else to include in ``http {}``
     logs/error.log            nginx's stderr
     temp/                     request/response buffering
     nginx.pid
@@ -15,6 +18,12 @@ port, or raises ``Error`` with the tail of its log; ``reload()`` returns only wh
 workers serve; ``stop()`` signals the master by pid (``nginx -s stop`` would parse the
 config on disk first, and fail if it is broken) and always leaves no nginx process
 behind, orphaned workers included. Synchronous: async callers use ``asyncio.to_thread``.
+
+Because this module writes nginx's whole configuration, it can also hand out the fastest
+``check_cmd`` and ``reload_cmd`` for it (``check_cmd()``, ``reload_cmd()``): the check runs
+``nginx -t`` on the twin config with the staged file linked in (no shadow to compute),
+and the reload signals the master from the shell before Python starts to confirm it.
+For an nginx whose config muster does not write, use ``muster nginx-check``/``nginx-reload``.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ import contextlib
 import grp
 import os
 import pwd
+import shlex
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,11 +43,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+import muster
 from muster.errors import Error, ResourceError
 from muster.nginxctl.control import NGINX_BINARY, check_config, children, reload as reload_nginx
 from muster.stack.etcd import free_port
 
-__all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available"]
+__all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available", "python_helper"]
 
 _STOP_GRACE = 10.0
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -97,8 +109,26 @@ class NginxProcess:
 
     @property
     def include_dir(self) -> Path:
-        """Where rendered files go: every ``*.conf`` here is included in ``http {}``."""
+        """Other files for ``http {}``: every ``*.conf`` here is included (the check too)."""
         return self.conf_dir / "conf.d"
+
+    @property
+    def check_conf_path(self) -> Path:
+        """The main config's twin for checks: the staged file in place of the rendered ones."""
+        return self.conf_dir / "nginx-check.conf"
+
+    @property
+    def rendered_dir(self) -> Path:
+        return self.conf_dir / "muster" / "rendered"
+
+    @property
+    def dest(self) -> Path:
+        """Where muster's template resource writes: included in ``http {}``."""
+        return self.rendered_dir / "services.conf"
+
+    @property
+    def check_link(self) -> Path:
+        return self.conf_dir / "muster" / "check" / "services.conf"
 
     @property
     def server_conf_path(self) -> Path:
@@ -142,8 +172,8 @@ class NginxProcess:
 
     # -- configuration ------------------------------------------------------------------
 
-    def main_config(self) -> str:
-        """The text of ``conf/nginx.conf``."""
+    def main_config(self, *, rendered: str = "muster/rendered/*.conf") -> str:
+        """The text of ``conf/nginx.conf`` (with ``rendered``: of its check twin)."""
         p = self.prefix
         temp = "".join(f"    {name}_temp_path {p}/temp/{name};\n" for name in _TEMP_PATHS)
         main = "".join(s if s.endswith("\n") else s + "\n" for s in self.main_snippets)
@@ -178,6 +208,7 @@ http {{
     }}
 {http}
     include conf.d/*.conf;
+    include {rendered};
 }}
 """
 
@@ -200,11 +231,32 @@ location / {{
 
     def write_config(self) -> None:
         """Create the prefix layout and write the main config (and server.conf if missing)."""
-        for sub in ("conf/conf.d", "conf/muster", "logs", *(f"temp/{n}" for n in _TEMP_PATHS)):
+        dirs = ("conf/conf.d", "conf/muster/rendered", "conf/muster/check", "logs")
+        for sub in (*dirs, *(f"temp/{n}" for n in _TEMP_PATHS)):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self.main_config())
+        self.check_conf_path.write_text(self.main_config(rendered="muster/check/*.conf"))
         if not self.server_conf_path.exists():
             self.server_conf_path.write_text(self.server_config())
+
+    def check_cmd(self) -> str:
+        """A ``check_cmd`` for ``dest``: ``nginx -t`` on the twin config with ``{{.src}}`` linked in."""
+        conf = str(self.check_conf_path)
+        nginx = [self.binary, "-t", "-q", "-e", "stderr", "-p", f"{self.prefix}/", "-c", conf]
+        link = shlex.quote(str(self.check_link))
+        return f"ln -sfn {{{{.src}}}} {link} && exec {' '.join(map(shlex.quote, nginx))}"
+
+    def reload_cmd(self, *, timeout: float = 10.0) -> str:
+        """A ``reload_cmd``: SIGHUP from the shell at once, then wait for the new workers.
+
+        Signalling before Python starts takes its start-up off the time to route; the
+        confirmation then waits until every worker taking connections started after it.
+        """
+        pid = shlex.quote(str(self.pid_path))
+        return (
+            f'since=$(date +%s.%N) && kill -HUP "$(cat {pid})" && '
+            f"{python_helper()} confirm --pid-file {pid} --since $since --timeout {timeout:g}"
+        )
 
     def check(self) -> str:
         """``nginx -t`` on the configuration as it is on disk; ``CommandFailed`` if invalid."""
@@ -353,6 +405,17 @@ location / {{
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def python_helper() -> str:
+    """How to run ``python -m muster.nginxctl`` as fast as Python starts.
+
+    ``-S`` skips site-packages processing (``.pth`` hooks can cost 100 ms), so the
+    package's parent directory goes on ``PYTHONPATH``; the helpers need only the
+    stdlib. ``sys.executable`` works in a virtualenv that is not on ``PATH``.
+    """
+    parent = Path(muster.__file__).parent.parent
+    return f"PYTHONPATH={shlex.quote(str(parent))} {shlex.quote(sys.executable)} -S -m muster.nginxctl"
 
 
 def _group_members(pgid: int) -> list[int]:

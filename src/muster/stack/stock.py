@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["STOCK_TEMPLATE", "NginxPaths", "stock_dir", "write_resource"]
+from muster.stack.nginx import NginxProcess, python_helper
+
+__all__ = [
+    "STOCK_TEMPLATE",
+    "NginxPaths",
+    "commands",
+    "stock_dir",
+    "write_resource",
+    "write_resource_for",
+    "write_resource_general",
+]
 
 STOCK_TEMPLATE = "services.conf.tmpl"
 
@@ -36,27 +45,19 @@ class NginxPaths:
     prefix: Path | None = None
 
 
-def _helper() -> str:
-    """How to run ``python -m muster.nginxctl`` as fast as Python starts.
-
-    ``-S`` skips site-packages processing (``.pth`` hooks can cost 100 ms), so the
-    package's parent directory goes on ``PYTHONPATH``; the helpers need only the
-    stdlib. ``sys.executable`` works in a virtualenv that is not on ``PATH``.
-    """
-    parent = Path(str(resources.files("muster"))).parent
-    return f"PYTHONPATH={shlex.quote(str(parent))} {shlex.quote(sys.executable)} -S -m muster.nginxctl"
-
-
 def commands(nginx: NginxPaths, *, reload_timeout: float = 10.0) -> tuple[str, str]:
-    """The ``check_cmd`` and ``reload_cmd`` for ``nginx`` (``{{.src}}``/``{{.dest}}`` left in)."""
+    """The general ``check_cmd`` and ``reload_cmd`` for any nginx (``{{.src}}``/``{{.dest}}`` left in).
+
+    The check builds a shadow of nginx's whole configuration on every run; an nginx that
+    muster configures itself (``NginxProcess``) has faster commands of its own.
+    """
     check = ["--conf", str(nginx.conf)]
     if nginx.prefix is not None:
         check += ["--prefix", str(nginx.prefix)]
-    check_cmd = (
-        f"{_helper()} check {' '.join(map(shlex.quote, check))} --replace {{{{.dest}}}} --with {{{{.src}}}}"
-    )
+    args = " ".join(map(shlex.quote, check))
+    check_cmd = f"{python_helper()} check {args} --replace {{{{.dest}}}} --with {{{{.src}}}}"
     reload = ["--pid-file", str(nginx.pid_file), "--timeout", f"{reload_timeout:g}"]
-    return check_cmd, f"{_helper()} reload {' '.join(map(shlex.quote, reload))}"
+    return check_cmd, f"{python_helper()} reload {' '.join(map(shlex.quote, reload))}"
 
 
 def _toml(value: str) -> str:
@@ -64,18 +65,24 @@ def _toml(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write_resource(confdir: Path, nginx: NginxPaths, *, keys: tuple[str, ...] = ("/services",)) -> Path:
+def write_resource(
+    confdir: Path,
+    dest: Path,
+    check_cmd: str,
+    reload_cmd: str,
+    *,
+    keys: tuple[str, ...] = ("/services",),
+) -> Path:
     """Write ``conf.d/services.toml`` and the stock template under ``confdir``; return the toml path."""
     (confdir / "conf.d").mkdir(parents=True, exist_ok=True)
     (confdir / "templates").mkdir(parents=True, exist_ok=True)
     source = (stock_dir() / "templates" / STOCK_TEMPLATE).read_text()
     (confdir / "templates" / STOCK_TEMPLATE).write_text(source)
-    check_cmd, reload_cmd = commands(nginx)
     toml = f"""\
 # Written by muster.stack.stock: the stock resource, pointed at a local nginx.
 [template]
 src = {_toml(STOCK_TEMPLATE)}
-dest = {_toml(str(nginx.dest))}
+dest = {_toml(str(dest))}
 keys = [{", ".join(_toml(k) for k in keys)}]
 mode = "0644"
 check_cmd = {_toml(check_cmd)}
@@ -86,3 +93,14 @@ reload_timeout = "20s"
     path = confdir / "conf.d" / "services.toml"
     path.write_text(toml)
     return path
+
+
+def write_resource_for(confdir: Path, nginx: NginxProcess) -> Path:
+    """The stock resource for an nginx that muster runs, with that nginx's fast commands."""
+    return write_resource(confdir, nginx.dest, nginx.check_cmd(), nginx.reload_cmd())
+
+
+def write_resource_general(confdir: Path, nginx: NginxPaths) -> Path:
+    """The stock resource for any nginx, checked and reloaded by ``python -m muster.nginxctl``."""
+    check_cmd, reload_cmd = commands(nginx)
+    return write_resource(confdir, nginx.dest, check_cmd, reload_cmd)

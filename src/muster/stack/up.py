@@ -37,7 +37,7 @@ from muster.stack.confd import DaemonProcess
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import EtcdProcess, etcd_available, free_port
 from muster.stack.nginx import NginxProcess, nginx_available
-from muster.stack.stock import NginxPaths, write_resource
+from muster.stack.stock import write_resource_for
 
 __all__ = ["Stack", "UpOptions", "run_up", "up"]
 
@@ -80,7 +80,7 @@ class Stack:
     @property
     def dest(self) -> Path:
         assert self.nginx is not None
-        return self.nginx.include_dir / "services.conf"
+        return self.nginx.dest
 
     def start(self) -> None:
         """Start etcd, nginx and the daemon; on failure stop what started and raise ``Error``."""
@@ -138,7 +138,7 @@ class Stack:
         confdir = self.state / "confd"
         shutil.rmtree(confdir / "conf.d", ignore_errors=True)
         nginx = self.nginx
-        write_resource(confdir, NginxPaths(nginx.conf_path, self.dest, nginx.pid_path, nginx.prefix))
+        write_resource_for(confdir, nginx)
         self.daemon = DaemonProcess(
             confdir, self.etcd_urls, backend=self.opts.backend, log_path=self.state / "logs" / "muster.log"
         )

@@ -9,8 +9,8 @@ import pytest
 from muster.gotemplate import Template
 from muster.services import (
     HostResolver,
-    RejectLog,
     Rejected,
+    RejectLog,
     Server,
     index_services,
     parse_server,
@@ -249,3 +249,25 @@ def test_server_struct_equality() -> None:
     assert Server("a", KEY, "10.0.0.1", 80) == Server("a", KEY, "10.0.0.1", 80)
     assert Server("a", KEY, "10.0.0.1", 80) != Server("a", KEY, "10.0.0.1", 81)
     assert repr(Server("a", KEY, "::1", 80)) == "Server('a', '[::1]:80', weight=1)"
+
+
+class Slot:
+    """Like the daemon's template cache: functions bound once, the snapshot swapped under them."""
+
+    def __init__(self, store: KVStore) -> None:
+        self.store = store
+
+    def lsdir(self, path: str) -> list[str]:
+        return self.store.lsdir(path)
+
+    def gets(self, pattern: str) -> list[object]:
+        return list(self.store.gets(pattern))
+
+
+def test_index_follows_a_slot_pointed_at_a_new_snapshot() -> None:
+    slot = Slot(KVStore({}))
+    funcs = service_funcs(slot, reject_log=RejectLog(), resolvable=None)
+    template = Template("t", funcs=funcs).parse(STOCK)
+    assert template.execute(None) == ""
+    slot.store = KVStore({"/services/web/servers/a": value(host="10.0.0.1", port=80)})
+    assert template.execute(None) == "web: 10.0.0.1:80/1\n"
