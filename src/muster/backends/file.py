@@ -118,17 +118,21 @@ class FileBackend:
         self._paths = tuple(options.files)
         self._filter = options.filter or "*"
         self._poll_interval = poll_interval
-        self._last: dict[tuple[str, ...], dict[str, str]] = {}
+        # Every key as first read since the last change was reported: what the
+        # caller's renders are based on (see wait_changed).
+        self._baseline: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"FileBackend(files={list(self._paths)!r}, filter={self._filter!r})"
 
-    def _read(self, prefixes: Sequence[str]) -> dict[str, str]:
-        return _select(load_key_files(self._paths, self._filter), prefixes)
+    def _read_all(self) -> dict[str, str]:
+        return load_key_files(self._paths, self._filter)
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
-        values = await asyncio.to_thread(self._read, prefixes)
-        self._last[tuple(prefixes)] = values
+        everything = await asyncio.to_thread(self._read_all)
+        if self._baseline is None:
+            self._baseline = everything
+        values = _select(everything, prefixes)
         log.debug(kv("file.get_values.complete", files=len(self._paths), keys=len(values)))
         return Snapshot(values=values, revision=None)
 
@@ -154,30 +158,30 @@ class FileBackend:
     async def wait_changed(self, prefixes: Sequence[str], since: int | None) -> int | None:
         """Return (None: files have no revisions) once the selected keys' values change.
 
-        The baseline is what ``get_values`` last returned for these prefixes, so a
-        change made between that read and this call is not missed. Files that fail
-        to parse mid-edit are retried on the next change.
+        The baseline is the first ``get_values`` read since the last reported change
+        (whatever prefixes it asked for), so a change made between a read and this
+        call is not missed, even when the caller waits on the union of several
+        resources' prefixes. Files that fail to parse mid-edit are retried on the
+        next change.
         """
-        key = tuple(prefixes)
-        baseline = self._last.get(key)
-        if baseline is None:
-            baseline = await asyncio.to_thread(self._read, prefixes)
-            self._last[key] = baseline
+        if self._baseline is None:
+            self._baseline = await asyncio.to_thread(self._read_all)
+        baseline = _select(self._baseline, prefixes)
         mark = await asyncio.to_thread(self._fingerprint)
         # Compare once right away: the files may have changed since that read.
-        if await self._changed_from(baseline, prefixes):
-            return None
-        while True:
+        changed = await self._changed_from(baseline, prefixes)
+        while not changed:
             await asyncio.sleep(self._poll_interval)
             now = await asyncio.to_thread(self._fingerprint)
             if now != mark:
                 mark = now
-                if await self._changed_from(baseline, prefixes):
-                    return None
+                changed = await self._changed_from(baseline, prefixes)
+        self._baseline = None
+        return None
 
     async def _changed_from(self, baseline: dict[str, str], prefixes: Sequence[str]) -> bool:
         try:
-            values = await asyncio.to_thread(self._read, prefixes)
+            values = _select(await asyncio.to_thread(self._read_all), prefixes)
         except BackendError as exc:
             log.warning(kv("file.watch.read_failed", error=exc))
             return False
@@ -187,7 +191,7 @@ class FileBackend:
         return True
 
     async def aclose(self) -> None:
-        self._last.clear()
+        self._baseline = None
 
     async def __aenter__(self) -> FileBackend:
         return self

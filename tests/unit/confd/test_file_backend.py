@@ -230,3 +230,13 @@ async def test_wait_changed_can_be_cancelled(tmp_path: Path) -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_wait_on_a_union_of_prefixes_sees_changes_after_per_resource_reads(tmp_path: Path) -> None:
+    # The daemon reads each resource's keys, then waits once on the union of them.
+    keys = _write(tmp_path / "keys.yaml", "a: {x: '1'}\nb: {z: '1'}\n")
+    backend = FileBackend(options=BackendOptions(files=(str(keys),)), poll_interval=0.02)
+    await backend.get_values(["/a"])
+    await backend.get_values(["/b"])
+    keys.write_text("a: {x: '1'}\nb: {z: '2'}\n")  # before the wait starts
+    assert await asyncio.wait_for(backend.wait_changed(["/a", "/b"], None), 5) is None
