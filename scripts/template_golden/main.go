@@ -13,10 +13,12 @@
 //	    (or expected.err holding the word "error", removing the other file). With
 //	    -check, write nothing and report the cases whose golden differs (exit 1).
 //
-//	template_golden -batch < cases.json > results.json
-//	    read a JSON array of {"tmpl": base64, "data": base64 or null} and print a JSON
-//	    array of {"ok": bool, "out": base64, "err": message, "phase": "parse"|"exec"}
-//	    (the random differential fuzzer, fuzz.py, drives this mode).
+//	template_golden -batch < cases.json > results.jsonl
+//	    read a JSON array of {"tmpl": base64, "data": base64 or null} and print one
+//	    line per case, {"ok": bool, "out": base64, "err": message, "phase": "parse"|
+//	    "exec"} (the random differential fuzzer, fuzz.py, drives this mode). A case
+//	    still running after -timeout prints phase "timeout" and ends the process
+//	    (exit 3), since a goroutine cannot be stopped: the caller resumes after it.
 package main
 
 import (
@@ -28,6 +30,7 @@ import (
 	"path/filepath"
 	"sort"
 	"text/template"
+	"time"
 )
 
 // maxOutput caps a render so that a runaway template cannot exhaust memory; the
@@ -85,16 +88,26 @@ type batchCase struct {
 	Data []byte `json:"data"`
 }
 
-func batch() error {
+func batch(timeout time.Duration) error {
 	var cases []batchCase
 	if err := json.NewDecoder(os.Stdin).Decode(&cases); err != nil {
 		return err
 	}
-	results := make([]result, len(cases))
-	for i, c := range cases {
-		results[i] = render(c.Tmpl, c.Data)
+	enc := json.NewEncoder(os.Stdout)
+	for _, c := range cases {
+		done := make(chan result, 1)
+		go func(c batchCase) { done <- render(c.Tmpl, c.Data) }(c)
+		select {
+		case res := <-done:
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+		case <-time.After(timeout):
+			enc.Encode(result{Err: "timeout", Phase: "timeout"})
+			os.Exit(3)
+		}
 	}
-	return json.NewEncoder(os.Stdout).Encode(results)
+	return nil
 }
 
 func readOptional(path string) ([]byte, error) {
@@ -180,11 +193,12 @@ func main() {
 	casesDir := flag.String("cases", "", "directory of case directories to write goldens for")
 	check := flag.Bool("check", false, "with -cases: only report stale goldens")
 	batchMode := flag.Bool("batch", false, "render a JSON batch from stdin")
+	timeout := flag.Duration("timeout", 5*time.Second, "with -batch: time limit of one case")
 	flag.Parse()
 	var err error
 	switch {
 	case *batchMode:
-		err = batch()
+		err = batch(*timeout)
 	case *casesDir != "":
 		err = goldens(*casesDir, *check)
 	default:
