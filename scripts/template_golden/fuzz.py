@@ -500,12 +500,31 @@ def _alarm(signum: int, frame: Any) -> None:
     raise Timeout
 
 
-def muster_render(src: bytes, data: bytes | None) -> dict[str, Any]:
+# With --reuse, the parsed templates of the current batch, by source: the daemon
+# executes one parsed template many times, over changing data.
+_PARSED: dict[bytes, Template | TemplateError] = {}
+
+
+def _parse(src: bytes, reuse: bool) -> Template:
+    if not reuse:
+        return Template("template.tmpl").parse(src.decode("utf-8", "surrogateescape"))
+    if src not in _PARSED:
+        try:
+            _PARSED[src] = Template("template.tmpl").parse(src.decode("utf-8", "surrogateescape"))
+        except TemplateError as exc:
+            _PARSED[src] = exc
+    parsed = _PARSED[src]
+    if isinstance(parsed, TemplateError):
+        raise parsed
+    return parsed
+
+
+def muster_render(src: bytes, data: bytes | None, reuse: bool = False) -> dict[str, Any]:
     value = readme_data(data)
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(5)
     try:
-        text = Template("template.tmpl").parse(src.decode("utf-8", "surrogateescape")).execute(value)
+        text = _parse(src, reuse).execute(value)
         out = text.encode("utf-8", "surrogateescape")
         return {"ok": len(out) <= 1 << 20, "out": out, "err": "" if len(out) <= 1 << 20 else "limit"}
     except TemplateError as exc:
@@ -563,6 +582,7 @@ def main() -> int:
     ap.add_argument("--messages", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--soup", type=float, default=0.0, help="fraction of token-soup templates")
+    ap.add_argument("--reuse", type=int, default=1, help="execute each parsed template over N data sets")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -574,23 +594,21 @@ def main() -> int:
         while done < args.count:
             n = min(args.batch, args.count - done)
             cases = []
-            for _ in range(n):
+            _PARSED.clear()
+            while len(cases) < n:
                 text = soup(rng) if rng.random() < args.soup else Gen(rng).template()
                 src = text.encode("utf-8")
-                data = random_top_data(rng)
-                cases.append(
-                    (
-                        src,
-                        None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5).encode(),
-                    )
-                )
+                for _ in range(args.reuse):
+                    data = random_top_data(rng)
+                    encoded = None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5)
+                    cases.append((src, None if encoded is None else encoded.encode()))
             gos = go_render(exe, cases)
             for (src, data), g in zip(cases, gos, strict=True):
                 stats["cases"] += 1
                 if g["phase"] in ("limit", "timeout"):
                     stats["skipped"] += 1
                     continue
-                m = muster_render(src, data)
+                m = muster_render(src, data, args.reuse > 1)
                 same = g["ok"] == m["ok"] and (not g["ok"] or g["out"] == m["out"])
                 if same and not m.get("crash"):
                     stats["ok" if g["ok"] else "fail"] += 1
