@@ -137,3 +137,32 @@ def test_cli_passes_raw_go_flags_through_click() -> None:
     result = CliRunner().invoke(cli_main, ["confd", "-version"])
     assert result.exit_code == 0, result.output
     assert "muster" in result.output
+
+
+def test_muster_run_is_the_same_daemon(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.tmpl").write_text('{{getv "/muster/run/test"}}')
+    dest = tmp_path / "out.txt"
+    (tmp_path / "conf.d" / "t.toml").write_text(
+        f'[template]\nsrc = "t.tmpl"\ndest = "{dest}"\nkeys = ["/muster/run/test"]\n'
+    )
+    args = [
+        "run",
+        "--mode",
+        "once",
+        "--backend",
+        "env",
+        "--confdir",
+        str(tmp_path),
+        "--config-file",
+        str(tmp_path / "none.toml"),
+        "--log-level",
+        "error",
+    ]
+    result = CliRunner().invoke(cli_main, args, env={"MUSTER_RUN_TEST": "hello"})
+    assert result.exit_code == 0, result.output
+    assert dest.read_text() == "hello"
+    result = CliRunner().invoke(cli_main, [*args, "--debounce-window", "soon"])
+    assert result.exit_code == 2
+    assert "--debounce-window" in result.output
