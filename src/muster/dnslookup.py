@@ -14,18 +14,12 @@ import socket
 import struct
 from typing import ClassVar
 
-from muster.gotemplate.values import GoInt, GoStruct
+from muster.gotemplate.values import GoStruct, Uint16
 
 __all__ = ["SRV", "lookup_ip", "lookup_srv", "resolv_conf_nameservers"]
 
 _TYPE_SRV = 33
 _CLASS_IN = 1
-
-
-class Uint16(GoInt):
-    go_type = "uint16"
-    bits = 16
-    signed = False
 
 
 class SRV(GoStruct):
