@@ -133,6 +133,7 @@ class Daemon:
         self.batches = 0
         self._templates = TemplateCache()
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
+        self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -169,6 +170,10 @@ class Daemon:
             groups.setdefault(spec.prefixed_keys, []).append(spec)
         rendered: list[tuple[ResourceSpec, bytes]] = []
         revisions: list[int | None] = []
+        used: dict[str, Mapping[str, str]] = {}
+        # A periodic resync exists to catch what a watch missed; when it finds the very values a
+        # resource was last applied from, rendering again would only burn CPU.
+        skip_unchanged = self._trigger == "resync"
         for keys, members in groups.items():
             try:
                 snapshot = await self.backend.get_values(list(keys))
@@ -180,7 +185,7 @@ class Daemon:
             revisions.append(snapshot.revision)
             count, summary = _change_summary(self._previous.get(keys), snapshot.values)
             self._previous[keys] = snapshot.values
-            logger.info(
+            (logger.info if count else logger.debug)(
                 kv(
                     "backend.snapshot",
                     keys=",".join(keys),
@@ -191,6 +196,10 @@ class Daemon:
                 )
             )
             for spec in members:
+                if skip_unchanged and self._applied.get(spec.name) == (spec, snapshot.values):
+                    continue
+                self._applied.pop(spec.name, None)
+                used[spec.name] = snapshot.values
                 try:
                     content = await asyncio.to_thread(self._render, spec, snapshot.values)
                 except (TemplateError, ResourceError) as exc:
@@ -210,6 +219,8 @@ class Daemon:
         for result in results:
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
+            else:
+                self._applied[result.spec.name] = (result.spec, used[result.spec.name])
             report.changed += result.changed
         self.batches += 1  # counted when done, so tests can wait for a finished batch
         known = [r for r in revisions if r is not None]
@@ -393,14 +404,13 @@ class Daemon:
                 await self._synced.wait()
                 since = self._synced_rev
                 continue
-            except BackendError as exc:
+            except Exception as exc:  # BackendError, or a backend bug: the watch must not die
                 if failing is None:
-                    logger.warning(
-                        kv("watch.failed", backend=self.config.backend, error=exc, action="retrying")
-                    )
+                    log = logger.warning if isinstance(exc, BackendError) else logger.exception
+                    log(kv("watch.failed", backend=self.config.backend, error=exc, action="retrying"))
                 else:
                     logger.debug(kv("watch.retry", error=exc, in_s=round(backoff, 2)))
-                failing = exc
+                failing = exc if isinstance(exc, BackendError) else BackendError(str(exc))
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue

@@ -62,15 +62,19 @@ async def run_command(cmd: str, *, timeout: float, what: str, resource: str = ""
     # Output goes to an unlinked temp file, not a pipe: a background child that inherits it
     # (a reload that starts a daemon) cannot keep us waiting for EOF.
     with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            cmd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        except OSError as exc:  # fork failed (EAGAIN, ENOMEM) or no /bin/sh
+            logger.error(kv(f"command.{what}.failed", resource=resource, cmd=cmd, error=exc))
+            raise CommandFailed(cmd, None, f"cannot start: {exc}", what=what) from exc
         timed_out = False
         try:
             async with asyncio.timeout(timeout):

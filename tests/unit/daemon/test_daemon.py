@@ -319,6 +319,35 @@ async def test_resync_catches_a_lost_event_and_new_resources(confdir: ConfDir, c
         await eventually(new.exists)
 
 
+async def test_resync_without_changes_renders_nothing(confdir: ConfDir, clock: FakeClock) -> None:
+    confdir.add("a")
+    backend = MemoryBackend({"/svc/a": "1"})
+    daemon = Daemon(make_config(confdir, resync_interval=0.05), backend, clock=clock, sleep=clock.sleep)
+    renders: list[str] = []
+    real_render = daemon._render
+
+    def counting_render(spec: object, values: object) -> bytes:
+        renders.append(getattr(spec, "name", ""))
+        return real_render(spec, values)  # type: ignore[arg-type]
+
+    daemon._render = counting_render  # type: ignore[method-assign]
+
+    async def time_flies() -> None:  # keep every resync out of the previous batch's window
+        while True:
+            await asyncio.sleep(0.01)
+            clock.advance(10)
+
+    ticker = asyncio.create_task(time_flies())
+    async with watching(daemon):
+        await eventually(lambda: daemon.batches >= 4, what="several resyncs")
+        assert renders == ["a.toml"]  # only the first batch rendered
+        assert backend.get_calls >= 4  # but every resync did re-read the backend
+        clock.advance(10)
+        backend.put("/svc/a", "2", notify=False)
+        await eventually(lambda: len(renders) == 2, what="the resync to find the lost change")
+    ticker.cancel()
+
+
 async def test_sighup_rereads_conf_d(confdir: ConfDir, clock: FakeClock) -> None:
     confdir.add("a")
     backend = MemoryBackend({"/svc/a": "1"})
