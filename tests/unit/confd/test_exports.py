@@ -1,0 +1,31 @@
+"""Every name the confd-function modules export exists (httpx's exports test)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "muster.store",
+    "muster.confdfuncs",
+    "muster.gojson",
+    "muster.gomatch",
+    "muster.gosort",
+    "muster.dnslookup",
+    "muster.gotemplate.gotime",
+    "muster.backends.file",
+    "muster.backends.env",
+    "muster.backends.yamlkeys",
+    "muster.render_cmd",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_exports_exist_and_are_sorted(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert exported == sorted(exported), "keep __all__ sorted"
+    missing = [attr for attr in exported if not hasattr(module, attr)]
+    assert missing == []
+    assert module.__doc__ and module.__doc__.strip(), "every module opens with a docstring"
