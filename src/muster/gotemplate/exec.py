@@ -21,7 +21,7 @@ the whole execution; ``execute`` then returns nothing, so no partial output leak
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn
 
 from muster.errors import TemplateExecError
@@ -39,6 +39,7 @@ from muster.gotemplate.nodes import (
     DotNode,
     FieldNode,
     IdentifierNode,
+    IfNode,
     ListNode,
     NilNode,
     Node,
@@ -49,6 +50,7 @@ from muster.gotemplate.nodes import (
     TemplateNode,
     Tree,
     VariableNode,
+    WithNode,
 )
 from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, build_plan, format_printed
 from muster.gotemplate.values import (
@@ -181,11 +183,14 @@ class _State(Calls):
     def walk_list(self, dot: Any, lst: ListNode) -> None:
         plan = self.plans.get(id(lst))
         if plan is None:
-            plan = self.plans[id(lst)] = build_plan(lst)
+            plan = self.plans[id(lst)] = build_plan(lst, _CONTROL)
         out = self.out
         for op in plan:
-            if type(op) is str:
-                out.append(op)
+            t = type(op)
+            if t is str:
+                out.append(op)  # type: ignore[arg-type]
+            elif t is tuple:
+                op[0](self, dot, op[1])  # type: ignore[index,operator]
             else:
                 op(self, dot)  # type: ignore[operator]
 
@@ -198,15 +203,15 @@ class _State(Calls):
         if not pipe.decl:
             self.print_value(node, val)
 
-    def walk_if_or_with(
-        self, is_with: bool, dot: Any, pipe: PipeNode | None, lst: ListNode | None, else_list: ListNode | None
-    ) -> None:
+    def walk_if_or_with(self, dot: Any, node: IfNode | WithNode) -> None:
+        """``if`` and ``with`` are alike except that ``with`` sets dot."""
         mark = len(self.vars)
+        lst, else_list = node.list, node.else_list
         try:
-            val = self.eval_pipeline(dot, pipe)
+            val = self.eval_pipeline(dot, node.pipe)
             if is_true(val):
                 assert lst is not None
-                if is_with:
+                if type(node) is WithNode:
                     saved = self.dot_iface
                     self.dot_iface = False  # a pipeline's value is concrete
                     try:
@@ -232,55 +237,49 @@ class _State(Calls):
             mark = len(self.vars)
             ndecl = len(pipe.decl)
             body = r.list
-            items: Any
+            items: Any = None
             if isinstance(val, list):
                 if val:
-                    iface = _holds_interfaces(val)
                     items = enumerate(val)
-                    self.dot_iface = iface
-                    self._iterate(items, ndecl, mark, body, iface)
-                    return
             elif isinstance(val, dict):
                 if val:
-                    iface = _holds_interfaces(val)
-                    keys = sorted_keys(val)
-                    self.dot_iface = iface
-                    self._iterate(((k, val[k]) for k in keys), ndecl, mark, body, iface)
-                    return
+                    items = ((k, val[k]) for k in sorted_keys(val))
             elif val is not NO_VALUE:
                 # An invalid value is likely a nil map and acts like an empty one.
                 self.errorf(f"range can't iterate over {gofmt.format_value(val)}")
-            if r.else_list is not None:
-                self.dot_iface = saved_iface
-                self.walk_list(dot, r.else_list)
+            if items is None:
+                if r.else_list is not None:
+                    self.walk_list(dot, r.else_list)
+                return
+            # One iteration per element (Go's oneIteration), inlined to save a Python
+            # frame per nesting level. The last declared variable gets the element,
+            # the one before it the index.
+            iface = _holds_interfaces(val)
+            self.dot_iface = iface
+            vars_ = self.vars
+            elem_var = vars_[mark - 1] if ndecl > 0 else None
+            index_var = vars_[mark - 2] if ndecl > 1 else None
+            if elem_var is not None:
+                elem_var[2] = iface
+            if index_var is not None:
+                index_var[2] = False
+            walk = self.walk_list
+            for index, elem in items:
+                if elem_var is not None:
+                    elem_var[1] = elem
+                if index_var is not None:
+                    index_var[1] = index
+                try:
+                    walk(elem, body)
+                except _Continue:
+                    pass
+                finally:
+                    del vars_[mark:]
         except _Break:
             pass
         finally:
             self.dot_iface = saved_iface
             del self.vars[outer:]
-
-    def _iterate(self, items: Any, ndecl: int, mark: int, body: ListNode, iface: bool) -> None:
-        """Run ``body`` once per ``(index, elem)``, setting the range variables (oneIteration)."""
-        vars_ = self.vars
-        # The last declared variable gets the element, the one before it the index.
-        elem_var = vars_[mark - 1] if ndecl > 0 else None
-        index_var = vars_[mark - 2] if ndecl > 1 else None
-        if elem_var is not None:
-            elem_var[2] = iface
-        if index_var is not None:
-            index_var[2] = False
-        walk = self.walk_list
-        for index, elem in items:
-            if elem_var is not None:
-                elem_var[1] = elem
-            if index_var is not None:
-                index_var[1] = index
-            try:
-                walk(elem, body)
-            except _Continue:
-                pass
-            finally:
-                del vars_[mark:]
 
     def walk_template(self, dot: Any, t: TemplateNode) -> None:
         self.node = t
@@ -481,6 +480,16 @@ class _State(Calls):
 
 
 _NO_PLAN: Final = object()
+
+
+# Control structures run straight from a plan as (method, node): no closure frame,
+# so deeper template recursion fits in Python's stack.
+_CONTROL: Final[dict[type[Node], Callable[[Any, Any, Any], None]]] = {
+    IfNode: _State.walk_if_or_with,
+    WithNode: _State.walk_if_or_with,
+    RangeNode: _State.walk_range,
+    TemplateNode: _State.walk_template,
+}
 
 
 def _holds_interfaces(container: Any) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from muster.gotemplate import gofmt
+from muster.gotemplate.gostrconv import is_print
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
@@ -395,8 +396,9 @@ def js_escape(s: str) -> str:
                 out.append(f"\\u00{o:02X}")
             else:
                 out.append(ch)
-        elif 0xDC80 <= o <= 0xDCFF or ch.isprintable():
+        elif 0xDC80 <= o <= 0xDCFF or is_print(o):
             # A raw invalid byte decodes as U+FFFD, which is printable: kept as is.
+            # is_print has Go 1.19's Unicode 13 tables (Python's isprintable has 14).
             out.append(ch)
         else:
             out.append(f"\\u{o:04X}")

@@ -23,16 +23,12 @@ from muster.gotemplate.nodes import (
     DotNode,
     FieldNode,
     IdentifierNode,
-    IfNode,
     ListNode,
     Node,
     PipeNode,
-    RangeNode,
     StringNode,
-    TemplateNode,
     TextNode,
     VariableNode,
-    WithNode,
 )
 from muster.gotemplate.values import NO_VALUE, GoFunc
 
@@ -54,21 +50,15 @@ class _Executor(Protocol):
 
     def walk(self, dot: Any, node: Node) -> None: ...
 
-    def walk_if_or_with(
-        self, is_with: bool, dot: Any, pipe: PipeNode | None, lst: ListNode | None, else_list: ListNode | None
-    ) -> None: ...
-
-    def walk_range(self, dot: Any, r: RangeNode) -> None: ...
-
-    def walk_template(self, dot: Any, t: TemplateNode) -> None: ...
-
     def eval_command(self, dot: Any, cmd: CommandNode, final: Any) -> Any: ...
 
     def walk_action(self, dot: Any, node: ActionNode) -> None: ...
 
 
 Op = Callable[[Any, Any], None]
-Plan = tuple["str | Op", ...]
+# A direct call: (function, node) runs function(state, dot, node).
+Direct = tuple[Callable[[Any, Any, Any], None], Node]
+Plan = tuple["str | Op | Direct", ...]
 
 
 def format_printed(v: Any) -> str:
@@ -79,43 +69,27 @@ def format_printed(v: Any) -> str:
     return gofmt.format_value(v)
 
 
-def build_plan(lst: ListNode) -> Plan:
-    """The plan of a list node: one entry per child, in order."""
-    return tuple(_plan_node(n) for n in lst.nodes)
+def build_plan(lst: ListNode, control: Mapping[type[Node], Callable[[Any, Any, Any], None]]) -> Plan:
+    """The plan of a list node: one entry per child, in order.
+
+    ``control`` maps node classes (if, range...) to the executor functions that run
+    them; their entries are direct ``(function, node)`` calls.
+    """
+    return tuple(_plan_node(n, control) for n in lst.nodes)
 
 
-def _plan_node(n: Node) -> str | Op:
+def _plan_node(n: Node, control: Mapping[type[Node], Callable[[Any, Any, Any], None]]) -> str | Op | Direct:
     if type(n) is TextNode:
         return n.text
     if type(n) is ActionNode:
         return _plan_action(n)
+    direct = control.get(type(n))
+    if direct is not None:
+        return (direct, n)
     return _walker(n)
 
 
 def _walker(n: Node) -> Op:
-    """Control structures go straight to their executor method (fewer frames per
-    nesting level leaves more of Python's stack for recursive templates)."""
-    if type(n) is IfNode or type(n) is WithNode:
-        is_with = type(n) is WithNode
-        pipe, lst, else_list = n.pipe, n.list, n.else_list
-
-        def branch(st: _Executor, dot: Any) -> None:
-            st.walk_if_or_with(is_with, dot, pipe, lst, else_list)
-
-        return branch
-    if type(n) is RangeNode:
-
-        def loop(st: _Executor, dot: Any) -> None:
-            st.walk_range(dot, n)
-
-        return loop
-    if type(n) is TemplateNode:
-
-        def call(st: _Executor, dot: Any) -> None:
-            st.walk_template(dot, n)
-
-        return call
-
     def op(st: _Executor, dot: Any) -> None:
         st.walk(dot, n)
 
