@@ -1,9 +1,11 @@
 """The executor: walks a parse tree over data, like Go 1.19's ``text/template/exec.go``.
 
 Read this beside Go's ``exec.go``: the functions keep Go's names and order
-(``walk``, ``walk_if_or_with``, ``walk_range``, ``eval_pipeline``, ``eval_call``,
-``validate_type``, ``eval_arg``...). Go's ``reflect.Value`` maps onto the value model
-of ``values.py``; two details of reflection survive because templates can see them:
+(``walk``, ``walk_if_or_with``, ``walk_range``, ``eval_pipeline``, ``eval_field``...);
+the call machinery (``eval_call``, ``eval_arg``, ``validate_type``) is in ``calls.py``
+and the per-execution fast paths for list nodes in ``plan.py``. Go's ``reflect.Value``
+maps onto the value model of ``values.py``; two details of reflection survive because
+templates can see them:
 
 * **Interface-typed values.** An element read out of a ``map[string]interface {}`` or
   ``[]interface {}`` is a Go interface value. A nil one is Python ``None`` and differs
