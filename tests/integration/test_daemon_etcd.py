@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -321,3 +322,52 @@ async def test_template_error_keeps_old_file(etcd: EtcdProcess, key_prefix: str,
             assert read(dest) == "server h1;\n"
             await w.put(f"{key_prefix}/services/b", json.dumps({"host": "h2"}))
             await eventually(lambda: read(dest) == "server h1;\nserver h2;\n", timeout=5)
+
+
+# -- the real command line, as a service manager runs it ----------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_cli_watch_process_sighup_and_sigterm(
+    backend: str, etcd: EtcdProcess, key_prefix: str, tmp_path: Path
+) -> None:
+    confdir = ConfDir(tmp_path)
+    dest = confdir.add("nginx", prefix=key_prefix)
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "muster",
+                "confd",
+                "-watch",
+                "-backend",
+                backend,
+                "-node",
+                etcd.client_url,
+                "-confdir",
+                str(tmp_path),
+                "-config-file",
+                str(tmp_path / "none.toml"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await eventually(dest.exists, timeout=15, what="the first render")
+        async with Writer(backend, etcd.client_url) as w:
+            await w.put(f"{key_prefix}/services/web/servers/a", "10.0.0.1:80")
+            await eventually(lambda: "10.0.0.1:80" in read(dest), timeout=5)
+            late = confdir.add("late", prefix=key_prefix)
+            proc.send_signal(signal.SIGHUP)  # re-read conf.d without a restart
+            await eventually(lambda: "10.0.0.1:80" in read(late), timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "daemon.stopped" in text
+    assert "10.0.0.1" not in text  # values never reach the INFO log
