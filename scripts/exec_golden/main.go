@@ -85,6 +85,8 @@ type T struct {
 	KV              KV
 	SKV             []KV
 	Temp            Temp
+	Uthree, Ufour   uint
+	NegOne, Three   int
 }
 
 func (t *T) Method0() string                   { return "M0" }
@@ -140,6 +142,10 @@ var tVal = &T{
 	KV:              KV{"k", "v"},
 	SKV:             []KV{{"a", "1"}, {"b", "2"}},
 	Temp:            Temp{21},
+	Uthree:          3,
+	Ufour:           4,
+	NegOne:          -1,
+	Three:           3,
 }
 
 func add(args ...int) int {

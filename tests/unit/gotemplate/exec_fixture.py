@@ -19,6 +19,7 @@ from muster.gotemplate.values import (
     Int8,
     Int32,
     Int64,
+    Uint,
     Uint8,
     Uint16,
     Uint32,
@@ -73,7 +74,7 @@ class Temp(GoStruct):
 _FIELDS = (
     "True I U16 X S FloatZero ComplexZero U SI SIEmpty SB SS MSI MSIone MSIEmpty MII MI32S MI64S "
     "MUI32S MUI64S MI8S MUI8S SMSI Empty0 Empty1 Empty2 Empty3 Empty4 BinaryFunc VariadicFunc "
-    "VariadicFuncInt ErrFunc KV SKV Temp"
+    "VariadicFuncInt ErrFunc KV SKV Temp Uthree Ufour NegOne Three"
 ).split()
 
 
@@ -127,6 +128,10 @@ class T(GoStruct):
         self.KV = KV("k", "v")
         self.SKV = GoSlice([KV("a", "1"), KV("b", "2")], "main.KV")
         self.Temp = Temp(21)
+        self.Uthree = Uint(3)
+        self.Ufour = Uint(4)
+        self.NegOne = -1
+        self.Three = 3
 
     @go_method()
     def Method0(self) -> str:
