@@ -181,6 +181,38 @@ func main() {
 		sort.Sort(byLength(out))
 		sorts = append(sorts, sortCase{in, out})
 	}
+	// Patterned inputs reach pdqsort's other paths: reversed and sawtooth runs,
+	// long runs of equal keys (partitionEqual), organ pipes and near-sorted slices.
+	patterns := []func(i, n int) int{
+		func(i, n int) int { return n - i },
+		func(i, n int) int { return i % 7 },
+		func(i, n int) int { return 3 },
+		func(i, n int) int {
+			if i < n/2 {
+				return i
+			}
+			return n - i
+		},
+		func(i, n int) int {
+			if i%50 == 0 {
+				return n - i
+			}
+			return i
+		},
+		func(i, n int) int { return (i * 7919) % 61 },
+		func(i, n int) int { return i ^ (n / 3) },
+	}
+	for _, pat := range patterns {
+		for _, n := range []int{13, 49, 50, 51, 120, 260} {
+			in := make([]string, n)
+			for j := range in {
+				in[j] = strings.Repeat("y", pat(j, n)%97) + "#" + strconv.Itoa(j)
+			}
+			out := append([]string(nil), in...)
+			sort.Sort(byLength(out))
+			sorts = append(sorts, sortCase{in, out})
+		}
+	}
 	big := make([]string, 300)
 	for j := range big {
 		big[j] = strings.Repeat("x", r.Intn(20)) + strconv.Itoa(j)
