@@ -153,7 +153,11 @@ class Daemon:
         )
         for err in errors:
             logger.error(kv("resource.load.failed", error=err))
-        if [s.name for s in specs] != [s.name for s in self.specs]:
+        if not specs and not errors:
+            logger.warning(
+                kv("resources.none", dir=self.config.resource_dir, note="nothing to keep up to date")
+            )
+        elif [s.name for s in specs] != [s.name for s in self.specs]:
             logger.info(kv("resources.loaded", count=len(specs), names=",".join(s.name for s in specs)))
         self.specs = specs
         return [Failure(str(e).split(":", 1)[0], e) for e in errors]

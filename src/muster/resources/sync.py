@@ -342,6 +342,9 @@ async def apply(rendered: Sequence[tuple[ResourceSpec, bytes]], opts: SyncOption
             )
             results[index] = SyncResult(spec, reasons=staged.reasons, diff=summary, error=exc)
             continue
+        except BaseException:
+            discard(staged)  # cancelled (shutdown) mid-check: leave no stage file behind
+            raise
         logger.info(
             kv(
                 "resource.sync.complete",

@@ -209,3 +209,15 @@ def test_stage_compares_content_mode_and_owner(tmp_path: Path) -> None:
 def test_diff_summary(tmp_path: Path, old: bytes | None, new: bytes, summary: str) -> None:
     staged = Staged(spec(tmp_path), None, new, FileState(old), ("content",))
     assert diff_summary(staged) == summary
+
+
+async def test_cancel_during_check_leaves_no_stage_file_and_no_process(tmp_path: Path) -> None:
+    s = spec(tmp_path, check_cmd="sleep 30")
+    s.dest.write_bytes(b"old")
+    task = asyncio.create_task(apply([(s, b"new")], SyncOptions()))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s.dest.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
