@@ -130,6 +130,18 @@ func main() {
 		b64 = append(b64, strCase{s, hex.EncodeToString(d), err != nil, errMsg(err)}) // hex: may be binary
 	}
 
+	var jsons []strCase
+	for _, s := range []string{`{"a": 1}`, `not json`, `{x}`, `null x`, `[1,]`, `[1 2]`, `{"a" 1}`, `{"a":1 "b":2}`,
+		``, ` `, `tru`, `nul`, `{"a": NaN}`, `{"a": 1e400}`, `{"a": -1e400}`, `[1, 2`, `{"a": [1, 2}`, `'a'`,
+		`{"a":"\u0001"}`, "{\"a\":\"\x01\"}", `{"a": 01}`, `{"a": .5}`, `{"a": 1.}`, `{"a": -}`, `{"a": +1}`,
+		`[true, false, null]`, `"str"`, `123`, `{"a": {"b": [1, {"c": nul}]}}`, `[]]`, `{}}`, `{"a":1,}`,
+		`[1e5, 1E-5, -0.0, 12345678901234567890]`, `{"a": "\ud800"}`, `{"a": "\x"}`, `{"a": tRue}`, `{"a": 1e400, "b": x}`, `[1e999]`,
+		`{"a": "\u12G4"}`, `[1e]`, `[1e+]`, `[-01]`, "[\"\xc3\"]", `[` + strings.Repeat("[", 10001) + `]`} {
+		var v interface{}
+		err := json.Unmarshal([]byte(s), &v)
+		jsons = append(jsons, strCase{s, "", err != nil, errMsg(err)})
+	}
+
 	var splits []splitCase
 	for _, c := range [][2]string{{"a,b,,c", ","}, {"", ","}, {"abc", ""}, {"", ""}, {"a b c", " "},
 		{"éx", ""}, {",a,", ","}, {"aaa", "aa"}} {
@@ -240,7 +252,7 @@ func main() {
 	out := map[string]interface{}{
 		"match": matches, "clean": cleans, "base": bases, "dir": dirs, "parseBool": bools,
 		"atoi": atois, "base64Decode": b64, "split": splits, "formatFloat": floats, "timeFormat": times,
-		"sortByLength": sorts, "caseMap": cases,
+		"sortByLength": sorts, "caseMap": cases, "jsonDecode": jsons,
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", " ")

@@ -79,10 +79,15 @@ def decode(data: str) -> Any:
                 return _repaired(data, value)
     try:
         value = (_CAREFUL_JSON if careful else _FAST_JSON).decode(data)
-    except json.JSONDecodeError as exc:
-        raise JSONError(_syntax_message(data, exc.pos, exc.msg)) from None
-    except RecursionError:
-        raise JSONError("exceeded max depth") from None
+    except (json.JSONDecodeError, JSONError, RecursionError) as exc:
+        # Go checks the syntax of the whole input before decoding anything, so a
+        # syntax error wins over a number overflow met earlier.
+        syntax = _go_syntax_error(data)
+        if syntax is not None:
+            raise JSONError(syntax) from None
+        if isinstance(exc, JSONError):
+            raise
+        raise JSONError(exc.msg if isinstance(exc, json.JSONDecodeError) else "exceeded max depth") from None
     return _repaired(data, value)
 
 
@@ -90,47 +95,6 @@ def _repaired(data: str, value: Any) -> Any:
     if data.isascii() and "\\u" not in data:
         return value  # no invalid UTF-8 and no surrogate escapes to repair
     return _fix_strings(value)
-
-
-def _show(ch: str) -> str:
-    # encoding/json's quoteChar
-    if ch == "'":
-        return "'\\''"
-    if ch == '"':
-        return "'\"'"
-    return f"'{ch}'" if ch.isprintable() else quote(ch)
-
-
-_CONTEXT: Final = {
-    "Extra data": "after top-level value",
-    "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
-    "Expecting ':' delimiter": "after object key",
-    "Expecting ',' delimiter": "after object key:value pair",
-}
-
-
-def _syntax_message(data: str, pos: int, reason: str = "") -> str:
-    """A ``json.SyntaxError`` message in Go's words for the common mistakes."""
-    if pos >= len(data) or not data.strip(" \t\r\n"):
-        return "unexpected end of JSON input"
-    ch = data[pos]
-    literal = {"n": "null", "t": "true", "f": "false"}.get(ch)
-    if literal is not None:
-        for j, want in enumerate(literal):
-            if pos + j >= len(data):
-                return "unexpected end of JSON input"
-            if data[pos + j] != want:
-                return (
-                    f"invalid character {_show(data[pos + j])} in literal {literal} (expecting {_show(want)})"
-                )
-        pos += len(literal)
-        if pos >= len(data):
-            return "unexpected end of JSON input"
-        return f"invalid character {_show(data[pos])} after top-level value"
-    context = _CONTEXT.get(reason, "looking for beginning of value")
-    if reason == "Expecting ',' delimiter" and data.lstrip(" \t\r\n")[:1] == "[":
-        context = "after array element"
-    return f"invalid character {_show(ch)} {context}"
 
 
 def _unmarshal(data: str, want: type, go_type: str) -> Any:
@@ -153,3 +117,210 @@ def unmarshal_array(data: str) -> list[Any]:
     """confd's ``jsonArray``: into ``[]interface {}`` (``null`` gives an empty slice)."""
     result: list[Any] = _unmarshal(data, list, "[]interface {}")
     return result
+
+
+# -- syntax errors: a port of encoding/json's scanner (scanner.go) ------------------
+#
+# Python's decoder finds the same invalid inputs but words and places the error
+# differently; on the error path only, this state machine finds Go's message.
+
+_SPACE: Final = frozenset(b" \t\r\n")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+_DIGITS: Final = frozenset(b"0123456789")
+_LITERALS: Final = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
+_MAX_DEPTH: Final = 10000
+
+
+class _Syntax(Exception):
+    pass
+
+
+def _quote_char(c: int) -> str:
+    # quoteChar: the byte as a rune (Latin-1), quoted as Go's strconv.Quote would.
+    if c == 0x27:
+        return "'\\''"
+    if c == 0x22:
+        return "'\"'"
+    return "'" + quote(chr(c))[1:-1] + "'"
+
+
+class _Scanner:
+    """checkValid: feed bytes, then a space for EOF; ``_Syntax`` carries Go's message."""
+
+    def __init__(self) -> None:
+        self.state = "begin_value"
+        self.stack: list[str] = []  # "key", "value" (object) or "array"
+        self.end_top = False
+        self.lit = b""
+        self.lit_pos = 0
+
+    def fail(self, c: int, context: str) -> _Syntax:
+        return _Syntax(f"invalid character {_quote_char(c)} {context}")
+
+    def push(self, c: int, kind: str) -> None:
+        self.stack.append(kind)
+        if len(self.stack) > _MAX_DEPTH:
+            raise self.fail(c, "exceeded max depth")
+
+    def pop(self) -> None:
+        self.stack.pop()
+        if not self.stack:
+            self.state, self.end_top = "end_top", True
+        else:
+            self.state = "end_value"
+
+    def begin_value(self, c: int) -> None:
+        if c in _SPACE:
+            return
+        if c == 0x7B:  # {
+            self.state = "begin_string_or_empty"
+            self.push(c, "key")
+        elif c == 0x5B:  # [
+            self.state = "begin_value_or_empty"
+            self.push(c, "array")
+        elif c == 0x22:
+            self.state = "in_string"
+        elif c == 0x2D:  # -
+            self.state = "neg"
+        elif c == 0x30:
+            self.state = "zero"
+        elif c in _LITERALS:
+            self.state, self.lit, self.lit_pos = "literal", _LITERALS[c], 1
+        elif 0x31 <= c <= 0x39:
+            self.state = "int"
+        else:
+            raise self.fail(c, "looking for beginning of value")
+
+    def end_value(self, c: int) -> None:
+        if not self.stack:
+            self.state, self.end_top = "end_top", True
+            self.step(c)
+            return
+        if c in _SPACE:
+            self.state = "end_value"
+            return
+        top = self.stack[-1]
+        if top == "key":
+            if c != 0x3A:
+                raise self.fail(c, "after object key")
+            self.stack[-1] = "value"
+            self.state = "begin_value"
+        elif top == "value":
+            if c == 0x2C:
+                self.stack[-1] = "key"
+                self.state = "begin_string"
+            elif c == 0x7D:
+                self.pop()
+            else:
+                raise self.fail(c, "after object key:value pair")
+        elif c == 0x2C:
+            self.state = "begin_value"
+        elif c == 0x5D:
+            self.pop()
+        else:
+            raise self.fail(c, "after array element")
+
+    def step(self, c: int) -> None:  # noqa: C901 - one branch per scanner state, as in Go
+        st = self.state
+        if st == "begin_value":
+            self.begin_value(c)
+        elif st == "begin_value_or_empty":
+            if c in _SPACE:
+                return
+            if c == 0x5D:
+                self.end_value(c)
+            else:
+                self.begin_value(c)
+        elif st in ("begin_string_or_empty", "begin_string"):
+            if c in _SPACE:
+                return
+            if c == 0x7D and st == "begin_string_or_empty":
+                self.stack[-1] = "value"
+                self.end_value(c)
+            elif c == 0x22:
+                self.state = "in_string"
+            else:
+                raise self.fail(c, "looking for beginning of object key string")
+        elif st == "end_value":
+            self.end_value(c)
+        elif st == "end_top":
+            if c not in _SPACE:
+                raise self.fail(c, "after top-level value")
+        elif st == "in_string":
+            if c == 0x22:
+                self.state = "end_value"
+            elif c == 0x5C:
+                self.state = "in_string_esc"
+            elif c < 0x20:
+                raise self.fail(c, "in string literal")
+        elif st == "in_string_esc":
+            if c in b'bfnrt\\/"':
+                self.state = "in_string"
+            elif c == 0x75:  # u
+                self.state, self.lit_pos = "esc_u", 0
+            else:
+                raise self.fail(c, "in string escape code")
+        elif st == "esc_u":
+            if c not in _HEX:
+                raise self.fail(c, "in \\u hexadecimal character escape")
+            self.lit_pos += 1
+            if self.lit_pos == 4:
+                self.state = "in_string"
+        elif st == "neg":
+            if c == 0x30:
+                self.state = "zero"
+            elif 0x31 <= c <= 0x39:
+                self.state = "int"
+            else:
+                raise self.fail(c, "in numeric literal")
+        elif st in ("int", "zero"):
+            if st == "int" and c in _DIGITS:
+                return
+            if c == 0x2E:
+                self.state = "dot"
+            elif c in (0x65, 0x45):
+                self.state = "exp"
+            else:
+                self.end_value(c)
+        elif st == "dot":
+            if c not in _DIGITS:
+                raise self.fail(c, "after decimal point in numeric literal")
+            self.state = "frac"
+        elif st == "frac":
+            if c in _DIGITS:
+                return
+            if c in (0x65, 0x45):
+                self.state = "exp"
+            else:
+                self.end_value(c)
+        elif st in ("exp", "exp_sign"):
+            if st == "exp" and c in (0x2B, 0x2D):
+                self.state = "exp_sign"
+            elif c in _DIGITS:
+                self.state = "exp_digits"
+            else:
+                raise self.fail(c, "in exponent of numeric literal")
+        elif st == "exp_digits":
+            if c not in _DIGITS:
+                self.end_value(c)
+        elif st == "literal":
+            want = self.lit[self.lit_pos]
+            if c != want:
+                raise self.fail(c, f"in literal {self.lit.decode()} (expecting '{chr(want)}')")
+            self.lit_pos += 1
+            if self.lit_pos == len(self.lit):
+                self.state = "end_value"
+
+
+def _go_syntax_error(data: str) -> str | None:
+    """Go's ``json.SyntaxError`` message for ``data``, or None if Go finds it valid."""
+    scanner = _Scanner()
+    try:
+        for c in data.encode("utf-8", "surrogateescape"):
+            scanner.step(c)
+        if scanner.end_top:
+            return None
+        scanner.step(0x20)  # eof(): a space ends a pending number or literal
+    except _Syntax as exc:
+        return str(exc)
+    return None if scanner.end_top else "unexpected end of JSON input"

@@ -134,22 +134,34 @@ def test_json_decodes_like_go() -> None:
     assert go_json_decode('"a\\u00e9"') == "aé"
 
 
+def test_json_errors_match_go(go_golden: dict[str, Any]) -> None:
+    mismatches = []
+    for case in go_golden["jsonDecode"]:
+        try:
+            go_json_decode(case["in"])
+            err = ""
+        except JSONError as exc:
+            err = str(exc)
+        if err != case.get("errmsg", ""):
+            mismatches.append((case["in"][:60], err, case.get("errmsg")))
+    assert len(go_golden["jsonDecode"]) > 40
+    assert mismatches == []
+
+
 @pytest.mark.parametrize(
     ("fn", "text", "message"),
     [
         ("json", "[1,2]", "json: cannot unmarshal array into Go value of type map[string]interface {}"),
         ("jsonArray", '{"a":1}', "json: cannot unmarshal object into Go value of type []interface {}"),
+        ("json", '"s"', "json: cannot unmarshal string into Go value of type map[string]interface {}"),
         ("json", "not json", "invalid character 'o' in literal null (expecting 'u')"),
-        ("json", "{x}", "invalid character"),
-        ("json", "", "unexpected end of JSON input"),
-        ("json", '{"a": NaN}', "invalid character"),
         ("json", '{"a": 1e400}', "json: cannot unmarshal number 1e400 into Go value of type float64"),
     ],
 )
-def test_json_errors(fn: str, text: str, message: str) -> None:
+def test_json_type_errors(fn: str, text: str, message: str) -> None:
     with pytest.raises(JSONError) as info:
         call(fn, text)
-    assert str(info.value).startswith(message)
+    assert str(info.value) == message
 
 
 def test_map() -> None:
