@@ -59,3 +59,42 @@ class DemoServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+async def serve(servers: list[DemoServer]) -> None:
+    """Run ``servers`` until SIGTERM or SIGINT."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for server in servers:
+        await server.start()
+    print(" ".join(f"{s.server_id}={s.port}" for s in servers), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m muster.stack.demo ID[:PORT] ...``: demo servers in a process of their own.
+
+    Prints ``ID=PORT ...`` once all listen (port 0 or none: a free port).
+    """
+    import asyncio
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    servers = []
+    for arg in args:
+        server_id, _, port = arg.partition(":")
+        servers.append(DemoServer(server_id, port=int(port or 0)))
+    asyncio.run(serve(servers))
+
+
+if __name__ == "__main__":
+    main()
