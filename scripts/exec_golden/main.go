@@ -87,6 +87,7 @@ type T struct {
 	Temp            Temp
 	Uthree, Ufour   uint
 	NegOne, Three   int
+	Map, NonNilMap  map[int]int
 }
 
 func (t *T) Method0() string                   { return "M0" }
@@ -146,6 +147,7 @@ var tVal = &T{
 	Ufour:           4,
 	NegOne:          -1,
 	Three:           3,
+	NonNilMap:       map[int]int{},
 }
 
 func add(args ...int) int {

@@ -200,7 +200,9 @@ def _slice(item: Any, *indexes: Any) -> Any:
     backing = go_backing(item)
     elem = item.elem if isinstance(item, GoSlice) else "interface {}"
     end = idx[2] if len(indexes) == 3 else cap
-    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end])
+    # Slicing a nil slice (only ever [0:0]) keeps its nil data pointer.
+    is_nil = isinstance(item, GoSlice) and item.nil
+    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end], nil=is_nil)
 
 
 def _length(item: Any) -> int:
@@ -284,6 +286,11 @@ def _reflect_kind(v: Any) -> str:
     return type(v).__name__
 
 
+def _is_nil(v: Any) -> bool:
+    """Go's isNil: the invalid value, or a nil slice or map."""
+    return v is NO_VALUE or (isinstance(v, (GoSlice, GoMap)) and v.nil)
+
+
 def _eq(arg1: Any, *arg2: Any) -> bool:
     """``eq a b c`` is ``a == b || a == c``, stopping at the first match."""
     arg1 = _indirect_interface(arg1)
@@ -310,8 +317,9 @@ def _eq(arg1: Any, *arg2: Any) -> bool:
                     f"non-comparable types {gofmt.sprintf('%s', arg1)}: {go_type_name(arg1)}, "
                     f"{go_type_name(arg)}: {gofmt.format_value(arg)}"
                 )
-            if arg1 is NO_VALUE or arg is NO_VALUE:
-                truth = arg1 is arg
+            nil1, nil2 = _is_nil(arg1), _is_nil(arg)
+            if nil1 or nil2:
+                truth = nil1 == nil2
             else:
                 if isinstance(arg, (list, dict, GoFunc)):
                     raise GoError(f"non-comparable type {gofmt.sprintf('%s', arg)}: {go_type_name(arg)}")

@@ -156,28 +156,38 @@ class GoSlice(list[Any]):
 
     Its capacity is its length unless ``tail`` holds the elements of the backing
     array between length and capacity, which ``slice`` can reach (Go's ``s[i:j]``
-    bounds ``j`` by ``cap(s)``).
+    bounds ``j`` by ``cap(s)``). ``nil=True`` makes it a nil slice: empty, but equal
+    to ``nil`` for ``eq``.
     """
 
-    __slots__ = ("elem", "tail")
+    __slots__ = ("elem", "tail", "nil")
 
     def __init__(
-        self, items: Iterable[Any] = (), elem: str = "interface {}", *, tail: Iterable[Any] = ()
+        self,
+        items: Iterable[Any] = (),
+        elem: str = "interface {}",
+        *,
+        tail: Iterable[Any] = (),
+        nil: bool = False,
     ) -> None:
         super().__init__(items)
         self.elem = elem
         self.tail = tuple(tail)
+        self.nil = nil
 
 
 class GoMap(dict[Any, Any]):
-    """A Go map with concrete key and element types."""
+    """A Go map with concrete key and element types; ``nil=True`` for a nil map."""
 
-    __slots__ = ("key", "elem")
+    __slots__ = ("key", "elem", "nil")
 
-    def __init__(self, items: Any = (), key: str = "string", elem: str = "interface {}") -> None:
+    def __init__(
+        self, items: Any = (), key: str = "string", elem: str = "interface {}", *, nil: bool = False
+    ) -> None:
         super().__init__(items)
         self.key = key
         self.elem = elem
+        self.nil = nil
 
 
 class GoStruct:
@@ -399,8 +409,8 @@ def _split_map_type(type_name: str) -> tuple[str, str]:
 def zero_value(type_name: str) -> Any:
     """Go's zero value of ``type_name`` (``reflect.Zero``) in the value model.
 
-    Nil slices and maps become empty typed containers (they print and test alike);
-    nil pointers, funcs and interfaces become ``None``. ``reflect.Value``'s zero is
+    Nil slices and maps become empty typed containers flagged ``nil`` (they print and
+    test as empty ones); nil pointers, funcs and interfaces become ``None``. ``reflect.Value``'s zero is
     the invalid value, ``NO_VALUE``. Structs the model cannot build are ``None``.
     """
     match go_kind(type_name):
@@ -417,10 +427,10 @@ def zero_value(type_name: str) -> Any:
         case "reflect.Value":
             return NO_VALUE
         case "slice":
-            return GoSlice((), type_name[2:])
+            return GoSlice((), type_name[2:], nil=True)
         case "map":
             key, elem = _split_map_type(type_name)
-            return GoMap((), key, elem)
+            return GoMap((), key, elem, nil=True)
     return None
 
 

@@ -74,7 +74,7 @@ class Temp(GoStruct):
 _FIELDS = (
     "True I U16 X S FloatZero ComplexZero U SI SIEmpty SB SS MSI MSIone MSIEmpty MII MI32S MI64S "
     "MUI32S MUI64S MI8S MUI8S SMSI Empty0 Empty1 Empty2 Empty3 Empty4 BinaryFunc VariadicFunc "
-    "VariadicFuncInt ErrFunc KV SKV Temp Uthree Ufour NegOne Three"
+    "VariadicFuncInt ErrFunc KV SKV Temp Uthree Ufour NegOne Three Map NonNilMap"
 ).split()
 
 
@@ -94,7 +94,7 @@ class T(GoStruct):
         self.ComplexZero = 0j
         self.U = U("v")
         self.SI = GoSlice([3, 4, 5], "int")
-        self.SIEmpty = GoSlice([], "int")
+        self.SIEmpty = GoSlice([], "int", nil=True)
         self.SB = GoSlice([True, False], "bool")
         self.SS = GoSlice(["a", "b"], "string")
         self.MSI = GoMap({"one": 1, "two": 2, "three": 3}, "string", "int")
@@ -132,6 +132,8 @@ class T(GoStruct):
         self.Ufour = Uint(4)
         self.NegOne = -1
         self.Three = 3
+        self.Map = GoMap({}, "int", "int", nil=True)
+        self.NonNilMap = GoMap({}, "int", "int")
 
     @go_method()
     def Method0(self) -> str:
