@@ -7,7 +7,7 @@ and imports the check machinery only for ``check``.
 
     check  --conf MAIN --replace DEST --with STAGED [--prefix DIR] [--nginx BIN] [--timeout S]
     reload --pid-file FILE [--timeout S]
-    confirm --pid-file FILE --since EPOCH [--timeout S]   (after `kill -HUP` sent at EPOCH)
+    confirm --pid-file FILE --since UPTIME [--timeout S]   (`kill -HUP` sent at /proc/uptime UPTIME)
 """
 
 from __future__ import annotations

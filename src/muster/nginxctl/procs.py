@@ -98,10 +98,8 @@ def read_pid(pid_file: str | os.PathLike[str]) -> int:
 
 
 def started_at(pid: int) -> float:
-    """When ``pid`` started, in seconds since the epoch, to the kernel's tick (10 ms)."""
-    ticks = int(_stat_fields(pid)[19])
-    boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    """When ``pid`` started, in seconds since boot (``/proc/uptime``'s clock), to 10 ms."""
+    return int(_stat_fields(pid)[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_active_workers(master: int, is_new: Callable[[int], bool], timeout: float, what: str) -> list[int]:
@@ -133,8 +131,9 @@ def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list
 
 
 def confirm_reload(pid_file: str | os.PathLike[str], since: float, *, timeout: float = 10.0) -> list[int]:
-    """Wait until every active worker started after ``since`` (epoch seconds, just before the
-    SIGHUP was sent): the reload signalled then took effect. Raises like ``reload``.
+    """Wait until every active worker started after ``since`` (seconds since boot, read from
+    ``/proc/uptime`` just before the SIGHUP was sent): the reload took effect. Raises like
+    ``reload``. Boot time, not wall time, so a clock step cannot fool it.
 
     Start times have a 10 ms tick, so a worker counts as new from 20 ms before ``since``;
     the workers it replaces started at the previous reload, which took longer than that

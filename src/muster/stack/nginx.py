@@ -254,7 +254,7 @@ location / {{
         """
         pid = shlex.quote(str(self.pid_path))
         return (
-            f'since=$(date +%s.%N) && kill -HUP "$(cat {pid})" && '
+            f'since=$(cut -d" " -f1 /proc/uptime) && kill -HUP "$(cat {pid})" && '
             f"{python_helper()} confirm --pid-file {pid} --since $since --timeout {timeout:g}"
         )
 
