@@ -23,7 +23,7 @@ from muster.gojson import JSONError, unmarshal_array, unmarshal_object
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.gotime import GoTime
 from muster.gotemplate.values import GoFunc, GoSlice, to_bytes
-from muster.store import KVPair, KVPairs, KVStore, path_base, path_dir
+from muster.store import KVPair, KVStore, path_base, path_dir
 
 __all__ = ["GoError", "JSONError", "func_map", "go_to_lower", "go_to_upper", "helper_funcs", "store_funcs"]
 
@@ -53,40 +53,19 @@ class GoError(Exception):
 
 
 def store_funcs(store: KVStore) -> dict[str, GoFunc]:
-    """memkv's ``FuncMap`` over ``store``: exists get gets getv getvs ls lsdir."""
+    """memkv's ``FuncMap`` over ``store``: exists get gets getv getvs ls lsdir.
 
-    def gets(pattern: str) -> KVPairs:
-        try:
-            return store.gets(pattern)
-        except ValueError as exc:  # gomatch.BadPattern
-            raise GoError(str(exc)) from None
-
-    def getvs(pattern: str) -> GoSlice:
-        try:
-            return store.getvs(pattern)
-        except ValueError as exc:
-            raise GoError(str(exc)) from None
-
-    def get(key: str) -> KVPair:
-        try:
-            return store.get(key)
-        except LookupError as exc:
-            raise GoError(str(exc)) from None
-
-    def getv(key: str, *default: str) -> str:
-        try:
-            return store.getv(key, *default)
-        except LookupError as exc:
-            raise GoError(str(exc)) from None
-
+    The store's own methods are the functions: their exceptions (``KeyNotFound``,
+    ``gomatch.BadPattern``) already carry memkv's error text.
+    """
     return {
         "exists": GoFunc(store.exists, (_STR,), name="exists"),
-        "get": GoFunc(get, (_STR,), name="get"),
-        "gets": GoFunc(gets, (_STR,), name="gets"),
-        "getv": GoFunc(getv, (_STR,), variadic=_STR, name="getv"),
-        "getvs": GoFunc(getvs, (_STR,), name="getvs"),
-        "ls": GoFunc(lambda p: _strings(store.ls(p)), (_STR,), name="ls"),
-        "lsdir": GoFunc(lambda p: _strings(store.lsdir(p)), (_STR,), name="lsdir"),
+        "get": GoFunc(store.get, (_STR,), name="get"),
+        "gets": GoFunc(store.gets, (_STR,), name="gets"),
+        "getv": GoFunc(store.getv, (_STR,), variadic=_STR, name="getv"),
+        "getvs": GoFunc(store.getvs, (_STR,), name="getvs"),
+        "ls": GoFunc(store.ls, (_STR,), name="ls"),
+        "lsdir": GoFunc(store.lsdir, (_STR,), name="lsdir"),
     }
 
 

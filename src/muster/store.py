@@ -379,8 +379,11 @@ class KVStore:
             return "" if clean == "/" else clean
         return None
 
-    def ls(self, file_path: str) -> list[str]:
-        """``memkv.List``: sorted names of the children of ``file_path``."""
+    def ls(self, file_path: str) -> GoSlice:
+        """``memkv.List``: sorted names of the children of ``file_path`` (a ``[]string``)."""
+        return GoSlice(self._ls(file_path), "string")
+
+    def _ls(self, file_path: str) -> list[str]:
         d = self._fast_dir(file_path)
         if d is None:
             return self._scan_list(file_path)
@@ -398,9 +401,12 @@ class KVStore:
                 return _go_sorted([*names, base])
         return list(names)
 
-    def lsdir(self, file_path: str) -> list[str]:
+    def lsdir(self, file_path: str) -> GoSlice:
         """``memkv.ListDir``: sorted names of the children of ``file_path`` that have keys
-        below them."""
+        below them (a ``[]string``)."""
+        return GoSlice(self._lsdir(file_path), "string")
+
+    def _lsdir(self, file_path: str) -> list[str]:
         d = self._fast_dir(file_path)
         if d is None:
             return self._scan_listdir(file_path)

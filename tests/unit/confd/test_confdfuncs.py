@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from muster import gomatch
 from muster.confdfuncs import GoError, func_map, helper_funcs
 from muster.dnslookup import lookup_srv
 from muster.gojson import JSONError, decode as go_json_decode
 from muster.gotemplate.gotime import GoTime
 from muster.gotemplate.values import GoFunc, GoSlice, go_type_name
-from muster.store import KVPair, KVPairs, KVStore
+from muster.store import KeyNotFound, KVPair, KVPairs, KVStore
 
 STORE = KVStore({"/app/name": "muster", "/app/port": "8080", "/s/ccc": "3", "/s/a": "1", "/s/bb": "2"})
 FUNCS = func_map(STORE)
@@ -65,11 +66,11 @@ def test_store_function_results_and_errors() -> None:
     assert call("get", "/app/name") == KVPair("/app/name", "muster")
     assert go_type_name(call("gets", "/s/*")) == "[]memkv.KVPair"
     assert call("getv", "/nope", "d") == "d"
-    with pytest.raises(GoError, match="^key does not exist: /nope$"):
+    with pytest.raises(KeyNotFound, match="^key does not exist: /nope$"):
         call("getv", "/nope")
-    with pytest.raises(GoError, match="^key does not exist: /app$"):
+    with pytest.raises(KeyNotFound, match="^key does not exist: /app$"):
         call("get", "/app")
-    with pytest.raises(GoError, match="^syntax error in pattern$"):
+    with pytest.raises(gomatch.BadPattern, match="^syntax error in pattern$"):
         call("getvs", "/app/[")
     assert go_type_name(call("ls", "/app")) == "[]string"
     assert go_type_name(call("lsdir", "/")) == "[]string"
