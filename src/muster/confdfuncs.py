@@ -178,14 +178,6 @@ def _create_map(*values: Any) -> dict[str, Any]:
     return out
 
 
-def _json_object(data: str) -> dict[str, Any]:
-    return unmarshal_object(data)
-
-
-def _json_array(data: str) -> list[Any]:
-    return unmarshal_array(data)
-
-
 def _file_exists(path: str) -> bool:
     # util.IsFileExist: only "does not exist" (ENOENT) counts as missing.
     try:
@@ -347,8 +339,8 @@ def helper_funcs() -> dict[str, GoFunc]:
         ("dir", path_dir, s, None),
         ("split", go_split, ss, None),
         ("join", _join, ("[]string", _STR), None),
-        ("json", _json_object, s, None),
-        ("jsonArray", _json_array, s, None),
+        ("json", unmarshal_object, s, None),
+        ("jsonArray", unmarshal_array, s, None),
         ("map", _create_map, (), _ANY),
         ("getenv", _getenv, s, _STR),
         ("datetime", GoTime.now, (), None),
