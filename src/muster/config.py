@@ -35,6 +35,7 @@ __all__ = [
     "load",
     "merge",
     "parse_duration",
+    "resolve_srv_nodes",
     "toml_layer",
 ]
 
@@ -424,3 +425,28 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         )
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
+
+
+def resolve_srv_nodes(config: Config, lookup: Any = None) -> Config:
+    """Replace ``nodes`` from DNS SRV records when ``-srv-record``/``-srv-domain`` is set, as confd does.
+
+    The record is ``-srv-record``, else ``_<backend>._tcp.<srv-domain>.``; each answer becomes
+    ``target:port`` (``<scheme>://target:port`` for the v2 ``etcd`` backend, as in confd).
+    Blocking (one DNS query); ``ConfigError`` if nothing answers. ``lookup`` is
+    ``dnslookup.lookup_srv``-shaped, for tests.
+    """
+    record = config.srv_record or (
+        f"_{config.backend}._tcp.{config.srv_domain}." if config.srv_domain else ""
+    )
+    if not record or config.backend == "env":
+        return config
+    if lookup is None:
+        from muster.dnslookup import lookup_srv as lookup
+    answers = lookup("", "", record)
+    nodes = tuple(f"{a.Target.rstrip('.')}:{int(a.Port)}" for a in answers)
+    if not nodes:
+        raise ConfigError(f"cannot get nodes from SRV record {record}: no answer")
+    if config.backend == "etcd":
+        nodes = tuple(f"{config.scheme}://{n}" for n in nodes)
+    logger.info(kv("config.srv.nodes", record=record, nodes=",".join(nodes)))
+    return dataclasses.replace(config, nodes=nodes)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from muster.backends.base import Backend
-from muster.config import Config
+from muster.config import Config, resolve_srv_nodes
 from muster.errors import (
     BackendError,
     ConfigError,
@@ -501,6 +501,7 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
     """Run the daemon as ``config`` says until done (onetime) or a signal; return the exit code."""
     if backend is None:
         require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
+        config = await asyncio.to_thread(resolve_srv_nodes, config)
         backend = create_backend(config)
     daemon = Daemon(config, backend, diff_out=diff_out)
     try:

@@ -148,3 +148,24 @@ def test_unused_confd_options_are_accepted(tmp_path: Path) -> None:
 
 def test_password_is_not_in_repr() -> None:
     assert "hunter2" not in repr(Config(password="hunter2"))
+
+
+def test_srv_discovery_fills_nodes_as_confd_does() -> None:
+    from muster.config import resolve_srv_nodes
+    from muster.dnslookup import SRV
+
+    queries: list[str] = []
+
+    def lookup(service: str, proto: str, name: str) -> list[SRV]:
+        queries.append(name)
+        return [SRV("etcd1.example.com.", 2379, 0, 0), SRV("etcd2.example.com.", 2380, 0, 0)]
+
+    cfg = resolve_srv_nodes(Config(backend="etcdv3", srv_domain="example.com"), lookup)
+    assert queries == ["_etcdv3._tcp.example.com."]
+    assert cfg.nodes == ("etcd1.example.com:2379", "etcd2.example.com:2380")
+    cfg = resolve_srv_nodes(Config(backend="etcd", srv_record="_x._tcp.y.", scheme="https"), lookup)
+    assert queries[-1] == "_x._tcp.y."
+    assert cfg.nodes == ("https://etcd1.example.com:2379", "https://etcd2.example.com:2380")
+    assert resolve_srv_nodes(Config(nodes=("a",)), lookup).nodes == ("a",)  # no SRV asked for
+    with pytest.raises(ConfigError, match="no answer"):
+        resolve_srv_nodes(Config(srv_domain="example.com"), lambda *_: [])
