@@ -86,6 +86,9 @@ class KVPairs(GoSlice):
     """
 
     __slots__ = ()
+    # The defined type's name, for %T once the value model reads it (values.py names
+    # every GoSlice "[]ELEM" today, so %T prints []memkv.KVPair).
+    go_name: ClassVar[str] = "memkv.KVPairs"
 
     def __init__(self, items: list[KVPair] | tuple[KVPair, ...] = ()) -> None:
         super().__init__(items, "memkv.KVPair")
