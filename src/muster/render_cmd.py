@@ -40,24 +40,34 @@ def load_data(path: str | None) -> Any:
         raise click.ClickException(f"{path}: {exc}") from exc
 
 
-def load_keys(path: str | None, prefix: str = "/", keys: tuple[str, ...] = ("/",)) -> KVStore:
-    """The key snapshot from a YAML/JSON key file (empty without one), as a confd
-    resource with ``prefix`` and ``keys`` sees it.
+def load_keys(
+    paths: tuple[str, ...] | str | None,
+    prefix: str = "/",
+    keys: tuple[str, ...] = ("/",),
+    file_filter: str = "*",
+) -> KVStore:
+    """The key snapshot from YAML/JSON key files or directories of them (empty
+    without any), as a confd resource with ``prefix`` and ``keys`` sees it.
 
-    As confd does with its file backend: the keys read are ``path.Join(prefix, key)``
-    matched as plain string prefixes (``/app`` also selects ``/application``), and
-    templates see them with ``prefix`` stripped. The defaults select every key as is.
+    As confd does with its file backend: directories are walked for files matching
+    ``file_filter``, later files override earlier ones, the keys read are
+    ``path.Join(prefix, key)`` matched as plain string prefixes (``/app`` also selects
+    ``/application``), and templates see them with ``prefix`` stripped. The defaults
+    select every key as is.
     """
-    if path is None:
+    if isinstance(paths, str):
+        paths = (paths,)
+    if not paths:
         return KVStore({})
-    from muster.backends.file import load_key_file
+    from muster.backends.file import load_key_files
     from muster.resources.render import strip_prefix
     from muster.resources.spec import go_join
 
     if not prefix.startswith("/"):
         prefix = "/" + prefix  # confd forces a leading slash
     wanted = [go_join(prefix, key) for key in keys]
-    values = {k: v for k, v in load_key_file(path).items() if any(k.startswith(w) for w in wanted)}
+    loaded = load_key_files(paths, file_filter)
+    values = {k: v for k, v in loaded.items() if any(k.startswith(w) for w in wanted)}
     return KVStore(strip_prefix(values, prefix))
 
 
@@ -81,9 +91,18 @@ def render_file(template_path: str, *, data: Any = None, store: KVStore | None =
 )
 @click.option(
     "--keys",
-    "keys_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="YAML or JSON key tree read by getv/gets/ls... (confd file-backend layout).",
+    "keys_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="YAML or JSON key tree read by getv/gets/ls... (confd file-backend layout); a "
+    "directory is walked for files matching --filter. Repeatable, like confd's -file.",
+)
+@click.option(
+    "--filter",
+    "file_filter",
+    default="*",
+    show_default=True,
+    help="Glob for the key files inside --keys directories (confd's -filter).",
 )
 @click.option(
     "--prefix",
@@ -98,12 +117,17 @@ def render_file(template_path: str, *, data: Any = None, store: KVStore | None =
     help="A resource key to read (repeatable; default: every key), as in the resource's keys = [...].",
 )
 def render(
-    template: str, data_path: str | None, keys_path: str | None, prefix: str, key_filters: tuple[str, ...]
+    template: str,
+    data_path: str | None,
+    keys_paths: tuple[str, ...],
+    file_filter: str,
+    prefix: str,
+    key_filters: tuple[str, ...],
 ) -> None:
     """Render TEMPLATE to stdout, as confd would, for offline debugging."""
     try:
         data = load_data(data_path)
-        store = load_keys(keys_path, prefix, key_filters or ("/",))
+        store = load_keys(keys_paths, prefix, key_filters or ("/",), file_filter)
         text = render_file(template, data=data, store=store)
     except TemplateError as exc:
         click.echo(str(exc), err=True)

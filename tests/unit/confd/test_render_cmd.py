@@ -103,3 +103,18 @@ def test_prefix_and_key_filters_act_like_a_confd_resource(tmp_path: Path) -> Non
     everything = _write(tmp_path / "all.tmpl", '{{range gets "/*"}}{{.Key}} {{end}}|{{getv "/2/x"}}')
     result = _render(everything, "--keys", keys, "--prefix", "/production")
     assert (result.exit_code, result.stdout) == (0, "/db |1")
+
+
+def test_keys_from_directories_and_several_files(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "sub").mkdir(parents=True)
+    _write(conf / "a.yaml", "app: {name: from-a, port: '80'}\n")
+    _write(conf / "sub" / "b.yaml", "app: {name: from-sub-b}\n")
+    _write(conf / "notes.txt", "not: [yaml\n")
+    extra = _write(tmp_path / "extra.json", '{"app": {"port": 8080}}')
+    tmpl = _write(tmp_path / "t.tmpl", '{{getv "/app/name"}} {{getv "/app/port"}}')
+    result = _render(tmpl, "--keys", str(conf), "--filter", "*.yaml", "--keys", extra)
+    # filepath.Walk order: a.yaml, then sub/b.yaml; the JSON file comes last and wins.
+    assert (result.exit_code, result.stdout) == (0, "from-sub-b 8080")
+    result = _render(tmpl, "--keys", str(conf))  # the default filter reads notes.txt too
+    assert result.exit_code == 1 and "notes.txt" in result.stderr
