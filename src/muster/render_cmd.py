@@ -2,8 +2,9 @@
 
 This is the tool for debugging a template without etcd, nginx or the daemon: dot is
 the JSON value of ``--data`` (decoded as Go does, every number a float64; nil when
-absent, as in confd), and ``getv``/``ls``/... read the keys of ``--keys``, a YAML
-file in confd's file-backend layout or a JSON file of the same shape. The template
+absent, as in confd), and ``getv``/``ls``/... read the keys of ``--keys``: YAML
+files in confd's file-backend layout, JSON files of the same shape, or directories
+of them, seen through ``--prefix``/``--key`` as a confd resource sees them. The template
 is named after its file's base name, as confd names it, which matters for
 ``{{template "name"}}``. Output goes to stdout as raw bytes; any error prints Go's
 message shape on stderr and exits 1, with nothing written to stdout.
