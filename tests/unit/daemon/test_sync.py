@@ -221,3 +221,39 @@ async def test_cancel_during_check_leaves_no_stage_file_and_no_process(tmp_path:
         await task
     assert s.dest.read_bytes() == b"old"
     assert leftovers(tmp_path) == []
+
+
+async def test_dest_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    as_dir = spec(tmp_path, "d")
+    as_dir.dest.mkdir()
+    as_device = spec(tmp_path, "n")
+    as_device.dest.symlink_to("/dev/null")
+    under_file = spec(tmp_path, "u", dest=tmp_path / "plain" / "x.conf")
+    (tmp_path / "plain").write_text("a file, not a directory")
+    results = await apply([(as_dir, b"x"), (as_device, b"x"), (under_file, b"x")], SyncOptions())
+    messages = [str(r.error) for r in results]
+    assert "is a directory" in messages[0]
+    assert "is not a regular file" in messages[1]
+    assert "Not a directory" in messages[2]
+    assert as_device.dest.is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+async def test_owner_change_is_a_change(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    s.dest.write_bytes(b"x")
+    os.chmod(s.dest, 0o644)
+    [result] = await apply([(spec(tmp_path, uid=4321, gid=4321), b"x")], SyncOptions())
+    assert result.reasons == ("uid 0->4321", "gid 0->4321")
+    assert (s.dest.stat().st_uid, s.dest.stat().st_gid) == (4321, 4321)
+
+
+async def test_noop_reports_a_mode_only_change(tmp_path: Path) -> None:
+    s = spec(tmp_path, mode=0o600)
+    s.dest.write_bytes(b"same\n")
+    os.chmod(s.dest, 0o644)
+    out = io.StringIO()
+    [result] = await apply([(s, b"same\n")], SyncOptions(noop=True, diff_out=out))
+    assert result.changed and result.reasons == ("mode 0644->0600",)
+    assert out.getvalue() == f"{s.dest}: mode 0644->0600\n"
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o644
