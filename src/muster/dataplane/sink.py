@@ -1,0 +1,75 @@
+"""Feed the data plane from registry snapshots: the daemon calls ``apply`` on each change.
+
+Membership is read with the same validation as the stock template (``muster.services``),
+so both data planes accept exactly the same entries. ``run`` watches nginx rather than
+the registry: every ``verify_interval`` it reads back the generation token nginx holds,
+and pushes everything again when nginx was restarted (its shared dict starts empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from muster.dataplane.admin import AdminError
+from muster.dataplane.peers import Peer
+from muster.dataplane.pusher import DataPlane, resolve_peers
+from muster.log import kv
+from muster.services import DEFAULT_ROOT, RejectLog, index_services
+
+__all__ = ["MembershipSink", "membership"]
+
+log = logging.getLogger(__name__)
+
+
+def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str, list[tuple[str, int, int]]]:
+    """``{service: [(host, port, weight), ...]}`` of the valid entries under ``root``, and
+    the rejected ones logged once (shared with the template functions' log)."""
+    root = root.rstrip("/")
+    prefix = root + "/"
+    # Service names are the directories under root (lsdir): keys below ROOT/NAME/.
+    rests = (k[len(prefix) :] for k in values if k.startswith(prefix))
+    names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
+    index = index_services(values.items(), names, root)
+    _REJECTS.report(index.rejected, root)
+    return {name: [(s.Host, s.Port, s.Weight) for s in servers] for name, servers in index.services.items()}
+
+
+_REJECTS = RejectLog()
+
+
+class MembershipSink:
+    """Pushes each service's servers under ``root`` to nginx through ``plane``."""
+
+    def __init__(self, plane: DataPlane, root: str = DEFAULT_ROOT, *, verify_interval: float = 2.0) -> None:
+        self.plane = plane
+        self.root = root.rstrip("/") or "/"
+        self.verify_interval = verify_interval
+        self._desired: dict[str, list[Peer]] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.root,)
+
+    async def apply(self, values: Mapping[str, str]) -> None:
+        """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
+        desired = {
+            name: await resolve_peers(entries) for name, entries in membership(values, self.root).items()
+        }
+        async with self._lock:
+            self._desired = desired
+            await self.plane.apply(desired)
+
+    async def run(self) -> None:
+        """Re-push whenever nginx lost what it was given (a restart); forever, until cancelled."""
+        while True:
+            await asyncio.sleep(self.verify_interval)
+            if self._desired is None:
+                continue
+            async with self._lock:
+                try:
+                    await self.plane.apply(self._desired)
+                except AdminError as exc:
+                    log.warning(kv("dataplane.verify.failed", error=exc))
