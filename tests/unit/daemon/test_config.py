@@ -169,3 +169,62 @@ def test_srv_discovery_fills_nodes_as_confd_does() -> None:
     assert resolve_srv_nodes(Config(nodes=("a",)), lookup).nodes == ("a",)  # no SRV asked for
     with pytest.raises(ConfigError, match="no answer"):
         resolve_srv_nodes(Config(srv_domain="example.com"), lambda *_: [])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("10", 10),
+        ("0x10", 16),
+        ("0X1f", 31),
+        ("010", 8),
+        ("0o17", 15),
+        ("0b101", 5),
+        ("0", 0),
+        ("-5", -5),
+        ("+3", 3),
+        ("1_000", 1000),
+    ],
+)
+def test_go_int(text: str, value: int) -> None:
+    from muster.config import parse_go_int
+
+    assert parse_go_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0x", "09", " 1", "1.5", "-", "9223372036854775808"])
+def test_go_int_errors(text: str) -> None:
+    from muster.config import parse_go_int
+
+    with pytest.raises(ValueError):
+        parse_go_int(text)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('nodes = "http://a"\n', None),  # a string is split on commas, like the env var
+        ("nodes = [1]\n", "expected a list of strings"),
+        ('watch = "yes"\n', "parse error"),
+        ("watch = 1\n", "expected true or false"),
+        ("interval = 1.5\n", "expected an integer"),
+        ("debounce_window = true\n", "expected a duration"),
+        ('debounce_window = ""\n', "invalid duration"),
+        ("prefix = 3\n", "expected a string"),
+    ],
+)
+def test_toml_value_types(tmp_path: Path, toml: str, message: str | None) -> None:
+    path = write(tmp_path / "confd.toml", toml)
+    if message is None:
+        assert load({"config_file": str(path)}, {}).nodes == ("http://a",)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            load({"config_file": str(path)}, {})
+
+
+def test_unreadable_config_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(ConfigError, match="cannot read"):
+        load({"config_file": str(tmp_path / "dir.toml")}, {})
+    with pytest.raises(ConfigError, match="does not exist"):
+        toml_layer(tmp_path / "absent.toml", required=True)
