@@ -185,7 +185,7 @@ class _State(Calls):
     def walk_list(self, dot: Any, lst: ListNode) -> None:
         plan = self.plans.get(id(lst))
         if plan is None:
-            plan = self.plans[id(lst)] = build_plan(lst, _CONTROL)
+            plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs)
         out = self.out
         for op in plan:
             t = type(op)

@@ -69,20 +69,27 @@ def format_printed(v: Any) -> str:
     return gofmt.format_value(v)
 
 
-def build_plan(lst: ListNode, control: Mapping[type[Node], Callable[[Any, Any, Any], None]]) -> Plan:
+def build_plan(
+    lst: ListNode,
+    control: Mapping[type[Node], Callable[[Any, Any, Any], None]],
+    funcs: Mapping[str, GoFunc],
+) -> Plan:
     """The plan of a list node: one entry per child, in order.
 
     ``control`` maps node classes (if, range...) to the executor functions that run
-    them; their entries are direct ``(function, node)`` calls.
+    them; their entries are direct ``(function, node)`` calls. ``funcs`` are the
+    user's functions, for declarations that call one.
     """
-    return tuple(_plan_node(n, control) for n in lst.nodes)
+    return tuple(_plan_node(n, control, funcs) for n in lst.nodes)
 
 
-def _plan_node(n: Node, control: Mapping[type[Node], Callable[[Any, Any, Any], None]]) -> str | Op | Direct:
+def _plan_node(
+    n: Node, control: Mapping[type[Node], Callable[[Any, Any, Any], None]], funcs: Mapping[str, GoFunc]
+) -> str | Op | Direct:
     if type(n) is TextNode:
         return n.text
     if type(n) is ActionNode:
-        return _plan_action(n)
+        return _plan_action(n, funcs)
     direct = control.get(type(n))
     if direct is not None:
         return (direct, n)
@@ -104,14 +111,16 @@ def _general_action(n: ActionNode) -> Op:
     return op
 
 
-def _plan_action(n: ActionNode) -> Op:
+def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc]) -> Op:
     pipe = n.pipe
     if pipe is None or len(pipe.cmds) != 1:
         return _general_action(n)
     if pipe.decl:
         if pipe.is_assign:
             return _general_action(n)
-        return _declare(n, pipe, pipe.cmds[0], tuple(v.ident[0] for v in pipe.decl))
+        cmd = pipe.cmds[0]
+        call = build_call(cmd, funcs) if type(cmd.args[0]) is IdentifierNode else None
+        return _declare(pipe, cmd, call, tuple(v.ident[0] for v in pipe.decl))
     if len(pipe.cmds[0].args) != 1:
         return _general_action(n)
     arg = pipe.cmds[0].args[0]
@@ -124,12 +133,12 @@ def _plan_action(n: ActionNode) -> Op:
     return _general_action(n)
 
 
-def _declare(n: ActionNode, pipe: PipeNode, cmd: CommandNode, names: tuple[str, ...]) -> Op:
+def _declare(pipe: PipeNode, cmd: CommandNode, call: CallOp | None, names: tuple[str, ...]) -> Op:
     """``{{$x := command}}``: evaluate the one command and push the variables."""
 
     def op(st: _Executor, dot: Any) -> None:
         st.node = pipe
-        v = st.eval_command(dot, cmd, MISSING_FINAL)
+        v = st.eval_command(dot, cmd, MISSING_FINAL) if call is None else call(st, dot)
         if v is None:
             v = NO_VALUE  # a nil interface digs to the invalid value
         for name in names:
@@ -200,7 +209,7 @@ def _print_dot(n: ActionNode) -> Op:
 CallOp = Callable[[Any, Any], Any]
 
 _PASS_TYPES = frozenset({"interface {}", "reflect.Value", "any"})
-_VAR, _LITERAL, _PIPE = range(3)
+_VAR, _LITERAL, _PIPE, _CALL = range(4)
 
 
 class _Caller(_Executor, Protocol):
@@ -244,7 +253,11 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
         elif type(arg) is StringNode and (typ == "string" or typ in _PASS_TYPES):
             specs.append((_LITERAL, arg.text, typ, arg))
         elif type(arg) is PipeNode:
-            specs.append((_PIPE, arg, typ, arg))
+            inner = None
+            if not arg.decl and len(arg.cmds) == 1 and type(arg.cmds[0].args[0]) is IdentifierNode:
+                inner = build_call(arg.cmds[0], funcs)
+            # A parenthesized call, as in getvs (printf ...), runs its call directly.
+            specs.append((_PIPE, arg, typ, arg) if inner is None else (_CALL, inner, typ, arg))
         else:
             return None
     call = fn.fn
@@ -264,6 +277,11 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
                 st.node = node
                 argv.append(payload)
                 continue
+            elif kind == _CALL:
+                st.node = node  # as eval_pipeline does
+                v = payload(st, dot)
+                if v is None:
+                    v = NO_VALUE  # a nil interface digs to the invalid value
             else:
                 st.node = node
                 v = st.eval_pipeline(dot, payload)
