@@ -38,8 +38,10 @@ sys.path.insert(0, str(HERE.parents[1] / "tests" / "conformance"))
 
 from test_realistic import readme_data  # noqa: E402
 
+from muster.confdfuncs import func_map  # noqa: E402
 from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
+from muster.store import KVStore  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # Data
@@ -473,6 +475,160 @@ class Gen:
         return src
 
 
+CONFD_KEYS = [
+    "/services/web/servers/a",
+    "/services/web/servers/b",
+    "/services/web/servers/c",
+    "/services/web/port",
+    "/services/api/servers/x",
+    "/services/api/port",
+    "/app/config",
+    "/app/list",
+    "/app/b64",
+    "/app/flag",
+    "/app/num",
+    "/top",
+    "/a/b/c/d",
+]
+CONFD_VALUES = [
+    "10.0.0.1:80",
+    "10.0.0.2:80",
+    "8080",
+    "",
+    "true",
+    "0",
+    "-7",
+    "web",
+    "é",
+    "a,b,,c",
+    "YWJj",
+    "!!",
+    "x y",
+]
+CONFD_JSON = [
+    '{"host":"h","port":80,"tags":["a","b"]}',
+    '[1,"two",null,{"k":3.5}]',
+    "null",
+    "{}",
+    "[]",
+    "{bad",
+    "3",
+]
+CONFD_PATHS = [
+    "/",
+    "/services",
+    "/services/",
+    "/services/web",
+    "/services/web/servers",
+    "/services/web/servers/a",
+    "/app",
+    "/ap",
+    "/nope",
+    "",
+    "/a/b",
+    "/a/b/c",
+    "services",
+    "/services/*/servers/*",
+    "/services/web/servers/*",
+    "/*",
+    "/*/*",
+    "/services/[aw]*/port",
+    "/services/web/servers/[",
+    "/app/?ist",
+]
+CONFD_FUNCS = {
+    "getv": (1, 2),
+    "getvs": (1, 1),
+    "gets": (1, 1),
+    "get": (1, 1),
+    "exists": (1, 1),
+    "ls": (1, 1),
+    "lsdir": (1, 1),
+    "base": (1, 1),
+    "dir": (1, 1),
+    "split": (2, 2),
+    "join": (2, 2),
+    "json": (1, 1),
+    "jsonArray": (1, 1),
+    "map": (0, 4),
+    "getenv": (1, 2),
+    "toUpper": (1, 1),
+    "toLower": (1, 1),
+    "contains": (2, 2),
+    "replace": (4, 4),
+    "trimSuffix": (2, 2),
+    "base64Encode": (1, 1),
+    "base64Decode": (1, 1),
+    "parseBool": (1, 1),
+    "reverse": (1, 1),
+    "sortByLength": (1, 1),
+    "sortKVByLength": (1, 1),
+    "add": (2, 2),
+    "sub": (2, 2),
+    "mul": (2, 2),
+    "div": (2, 2),
+    "mod": (2, 2),
+    "seq": (2, 2),
+    "atoi": (1, 1),
+}
+
+
+def random_keys(rng: random.Random) -> dict[str, str]:
+    chosen = rng.sample(CONFD_KEYS, rng.randint(0, len(CONFD_KEYS)))
+    keys = {k: rng.choice(CONFD_VALUES) for k in chosen}
+    for k in chosen:
+        if k.startswith("/app/config") or k == "/app/list":
+            keys[k] = rng.choice(CONFD_JSON)
+    return keys
+
+
+class ConfdGen(Gen):
+    """Templates that also call confd's functions, with arguments of every kind."""
+
+    def confd_arg(self) -> str:
+        r = self.rng.random()
+        if r < 0.45:
+            return '"' + self.pick(CONFD_PATHS) + '"'
+        if r < 0.6:
+            return self.pick(
+                ['","', '""', '"a,b,,c"', '"MUSTER_FUZZ_UNSET"', '"HOME"', '"-1"', '"YWJj"', '"true"']
+            )
+        if r < 0.7:
+            return '"' + self.pick(CONFD_JSON).replace('"', '\\"') + '"'
+        if r < 0.85:
+            return self.pick(["0", "1", "2", "3", "-2", "5", "1.5", "nil", "true"])
+        self.depth += 1
+        inner = self.confd_call() if self.chance(0.7) else self.pipeline(allow_decl=False)
+        self.depth -= 1
+        return "(" + inner + ")"
+
+    def confd_call(self) -> str:
+        fn = self.pick(list(CONFD_FUNCS))
+        lo, hi = CONFD_FUNCS[fn]
+        n = self.rng.randint(lo, hi) if self.chance(0.9) else self.rng.randint(0, 3)
+        if self.depth > 3:
+            return fn + "".join(' "' + self.pick(CONFD_PATHS) + '"' for _ in range(n))
+        return " ".join([fn] + [self.confd_arg() for _ in range(n)])
+
+    def call(self) -> str:
+        if self.chance(0.55):
+            return self.confd_call()
+        return super().call()
+
+    def operand(self) -> str:
+        if self.depth <= 3 and self.chance(0.25):
+            self.depth += 1
+            inner = self.confd_call()
+            self.depth -= 1
+            return "(" + inner + ")" + (self.field_chain() if self.chance(0.1) else "")
+        return super().operand()
+
+    def field_chain(self) -> str:
+        if self.chance(0.3):
+            return self.pick([".Key", ".Value", ".host", ".tags", ".k"])
+        return super().field_chain()
+
+
 SOUP = (
     ["{{", "}}", "{{", "}}", "{{- ", " -}}", "{{-", "-}}", " ", " ", "  ", "\n", "\t", "\r\n"]
     + ["/*", "*/", '"', "`", "'", "(", ")", "|", ".", "$", "x", "é", ":=", "=", ",", "-", "+"]
@@ -519,12 +675,16 @@ def _parse(src: bytes, reuse: bool) -> Template:
     return parsed
 
 
-def muster_render(src: bytes, data: bytes | None, reuse: bool = False) -> dict[str, Any]:
-    value = readme_data(data)
+def muster_render(src: bytes, data: bytes | dict[str, str] | None, reuse: bool = False) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(5)
     try:
-        text = _parse(src, reuse).execute(value)
+        if isinstance(data, dict):
+            # A confd case: confd's functions over the keys, dot nil.
+            tmpl = Template("template.tmpl", funcs=func_map(KVStore(data)))
+            text = tmpl.parse(src.decode("utf-8", "surrogateescape")).execute(None)
+        else:
+            text = _parse(src, reuse).execute(readme_data(data))
         out = text.encode("utf-8", "surrogateescape")
         return {"ok": len(out) <= 1 << 20, "out": out, "err": "" if len(out) <= 1 << 20 else "limit"}
     except TemplateError as exc:
@@ -539,7 +699,7 @@ def muster_render(src: bytes, data: bytes | None, reuse: bool = False) -> dict[s
 
 def build_go(tmp: Path) -> Path:
     exe = tmp / "template_golden"
-    subprocess.run(["go", "build", "-o", str(exe), str(HERE / "main.go")], check=True, env=_go_env())
+    subprocess.run(["go", "build", "-o", str(exe), "."], check=True, env=_go_env(), cwd=HERE)
     return exe
 
 
@@ -552,12 +712,18 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def go_render(exe: Path, cases: list[tuple[bytes, bytes | None]]) -> list[dict[str, Any]]:
+def _payload(t: bytes, d: bytes | dict[str, str] | None) -> dict[str, Any]:
+    if isinstance(d, dict):
+        return {"tmpl": _b64(t), "data": None, "keys": d}
+    return {"tmpl": _b64(t), "data": None if d is None else _b64(d)}
+
+
+def go_render(exe: Path, cases: list[tuple[bytes, Any]]) -> list[dict[str, Any]]:
     """Go's result for each case; a case that runs away gets phase "timeout"."""
     results: list[dict[str, Any]] = []
     while len(results) < len(cases):
         rest = cases[len(results) :]
-        payload = json.dumps([{"tmpl": _b64(t), "data": None if d is None else _b64(d)} for t, d in rest])
+        payload = json.dumps([_payload(t, d) for t, d in rest])
         proc = subprocess.run([str(exe), "-batch"], input=payload.encode(), capture_output=True, timeout=3600)
         lines = proc.stdout.splitlines()
         if proc.returncode not in (0, 3) or not lines:
@@ -567,6 +733,10 @@ def go_render(exe: Path, cases: list[tuple[bytes, bytes | None]]) -> list[dict[s
             r["out"] = base64.b64decode(r["out"]) if r["out"] else b""
             results.append(r)
     return results
+
+
+def _show(data: bytes | dict[str, str] | None) -> Any:
+    return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
 
 
 def _b64(b: bytes) -> str:
@@ -583,6 +753,7 @@ def main() -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--soup", type=float, default=0.0, help="fraction of token-soup templates")
     ap.add_argument("--reuse", type=int, default=1, help="execute each parsed template over N data sets")
+    ap.add_argument("--confd", type=float, default=0.0, help="fraction of confd cases (functions, keys)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -596,6 +767,11 @@ def main() -> int:
             cases = []
             _PARSED.clear()
             while len(cases) < n:
+                if rng.random() < args.confd:
+                    text = ConfdGen(rng).template()
+                    for _ in range(args.reuse):
+                        cases.append((text.encode("utf-8"), random_keys(rng)))
+                    continue
                 text = soup(rng) if rng.random() < args.soup else Gen(rng).template()
                 src = text.encode("utf-8")
                 for _ in range(args.reuse):
@@ -620,7 +796,7 @@ def main() -> int:
                                 json.dumps(
                                     {
                                         "tmpl": src.decode(),
-                                        "data": data and data.decode(),
+                                        "data": _show(data),
                                         "go": g["err"],
                                         "muster": m["err"],
                                     },
@@ -634,7 +810,7 @@ def main() -> int:
                     json.dumps(
                         {
                             "tmpl": src.decode(),
-                            "data": data and data.decode(),
+                            "data": _show(data),
                             "go": g["err"] or g["out"].decode("utf-8", "replace"),
                             "go_ok": g["ok"],
                             "muster": m["err"] or m["out"].decode("utf-8", "replace"),
@@ -648,7 +824,9 @@ def main() -> int:
                     d = args.save / f"fuzz-{seed}-{stats['cases']}"
                     d.mkdir(parents=True, exist_ok=True)
                     (d / "template.tmpl").write_bytes(src)
-                    if data is not None:
+                    if isinstance(data, dict):
+                        (d / "keys.json").write_text(json.dumps(data, ensure_ascii=False, indent=1))
+                    elif data is not None:
                         (d / "data.json").write_bytes(data)
             done += n
             print(json.dumps(stats), flush=True)

@@ -12,13 +12,19 @@
 //	    every subdirectory of DIR holding a template.tmpl is a case: write expected.out
 //	    (or expected.err holding the word "error", removing the other file). With
 //	    -check, write nothing and report the cases whose golden differs (exit 1).
+//	    A case with a keys.json (nested objects of strings, confd's file-backend
+//	    layout) renders as confd would: confd's functions over the flattened keys
+//	    (confd.go), dot nil.
 //
 //	template_golden -batch < cases.json > results.jsonl
-//	    read a JSON array of {"tmpl": base64, "data": base64 or null} and print one
+//	    read a JSON array of {"tmpl": base64, "data": base64 or null, "keys": {key:
+//	    value} or absent} and print one
 //	    line per case, {"ok": bool, "out": base64, "err": message, "phase": "parse"|
 //	    "exec"} (the random differential fuzzer, fuzz.py, drives this mode). A case
 //	    still running after -timeout prints phase "timeout" and ends the process
 //	    (exit 3), since a goroutine cannot be stopped: the caller resumes after it.
+//	    With "keys", the case renders as confd would: confd's function map (confd.go,
+//	    host-independent functions only) over those keys, with dot nil.
 package main
 
 import (
@@ -59,7 +65,7 @@ type result struct {
 
 // render is the README's procedure; a panic (which text/template should never let
 // escape) is reported as phase "panic" so that the caller can tell it apart.
-func render(src []byte, dataJSON []byte) (res result) {
+func render(src []byte, dataJSON []byte, keys map[string]string) (res result) {
 	defer func() {
 		if r := recover(); r != nil {
 			res = result{Err: fmt.Sprint(r), Phase: "panic"}
@@ -69,7 +75,13 @@ func render(src []byte, dataJSON []byte) (res result) {
 	if dataJSON != nil {
 		json.Unmarshal(dataJSON, &data)
 	}
-	tmpl, err := template.New("template.tmpl").Parse(string(src))
+	tmpl := template.New("template.tmpl")
+	if keys != nil {
+		// A confd case: confd's functions over the keys, and dot is nil as in confd.
+		tmpl.Funcs(confdFuncs(keys))
+		data = nil
+	}
+	tmpl, err := tmpl.Parse(string(src))
 	if err != nil {
 		return result{Err: err.Error(), Phase: "parse"}
 	}
@@ -84,8 +96,9 @@ func render(src []byte, dataJSON []byte) (res result) {
 }
 
 type batchCase struct {
-	Tmpl []byte `json:"tmpl"`
-	Data []byte `json:"data"`
+	Tmpl []byte            `json:"tmpl"`
+	Data []byte            `json:"data"`
+	Keys map[string]string `json:"keys"` // set: render as confd would (confd.go)
 }
 
 func batch(timeout time.Duration) error {
@@ -96,7 +109,7 @@ func batch(timeout time.Duration) error {
 	enc := json.NewEncoder(os.Stdout)
 	for _, c := range cases {
 		done := make(chan result, 1)
-		go func(c batchCase) { done <- render(c.Tmpl, c.Data) }(c)
+		go func(c batchCase) { done <- render(c.Tmpl, c.Data, c.Keys) }(c)
 		select {
 		case res := <-done:
 			if err := enc.Encode(res); err != nil {
@@ -144,12 +157,22 @@ func goldens(dir string, check bool) error {
 		if err != nil {
 			return err
 		}
+		keysJSON, err := readOptional(filepath.Join(caseDir, "keys.json"))
+		if err != nil {
+			return err
+		}
+		var keys map[string]string
+		if keysJSON != nil {
+			if keys, err = flattenKeys(keysJSON); err != nil {
+				return fmt.Errorf("%s: keys.json: %v", caseDir, err)
+			}
+		}
 		if data != nil && !json.Valid(data) {
 			// The procedure ignores Unmarshal's error (dot stays nil); say so, as a
 			// case author usually did not mean it.
 			fmt.Fprintf(os.Stderr, "%s: warning: data.json is not valid JSON\n", name)
 		}
-		res := render(src, data)
+		res := render(src, data, keys)
 		if res.Phase == "panic" || res.Phase == "limit" {
 			return fmt.Errorf("%s: %s: %s", caseDir, res.Phase, res.Err)
 		}
@@ -189,6 +212,34 @@ func goldens(dir string, check bool) error {
 	}
 	fmt.Printf("%d goldens written\n", written)
 	return nil
+}
+
+// flattenKeys walks nested JSON objects of strings into /a/b keys, as confd's file
+// backend walks its YAML; anything but objects and strings is refused, so that no
+// YAML scalar rule is involved.
+func flattenKeys(raw []byte) (map[string]string, error) {
+	var tree map[string]interface{}
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return nil, err
+	}
+	keys := map[string]string{}
+	var walk func(prefix string, node map[string]interface{}) error
+	walk = func(prefix string, node map[string]interface{}) error {
+		for k, v := range node {
+			switch v := v.(type) {
+			case string:
+				keys[prefix+"/"+k] = v
+			case map[string]interface{}:
+				if err := walk(prefix+"/"+k, v); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("%s/%s: only objects and strings", prefix, k)
+			}
+		}
+		return nil
+	}
+	return keys, walk("", tree)
 }
 
 func main() {
