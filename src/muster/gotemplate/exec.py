@@ -98,7 +98,12 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     value = NO_VALUE if data is None else data
     out: list[str] = []
     state = _State(tree, templates, funcs, out, 0, value, False, {}, {})
-    state.walk(value, tree.root)
+    try:
+        state.walk(value, tree.root)
+    except RecursionError:
+        # Go's stack grows; Python's does not. Say so rather than crash (nested
+        # {{template}} calls are reported where they happen, in walk_template).
+        raise TemplateExecError("nested too deeply for Python's stack", name=name) from None
     return "".join(out)
 
 
@@ -474,7 +479,11 @@ class _State(Calls):
             self.node = n
             self.errorf(f"can't print {n} of type {v.signature}")
         else:
-            text = format_printed(v)
+            try:
+                text = format_printed(v)
+            except RecursionError:
+                self.node = n
+                self.errorf("value nested too deeply to print")
             if isinstance(v, GoStruct) and v.go_pointer and text.startswith("&"):
                 # printableValue prints the struct a pointer points to, not &{...}.
                 text = text[1:]

@@ -7,6 +7,7 @@ contract of ``execute`` itself.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -201,3 +202,28 @@ def test_an_undefined_variable_argument_is_reported_by_the_executor() -> None:
     one_arg = {"oneArg": GoFunc(lambda a: a, ("string",))}
     with pytest.raises(TemplateExecError, match=r"at <\$nope>: undefined variable: \$nope"):
         _run(_action(IdentifierNode(2, "oneArg"), VariableNode(2, ("$nope",))), funcs=one_arg)
+
+
+def _deep(n: int) -> Any:
+    value: Any = "x"
+    for _ in range(n):
+        value = {"a": value}
+    return value
+
+
+def test_printing_a_value_nested_beyond_pythons_stack_is_a_template_error() -> None:
+    with pytest.raises(TemplateExecError, match=r"at <\{\{\.\}\}>: value nested too deeply to print"):
+        _render("{{.}}", _deep(5000))
+
+
+def test_recursion_beyond_pythons_stack_outside_templates_is_a_template_error() -> None:
+    src = "{{if 1}}" * 150 + "x" + "{{end}}" * 150
+    tmpl = Template("t").parse(src)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)  # less than 150 nested ifs need
+    try:
+        with pytest.raises(TemplateExecError, match="nested too deeply for Python's stack"):
+            tmpl.execute(None)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert tmpl.execute(None) == "x"
