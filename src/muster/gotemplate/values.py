@@ -6,21 +6,27 @@ information, so the engine uses this mapping everywhere (exec, funcs, gofmt):
 =====================  =============================  ==========================
 Python                 Go type                        Notes
 =====================  =============================  ==========================
-``None``               nil (untyped)                  prints ``<nil>``
+``None``               nil interface {} (or pointer)  a JSON ``null``; prints ``<nil>``
 ``NO_VALUE``           invalid reflect.Value          a missing map key: ``<no value>``
 ``bool``               bool
 ``int``                int
 ``float``              float64                        JSON numbers decode to this
 ``complex``            complex128                     ``1i`` literals
 ``str``                string                         Go strings are bytes: see below
-``list``               []interface {}                 JSON arrays
+``list``               []interface {}                 JSON arrays (capacity as decoded)
 ``dict``               map[string]interface {}        JSON objects
 ``GoSlice``            []ELEM                         e.g. ``[]string`` from ``split``
-``GoMap``              map[KEY]ELEM
+``GoMap``              map[KEY]ELEM                   both may be ``nil=True``
 ``GoInt``/subclasses   int8 ... uint64, rune, byte    e.g. ``index "abc" 0`` is a uint8
 ``GoStruct``           a named struct                 exported fields and methods
 ``GoFunc``             func                           for ``call``
 =====================  =============================  ==========================
+
+``None`` versus ``NO_VALUE``: an element read from an ``interface {}`` container is
+an interface value, so a JSON ``null`` is a *nil interface* (``None``), while a
+missing key is no value at all (``NO_VALUE``). Go tells them apart: ``.a.b`` through
+a ``null`` is an error, through a missing key it is ``<no value>``. A pipeline's
+result is never ``None`` (Go "digs" interfaces: ``{{.null}}`` prints ``<no value>``).
 
 Strings: Go strings are byte strings, usually UTF-8. We keep them as Python ``str``
 decoded with ``surrogateescape`` so invalid bytes survive a round trip; byte-level
