@@ -16,21 +16,15 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+
+	"templategolden/memkv"
 )
 
-// KVPair has memkv's name so that %T and %#v print what confd prints.
-type KVPair struct {
-	Key   string
-	Value string
-}
-
-// KVPairs is what gets returns: a named type, so reverse's type switch on
-// []KVPair does not see it (confd leaves gets results as they are).
-type KVPairs []KVPair
-
-func (p KVPairs) Len() int           { return len(p) }
-func (p KVPairs) Less(i, j int) bool { return p[i].Key < p[j].Key }
-func (p KVPairs) Swap(i, j int)      { p[i], p[j] = p[j], p[i] }
+// KVPair and KVPairs are memkv's types (package memkv next to this file).
+type (
+	KVPair  = memkv.KVPair
+	KVPairs = memkv.KVPairs
+)
 
 type kvByLength []KVPair
 
@@ -55,7 +49,7 @@ func (s store) get(key string) (KVPair, error) {
 	if !ok {
 		return KVPair{}, &keyError{key}
 	}
-	return KVPair{key, v}, nil
+	return KVPair{Key: key, Value: v}, nil
 }
 
 func (s store) exists(key string) bool { _, ok := s[key]; return ok }
@@ -79,7 +73,7 @@ func (s store) gets(pattern string) (KVPairs, error) {
 			return nil, err
 		}
 		if ok {
-			found = append(found, KVPair{k, v})
+			found = append(found, KVPair{Key: k, Value: v})
 		}
 	}
 	if len(found) == 0 {

@@ -707,7 +707,6 @@ def _go_env() -> dict[str, str]:
     import os
 
     env = dict(os.environ)
-    env["GO111MODULE"] = "off"
     env.setdefault("GOCACHE", str(Path(tempfile.gettempdir()) / "muster-gocache"))
     return env
 

@@ -6,7 +6,7 @@ confd's store functions (memkv) scan every key on every call; muster's KVStore a
 from an index, with fast paths for clean keys and scans for the rest. This builds
 random key sets (clean, trailing-slash, double-slash, relative, dotted, glob-looking
 keys) and random queries (exists getv gets getvs ls lsdir with odd paths and
-patterns), answers them with memkv/main.go (a port of memkv's semantics onto Go's
+patterns), answers them with memkvscan/main.go (a port of memkv's semantics onto Go's
 path/sort packages) and with muster, and prints every difference.
 """
 
@@ -113,7 +113,7 @@ def main() -> int:
             queries.append({"keys": keys, "op": op, "arg": arg})
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "memkv"
-        subprocess.run(["go", "build", "-o", str(exe), str(HERE / "memkv" / "main.go")], check=True)
+        subprocess.run(["go", "build", "-o", str(exe), "./memkvscan"], check=True, cwd=HERE)
         proc = subprocess.run([str(exe)], input=json.dumps(queries).encode(), capture_output=True, check=True)
     answers = json.loads(proc.stdout)
     bad = 0

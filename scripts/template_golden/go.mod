@@ -1,0 +1,3 @@
+module templategolden
+
+go 1.19
