@@ -15,6 +15,7 @@ MODULES = [
     "muster.dnslookup",
     "muster.gotemplate.gotime",
     "muster.backends.file",
+    "muster.backends.filewatch",
     "muster.backends.env",
     "muster.backends.yamlkeys",
     "muster.render_cmd",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,41 @@ async def test_wait_on_a_union_of_prefixes_sees_changes_after_per_resource_reads
     await backend.get_values(["/b"])
     keys.write_text("a: {x: '1'}\nb: {z: '2'}\n")  # before the wait starts
     assert await asyncio.wait_for(backend.wait_changed(["/a", "/b"], None), 5) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+async def test_inotify_wakes_the_watch_at_once(tmp_path: Path) -> None:
+    # A poll interval of a minute: only an inotify event can end this wait in time.
+    keys = _write(tmp_path / "keys.yaml", "a: '1'\n")
+    backend = FileBackend(options=BackendOptions(files=(str(keys),)), poll_interval=60)
+    await backend.get_values(["/"])
+    waiter = asyncio.create_task(backend.wait_changed(["/"], None))
+    await asyncio.sleep(0.1)
+    replacement = _write(tmp_path / ".keys.yaml.swp", "a: '2'\n")
+    os.replace(replacement, keys)  # saved by rename, as editors do
+    assert await asyncio.wait_for(waiter, 5) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+async def test_inotify_covers_directories_created_while_waiting(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    _write(conf / "a.yaml", "a: '1'\n")
+    backend = FileBackend(options=BackendOptions(files=(str(conf),)), poll_interval=60)
+    await backend.get_values(["/"])
+    waiter = asyncio.create_task(backend.wait_changed(["/"], None))
+    await asyncio.sleep(0.1)
+    (conf / "sub").mkdir()  # wakes the watch, changes no key: it keeps waiting
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    _write(conf / "sub" / "b.yaml", "b: '1'\n")
+    assert await asyncio.wait_for(waiter, 5) is None
+
+
+async def test_polling_fallback(tmp_path: Path) -> None:
+    keys = _write(tmp_path / "keys.yaml", "a: '1'\n")
+    backend = FileBackend(options=BackendOptions(files=(str(keys),)), poll_interval=0.02, inotify=False)
+    await backend.get_values(["/"])
+    waiter = asyncio.create_task(backend.wait_changed(["/"], None))
+    await asyncio.sleep(0.1)
+    keys.write_text("a: '2'\n")
+    assert await asyncio.wait_for(waiter, 5) is None
