@@ -47,7 +47,23 @@ from muster.store import KVStore  # noqa: E402
 # Data
 
 
-KEYS = ["a", "b", "c", "name", "port", "host", "Z", "é", "10", "9", "x_y", "list", "m", ""]
+KEYS = [
+    "a",
+    "b",
+    "c",
+    "name",
+    "port",
+    "host",
+    "Z",
+    "é",
+    "10",
+    "9",
+    "x_y",
+    "list",
+    "m",
+    "",
+    "\U0001fae0",  # not a letter in any Unicode version: a bad character in a field name
+]
 STRINGS = [
     "",
     "a",
@@ -67,6 +83,12 @@ STRINGS = [
     "😀",
     "true",
     "  padded  ",
+    # Runes whose classes differ between Go 1.19's Unicode 13 and Python's newer tables,
+    # format/control/unassigned/private-use runes and the edges of the code space.
+    "\u0870\U0001fae0\u061d",
+    "\u00ad\u200b\ufeff\U000e0001",
+    "\u0378\ue000\U0010ffff",
+    "\x00\x1f\x85\u00a0\u3000",
 ]
 FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 8080.0, 1e6, 1234567.0, 1e-5, 0.0001, 3.14159, 1e21, 2.5e-7, 42.0, 255.0]
 
