@@ -2,10 +2,11 @@
 
 Most of a real template is text and actions that print a variable or a key of one
 (``{{ $service }}``, ``{{ $data.host }}``, ``{{ .name }}``). Walking those through the
-general evaluator costs a dozen Python calls each; a plan turns every child of a
-``ListNode`` into either its text or a closure ``op(state, dot)`` that handles the
-common, error-free case inline and otherwise hands the node to the executor, which
-then does exactly what Go does (errors and their positions included). Plans are
+general evaluator costs a dozen Python calls each; a plan turns the children of a
+``ListNode`` into steps: text, a closure ``op(state, dot)`` per action that writes the
+text before it and then handles the common, error-free case inline (otherwise it hands
+the node to the executor, which does exactly what Go does, errors and their
+positions included), or a direct ``(method, node)`` call for if/with/range/template. Plans are
 built once per execution and list node, so the fast paths never change behaviour,
 only the number of calls.
 """
@@ -80,20 +81,24 @@ def build_plan(
     them; their entries are direct ``(function, node)`` calls. ``funcs`` are the
     user's functions, for declarations that call one.
     """
-    return tuple(_plan_node(n, control, funcs) for n in lst.nodes)
-
-
-def _plan_node(
-    n: Node, control: Mapping[type[Node], Callable[[Any, Any, Any], None]], funcs: Mapping[str, GoFunc]
-) -> str | Op | Direct:
-    if type(n) is TextNode:
-        return n.text
-    if type(n) is ActionNode:
-        return _plan_action(n, funcs)
-    direct = control.get(type(n))
-    if direct is not None:
-        return (direct, n)
-    return _walker(n)
+    plan: list[str | Op | Direct] = []
+    text = ""  # text not yet emitted: it becomes the prefix of the next action's op
+    for n in lst.nodes:
+        if type(n) is TextNode:
+            text += n.text
+        elif type(n) is ActionNode:
+            # An action's op writes the text before it first: one plan step, not two.
+            plan.append(_plan_action(n, funcs, text))
+            text = ""
+        else:
+            if text:
+                plan.append(text)
+                text = ""
+            direct = control.get(type(n))
+            plan.append(_walker(n) if direct is None else (direct, n))
+    if text:
+        plan.append(text)
+    return tuple(plan)
 
 
 def _walker(n: Node) -> Op:
@@ -103,40 +108,47 @@ def _walker(n: Node) -> Op:
     return op
 
 
-def _general_action(n: ActionNode) -> Op:
+def _general_action(n: ActionNode, prefix: str) -> Op:
     def op(st: _Executor, dot: Any) -> None:
+        if prefix:
+            st.out.append(prefix)
         st.node = n
         st.walk_action(dot, n)
 
     return op
 
 
-def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc]) -> Op:
+def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc], prefix: str) -> Op:
+    """The op of an action, writing ``prefix`` (the text before it) first."""
     pipe = n.pipe
     if pipe is None or len(pipe.cmds) != 1:
-        return _general_action(n)
+        return _general_action(n, prefix)
     if pipe.decl:
         if pipe.is_assign:
-            return _general_action(n)
+            return _general_action(n, prefix)
         cmd = pipe.cmds[0]
         call = build_call(cmd, funcs) if type(cmd.args[0]) is IdentifierNode else None
-        return _declare(pipe, cmd, call, tuple(v.ident[0] for v in pipe.decl))
+        return _declare(pipe, cmd, call, tuple(v.ident[0] for v in pipe.decl), prefix)
     if len(pipe.cmds[0].args) != 1:
-        return _general_action(n)
+        return _general_action(n, prefix)
     arg = pipe.cmds[0].args[0]
     if type(arg) is VariableNode and len(arg.ident) <= 2:
-        return _print_variable(n, arg.ident[0], arg.ident[1] if len(arg.ident) == 2 else None)
+        return _print_variable(n, arg.ident[0], arg.ident[1] if len(arg.ident) == 2 else None, prefix)
     if type(arg) is FieldNode and len(arg.ident) == 1:
-        return _print_dot_key(n, arg.ident[0])
+        return _print_dot_key(n, arg.ident[0], prefix)
     if type(arg) is DotNode:
-        return _print_dot(n)
-    return _general_action(n)
+        return _print_dot(n, prefix)
+    return _general_action(n, prefix)
 
 
-def _declare(pipe: PipeNode, cmd: CommandNode, call: CallOp | None, names: tuple[str, ...]) -> Op:
+def _declare(
+    pipe: PipeNode, cmd: CommandNode, call: CallOp | None, names: tuple[str, ...], prefix: str
+) -> Op:
     """``{{$x := command}}``: evaluate the one command and push the variables."""
 
     def op(st: _Executor, dot: Any) -> None:
+        if prefix:
+            st.out.append(prefix)
         st.node = pipe
         v = st.eval_command(dot, cmd, MISSING_FINAL) if call is None else call(st, dot)
         if v is None:
@@ -160,10 +172,12 @@ def _emit(st: _Executor, n: ActionNode, dot: Any, v: Any) -> None:
         st.walk_action(dot, n)
 
 
-def _print_variable(n: ActionNode, name: str, key: str | None) -> Op:
+def _print_variable(n: ActionNode, name: str, key: str | None, prefix: str) -> Op:
     """``{{$x}}`` or ``{{$x.key}}``."""
 
     def op(st: _Executor, dot: Any) -> None:
+        if prefix:
+            st.out.append(prefix)
         for entry in reversed(st.vars):
             if entry[0] == name:
                 v = entry[1]
@@ -182,10 +196,12 @@ def _print_variable(n: ActionNode, name: str, key: str | None) -> Op:
     return op
 
 
-def _print_dot_key(n: ActionNode, key: str) -> Op:
+def _print_dot_key(n: ActionNode, key: str, prefix: str) -> Op:
     """``{{.key}}``."""
 
     def op(st: _Executor, dot: Any) -> None:
+        if prefix:
+            st.out.append(prefix)
         if type(dot) is dict:
             _emit(st, n, dot, dot.get(key, NO_VALUE))
         else:
@@ -195,10 +211,12 @@ def _print_dot_key(n: ActionNode, key: str) -> Op:
     return op
 
 
-def _print_dot(n: ActionNode) -> Op:
+def _print_dot(n: ActionNode, prefix: str) -> Op:
     """``{{.}}``."""
 
     def op(st: _Executor, dot: Any) -> None:
+        if prefix:
+            st.out.append(prefix)
         _emit(st, n, dot, dot)
 
     return op
