@@ -90,7 +90,8 @@ class Gen:
         if choice == 1:
             return f'(getv {self.path()} "dflt")'
         if choice == 2:
-            return f"({r.choice(['base', 'dir', 'toUpper', 'toLower', 'base64Encode'])} {self.string(depth + 1)})"
+            fn = r.choice(["base", "dir", "toUpper", "toLower", "base64Encode"])
+            return f"({fn} {self.string(depth + 1)})"
         if choice == 3:
             return f'(join {self.strings(depth + 1)} "{r.choice([",", "", "-"])}")'
         if choice == 4:
