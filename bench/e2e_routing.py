@@ -31,7 +31,7 @@ import aiohttp
 
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import free_port
-from muster.stack.up import Stack, UpOptions
+from muster.stack.local import Stack, UpOptions
 
 
 def pct(values: list[float], q: float) -> float:

@@ -13,8 +13,8 @@ import pytest
 
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available, free_port
+from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import nginx_available
-from muster.stack.up import Stack, UpOptions
 
 pytestmark = pytest.mark.skipif(not (nginx_available() and etcd_available()), reason="needs nginx and etcd")
 

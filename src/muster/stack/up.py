@@ -13,19 +13,16 @@ each by its own pid. Nothing is left running, even when startup fails half way.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -33,191 +30,17 @@ import click
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
 from muster.services import DEFAULT_ROOT, index_services
-from muster.stack.confd import DaemonProcess
 from muster.stack.demo import DemoServer
-from muster.stack.etcd import EtcdProcess, etcd_available, free_port
-from muster.stack.nginx import NginxProcess, nginx_available
-from muster.stack.stock import write_resource_for
+from muster.stack.etcd import etcd_available
+from muster.stack.local import Stack, UpOptions
+from muster.stack.nginx import nginx_available
 
-__all__ = ["Stack", "UpOptions", "run_up", "up"]
+__all__ = ["run_up", "up"]
 
 log = logging.getLogger(__name__)
 
 SERVICE = "hello"
 DEMO_TTL = 10
-
-
-@dataclass(frozen=True, slots=True)
-class UpOptions:
-    """``muster up``'s settings; the defaults are the command's."""
-
-    port: int = 8080
-    etcd_port: int = 2379
-    etcd_nodes: int = 1
-    backend: str = "etcdv3"
-    demo: int = 3
-    state_dir: Path = Path(".muster")
-    workers: int | str = "auto"
-
-
-@dataclass(slots=True)
-class Stack:
-    """The processes of one ``muster up``; ``start()`` and ``stop()`` are synchronous."""
-
-    opts: UpOptions
-    etcd: list[EtcdProcess] = field(default_factory=list)
-    nginx: NginxProcess | None = None
-    daemon: DaemonProcess | None = None
-
-    @property
-    def state(self) -> Path:
-        return self.opts.state_dir.absolute()
-
-    @property
-    def etcd_urls(self) -> list[str]:
-        return [m.client_url for m in self.etcd]
-
-    @property
-    def dest(self) -> Path:
-        assert self.nginx is not None
-        return self.nginx.dest
-
-    def start(self) -> None:
-        """Start etcd, nginx and the daemon; on failure stop what started and raise ``Error``."""
-        try:
-            self._start_etcd()
-            self._start_nginx()
-            self._start_daemon()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start_etcd(self) -> None:
-        base = self.state / "etcd"
-        # A fresh store each time: registrations are leases that died with the last run,
-        # and a member's stored peer URLs would not match this run's ports.
-        shutil.rmtree(base, ignore_errors=True)
-        n = self.opts.etcd_nodes
-        clients = _member_ports(self.opts.etcd_port, n)
-        peers = [free_port() for _ in range(n)]
-        names = [f"m{i}" for i in range(n)]
-        cluster = ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in zip(names, peers, strict=True))
-        for name, client, peer in zip(names, clients, peers, strict=True):
-            member = EtcdProcess(
-                base / name,
-                name=name,
-                client_port=client,
-                peer_port=peer,
-                initial_cluster=cluster,
-                cluster_token=f"muster-up-{os.getpid()}",
-            )
-            self.etcd.append(member)
-            _ensure_free(client, "--etcd-port")
-            member.start(wait=False)
-        for member in self.etcd:
-            member.wait_healthy(timeout=30.0)
-
-    def _start_nginx(self) -> None:
-        _ensure_free(self.opts.port, "--port")
-        self.nginx = NginxProcess(
-            self.state / "nginx",
-            port=self.opts.port,
-            status_port=free_port(),
-            worker_processes=self.opts.workers,
-            access_log=True,
-        )
-        # The listen line names the port, which may differ from the last run's.
-        with contextlib.suppress(OSError):
-            self.nginx.server_conf_path.unlink()
-        with contextlib.suppress(OSError):
-            self.dest.unlink()  # the last run's services are gone with its etcd
-        self.nginx.start()
-
-    def _start_daemon(self) -> None:
-        assert self.nginx is not None
-        confdir = self.state / "confd"
-        shutil.rmtree(confdir / "conf.d", ignore_errors=True)
-        nginx = self.nginx
-        write_resource_for(confdir, nginx)
-        self.daemon = DaemonProcess(
-            confdir, self.etcd_urls, backend=self.opts.backend, log_path=self.state / "logs" / "muster.log"
-        )
-        self.daemon.start()
-        self.daemon.wait_file(self.dest, timeout=30.0)
-        nginx.wait_serving(timeout=15.0)
-
-    def put(self, key: str, value: str) -> None:
-        """Write ``key`` in the keyspace the daemon reads (v3, or v2 with ``--backend etcd``)."""
-        self._etcd_call(key, value)
-
-    def delete(self, key: str) -> None:
-        """Delete ``key`` from the keyspace the daemon reads."""
-        self._etcd_call(key, None)
-
-    def _etcd_call(self, key: str, value: str | None) -> None:
-        url = self.etcd_urls[0]
-        if self.opts.backend == "etcd":
-            data = urllib.parse.urlencode({"value": value}).encode() if value is not None else None
-            req = urllib.request.Request(
-                f"{url}/v2/keys{urllib.parse.quote(key)}",
-                data=data,
-                method="PUT" if value is not None else "DELETE",
-            )
-            if data is not None:
-                req.add_header("Content-Type", "application/x-www-form-urlencoded")
-        else:
-            body = {"key": _b64(key)} | ({"value": _b64(value)} if value is not None else {})
-            path = "/v3/kv/put" if value is not None else "/v3/kv/deleterange"
-            req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode())
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                if not (value is None and exc.code == 404):  # v2: deleting a missing key
-                    raise Error(f"etcd refused {key}: {exc.read().decode(errors='replace')}") from None
-        except OSError as exc:
-            raise Error(f"etcd at {url} unreachable: {exc}") from exc
-
-    def dead(self) -> str | None:
-        """The name of a process that exited on its own, if any."""
-        if self.daemon is not None and not self.daemon.running:
-            return f"the muster daemon (log: {self.daemon.log_path})"
-        if self.nginx is not None and not self.nginx.running:
-            return f"nginx (log: {self.nginx.log_path})"
-        for member in self.etcd:
-            if not member.running:
-                return f"etcd {member.name} (log: {member.log_path})"
-        return None
-
-    def stop(self) -> None:
-        """Stop the daemon, nginx and etcd, in that order; safe to call twice."""
-        if self.daemon is not None:
-            self.daemon.stop()
-        if self.nginx is not None:
-            self.nginx.stop()
-        for member in self.etcd:
-            member.stop()
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _member_ports(first: int, n: int) -> list[int]:
-    """etcd's own convention for local clusters: 2379, 12379, 22379."""
-    ports = [first + 10000 * i for i in range(n)]
-    return ports if ports[-1] <= 65535 else [first] + [free_port() for _ in range(n - 1)]
-
-
-def _ensure_free(port: int, flag: str) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another with {flag}") from None
 
 
 # -- the running stack --------------------------------------------------------------------------
