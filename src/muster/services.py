@@ -27,6 +27,7 @@ the data plane uses it too, so both modes accept exactly the same entries.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import json
 import logging
@@ -269,6 +270,9 @@ class HostResolver:
 
     nginx resolves upstream names when it loads its config, and one name it cannot
     resolve fails the whole load; so an unresolvable name is treated like a bad value.
+    A lookup still running when its deadline passes counts as failed for this render but
+    keeps running: the next render takes its answer without waiting again, so a dead
+    resolver costs one deadline per name, not one per render.
     """
 
     def __init__(self, *, timeout: float = 2.0, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
@@ -276,38 +280,40 @@ class HostResolver:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._cache: dict[str, tuple[bool, float]] = {}
+        self._pending: dict[str, concurrent.futures.Future[bool]] = {}
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __call__(self, hosts: Collection[str]) -> set[str]:
         now = time.monotonic()
         ok: set[str] = set()
-        todo: list[str] = []
+        submitted: dict[concurrent.futures.Future[bool], str] = {}
         with self._lock:
             for host in hosts:
                 cached = self._cache.get(host)
                 if cached is not None and cached[1] > now:
                     if cached[0]:
                         ok.add(host)
-                else:
-                    todo.append(host)
-            if todo and self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
-            pool = self._pool
-        if not todo or pool is None:
-            return ok
-        futures = {pool.submit(_resolves, host): host for host in todo}
-        done, _ = concurrent.futures.wait(futures, timeout=self.timeout)
-        now = time.monotonic()
+                elif host not in self._pending:
+                    if self._pool is None:
+                        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
+                    future = self._pool.submit(_resolves, host)
+                    self._pending[host] = future
+                    future.add_done_callback(functools.partial(self._store, host))
+                    submitted[future] = host
+        if submitted:
+            concurrent.futures.wait(submitted, timeout=self.timeout)
+            with self._lock:
+                ok.update(host for host in submitted.values() if self._cache.get(host, (False, 0.0))[0])
+        return ok
+
+    def _store(self, host: str, future: concurrent.futures.Future[bool]) -> None:
+        good = not future.cancelled() and future.exception() is None and future.result()
         with self._lock:
-            for future, host in futures.items():
-                good = future in done and future.result()
-                self._cache[host] = (good, now + (self.ttl if good else self.negative_ttl))
-                if good:
-                    ok.add(host)
+            self._pending.pop(host, None)
             if len(self._cache) > 100_000:
                 self._cache.clear()
-        return ok
+            self._cache[host] = (good, time.monotonic() + (self.ttl if good else self.negative_ttl))
 
 
 def _resolves(host: str) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Collection
 
 import pytest
@@ -190,6 +191,33 @@ def test_host_resolver_caches_and_answers() -> None:
     resolver = HostResolver(timeout=5.0)
     assert resolver(["localhost", "nonexistent.invalid"]) == {"localhost"}
     assert resolver(["localhost"]) == {"localhost"}
+
+
+def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import muster.services as services
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow(host: str) -> bool:
+        calls.append(host)
+        release.wait(5)
+        return True
+
+    monkeypatch.setattr(services, "_resolves", slow)
+    resolver = HostResolver(timeout=0.05)
+    assert resolver(["slow.example"]) == set()  # past the deadline: left out this time
+    assert resolver(["slow.example"]) == set()  # still pending: no second wait, no second lookup
+    assert calls == ["slow.example"]
+    release.set()
+    for _ in range(100):
+        if resolver(["slow.example"]) == {"slow.example"}:
+            break
+        time.sleep(0.01)
+    assert resolver(["slow.example"]) == {"slow.example"}
+    assert calls == ["slow.example"]
 
 
 def test_reject_log_logs_each_key_once(caplog: pytest.LogCaptureFixture) -> None:
