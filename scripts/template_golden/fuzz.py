@@ -651,6 +651,76 @@ class ConfdGen(Gen):
         return super().field_chain()
 
 
+_TOKEN = __import__("re").compile(
+    r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|\'(?:[^\'\\\n]|\\.)+\'|-?\d[\w.+-]*|\.[\w]+|\$[\w]*'
+    r"|\{\{-? ?| ?-?\}\}|%[-+# 0]*\d*(?:\.\d*)?[a-zA-Z%]"
+)
+
+
+def mutate_template(rng: random.Random, src: str) -> str:
+    """A corpus template with a few tokens swapped for others of a similar kind, so
+    that the cases near the corpus's own (the ones hidden corpora hold) get tried."""
+    tokens = list(_TOKEN.finditer(src))
+    if not tokens:
+        return src
+    out = src
+    for m in sorted(rng.sample(tokens, min(len(tokens), rng.randint(1, 3))), key=lambda m: -m.start()):
+        tok = m.group()
+        if tok.startswith("{{"):
+            new = rng.choice(["{{", "{{- ", "{{ "])
+        elif tok.endswith("}}"):
+            new = rng.choice(["}}", " -}}", " }}"])
+        elif tok.startswith("%"):
+            new = "%" + rng.choice(FLAGS) + rng.choice(["", "5", "08", ".2", "-3.1"]) + rng.choice(VERBS)
+        elif tok[0] in '"`':
+            new = rng.choice(['""', '"a"', '"é"', '"%d"', '"10"', '"<a&b>"', "`x`", '"\\xff"', '"a b"'])
+        elif tok[0] == "'":
+            new = rng.choice(["'a'", "'\\n'", "'é'", "'\\x00'", "'\\U0001F600'"])
+        elif tok[0] == ".":
+            new = rng.choice([".a", ".b", ".l", ".m", ".s", ".n", ".missing", tok + ".x", "."])
+        elif tok[0] == "$":
+            new = rng.choice(["$", "$x", tok, "$.a"])
+        else:
+            new = rng.choice(
+                ["0", "1", "-1", "2", "1.5", "1e3", "0x10", "3", "99", "-0", "1e21", "9223372036854775807"]
+            )
+        out = out[: m.start()] + new + out[m.end() :]
+    return out
+
+
+def mutate_data(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    if rng.random() < 0.15:
+        return random_data(rng, min(depth + 1, 3))
+    if isinstance(value, dict):
+        out = {k: mutate_data(rng, v, depth + 1) for k, v in value.items()}
+        if rng.random() < 0.2:
+            out[rng.choice(KEYS)] = random_data(rng, 2)
+        return out
+    if isinstance(value, list):
+        out_l = [mutate_data(rng, v, depth + 1) for v in value]
+        if rng.random() < 0.2:
+            out_l.append(random_data(rng, 2))
+        return out_l
+    return value
+
+
+def corpus_case(rng: random.Random, cases: list[Path]) -> tuple[bytes, bytes | None]:
+    case = rng.choice(cases)
+    src = (case / "template.tmpl").read_bytes().decode("utf-8", "surrogateescape")
+    if rng.random() < 0.8:
+        src = mutate_template(rng, src)
+    data_file = case / "data.json"
+    data: bytes | None = data_file.read_bytes() if data_file.exists() else None
+    if data is not None and rng.random() < 0.6:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            value = None
+        if value is not None:
+            data = json.dumps(mutate_data(rng, value), ensure_ascii=False).encode()
+    return src.encode("utf-8", "surrogateescape"), data
+
+
 SOUP = (
     ["{{", "}}", "{{", "}}", "{{- ", " -}}", "{{-", "-}}", " ", " ", "  ", "\n", "\t", "\r\n"]
     + ["/*", "*/", '"', "`", "'", "(", ")", "|", ".", "$", "x", "é", ":=", "=", ",", "-", "+"]
@@ -775,10 +845,15 @@ def main() -> int:
     ap.add_argument("--soup", type=float, default=0.0, help="fraction of token-soup templates")
     ap.add_argument("--reuse", type=int, default=1, help="execute each parsed template over N data sets")
     ap.add_argument("--confd", type=float, default=0.0, help="fraction of confd cases (functions, keys)")
+    ap.add_argument(
+        "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
+    )
+    ap.add_argument("--mutate", type=float, default=0.0, help="fraction of mutated corpus cases")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
+    corpus = sorted(p for p in args.corpus.iterdir() if p.name.startswith("lang-")) if args.corpus else []
     stats = {"cases": 0, "ok": 0, "fail": 0, "mismatch": 0, "message": 0, "skipped": 0}
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_go(Path(tmp))
@@ -788,6 +863,10 @@ def main() -> int:
             cases = []
             _PARSED.clear()
             while len(cases) < n:
+                if corpus and rng.random() < args.mutate:
+                    src, mdata = corpus_case(rng, corpus)
+                    cases.append((src, mdata))
+                    continue
                 if rng.random() < args.confd:
                     text = ConfdGen(rng).template()
                     for _ in range(args.reuse):
