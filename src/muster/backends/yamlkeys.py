@@ -54,8 +54,9 @@ _SPECIAL: Final[dict[str, Any]] = {
 _YAML_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 # strconv.ParseInt(s, 0, 64) syntax once underscores are gone.
 _GO_INT: Final = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)")
-# strconv.ParseFloat syntax for a string that starts with "." (decimal only).
-_GO_DOT_FLOAT: Final = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+# strconv.ParseFloat syntax for a string that starts with "." (decimal only); Go
+# accepts single underscores between digits (underscoreOK).
+_GO_DOT_FLOAT: Final = re.compile(r"\.[0-9](_?[0-9])*([eE][-+]?[0-9](_?[0-9])*)?")
 
 
 def _go_parse_int(text: str) -> int | None:
@@ -119,7 +120,12 @@ def resolve_plain(value: str) -> Any:
 
 
 class _GoYamlLoader(yaml.SafeLoader):
-    """SafeLoader whose plain scalars are resolved by yaml.v2's rules, not PyYAML's."""
+    """SafeLoader whose plain scalars are resolved by yaml.v2's rules, not PyYAML's.
+
+    Tags decode as yaml.v2 decodes them into ``interface{}``: a ``!!set`` is a
+    mapping whose values are null, ``!!timestamp`` keeps its text, and unknown tags
+    are ignored.
+    """
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is yaml.ScalarNode and implicit[0] and value != "<<":
@@ -131,7 +137,30 @@ def _construct_plain(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     return resolve_plain(str(loader.construct_scalar(node)))
 
 
+def _construct_set(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    return loader.construct_mapping(node)
+
+
+def _construct_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    # yaml.v2 hands an explicit !!timestamp to interface{} as the original text.
+    return str(loader.construct_scalar(node))
+
+
+def _construct_unknown(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # yaml.v2 ignores tags it does not know and decodes the node by its kind.
+    if isinstance(node, yaml.ScalarNode):
+        return str(loader.construct_scalar(node))
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    return None
+
+
 _GoYamlLoader.add_constructor("!go-plain", _construct_plain)
+_GoYamlLoader.add_constructor("tag:yaml.org,2002:set", _construct_set)
+_GoYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
+_GoYamlLoader.add_constructor(None, _construct_unknown)
 
 
 def _go_scalar(value: Any) -> str | None:
