@@ -58,6 +58,8 @@ __all__ = [
     "Uint32",
     "Uint64",
     "Uintptr",
+    "append_cap",
+    "appended",
     "can_be_nil",
     "from_bytes",
     "go_backing",
@@ -485,16 +487,16 @@ def _roundupsize(size: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def json_array_cap(n: int) -> int:
-    """``cap()`` of an ``n``-element ``[]interface {}`` decoded by ``encoding/json``.
+def append_cap(n: int, elem_size: int) -> int:
+    """``cap()`` of a slice built by ``n`` one-at-a-time ``append`` calls from empty.
 
-    The decoder appends to ``make([]any, 0)``, so the capacity is where Go 1.19's
-    ``growslice`` (16-byte elements) left it: 3 elements have capacity 4, 513 have 848.
+    This is where Go 1.19's ``growslice`` leaves it for elements of ``elem_size``
+    bytes (8 for int, 16 for string or interface {}, 32 for a two-string struct):
+    doubling below 256 elements, ~1.25x above, each allocation rounded up to the
+    runtime's size class. Go's ``slice`` builtin can reach up to this capacity.
     """
     cap = 0
     while cap < n:
-        # growslice for one more element: double small slices, grow large ones by
-        # ~1.25x, then round the allocation up to its size class.
         needed, newcap = cap + 1, 2 * cap
         if needed > newcap:
             newcap = needed
@@ -502,8 +504,29 @@ def json_array_cap(n: int) -> int:
             newcap = cap
             while newcap < needed:
                 newcap += (newcap + 768) // 4
-        cap = _roundupsize(newcap * 16) // 16
+        cap = _roundupsize(newcap * elem_size) // elem_size
     return cap
+
+
+def json_array_cap(n: int) -> int:
+    """``cap()`` of an ``n``-element ``[]interface {}`` decoded by ``encoding/json``.
+
+    The decoder appends to ``make([]any, 0)``: 3 elements have capacity 4, 513 have 848.
+    """
+    return append_cap(n, 16)
+
+
+def appended(items: Iterable[Any], elem: str, elem_size: int, zero: Any = None) -> GoSlice:
+    """A ``GoSlice`` as Go's ``append`` builds it one element at a time from nil.
+
+    Its capacity is ``append_cap`` (the tail holds ``zero``, the element type's zero
+    value, e.g. ``""``); with no items it is a nil slice, as ``var s []T`` stays.
+    ``appended(keys, "string", 16, "")`` is confd's ``ls`` result.
+    """
+    values = list(items)
+    if not values:
+        return GoSlice((), elem, nil=True)
+    return GoSlice(values, elem, tail=[zero] * (append_cap(len(values), elem_size) - len(values)))
 
 
 def go_cap(s: list[Any]) -> int:

@@ -14,6 +14,8 @@ from muster.gotemplate.values import (
     NoValue,
     Uint8,
     Uint16,
+    append_cap,
+    appended,
     can_be_nil,
     from_bytes,
     go_backing,
@@ -141,3 +143,26 @@ def test_cap_and_backing_of_slices() -> None:
     assert go_cap(s) == 3 and len(s) == 1
     assert go_backing(s) == ["a", "b", "c"]
     assert go_cap(GoSlice([1, 2], "int")) == 2
+
+
+# (n, cap) after n appends from nil, printed by Go 1.19: []byte, []int, []string, []struct{K, V string}.
+_GO_APPEND_CAPS = [
+    (1, 8, 1, 1, 1), (2, 8, 2, 2, 2), (3, 8, 4, 4, 4), (4, 8, 4, 4, 4), (5, 8, 8, 8, 8),
+    (9, 16, 16, 16, 16), (17, 32, 32, 32, 32), (100, 128, 128, 128, 128), (256, 256, 256, 256, 256),
+    (257, 512, 512, 512, 512), (513, 896, 848, 848, 852), (849, 896, 1280, 1280, 852),
+    (1000, 1408, 1280, 1280, 1280), (2000, 2048, 2560, 2560, 2560), (5000, 5376, 5120, 5120, 6400),
+    (100000, 131072, 110592, 117760, 107264),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", _GO_APPEND_CAPS)
+def test_append_cap_matches_go(row: tuple[int, int, int, int, int]) -> None:
+    n, *caps = row
+    assert [append_cap(n, size) for size in (1, 8, 16, 32)] == caps
+
+
+def test_appended_builds_go_slices() -> None:
+    s = appended(["a", "b", "c"], "string", 16, "")
+    assert s == ["a", "b", "c"] and go_cap(s) == 4 and go_backing(s) == ["a", "b", "c", ""]
+    empty = appended([], "string", 16, "")
+    assert empty == [] and empty.nil and go_type_name(empty) == "[]string"
