@@ -88,7 +88,11 @@ type T struct {
 	Uthree, Ufour   uint
 	NegOne, Three   int
 	Map, NonNilMap  map[int]int
+	NKV             KVs
 }
+
+// KVs is a named slice type, as confd's memkv.KVPairs.
+type KVs []KV
 
 func (t *T) Method0() string                   { return "M0" }
 func (t *T) Method1(a int) int                 { return a }
@@ -148,6 +152,7 @@ var tVal = &T{
 	NegOne:          -1,
 	Three:           3,
 	NonNilMap:       map[int]int{},
+	NKV:             KVs{{"a", "1"}, {"b", "2"}},
 }
 
 func add(args ...int) int {
@@ -183,22 +188,24 @@ var funcs = template.FuncMap{
 	"valueString": func(v string) string { return "value is ignored" },
 	"zeroArgs":    func() string { return "zeroArgs" },
 	// muster's additions.
-	"boom":  func() (string, error) { return "", errors.New("boom") },
-	"nilf":  func() any { return nil },
-	"u8":    func(x uint8) uint8 { return x },
-	"i8":    func(x int8) int8 { return x },
-	"i64":   func(x int64) int64 { return x },
-	"f64":   func(x float64) float64 { return x },
-	"cplx":  func(x complex128) complex128 { return x },
-	"bf":    func(b bool) bool { return !b },
-	"join":  strings.Join,
-	"ss":    func() []string { return []string{"a", "b"} },
-	"mss":   func() map[string]string { return map[string]string{"k": "v"} },
-	"kv":    func() KV { return KV{"k", "v"} },
-	"kvp":   func() *KV { return &KV{"k", "v"} },
-	"adder": func() func(int, int) int { return func(a, b int) int { return a + b } },
-	"addf":  func(a, b int) int { return a + b },
-	"kvKey": func(kv KV) string { return kv.Key },
+	"boom":   func() (string, error) { return "", errors.New("boom") },
+	"nilf":   func() any { return nil },
+	"u8":     func(x uint8) uint8 { return x },
+	"i8":     func(x int8) int8 { return x },
+	"i64":    func(x int64) int64 { return x },
+	"f64":    func(x float64) float64 { return x },
+	"cplx":   func(x complex128) complex128 { return x },
+	"bf":     func(b bool) bool { return !b },
+	"join":   strings.Join,
+	"ss":     func() []string { return []string{"a", "b"} },
+	"mss":    func() map[string]string { return map[string]string{"k": "v"} },
+	"kv":     func() KV { return KV{"k", "v"} },
+	"kvp":    func() *KV { return &KV{"k", "v"} },
+	"adder":  func() func(int, int) int { return func(a, b int) int { return a + b } },
+	"addf":   func(a, b int) int { return a + b },
+	"kvKey":  func(kv KV) string { return kv.Key },
+	"kvsLen": func(kvs []KV) int { return len(kvs) },
+	"kvsFn":  func() func([]KV) int { return func(kvs []KV) int { return len(kvs) } },
 }
 
 // unsupported names exec_test.go rows may use that the Python fixture lacks.

@@ -32,6 +32,7 @@ from muster.gotemplate.plan import MISSING_FINAL
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
+    GoSlice,
     GoStruct,
     can_be_nil,
     go_kind,
@@ -215,6 +216,9 @@ class Calls:
                 return value
             # A pointer to a struct dereferences to the struct parameter.
             if isinstance(value, GoStruct) and value.go_pointer and value.go_type == typ:
+                return value
+            # A named slice type is assignable to its unnamed underlying type.
+            if isinstance(value, GoSlice) and value.name and typ == "[]" + value.elem:
                 return value
         self.errorf(f"wrong type for value; expected {typ}; got {vt}")
 

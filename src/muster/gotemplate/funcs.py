@@ -125,7 +125,7 @@ def _prepare_arg(value: Any, arg_type: str) -> Any:
     if arg_type in ("interface {}", "any"):
         return value
     vt = go_type_name(value)
-    if vt == arg_type:
+    if vt == arg_type or (isinstance(value, GoSlice) and value.name and arg_type == "[]" + value.elem):
         return value
     if _is_go_int(value) and go_kind(arg_type) in ("int", "uint"):
         return make_int(arg_type, value)
@@ -202,7 +202,8 @@ def _slice(item: Any, *indexes: Any) -> Any:
     end = idx[2] if len(indexes) == 3 else cap
     # Slicing a nil slice (only ever [0:0]) keeps its nil data pointer.
     is_nil = isinstance(item, GoSlice) and item.nil
-    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end], nil=is_nil)
+    name = item.name if isinstance(item, GoSlice) else ""
+    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end], nil=is_nil, name=name)
 
 
 def _length(item: Any) -> int:

@@ -165,10 +165,12 @@ class GoSlice(list[Any]):
     Its capacity is its length unless ``tail`` holds the elements of the backing
     array between length and capacity, which ``slice`` can reach (Go's ``s[i:j]``
     bounds ``j`` by ``cap(s)``). ``nil=True`` makes it a nil slice: empty, but equal
-    to ``nil`` for ``eq``.
+    to ``nil`` for ``eq``. ``name`` is the slice's named type, if it has one (confd's
+    ``memkv.KVPairs`` is a ``[]memkv.KVPair``): ``%T`` prints it, and the value stays
+    assignable to parameters of the unnamed type, as in Go.
     """
 
-    __slots__ = ("elem", "tail", "nil")
+    __slots__ = ("elem", "tail", "nil", "name")
 
     def __init__(
         self,
@@ -177,11 +179,13 @@ class GoSlice(list[Any]):
         *,
         tail: Iterable[Any] = (),
         nil: bool = False,
+        name: str = "",
     ) -> None:
         super().__init__(items)
         self.elem = elem
         self.tail = tuple(tail)
         self.nil = nil
+        self.name = name
 
 
 class GoMap(dict[Any, Any]):
@@ -303,7 +307,7 @@ def go_type_name(value: Any) -> str:
         case str():
             return "string"
         case GoSlice():
-            return f"[]{value.elem}"
+            return value.name or f"[]{value.elem}"
         case list():
             return "[]interface {}"
         case GoMap():

@@ -74,7 +74,7 @@ class Temp(GoStruct):
 _FIELDS = (
     "True I U16 X S FloatZero ComplexZero U SI SIEmpty SB SS MSI MSIone MSIEmpty MII MI32S MI64S "
     "MUI32S MUI64S MI8S MUI8S SMSI Empty0 Empty1 Empty2 Empty3 Empty4 BinaryFunc VariadicFunc "
-    "VariadicFuncInt ErrFunc KV SKV Temp Uthree Ufour NegOne Three Map NonNilMap"
+    "VariadicFuncInt ErrFunc KV SKV Temp Uthree Ufour NegOne Three Map NonNilMap NKV"
 ).split()
 
 
@@ -134,6 +134,7 @@ class T(GoStruct):
         self.Three = 3
         self.Map = GoMap({}, "int", "int", nil=True)
         self.NonNilMap = GoMap({}, "int", "int")
+        self.NKV = GoSlice([KV("a", "1"), KV("b", "2")], "main.KV", name="main.KVs")
 
     @go_method()
     def Method0(self) -> str:
@@ -209,6 +210,8 @@ FUNCS: dict[str, GoFunc] = {
     "adder": GoFunc(lambda: GoFunc(lambda a, b: a + b, ("int", "int"))),
     "addf": GoFunc(lambda a, b: a + b, ("int", "int")),
     "kvKey": GoFunc(lambda kv: kv.Key, ("main.KV",)),
+    "kvsLen": GoFunc(len, ("[]main.KV",)),
+    "kvsFn": GoFunc(lambda: GoFunc(len, ("[]main.KV",))),
 }
 
 
