@@ -91,3 +91,36 @@ def test_up_serves_the_demo_and_sigint_stops_every_process(tmp_path: Path, backe
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_up_after_a_killed_run_stops_what_it_left_and_starts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    cmd = [sys.executable, "-m", "muster", "up", "--port", str(port), "--etcd-port", str(free_port()),
+           "--state-dir", str(state), "--demo", "1"]  # fmt: skip
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second: subprocess.Popen[str] | None = None
+    try:
+        read_until(first, "Ctrl-C stops everything", timeout=90)
+        master = int((state / "nginx" / "nginx.pid").read_text())
+        first.kill()  # no chance to clean up: etcd, nginx and the daemon run on
+        first.communicate()
+        assert processes_mentioning(str(state))
+        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = read_until(second, "Ctrl-C stops everything", timeout=90)
+        assert "an earlier muster up" in out
+        assert process_group(master) == []  # the old nginx and its workers are gone
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
+            assert resp.read().decode().strip() == "hello-1"
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=60)
+        assert second.returncode == 0
+        assert processes_mentioning(str(state)) == []
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        from muster.stack.local import leftover_processes, stop_processes
+
+        stop_processes(leftover_processes(state))

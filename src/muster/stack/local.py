@@ -14,7 +14,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,7 +29,7 @@ from muster.stack.etcd import EtcdProcess, free_port
 from muster.stack.nginx import NginxProcess
 from muster.stack.stock import write_resource_for
 
-__all__ = ["Stack", "UpOptions"]
+__all__ = ["Stack", "UpOptions", "leftover_processes", "stop_processes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +197,62 @@ def _member_ports(first: int, n: int) -> list[int]:
 
 def _ensure_free(port: int, flag: str) -> None:
     with socket.socket() as sock:
+        # As the servers themselves do: connections of a process just stopped, lingering in
+        # TIME_WAIT, must not count as the port being taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another with {flag}") from None
+
+
+def leftover_processes(state: Path) -> list[int]:
+    """Processes whose command line names a path inside ``state``: what a killed run left.
+
+    etcd's data directory, nginx's prefix and the daemon's confdir all lie inside the
+    state directory, so nothing else matches.
+    """
+    inside = str(state.absolute()).rstrip("/") + "/"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        # nginx rewrites its arguments into one title ("nginx: master process ... -p DIR/"),
+        # so match a path at the start of any space-separated word.
+        if (" " + " ".join(args)).find(" " + inside) >= 0:
+            found.append(int(entry))
+    return found
+
+
+def stop_processes(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM each process and its group (nginx's workers), SIGKILL what is left after ``timeout``."""
+    leaders = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:  # nginx's master (its workers share its group), etcd, the daemon
+                leaders.add(pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        for pid in leaders:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not any(_running(pid) for pid in pids):
+            return
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

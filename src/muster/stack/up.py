@@ -32,7 +32,7 @@ from muster.log import configure, kv
 from muster.services import DEFAULT_ROOT, index_services
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available
-from muster.stack.local import Stack, UpOptions
+from muster.stack.local import Stack, UpOptions, leftover_processes, stop_processes
 from muster.stack.nginx import nginx_available
 
 __all__ = ["run_up", "up"]
@@ -190,7 +190,7 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> in
     stack = Stack(opts)
     stop = asyncio.Event()
     status = 0
-    lock = _take_lock(stack.state)
+    lock = _take_lock(stack.state, say)
     try:
         with capture_signals(stop, lambda: None):
             members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
@@ -225,8 +225,9 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> in
     return status
 
 
-def _take_lock(state: Path) -> Path:
-    """Refuse to run twice on one state directory; a lock left by a killed run is taken over."""
+def _take_lock(state: Path, say: Callable[[str], None]) -> Path:
+    """Refuse to run twice on one state directory; a lock left by a killed run is taken over,
+    and the processes that run left behind (etcd, nginx, the daemon) are stopped first."""
     state.mkdir(parents=True, exist_ok=True)
     lock = state / "muster-up.pid"
     try:
@@ -237,11 +238,25 @@ def _take_lock(state: Path) -> Path:
         try:
             os.kill(other, 0)
         except ProcessLookupError:
-            pass
+            left = leftover_processes(state)
+            if left:
+                names = ", ".join(sorted({_process_name(pid) for pid in left}))
+                say(f"stopping what an earlier muster up (pid {other}) left running: {names}...")
+                stop_processes(left)
         else:
             raise ConfigError(f"muster up (pid {other}) is already running with state directory {state}")
     lock.write_text(f"{os.getpid()}\n")
     return lock
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return str(pid)
+    name = os.path.basename(args[0])
+    return "muster confd" if "confd" in args[1:4] else name
 
 
 @click.command("up")
