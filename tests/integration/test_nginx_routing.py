@@ -272,3 +272,22 @@ async def test_hostile_values_stay_out_and_the_config_stays_valid(
         finally:
             for key in [*hostile, "/services/mixed/servers/later"]:
                 routing.delete(key)
+
+
+async def test_a_server_that_dies_unannounced_costs_no_failed_request(routing: Routing) -> None:
+    async with DemoServer("alive") as alive:
+        dead = DemoServer("dead")
+        await dead.start()
+        nodes = [routing.etcd.client_url]
+        async with (
+            registration("crashy", "127.0.0.1", alive.port, server_id="alive", ttl=30, nodes=nodes) as r1,
+            registration("crashy", "127.0.0.1", dead.port, server_id="dead", ttl=30, nodes=nodes) as r2,
+        ):
+            await r1.wait_registered()
+            await r2.wait_registered()
+            await routing.wait_change_live(f"127.0.0.1:{dead.port}")
+            await dead.stop()  # still registered: nginx finds out by connecting
+            async with aiohttp.ClientSession() as session:
+                results = [await fetch(session, f"{routing.nginx.url}/crashy/") for _ in range(50)]
+            # proxy_next_upstream retries the refused connection on the other server.
+            assert results == [(200, "alive\n")] * 50
