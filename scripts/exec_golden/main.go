@@ -49,6 +49,11 @@ type Temp struct {
 
 func (t Temp) String() string { return fmt.Sprintf("%dC", t.Deg) }
 
+// Amp is a Stringer through its pointer whose text starts with "&".
+type Amp struct{ N int }
+
+func (a *Amp) String() string { return fmt.Sprintf("&amp%d", a.N) }
+
 // T is a subset of exec_test.go's T: what muster's value model can mirror.
 type T struct {
 	True            bool
@@ -206,6 +211,8 @@ var funcs = template.FuncMap{
 	"kvKey":  func(kv KV) string { return kv.Key },
 	"kvsLen": func(kvs []KV) int { return len(kvs) },
 	"kvsFn":  func() func([]KV) int { return func(kvs []KV) int { return len(kvs) } },
+	"tempp":  func() *Temp { return &Temp{5} },
+	"amp":    func() *Amp { return &Amp{1} },
 }
 
 // unsupported names exec_test.go rows may use that the Python fixture lacks.

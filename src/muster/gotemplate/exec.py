@@ -484,9 +484,9 @@ class _State(Calls):
             except RecursionError:
                 self.node = n
                 self.errorf("value nested too deeply to print")
-            if isinstance(v, GoStruct) and v.go_pointer and text.startswith("&"):
+            if isinstance(v, GoStruct) and v.go_pointer and not _has_string_method(v):
                 # printableValue prints the struct a pointer points to, not &{...}.
-                text = text[1:]
+                text = text.removeprefix("&")
             self.out.append(text)
 
 
@@ -501,6 +501,11 @@ _CONTROL: Final[dict[type[Node], Callable[[Any, Any, Any], None]]] = {
     RangeNode: _State.walk_range,
     TemplateNode: _State.walk_template,
 }
+
+
+def _has_string_method(v: GoStruct) -> bool:
+    """Whether a struct is a fmt.Stringer (a zero-argument ``String`` go_method)."""
+    return getattr(getattr(type(v), "String", None), "__go_params__", None) == ()
 
 
 def _holds_interfaces(container: Any) -> bool:

@@ -71,6 +71,23 @@ class Temp(GoStruct):
         return f"{self.Deg}C"
 
 
+class TempPtr(Temp):
+    go_pointer = True
+
+
+class Amp(GoStruct):
+    go_type = "main.Amp"
+    go_fields = ("N",)
+    go_pointer = True
+
+    def __init__(self, n: int) -> None:
+        self.N = n
+
+    @go_method()
+    def String(self) -> str:
+        return f"&amp{self.N}"
+
+
 _FIELDS = (
     "True I U16 X S FloatZero ComplexZero U SI SIEmpty SB SS MSI MSIone MSIEmpty MII MI32S MI64S "
     "MUI32S MUI64S MI8S MUI8S SMSI Empty0 Empty1 Empty2 Empty3 Empty4 BinaryFunc VariadicFunc "
@@ -210,6 +227,8 @@ FUNCS: dict[str, GoFunc] = {
     "adder": GoFunc(lambda: GoFunc(lambda a, b: a + b, ("int", "int"))),
     "addf": GoFunc(lambda a, b: a + b, ("int", "int")),
     "kvKey": GoFunc(lambda kv: kv.Key, ("main.KV",)),
+    "tempp": GoFunc(lambda: TempPtr(5)),
+    "amp": GoFunc(lambda: Amp(1)),
     "kvsLen": GoFunc(len, ("[]main.KV",)),
     "kvsFn": GoFunc(lambda: GoFunc(len, ("[]main.KV",))),
 }
