@@ -102,7 +102,7 @@ def _param(case: Path) -> Any:
 
 
 def test_cases_are_present() -> None:
-    assert len(REALISTIC) >= 8
+    assert len(REALISTIC) >= 20
     for case in REALISTIC + FUZZ:
         goldens = [(case / name).exists() for name in ("expected.out", "expected.err")]
         assert sum(goldens) == 1, f"{case.name}: exactly one of expected.out/expected.err"
