@@ -318,7 +318,14 @@ class _State(Calls):
         cmds = pipe.cmds
         value: Any
         if len(cmds) == 1:
-            value = self.eval_command(dot, cmds[0], _MISSING)
+            cmd = cmds[0]
+            first = cmd.args[0]
+            if type(first) is VariableNode and len(first.ident) == 1 and len(cmd.args) == 1:
+                # A lone $x, the commonest if/range/with pipeline: eval_variable_node inlined.
+                self.node = first
+                value = self.var_entry(first.ident[0])[1]
+            else:
+                value = self.eval_command(dot, cmd, _MISSING)
         else:
             value = _MISSING
             for cmd in cmds:
