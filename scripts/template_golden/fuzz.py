@@ -171,6 +171,8 @@ class Gen:
                 "<",
                 "\t",
                 "listen 80;\n",
+                "\udcff",  # a raw invalid byte (0xff): templates are bytes, not always UTF-8
+                "\udce6\udc97",  # a cut UTF-8 sequence
             ]
         )
 
@@ -253,6 +255,8 @@ class Gen:
                 '"a b"',
                 '"\\\\"',
                 '"{{"',
+                '"\udcff\udcfe"',
+                "`\udcc3`",
             ]
         )
 
@@ -822,6 +826,8 @@ def go_render(exe: Path, cases: list[tuple[bytes, Any]]) -> list[dict[str, Any]]
         for line in lines:
             r = json.loads(line)
             r["out"] = base64.b64decode(r["out"]) if r["out"] else b""
+            # Messages compare as text; invalid bytes in them as surrogate escapes.
+            r["err"] = base64.b64decode(r["err"]).decode("utf-8", "surrogateescape") if r["err"] else ""
             results.append(r)
     return results
 
@@ -870,10 +876,10 @@ def main() -> int:
                 if rng.random() < args.confd:
                     text = ConfdGen(rng).template()
                     for _ in range(args.reuse):
-                        cases.append((text.encode("utf-8"), random_keys(rng)))
+                        cases.append((text.encode("utf-8", "surrogateescape"), random_keys(rng)))
                     continue
                 text = soup(rng) if rng.random() < args.soup else Gen(rng).template()
-                src = text.encode("utf-8")
+                src = text.encode("utf-8", "surrogateescape")
                 for _ in range(args.reuse):
                     data = random_top_data(rng)
                     encoded = None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5)
@@ -895,12 +901,11 @@ def main() -> int:
                                 "MESSAGE",
                                 json.dumps(
                                     {
-                                        "tmpl": src.decode(),
+                                        "tmpl": src.decode("utf-8", "replace"),
                                         "data": _show(data),
                                         "go": g["err"],
                                         "muster": m["err"],
                                     },
-                                    ensure_ascii=False,
                                 ),
                             )
                     continue
@@ -909,14 +914,13 @@ def main() -> int:
                     "MISMATCH",
                     json.dumps(
                         {
-                            "tmpl": src.decode(),
+                            "tmpl": src.decode("utf-8", "replace"),
                             "data": _show(data),
                             "go": g["err"] or g["out"].decode("utf-8", "replace"),
                             "go_ok": g["ok"],
                             "muster": m["err"] or m["out"].decode("utf-8", "replace"),
                             "muster_ok": m["ok"],
                         },
-                        ensure_ascii=False,
                     ),
                     flush=True,
                 )

@@ -59,7 +59,7 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 type result struct {
 	OK    bool   `json:"ok"`
 	Out   []byte `json:"out"`
-	Err   string `json:"err"`
+	Err   []byte `json:"err"` // bytes, as a message may quote invalid UTF-8
 	Phase string `json:"phase"`
 }
 
@@ -68,7 +68,7 @@ type result struct {
 func render(src []byte, dataJSON []byte, keys map[string]string) (res result) {
 	defer func() {
 		if r := recover(); r != nil {
-			res = result{Err: fmt.Sprint(r), Phase: "panic"}
+			res = result{Err: []byte(fmt.Sprint(r)), Phase: "panic"}
 		}
 	}()
 	var data interface{}
@@ -83,14 +83,14 @@ func render(src []byte, dataJSON []byte, keys map[string]string) (res result) {
 	}
 	tmpl, err := tmpl.Parse(string(src))
 	if err != nil {
-		return result{Err: err.Error(), Phase: "parse"}
+		return result{Err: []byte(err.Error()), Phase: "parse"}
 	}
 	var buf limitedBuffer
 	if err := tmpl.Execute(&buf, data); err != nil {
 		if err == errTooLong {
-			return result{Err: err.Error(), Phase: "limit"}
+			return result{Err: []byte(err.Error()), Phase: "limit"}
 		}
-		return result{Err: err.Error(), Phase: "exec"}
+		return result{Err: []byte(err.Error()), Phase: "exec"}
 	}
 	return result{OK: true, Out: buf.Bytes()}
 }
@@ -116,7 +116,7 @@ func batch(timeout time.Duration) error {
 				return err
 			}
 		case <-time.After(timeout):
-			enc.Encode(result{Err: "timeout", Phase: "timeout"})
+			enc.Encode(result{Err: []byte("timeout"), Phase: "timeout"})
 			os.Exit(3)
 		}
 	}
@@ -174,14 +174,14 @@ func goldens(dir string, check bool) error {
 		}
 		res := render(src, data, keys)
 		if res.Phase == "panic" || res.Phase == "limit" {
-			return fmt.Errorf("%s: %s: %s", caseDir, res.Phase, res.Err)
+			return fmt.Errorf("%s: %s: %s", caseDir, res.Phase, string(res.Err))
 		}
 		outPath := filepath.Join(caseDir, "expected.out")
 		errPath := filepath.Join(caseDir, "expected.err")
 		keep, drop, body := outPath, errPath, res.Out
 		if !res.OK {
 			keep, drop, body = errPath, outPath, []byte("error\n")
-			fmt.Fprintf(os.Stderr, "%s: %s\n", name, res.Err)
+			fmt.Fprintf(os.Stderr, "%s: %s\n", name, string(res.Err))
 		}
 		if check {
 			old, err := readOptional(keep)
