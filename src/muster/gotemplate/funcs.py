@@ -451,9 +451,12 @@ def _urlquery(*args: Any) -> str:
 
 def _printf(format: str, *args: Any) -> str:
     """fmt.Sprintf; formats of plain ``%s`` verbs over strings skip the full printer."""
-    if format.count("%") == len(args) and all(type(a) is str for a in args):
+    if format.count("%") == len(args) and "%" not in format.replace("%s", ""):
         # Every % is a bare %s: Go's %s of a string is the string itself.
-        if "%" not in format.replace("%s", ""):
+        for a in args:
+            if type(a) is not str:
+                break
+        else:
             return format % args
     return gofmt.sprintf(format, *args)
 

@@ -187,6 +187,8 @@ def _print_variable(n: ActionNode, name: str, key: str | None, prefix: str) -> O
                     v = v.get(key, NO_VALUE)
                 if type(v) is str:
                     st.out.append(v)
+                elif type(v) is float and v and -1e6 < v < 1e6 and v.is_integer():
+                    st.out.append(str(int(v)))  # a JSON port number: see format_printed
                 else:
                     _emit(st, n, dot, v)
                 return
