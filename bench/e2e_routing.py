@@ -4,14 +4,15 @@ Prints:
 
 * registration to first routed request, p50/p95/max over N samples, for a new service
   (a structure change: render, whole-config check, reload) and for a new server of an
-  existing service (the same path with the reload data plane);
+  existing service (the same path with the reload data plane); with ``--background``,
+  again with 1,000 or 3,000 services registered (confd: 0.8 s and 6.7 s);
 * churn: ``wrk -t2 -c20`` through nginx for D seconds while one server of the loaded
   service joins and leaves every 500 ms: requests, non-2xx answers, socket errors and
   reloads (the seed's confd stack: about 80,000 requests, 50-80 socket errors, 60 reloads);
   once with the backends in a process of their own, once inside this one (where, for
   reasons not yet understood, wrk sees a few read errors per reload).
 
-    python bench/e2e_routing.py [--samples 30] [--churn 20] [--backend etcdv3|etcd]
+    python bench/e2e_routing.py [--samples 30] [--churn 20] [--backend etcdv3|etcd] [--background 1000 3000]
 """
 
 from __future__ import annotations
@@ -65,32 +66,69 @@ async def settle(stack: Stack) -> None:
     await asyncio.sleep(1.0)
 
 
-async def latency(stack: Stack, samples: int) -> tuple[list[float], list[float]]:
+async def latency(
+    stack: Stack, samples: int, *, first: str = "", new_server: bool = True
+) -> tuple[list[float], list[float]]:
     assert stack.nginx is not None
     url = stack.nginx.url
     new_service: list[float] = []
-    new_server: list[float] = []
+    new_servers: list[float] = []
     connector = aiohttp.TCPConnector(force_close=True)  # each poll on a fresh connection
     async with aiohttp.ClientSession(connector=connector) as session, DemoServer("base") as base:
         value = json.dumps({"host": "127.0.0.1", "port": base.port})
         await asyncio.to_thread(stack.put, "/services/pool/servers/base", value)
-        await first_routed(session, f"{url}/pool/", "base\n")
+        await first_routed(session, f"{url}/pool/", "base\n", timeout=60)
         for i in range(samples):
             async with DemoServer(f"svc{i}") as server:
                 value = json.dumps({"host": "127.0.0.1", "port": server.port})
                 await settle(stack)
-                put = asyncio.create_task(asyncio.to_thread(stack.put, f"/services/lat{i}/servers/a", value))
-                new_service.append(await first_routed(session, f"{url}/lat{i}/", f"svc{i}\n"))
+                name = f"lat{first}{i}"
+                put = asyncio.create_task(asyncio.to_thread(stack.put, f"/services/{name}/servers/a", value))
+                new_service.append(await first_routed(session, f"{url}/{name}/", f"svc{i}\n"))
                 await put
+            if not new_server:
+                continue
             async with DemoServer(f"srv{i}") as server:
                 value = json.dumps({"host": "127.0.0.1", "port": server.port})
                 await settle(stack)
                 key = f"/services/pool/servers/s{i}"
                 put = asyncio.create_task(asyncio.to_thread(stack.put, key, value))
-                new_server.append(await first_routed(session, f"{url}/pool/", f"srv{i}\n"))
+                new_servers.append(await first_routed(session, f"{url}/pool/", f"srv{i}\n"))
                 await put
                 await asyncio.to_thread(stack.delete, key)
-    return new_service, new_server
+    return new_service, new_servers
+
+
+def preload(stack: Stack, services: int) -> None:
+    """Register ``services`` services of 3 servers each, 128 keys per etcd v3 transaction."""
+    import base64
+    import urllib.request
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    puts = [
+        (
+            f"/services/bg{i}/servers/s{j}",
+            json.dumps({"host": f"10.{i // 250 % 250}.{i % 250}.{j + 1}", "port": 8080}),
+        )
+        for i in range(services)
+        for j in range(3)
+    ]
+    for start in range(0, len(puts), 128):
+        ops = [{"requestPut": {"key": b64(k), "value": b64(v)}} for k, v in puts[start : start + 128]]
+        body = json.dumps({"success": ops}).encode()
+        req = urllib.request.Request(f"{stack.etcd_urls[0]}/v3/kv/txn", data=body)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
+
+
+async def wait_rendered(stack: Stack, needle: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in stack.dest.read_text():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{needle!r} never rendered")
+        await asyncio.sleep(0.1)
 
 
 def parse_wrk(output: str) -> dict[str, int]:
@@ -186,6 +224,10 @@ async def main() -> None:
     parser.add_argument("--churn", type=int, default=20, help="seconds of churn under load (0: skip)")
     parser.add_argument("--backend", choices=["etcdv3", "etcd"], default="etcdv3")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--background", type=int, nargs="*", default=[],
+        help="also measure with this many services (3 servers each) registered, e.g. 1000 3000",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="muster-bench-") as tmp:
         opts = UpOptions(
@@ -202,6 +244,17 @@ async def main() -> None:
             new_service, new_server = await latency(stack, args.samples)
             print(summary("registration -> routed, new service", new_service))
             print(summary("registration -> routed, new server", new_server))
+            loaded = 0
+            for count in args.background:
+                if args.backend != "etcdv3":
+                    break
+                await asyncio.to_thread(preload, stack, count)
+                loaded = count
+                await wait_rendered(stack, f"svc_bg{count - 1} ")
+                await settle(stack)
+                few = max(5, args.samples // 3)
+                new_service, _ = await latency(stack, few, first=f"b{count}-", new_server=False)
+                print(summary(f"  ...with {loaded} services registered", new_service))
             if args.churn and shutil.which("wrk"):
                 for in_process in (False, True):
                     figures, changes, count = await churn(stack, args.churn, in_process)

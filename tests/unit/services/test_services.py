@@ -299,3 +299,27 @@ def test_index_follows_a_slot_pointed_at_a_new_snapshot() -> None:
     assert template.execute(None) == ""
     slot.store = KVStore({"/services/web/servers/a": value(host="10.0.0.1", port=80)})
     assert template.execute(None) == "web: 10.0.0.1:80/1\n"
+
+
+def reference_is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    scoped = isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None
+    return not (scoped or addr.is_unspecified or addr.is_multicast)
+
+
+def test_fast_address_check_agrees_with_ipaddress() -> None:
+    import random
+
+    from muster.services import _is_ip
+
+    rng = random.Random(5)
+    pieces = "0 00 01 1 9 10 99 100 199 200 249 250 255 256 300 224 239 240 a -1 ١".split() + ["", " 1"]
+    samples = [".".join(rng.choice(pieces) for _ in range(rng.choice([3, 4, 4, 4, 5]))) for _ in range(20000)]
+    samples += ["::1", "::", "ff02::1", "fe80::1%eth0", "2001:db8::1", "1.2.3.4\n", "0.0.0.0", "224.0.0.1"]
+    for host in samples:
+        assert _is_ip(host) == reference_is_ip(host), host
