@@ -467,7 +467,8 @@ class _State(Calls):
                 if has_args:
                     self.errorf(f"{name} has arguments but cannot be invoked as function")
                 return getattr(receiver, name)
-        elif isinstance(receiver, GoMap) and receiver.key == "string":
+        elif isinstance(receiver, dict) and (not isinstance(receiver, GoMap) or receiver.key == "string"):
+            # Other dicts (subclasses such as OrderedDict) are map[string]interface {} too.
             if has_args:
                 self.errorf(f"{name} is not a method but has arguments")
             if name in receiver:
@@ -517,7 +518,6 @@ def _has_string_method(v: GoStruct) -> bool:
 
 def _holds_interfaces(container: Any) -> bool:
     """Whether the container's elements are ``interface {}`` values."""
-    t = type(container)
-    if t is dict or t is list:
-        return True
-    return isinstance(container, (GoMap, GoSlice)) and container.elem == "interface {}"
+    if isinstance(container, (GoMap, GoSlice)):
+        return container.elem == "interface {}"
+    return isinstance(container, (dict, list))

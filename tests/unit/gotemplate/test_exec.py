@@ -227,3 +227,12 @@ def test_recursion_beyond_pythons_stack_outside_templates_is_a_template_error() 
     finally:
         sys.setrecursionlimit(limit)
     assert tmpl.execute(None) == "x"
+
+
+def test_dict_and_list_subclasses_are_json_values() -> None:
+    from collections import OrderedDict
+
+    data = OrderedDict(b=OrderedDict(x="deep"), a=[OrderedDict(y=1.0)])
+    assert _render("{{.b.x}}|{{range $k, $v := .}}{{$k}};{{end}}|{{(index .a 0).y}}", data) == "deep|a;b;|1"
+    with pytest.raises(TemplateExecError, match=r"can't evaluate field z in type interface \{\}"):
+        _render("{{.b.x.z}}", data)
