@@ -129,15 +129,28 @@ FLAGS = ["", "", "", "-", "+", "#", " ", "0", "-0", "+ ", "#0"]
 VERBS = list("vvvsdqxXobcUeEfFgGt%T") + ["w"]
 
 
+def _field_paths(data: Any, prefix: str = "", depth: int = 0) -> list[str]:
+    if not isinstance(data, dict) or depth > 3:
+        return []
+    out = []
+    for k, v in data.items():
+        if k and (k[0].isalpha() or k[0] == "_") and all(c.isalnum() or c == "_" for c in k):
+            out.append(prefix + "." + k)
+            out.extend(_field_paths(v, prefix + "." + k, depth + 1))
+    return out
+
+
 class Gen:
     """Random template source with a light notion of scope, so most templates parse."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, data: Any = None) -> None:
         self.rng = rng
         self.scopes: list[list[str]] = [["$"]]
         self.in_range = 0
         self.defines: list[str] = []
         self.depth = 0
+        # Field chains that exist in the data, so that more actions reach real values.
+        self.paths = _field_paths(data)
 
     # -- helpers
     def chance(self, p: float) -> bool:
@@ -275,6 +288,8 @@ class Gen:
         return self.pick(["1i", "2.5i", "0i", "1+", "09", "0x", "'ab'", "1e", "1.2.3", "1 + 2"])
 
     def field_chain(self) -> str:
+        if self.paths and self.chance(0.5):
+            return self.pick(self.paths)
         n = self.pick([1, 1, 1, 2, 2, 3])
         return "".join(
             "." + self.pick([k for k in KEYS if k and k[0].isalpha() and k != "é"] + ["é", "Method"])
@@ -878,10 +893,11 @@ def main() -> int:
                     for _ in range(args.reuse):
                         cases.append((text.encode("utf-8", "surrogateescape"), random_keys(rng)))
                     continue
-                text = soup(rng) if rng.random() < args.soup else Gen(rng).template()
+                first = random_top_data(rng)
+                text = soup(rng) if rng.random() < args.soup else Gen(rng, first).template()
                 src = text.encode("utf-8", "surrogateescape")
-                for _ in range(args.reuse):
-                    data = random_top_data(rng)
+                for i in range(args.reuse):
+                    data = first if i == 0 else random_top_data(rng)
                     encoded = None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5)
                     cases.append((src, None if encoded is None else encoded.encode()))
             gos = go_render(exe, cases)
