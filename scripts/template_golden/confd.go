@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"templategolden/memkv"
 )
@@ -250,6 +251,8 @@ func confdFuncs(keys map[string]string) template.FuncMap {
 		"mul":            func(a, b int) int { return a * b },
 		"seq":            seq,
 		"atoi":           strconv.Atoi,
+		// Host-dependent, for shape probes only (no golden may depend on it).
+		"datetime": time.Now,
 		// memkv's store functions come last and win on a clash, as in confd.
 		"exists": s.exists,
 		"ls":     s.ls,
