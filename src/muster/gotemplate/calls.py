@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn, Protocol
 
 from muster.gotemplate import gofmt
-from muster.gotemplate.funcs import BUILTINS, truth as is_true
+from muster.gotemplate.funcs import BUILTINS, InterfaceValue, truth as is_true
 from muster.gotemplate.nodes import (
     BoolNode,
     ChainNode,
@@ -104,6 +104,8 @@ class _Host(Protocol):
 
     def eval_empty_interface(self, dot: Any, n: Node) -> Any: ...
 
+    def is_interface_arg(self, n: Node) -> bool: ...
+
 
 class Calls:
     """Calls and argument conversion; mixed into the executor's ``_State``."""
@@ -182,7 +184,16 @@ class Calls:
             return v
 
         eval_arg = self.eval_arg
-        if variadic is None:
+        if is_builtin and name == "slice" and argn:
+            # Go hands slice its indexes as reflect.Values keeping their static
+            # type; an index read from an interface {} slot is rejected as such.
+            argv = [eval_arg(dot, "reflect.Value", argn[0])]
+            for arg in argn[1:]:
+                v = eval_arg(dot, "reflect.Value", arg)
+                if v is not None and v is not NO_VALUE and self.is_interface_arg(arg):
+                    v = InterfaceValue(v)
+                argv.append(v)
+        elif variadic is None:
             argv = [eval_arg(dot, typ, arg) for typ, arg in zip(params, argn, strict=False)]
         else:
             argv = [eval_arg(dot, params[i] if i < nparams else variadic, arg) for i, arg in enumerate(argn)]

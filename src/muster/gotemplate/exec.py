@@ -110,7 +110,20 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
 class _State(Calls):
     """One template's execution state (Go's ``state``); ``{{template}}`` makes a new one."""
 
-    __slots__ = ("tree", "templates", "funcs", "out", "depth", "vars", "node", "dot_iface", "plans", "calls")
+    __slots__ = (
+        "tree",
+        "templates",
+        "funcs",
+        "out",
+        "depth",
+        "vars",
+        "node",
+        "dot_iface",
+        "plans",
+        "calls",
+        "last_parent",
+        "last_name",
+    )
 
     def __init__(
         self,
@@ -129,6 +142,9 @@ class _State(Calls):
         # execution, by id(node): see plan.py.
         self.plans = plans
         self.calls = calls
+        # The container and key of the last field looked up (see is_interface_arg).
+        self.last_parent: Any = None
+        self.last_name = ""
         self.templates = templates
         self.funcs = funcs
         self.out = out
@@ -410,6 +426,7 @@ class _State(Calls):
             return entry[1]
         value = entry[1]
         if len(ident) == 2 and type(value) is dict and final is _MISSING and (args is None or len(args) == 1):
+            self.last_parent, self.last_name = value, ident[1]
             return value.get(ident[1], NO_VALUE)  # the hot path: $x.key on a JSON object
         return self.eval_field_chain(dot, value, variable, ident[1:], args, final, entry[2])
 
@@ -433,7 +450,27 @@ class _State(Calls):
             else:
                 iface = _holds_interfaces(receiver)
             receiver = nxt
+        # Remember where the value came from: is_interface_arg asks.
+        self.last_parent, self.last_name = receiver, ident[last]
         return self.eval_field(dot, ident[last], node, args, final, receiver, iface)
+
+    def is_interface_arg(self, n: Node) -> bool:
+        """Whether the argument just evaluated from ``n`` is an ``interface {}`` value.
+
+        Go passes such a value to a ``reflect.Value`` parameter with its interface
+        type, which ``slice`` rejects as an index.
+        """
+        match n:
+            case DotNode():
+                return self.dot_iface
+            case VariableNode() if len(n.ident) == 1:
+                return bool(self.var_entry(n.ident[0])[2])
+            case FieldNode() | VariableNode() | ChainNode():
+                parent, name = self.last_parent, self.last_name
+                if isinstance(parent, GoStruct):
+                    return parent.go_field_types.get(name) == "interface {}"
+                return _holds_interfaces(parent)
+        return False
 
     def eval_field(
         self,

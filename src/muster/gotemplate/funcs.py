@@ -36,6 +36,7 @@ from muster.gotemplate.values import (
 __all__ = [
     "BUILTINS",
     "GoError",
+    "InterfaceValue",
     "html_escape",
     "js_escape",
     "truth",
@@ -45,6 +46,17 @@ __all__ = [
 
 class GoError(Exception):
     """A Go ``error`` value (or a recovered runtime panic) returned by a builtin."""
+
+
+class InterfaceValue:
+    """A ``reflect.Value`` of kind Interface: a value read from an ``interface {}``
+    slot, passed as such. Only ``slice``'s indexes receive one (Go's indexArg does
+    not look inside interfaces)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _indirect_interface(v: Any) -> Any:
@@ -107,6 +119,8 @@ def _index_arg(index: Any, cap: int) -> int:
             x -= 1 << 64  # int64(index.Uint())
     elif index is NO_VALUE:
         raise GoError("cannot index slice/array with nil")
+    elif isinstance(index, InterfaceValue):
+        raise GoError("cannot index slice/array with type interface {}")
     else:
         raise GoError(f"cannot index slice/array with type {_type_name(index)}")
     if x < 0 or x > cap:

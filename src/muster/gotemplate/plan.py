@@ -258,8 +258,8 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
     fn = funcs.get(name)
     if fn is None:
         fn = BUILTINS.get(name)
-        if fn is None or name in ("and", "or"):
-            return None
+        if fn is None or name in ("and", "or", "slice"):
+            return None  # short-circuits, and slice's typed indexes, need eval_call
     params, variadic = fn.params, fn.variadic
     args = cmd.args[1:]
     if len(args) < len(params) or (variadic is None and len(args) != len(params)):
