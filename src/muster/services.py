@@ -196,14 +196,18 @@ def index_services(
     root: str = DEFAULT_ROOT,
     *,
     resolvable: Callable[[Collection[str]], Collection[str]] | None = None,
+    cache: dict[str, tuple[str, Server | str]] | None = None,
 ) -> ServiceIndex:
     """Index ``entries`` (``(key, value)`` under ``ROOT/*/servers/*``) and service ``names``.
 
     ``names`` are the directories under ``root``: a service whose servers are all gone
     or invalid is still listed (with no servers), so a template can answer 503 for it.
     ``resolvable(hosts)`` returns the DNS names among ``hosts`` that resolve; without
-    it DNS names are accepted as they are. Pure: no I/O but what ``resolvable`` does.
+    it DNS names are accepted as they are. ``cache`` (key -> value and its parse) is
+    read and then replaced by this snapshot's entries, so the next call parses only
+    what changed. Pure: no I/O but what ``resolvable`` does.
     """
+    fresh: dict[str, tuple[str, Server | str]] = {}
     root = root.rstrip("/")
     index = ServiceIndex()
     folded: dict[str, str] = {}
@@ -224,10 +228,22 @@ def index_services(
         name = parts[0]
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
-        try:
-            parsed.append((name, parse_server(key, value)))
-        except Rejected as exc:
-            index.rejected[key] = str(exc)
+        known = cache.get(key) if cache is not None else None
+        if known is not None and known[0] == value:
+            result = known[1]
+        else:
+            try:
+                result = parse_server(key, value)
+            except Rejected as exc:
+                result = str(exc)
+        fresh[key] = (value, result)
+        if isinstance(result, Server):
+            parsed.append((name, result))
+        else:
+            index.rejected[key] = result
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     dns_names = {s.Host for _, s in parsed if not _is_ip(s.Host)}
     resolved = set(resolvable(dns_names)) if resolvable is not None and dns_names else dns_names
     for name, server in parsed:
@@ -361,6 +377,7 @@ def service_funcs(
     template cache binds functions once and re-executes): the index follows it.
     """
     indexes: dict[str, ServiceIndex] = {}
+    parses: dict[str, dict[str, tuple[str, Server | str]]] = {}  # per root, across snapshots
     # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
     indexed: list[object] = [None]
 
@@ -376,7 +393,9 @@ def service_funcs(
         if found is None:
             names = store.lsdir(root)
             pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
-            found = index_services(pairs, names, root, resolvable=resolvable)
+            found = index_services(
+                pairs, names, root, resolvable=resolvable, cache=parses.setdefault(root, {})
+            )
             reject_log.report(found.rejected, root)
             indexes[root] = found
         return found

@@ -323,3 +323,33 @@ def test_fast_address_check_agrees_with_ipaddress() -> None:
     samples += ["::1", "::", "ff02::1", "fe80::1%eth0", "2001:db8::1", "1.2.3.4\n", "0.0.0.0", "224.0.0.1"]
     for host in samples:
         assert _is_ip(host) == reference_is_ip(host), host
+
+
+def test_parse_cache_reparses_only_what_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import muster.services as services
+
+    calls: list[str] = []
+    real = services.parse_server
+
+    def counting(key: str, raw: str) -> Server:
+        calls.append(key)
+        return real(key, raw)
+
+    monkeypatch.setattr(services, "parse_server", counting)
+    cache: dict[str, tuple[str, Server | str]] = {}
+    data = {
+        "/services/web/servers/a": value(host="10.0.0.1", port=80),
+        "/services/web/servers/b": "bad",
+    }
+    first = index_services(entries(data), ["web"], cache=cache)
+    assert sorted(calls) == ["/services/web/servers/a", "/services/web/servers/b"]
+    calls.clear()
+    data["/services/web/servers/c"] = value(host="10.0.0.3", port=80)
+    data["/services/web/servers/a"] = value(host="10.0.0.9", port=80)
+    second = index_services(entries(data), ["web"], cache=cache)
+    assert sorted(calls) == ["/services/web/servers/a", "/services/web/servers/c"]
+    assert first.rejected == second.rejected == {"/services/web/servers/b": "value is not JSON"}
+    assert [s.Addr for s in second.services["web"]] == ["10.0.0.9:80", "10.0.0.3:80"]
+    del data["/services/web/servers/b"]
+    index_services(entries(data), ["web"], cache=cache)
+    assert set(cache) == {"/services/web/servers/a", "/services/web/servers/c"}  # bounded by the snapshot
