@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path"
 	"sort"
@@ -222,6 +224,48 @@ func base64Decode(data string) (string, error) {
 	return string(b), err
 }
 
+func lookupIP(host string) []string {
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	sort.Strings(out)
+	return out
+}
+
+func lookupFiltered(host, sep string) []string {
+	var out []string
+	for _, ip := range lookupIP(host) {
+		if strings.Contains(ip, sep) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+type srvByText []*net.SRV
+
+func (s srvByText) Len() int      { return len(s) }
+func (s srvByText) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
+func (s srvByText) Less(i, j int) bool {
+	a := fmt.Sprintf("%s%d%d%d", s[i].Target, s[i].Port, s[i].Priority, s[i].Weight)
+	b := fmt.Sprintf("%s%d%d%d", s[j].Target, s[j].Port, s[j].Priority, s[j].Weight)
+	return a < b
+}
+
+func lookupSRV(service, proto, name string) []*net.SRV {
+	_, addrs, err := net.LookupSRV(service, proto, name)
+	if err != nil {
+		return []*net.SRV{}
+	}
+	sort.Sort(srvByText(addrs))
+	return addrs
+}
+
 func confdFuncs(keys map[string]string) template.FuncMap {
 	s := store(keys)
 	m := template.FuncMap{
@@ -251,8 +295,13 @@ func confdFuncs(keys map[string]string) template.FuncMap {
 		"mul":            func(a, b int) int { return a * b },
 		"seq":            seq,
 		"atoi":           strconv.Atoi,
-		// Host-dependent, for shape probes only (no golden may depend on it).
-		"datetime": time.Now,
+		// Host-dependent, for probes and shape-only goldens.
+		"datetime":   time.Now,
+		"lookupIP":   lookupIP,
+		"lookupIPV4": func(h string) []string { return lookupFiltered(h, ".") },
+		"lookupIPV6": func(h string) []string { return lookupFiltered(h, ":") },
+		"lookupSRV":  lookupSRV,
+		"fileExists": func(p string) bool { _, err := os.Stat(p); return err == nil },
 		// memkv's store functions come last and win on a clash, as in confd.
 		"exists": s.exists,
 		"ls":     s.ls,
