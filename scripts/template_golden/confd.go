@@ -3,8 +3,9 @@ package main
 // confd's template function map (kelseyhightower/confd 0.17 resource/template/
 // template_funcs.go plus memkv's store functions), re-implemented over the same Go
 // standard library calls so that results keep their Go types (string slices, nil
-// slices, append-grown capacities, KVPair structs). Only functions that do not touch
-// the host are included: no lookupIP*/lookupSRV, fileExists or datetime.
+// slices, append-grown capacities, KVPair structs). datetime, lookupIP*, lookupSRV
+// and fileExists depend on the host and the clock: goldens use them only where the
+// output cannot (types, nil results of IP literals, time-independent comparisons).
 
 import (
 	"encoding/base64"
