@@ -15,6 +15,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 from muster.gotemplate import gofmt
 from muster.gotemplate.funcs import BUILTINS, InterfaceValue, truth as is_true
+from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, zero_value
 from muster.gotemplate.nodes import (
     BoolNode,
     ChainNode,
@@ -34,11 +35,7 @@ from muster.gotemplate.values import (
     GoFunc,
     GoSlice,
     GoStruct,
-    can_be_nil,
-    go_kind,
     go_type_name,
-    make_int,
-    zero_value,
 )
 
 __all__ = ["Calls"]

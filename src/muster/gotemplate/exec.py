@@ -30,6 +30,7 @@ from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
 from muster.gotemplate.calls import Calls
 from muster.gotemplate.funcs import truth as is_true
+from muster.gotemplate.gotypes import sorted_keys
 from muster.gotemplate.nodes import (
     ActionNode,
     BoolNode,
@@ -62,7 +63,6 @@ from muster.gotemplate.values import (
     GoSlice,
     GoStruct,
     go_type_name,
-    sorted_keys,
 )
 
 __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]

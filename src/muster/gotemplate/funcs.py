@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from muster.gotemplate import gofmt
 from muster.gotemplate.gostrconv import is_print
+from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, zero_value
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
@@ -22,15 +23,11 @@ from muster.gotemplate.values import (
     GoSlice,
     GoStruct,
     Uint8,
-    can_be_nil,
     from_bytes,
     go_backing,
     go_cap,
-    go_kind,
     go_type_name,
-    make_int,
     to_bytes,
-    zero_value,
 )
 
 __all__ = [

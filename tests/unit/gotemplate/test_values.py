@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, sorted_keys, zero_value
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
@@ -16,16 +17,11 @@ from muster.gotemplate.values import (
     Uint16,
     append_cap,
     appended,
-    can_be_nil,
     from_bytes,
     go_backing,
     go_cap,
-    go_kind,
     go_type_name,
     json_array_cap,
-    make_int,
-    sorted_keys,
-    zero_value,
 )
 
 
