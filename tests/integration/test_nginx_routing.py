@@ -116,7 +116,8 @@ def _routing(base: Path, general: bool) -> Iterator[Routing]:
             try:
                 daemon.wait_file(nginx.dest, timeout=20)
             except Error:
-                if 'function "services" not defined' in daemon.log_tail():
+                tail = daemon.log_tail().replace('\\"', '"')
+                if 'function "services" not defined' in tail:
                     pytest.fail(
                         "the daemon's template functions lack muster.services.service_funcs: "
                         "resources/render.py must merge service_funcs(store) into func_map(store)"
