@@ -740,6 +740,23 @@ def corpus_case(rng: random.Random, cases: list[Path]) -> tuple[bytes, bytes | N
     return src.encode("utf-8", "surrogateescape"), data
 
 
+def printf_template(rng: random.Random, data: Any) -> str:
+    """Dense printf: several calls with random formats over literals and data values."""
+    g = Gen(rng, data)
+    calls = []
+    for _ in range(rng.randint(1, 6)):
+        fmt = g.printf_format()
+        if rng.random() < 0.5:
+            # Longer formats, more verbs per call.
+            fmt = fmt[:-1] + g.printf_format()[1:]
+        args = [
+            g.operand() if rng.random() < 0.4 else g.pick([*g.paths, "."] or ["."])
+            for _ in range(rng.randint(0, 4))
+        ]
+        calls.append("{{printf " + " ".join([fmt, *args]) + "}}")
+    return "|".join(calls)
+
+
 SOUP = (
     ["{{", "}}", "{{", "}}", "{{- ", " -}}", "{{-", "-}}", " ", " ", "  ", "\n", "\t", "\r\n"]
     + ["/*", "*/", '"', "`", "'", "(", ")", "|", ".", "$", "x", "é", ":=", "=", ",", "-", "+"]
@@ -870,6 +887,7 @@ def main() -> int:
         "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
     )
     ap.add_argument("--mutate", type=float, default=0.0, help="fraction of mutated corpus cases")
+    ap.add_argument("--printf", type=float, default=0.0, help="fraction of printf-dense templates")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -894,7 +912,10 @@ def main() -> int:
                         cases.append((text.encode("utf-8", "surrogateescape"), random_keys(rng)))
                     continue
                 first = random_top_data(rng)
-                text = soup(rng) if rng.random() < args.soup else Gen(rng, first).template()
+                if rng.random() < args.printf:
+                    text = printf_template(rng, first)
+                else:
+                    text = soup(rng) if rng.random() < args.soup else Gen(rng, first).template()
                 src = text.encode("utf-8", "surrogateescape")
                 for i in range(args.reuse):
                     data = first if i == 0 else random_top_data(rng)
