@@ -7,6 +7,7 @@ for the confirmed reload.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ __all__ = [
     "Child",
     "check_config",
     "check_with_replacement",
+    "error_log_flag",
     "children",
     "read_pid",
     "reload",
@@ -30,6 +32,16 @@ __all__ = [
 ]
 
 NGINX_BINARY = "/usr/sbin/nginx"
+
+
+@functools.cache
+def error_log_flag(binary: str = NGINX_BINARY) -> bool:
+    """Whether this nginx has ``-e`` (1.19.5 and later; Debian 11 and Ubuntu 22.04 ship 1.18)."""
+    try:
+        proc = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "-e filename" in proc.stdout + proc.stderr
 
 
 def check_config(
@@ -46,8 +58,10 @@ def check_config(
         cmd[1:1] = ["-p", str(prefix).rstrip("/") + "/"]
     if globals_:
         cmd += ["-g", globals_]
-    # nginx opens its compiled-in error log before reading -e/-c; stderr keeps it harmless.
-    cmd[1:1] = ["-e", "stderr"]
+    if error_log_flag(binary):
+        # nginx opens its compiled-in error log before reading the config; unprivileged,
+        # that may be unwritable (an alert, not a failure): stderr keeps the output clean.
+        cmd[1:1] = ["-e", "stderr"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -45,7 +45,13 @@ from types import TracebackType
 
 import muster
 from muster.errors import Error, ResourceError
-from muster.nginxctl.control import NGINX_BINARY, check_config, children, reload as reload_nginx
+from muster.nginxctl.control import (
+    NGINX_BINARY,
+    check_config,
+    children,
+    error_log_flag,
+    reload as reload_nginx,
+)
 from muster.stack.etcd import free_port
 
 __all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available", "python_helper"]
@@ -168,7 +174,10 @@ class NginxProcess:
         return sorted(c.pid for c in children(self.pid) if c.active_worker)
 
     def command(self) -> list[str]:
-        return [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf_path), "-e", "stderr"]
+        # stderr is logs/error.log; -e (nginx >= 1.19.5) also covers messages from before
+        # the config is read, which older versions send to their compiled-in error log.
+        cmd = [self.binary, "-p", f"{self.prefix}/", "-c", str(self.conf_path)]
+        return cmd + (["-e", "stderr"] if error_log_flag(self.binary) else [])
 
     # -- configuration ------------------------------------------------------------------
 
@@ -242,7 +251,9 @@ location / {{
     def check_cmd(self) -> str:
         """A ``check_cmd`` for ``dest``: ``nginx -t`` on the twin config with ``{{.src}}`` linked in."""
         conf = str(self.check_conf_path)
-        nginx = [self.binary, "-t", "-q", "-e", "stderr", "-p", f"{self.prefix}/", "-c", conf]
+        nginx = [self.binary, "-t", "-q", "-p", f"{self.prefix}/", "-c", conf]
+        if error_log_flag(self.binary):
+            nginx[3:3] = ["-e", "stderr"]
         link = shlex.quote(str(self.check_link))
         return f"ln -sfn {{{{.src}}}} {link} && exec {' '.join(map(shlex.quote, nginx))}"
 
