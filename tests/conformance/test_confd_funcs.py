@@ -7,6 +7,9 @@ same Go standard-library calls confd makes, keeping their Go result types: nil
 slices, append-grown capacities, the named ``memkv.KVPairs``. Only host-independent
 functions are used, and the key files are nested JSON objects of strings, so that no
 YAML scalar rule is involved (``scripts/gen-template-goldens`` writes the goldens).
+Each case also has the corpus's confd layout: ``keys.yaml`` (the same document: JSON
+is YAML) and ``resource.toml``, which is what muster renders, so the cases can join
+the conformance corpus as they are.
 Cases in ``KNOWN_MISMATCHES`` are bugs not fixed yet, as strict xfails.
 """
 
@@ -69,7 +72,8 @@ def test_cases_are_present() -> None:
 
 @pytest.mark.parametrize("case", [_param(p) for p in CASES])
 def test_confd_funcs_case(case: Path) -> None:
-    result = CliRunner().invoke(render, [str(case / "template.tmpl"), "--keys", str(case / "keys.json")])
+    assert (case / "keys.yaml").read_bytes() == (case / "keys.json").read_bytes()
+    result = CliRunner().invoke(render, [str(case / "template.tmpl"), "--keys", str(case / "keys.yaml")])
     if (case / "expected.err").exists():
         assert result.exit_code == 1, result.output
         assert result.stdout_bytes == b""
