@@ -70,26 +70,40 @@ class _StoreSlot:
         return self._s().lsdir(path)
 
 
+def template_funcs(slot: _StoreSlot, dataplane: str = "reload") -> dict[str, Any]:
+    """confd's function map plus muster's own: ``services``/``servers`` (validated registry
+    entries, see ``muster.services``) and ``dataplane`` (``"lua"`` when server membership
+    reaches nginx without a reload, else ``"reload"``), so one template serves both modes."""
+    from muster.confdfuncs import func_map
+    from muster.gotemplate.values import GoFunc
+    from muster.services import service_funcs
+
+    funcs: dict[str, Any] = dict(func_map(slot))  # type: ignore[arg-type]
+    funcs.update(service_funcs(slot))
+    funcs["dataplane"] = GoFunc(lambda: dataplane, (), name="dataplane")
+    return funcs
+
+
 class TemplateCache:
     """Parsed templates by (template name, source bytes); a changed source is parsed afresh.
 
     Not thread-safe: one render at a time per cache (the daemon renders sequentially).
     """
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, *, dataplane: str = "reload") -> None:
         self.size = size
+        self.dataplane = dataplane
         self._entries: dict[tuple[str, bytes], tuple[Template, _StoreSlot]] = {}
 
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
         key = (name, source)
         entry = self._entries.get(key)
         if entry is None:
-            from muster.confdfuncs import func_map
             from muster.gotemplate import Template
             from muster.gotemplate.values import from_bytes
 
             slot = _StoreSlot()
-            template = Template(name, funcs=func_map(slot)).parse(from_bytes(source))  # type: ignore[arg-type]
+            template = Template(name, funcs=template_funcs(slot, self.dataplane)).parse(from_bytes(source))
             if len(self._entries) >= self.size:
                 self._entries.pop(next(iter(self._entries)))
             entry = self._entries[key] = (template, slot)
