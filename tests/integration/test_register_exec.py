@@ -155,3 +155,19 @@ def test_no_drain_when_the_child_was_never_registered(
     assert agent.signal(signal.SIGTERM) == 0, agent.output()
     assert time.monotonic() - started < 3.0
     assert record(tmp_path, "term")["key_present"] is False
+
+
+def test_child_is_terminated_if_muster_is_killed(
+    etcd: EtcdProcess, key_prefix: str, spawn: SpawnAgent, tmp_path: Path
+) -> None:
+    probe = RegistryProbe(etcd.client_url, "etcdv3")
+    agent, _ = spawn_exec(spawn, etcd, key_prefix, tmp_path)
+    probe.wait_for(agent.key, True, timeout=10)
+    agent.signal(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while not (tmp_path / "term").exists():
+        assert time.monotonic() < deadline, "the child outlived muster"
+        time.sleep(0.02)
+    assert record(tmp_path, "term")["signal"] == signal.SIGTERM
+    # Nobody revoked it: the key stays until its TTL (30 s here) runs out.
+    assert probe.get(agent.key) is not None

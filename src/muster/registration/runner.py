@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @contextlib.contextmanager
@@ -41,6 +43,29 @@ def capture_signals(handler: Callable[[int], None], signals: Sequence[int]) -> I
         for sig, original in originals.items():
             loop.remove_signal_handler(sig)
             signal.signal(sig, original)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child if muster dies (even by SIGKILL).
+
+    Otherwise a killed muster leaves its service running unregistered, holding its port
+    against the restarted one. It runs between fork and exec, before any helper thread
+    exists (the child is started first), so ``preexec_fn``'s thread caveat does not apply.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # muster died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def exit_status(returncode: int) -> int:
@@ -83,7 +108,8 @@ async def supervise(
     send the same signal to the child, SIGKILL it after ``kill_timeout``. Returns 0 when
     the child then exits 0 or by that signal, else its status. SIGHUP, SIGUSR1 and SIGUSR2
     are forwarded as they come. The child runs in its own process group so that a
-    terminal's Ctrl-C reaches muster first and the order above holds.
+    terminal's Ctrl-C reaches muster first and the order above holds. If muster itself is
+    killed, Linux sends the child SIGTERM (its key then expires with its TTL).
     """
     shutdown = asyncio.Event()
     hurry = asyncio.Event()
@@ -108,6 +134,7 @@ async def supervise(
                 # stopped by SIGTTIN, so it gets no terminal stdin.
                 stdin=asyncio.subprocess.DEVNULL if sys.stdin.isatty() else None,
                 process_group=0,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         except OSError as exc:
             raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
