@@ -2,8 +2,9 @@
 
 Read this beside Go's ``exec.go``: the functions keep Go's names and order
 (``walk``, ``walk_if_or_with``, ``walk_range``, ``eval_pipeline``, ``eval_field``...);
-the call machinery (``eval_call``, ``eval_arg``, ``validate_type``) is in ``calls.py``
-and the per-execution fast paths for list nodes in ``plan.py``. Go's ``reflect.Value``
+the call machinery (``eval_call``, ``eval_arg``, ``validate_type``) is in ``calls.py``,
+field access (``eval_field``...) in ``fields.py`` and the per-execution fast paths for
+list nodes in ``plan.py``. Go's ``reflect.Value``
 maps onto the value model of ``values.py``; two details of reflection survive because
 templates can see them:
 
@@ -29,6 +30,7 @@ from typing import Any, Final, NoReturn
 from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
 from muster.gotemplate.calls import Calls
+from muster.gotemplate.fields import Fields, holds_interfaces
 from muster.gotemplate.funcs import truth as is_true
 from muster.gotemplate.gotypes import sorted_keys
 from muster.gotemplate.nodes import (
@@ -59,10 +61,7 @@ from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, buil
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
-    GoMap,
-    GoSlice,
     GoStruct,
-    go_type_name,
 )
 
 __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
@@ -107,7 +106,7 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     return "".join(out)
 
 
-class _State(Calls):
+class _State(Calls, Fields):
     """One template's execution state (Go's ``state``); ``{{template}}`` makes a new one."""
 
     __slots__ = (
@@ -277,7 +276,7 @@ class _State(Calls):
             # One iteration per element (Go's oneIteration), inlined to save a Python
             # frame per nesting level. The last declared variable gets the element,
             # the one before it the index.
-            iface = _holds_interfaces(val)
+            iface = holds_interfaces(val)
             self.dot_iface = iface
             vars_ = self.vars
             elem_var = vars_[mark - 1] if ndecl > 0 else None
@@ -402,118 +401,6 @@ class _State(Calls):
                 self.errorf("nil is not a command")
         self.errorf(f"can't evaluate command {gofmt.quote(str(first))}")
 
-    def eval_chain_node(self, dot: Any, chain: ChainNode, args: tuple[Node, ...] | None, final: Any) -> Any:
-        self.node = chain
-        if not chain.field:
-            self.errorf("internal error: no fields in evalChainNode")
-        assert chain.node is not None
-        if isinstance(chain.node, NilNode):
-            self.errorf(f"indirection through explicit nil in {chain}")
-        # (pipe).Field1.Field2 has pipe as .node, fields as .field.
-        pipe = self.eval_arg(dot, None, chain.node)
-        return self.eval_field_chain(dot, pipe, chain, chain.field, args, final, False)
-
-    def eval_variable_node(
-        self, dot: Any, variable: VariableNode, args: tuple[Node, ...] | None, final: Any
-    ) -> Any:
-        # $x.Field has $x as the first ident, Field as the second.
-        self.node = variable
-        ident = variable.ident
-        entry = self.var_entry(ident[0])
-        if len(ident) == 1:
-            if args is not None:
-                self.not_a_function(args, final)
-            return entry[1]
-        value = entry[1]
-        if len(ident) == 2 and type(value) is dict and final is _MISSING and (args is None or len(args) == 1):
-            self.last_parent, self.last_name = value, ident[1]
-            return value.get(ident[1], NO_VALUE)  # the hot path: $x.key on a JSON object
-        return self.eval_field_chain(dot, value, variable, ident[1:], args, final, entry[2])
-
-    def eval_field_chain(
-        self,
-        dot: Any,
-        receiver: Any,
-        node: Node,
-        ident: tuple[str, ...],
-        args: tuple[Node, ...] | None,
-        final: Any,
-        iface: bool,
-    ) -> Any:
-        """Evaluate ``.X.Y.Z``: every name but the last takes no arguments."""
-        last = len(ident) - 1
-        for i in range(last):
-            name = ident[i]
-            nxt = self.eval_field(dot, name, node, None, _MISSING, receiver, iface)
-            if isinstance(receiver, GoStruct):
-                iface = receiver.go_field_types.get(name) == "interface {}"
-            else:
-                iface = _holds_interfaces(receiver)
-            receiver = nxt
-        # Remember where the value came from: is_interface_arg asks.
-        self.last_parent, self.last_name = receiver, ident[last]
-        return self.eval_field(dot, ident[last], node, args, final, receiver, iface)
-
-    def is_interface_arg(self, n: Node) -> bool:
-        """Whether the argument just evaluated from ``n`` is an ``interface {}`` value.
-
-        Go passes such a value to a ``reflect.Value`` parameter with its interface
-        type, which ``slice`` rejects as an index.
-        """
-        match n:
-            case DotNode():
-                return self.dot_iface
-            case VariableNode() if len(n.ident) == 1:
-                return bool(self.var_entry(n.ident[0])[2])
-            case FieldNode() | VariableNode() | ChainNode():
-                parent, name = self.last_parent, self.last_name
-                if isinstance(parent, GoStruct):
-                    return parent.go_field_types.get(name) == "interface {}"
-                return _holds_interfaces(parent)
-        return False
-
-    def eval_field(
-        self,
-        dot: Any,
-        name: str,
-        node: Node,
-        args: tuple[Node, ...] | None,
-        final: Any,
-        receiver: Any,
-        iface: bool,
-    ) -> Any:
-        """``.name`` of ``receiver``: a map key, a struct field or a method call."""
-        has_args = (args is not None and len(args) > 1) or final is not _MISSING
-        if type(receiver) is dict:  # the hot path: JSON objects
-            if has_args:
-                self.errorf(f"{name} is not a method but has arguments")
-            return receiver.get(name, NO_VALUE)
-        if receiver is NO_VALUE:
-            return NO_VALUE  # chaining from a missing key stays missing
-        if receiver is None:
-            # A nil interface: Go cannot look up a method or field on it.
-            self.errorf(f"nil pointer evaluating interface {{}}.{name}")
-        if isinstance(receiver, GoStruct):
-            method = getattr(type(receiver), name, None)
-            params = getattr(method, "__go_params__", None)
-            if params is not None:
-                bound = getattr(receiver, name)
-                variadic = method.__go_variadic__  # type: ignore[union-attr]
-                return self.eval_call(dot, bound, params, variadic, False, node, name, args, final)
-            if name in receiver.go_fields:
-                if has_args:
-                    self.errorf(f"{name} has arguments but cannot be invoked as function")
-                return getattr(receiver, name)
-        elif isinstance(receiver, dict) and (not isinstance(receiver, GoMap) or receiver.key == "string"):
-            # Other dicts (subclasses such as OrderedDict) are map[string]interface {} too.
-            if has_args:
-                self.errorf(f"{name} is not a method but has arguments")
-            if name in receiver:
-                return receiver[name]
-            return NO_VALUE
-        typ = "interface {}" if iface else go_type_name(receiver)
-        self.errorf(f"can't evaluate field {name} in type {typ}")
-
     def print_value(self, n: Node, v: Any) -> None:
         """Write an action's value as ``fmt.Fprint`` would (printValue)."""
         if type(v) is str:
@@ -551,10 +438,3 @@ _CONTROL: Final[dict[type[Node], Callable[[Any, Any, Any], None]]] = {
 def _has_string_method(v: GoStruct) -> bool:
     """Whether a struct is a fmt.Stringer (a zero-argument ``String`` go_method)."""
     return getattr(getattr(type(v), "String", None), "__go_params__", None) == ()
-
-
-def _holds_interfaces(container: Any) -> bool:
-    """Whether the container's elements are ``interface {}`` values."""
-    if isinstance(container, (GoMap, GoSlice)):
-        return container.elem == "interface {}"
-    return isinstance(container, (dict, list))

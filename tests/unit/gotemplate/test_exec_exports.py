@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["exec", "calls", "plan", "funcs", "values", "gotypes"])
+@pytest.mark.parametrize("module", ["exec", "calls", "fields", "plan", "funcs", "values", "gotypes"])
 def test_all_names_exist(module: str) -> None:
     mod = importlib.import_module(f"muster.gotemplate.{module}")
     assert mod.__all__
