@@ -28,15 +28,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "conformance"))
 
-from test_realistic import readme_data  # noqa: E402
+from test_realistic import readme_data  # type: ignore[import-not-found]  # noqa: E402
 
 from muster.confdfuncs import func_map  # noqa: E402
 from muster.errors import TemplateError  # noqa: E402
@@ -156,7 +159,7 @@ class Gen:
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
 
-    def pick(self, seq: list[Any]) -> Any:
+    def pick(self, seq: Sequence[T]) -> T:
         return self.rng.choice(seq)
 
     def vars(self) -> list[str]:
@@ -899,7 +902,7 @@ def main() -> int:
         done = 0
         while done < args.count:
             n = min(args.batch, args.count - done)
-            cases = []
+            cases: list[tuple[bytes, bytes | dict[str, str] | None]] = []
             _PARSED.clear()
             while len(cases) < n:
                 if corpus and rng.random() < args.mutate:

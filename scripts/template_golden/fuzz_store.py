@@ -105,7 +105,7 @@ def main() -> int:
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"seed {seed}")
-    queries = []
+    queries: list[dict[str, Any]] = []
     for _ in range(args.count):
         keys = random_keys(rng)
         asked = [random_query(rng, keys) for _ in range(rng.randint(1, 6))]
