@@ -50,7 +50,12 @@ def test_index_with_huge_unsigned_wraps_negative() -> None:
 
 def test_call_converts_for_reflect_value_and_interface_parameters() -> None:
     got: list[Any] = []
-    takes_value = GoFunc(lambda v: got.append(v) or "ok", ("reflect.Value",))
+
+    def record(v: Any) -> str:
+        got.append(v)
+        return "ok"
+
+    takes_value = GoFunc(record, ("reflect.Value",))
     assert _fn("call")(takes_value, NO_VALUE) == "ok"
     assert got == [NO_VALUE]
     with pytest.raises(GoError, match="arg 0: value has type string; should be reflect.Value"):
