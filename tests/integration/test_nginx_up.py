@@ -124,3 +124,29 @@ def test_up_after_a_killed_run_stops_what_it_left_and_starts(tmp_path: Path) -> 
         from muster.stack.local import leftover_processes, stop_processes
 
         stop_processes(leftover_processes(state))
+
+
+def test_a_busy_default_port_is_replaced_and_a_requested_one_is_an_error(tmp_path: Path) -> None:
+    import socket
+
+    from muster.errors import ConfigError
+    from muster.stack.local import Stack, UpOptions
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        strict = Stack(UpOptions(port=free_port(), etcd_port=taken, state_dir=tmp_path / "a", workers=1))
+        with pytest.raises(ConfigError, match=f"port {taken} .* in use: choose another with --etcd-port"):
+            strict.start()
+        assert strict.etcd == [] or not any(m.running for m in strict.etcd)
+        opts = UpOptions(port=free_port(), etcd_port=taken, state_dir=tmp_path / "b", workers=1,
+                         fallback_ports=frozenset({"--etcd-port"}))  # fmt: skip
+        relaxed = Stack(opts)
+        relaxed.start()
+        try:
+            assert relaxed.etcd[0].client_port != taken
+            assert relaxed.notes == [f"port {taken} is in use (a system service?): etcd m0 listens on "
+                                     f"{relaxed.etcd[0].client_port}"]  # fmt: skip
+        finally:
+            relaxed.stop()

@@ -43,6 +43,9 @@ class UpOptions:
     demo: int = 3
     state_dir: Path = Path(".muster")
     workers: int | str = "auto"
+    #: Flags (``--port``, ``--etcd-port``) whose busy port may be replaced by a free one:
+    #: those left at their default, not asked for.
+    fallback_ports: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -53,6 +56,8 @@ class Stack:
     etcd: list[EtcdProcess] = field(default_factory=list)
     nginx: NginxProcess | None = None
     daemon: DaemonProcess | None = None
+    #: What the user should know about how the stack started (a port that was taken).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> Path:
@@ -96,17 +101,25 @@ class Stack:
                 initial_cluster=cluster,
                 cluster_token=f"muster-up-{os.getpid()}",
             )
+            member.client_port = self._port(client, "--etcd-port", f"etcd {name}")
             self.etcd.append(member)
-            _ensure_free(client, "--etcd-port")
             member.start(wait=False)
         for member in self.etcd:
             member.wait_healthy(timeout=30.0)
 
+    def _port(self, preferred: int, flag: str, what: str) -> int:
+        if _is_free(preferred):
+            return preferred
+        if flag not in self.opts.fallback_ports:
+            raise ConfigError(f"port {preferred} on 127.0.0.1 is in use: choose another with {flag}")
+        port = free_port()
+        self.notes.append(f"port {preferred} is in use (a system service?): {what} listens on {port}")
+        return port
+
     def _start_nginx(self) -> None:
-        _ensure_free(self.opts.port, "--port")
         self.nginx = NginxProcess(
             self.state / "nginx",
-            port=self.opts.port,
+            port=self._port(self.opts.port, "--port", "nginx"),
             status_port=free_port(),
             worker_processes=self.opts.workers,
             access_log=True,
@@ -195,7 +208,7 @@ def _member_ports(first: int, n: int) -> list[int]:
     return ports if ports[-1] <= 65535 else [first] + [free_port() for _ in range(n - 1)]
 
 
-def _ensure_free(port: int, flag: str) -> None:
+def _is_free(port: int) -> bool:
     with socket.socket() as sock:
         # As the servers themselves do: connections of a process just stopped, lingering in
         # TIME_WAIT, must not count as the port being taken.
@@ -203,7 +216,8 @@ def _ensure_free(port: int, flag: str) -> None:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            raise ConfigError(f"port {port} on 127.0.0.1 is in use: choose another with {flag}") from None
+            return False
+    return True
 
 
 def leftover_processes(state: Path) -> list[int]:

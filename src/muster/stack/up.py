@@ -160,7 +160,8 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
     say(f"muster is up: nginx on {url}, etcd on {', '.join(stack.etcd_urls)} ({stack.opts.backend})")
     if servers:
         state = "all routed" if len(seen) >= len(servers) else f"{len(seen)} of {len(servers)} routed so far"
-        say(f"  curl {url}/{SERVICE}/            # {len(servers)} demo servers, round robin ({state})")
+        plural = "s, round robin" if len(servers) > 1 else ""
+        say(f"  curl {url}/{SERVICE}/            # {len(servers)} demo server{plural} ({state})")
     say("  register your own server (kept while the command runs):")
     say(
         f"    muster register --service api --host 127.0.0.1 --port 9000 --node {etcd}"
@@ -200,6 +201,8 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> in
             await asyncio.to_thread(stack.start)
             if stop.is_set():
                 return 130
+            for note in stack.notes:
+                say(note)
             assert stack.nginx is not None
             async with _demo_servers(stack, opts.demo) as servers:
                 seen = await _routed_ids(
@@ -270,12 +273,30 @@ def _process_name(pid: int) -> str:
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".muster"), show_default=True)
 @click.option("--log-level", default="warning", show_default=True, help="muster's own log level here.")
+@click.pass_context
 def up(
-    port: int, etcd_port: int, etcd_nodes: str, backend: str, demo: int, state_dir: Path, log_level: str
+    ctx: click.Context,
+    port: int,
+    etcd_port: int,
+    etcd_nodes: str,
+    backend: str,
+    demo: int,
+    state_dir: Path,
+    log_level: str,
 ) -> None:
-    """Run etcd, nginx, the muster daemon and demo servers locally until Ctrl-C."""
+    """Run etcd, nginx, the muster daemon and demo servers locally until Ctrl-C.
+
+    A default port that is taken (Debian's etcd-server package starts an etcd on 2379) is
+    replaced by a free one; a port given on the command line must be free.
+    """
     configure(log_level)
+    default = click.core.ParameterSource.DEFAULT
+    fallback = frozenset(
+        flag for flag, name in (("--port", "port"), ("--etcd-port", "etcd_port"))
+        if ctx.get_parameter_source(name) is default
+    )  # fmt: skip
     opts = UpOptions(
+        fallback_ports=fallback,
         port=port,
         etcd_port=etcd_port,
         etcd_nodes=int(etcd_nodes),
