@@ -33,7 +33,7 @@ from muster.gotemplate.nodes import (
 )
 from muster.gotemplate.values import NO_VALUE, GoFunc
 
-__all__ = ["MISSING_FINAL", "CallOp", "Op", "Plan", "build_call", "build_plan", "format_printed"]
+__all__ = ["MISSING_FINAL", "CallOp", "Direct", "Op", "Plan", "build_call", "build_plan", "format_printed"]
 
 
 class _MissingFinal:
@@ -41,7 +41,6 @@ class _MissingFinal:
 
 
 MISSING_FINAL = _MissingFinal()
-_MISSING_FINAL = MISSING_FINAL
 
 
 class _Executor(Protocol):
@@ -248,7 +247,8 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
     """A fast closure for the command ``fn arg...`` without a piped final value.
 
     Only calls whose arity is right and whose arguments are variables, string
-    literals or parenthesized pipelines get one; ``and``/``or`` never do. The closure
+    literals or parenthesized pipelines get one; the builtins ``and``/``or`` (they
+    short-circuit) and ``slice`` (it sees its indexes' static types) never do. The closure
     evaluates and validates arguments in Go's order, setting the executor's current
     node as ``evalArg`` does, and falls back to the executor for anything unusual.
     """
@@ -291,7 +291,7 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
                         v = entry[1]
                         break
                 else:
-                    return st.eval_function(dot, ident, cmd, cmd.args, _MISSING_FINAL)
+                    return st.eval_function(dot, ident, cmd, cmd.args, MISSING_FINAL)
                 st.node = node
             elif kind == _LITERAL:
                 st.node = node
