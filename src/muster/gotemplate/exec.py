@@ -31,7 +31,7 @@ from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
 from muster.gotemplate.calls import Calls
 from muster.gotemplate.fields import Fields, holds_interfaces
-from muster.gotemplate.funcs import truth as is_true
+from muster.gotemplate.funcs import printable, truth as is_true
 from muster.gotemplate.gotypes import sorted_keys
 from muster.gotemplate.nodes import (
     ActionNode,
@@ -61,7 +61,6 @@ from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, buil
 from muster.gotemplate.values import (
     NO_VALUE,
     GoFunc,
-    GoStruct,
 )
 
 __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
@@ -412,13 +411,10 @@ class _State(Calls, Fields):
             self.errorf(f"can't print {n} of type {v.signature}")
         else:
             try:
-                text = format_printed(v)
+                text = format_printed(printable(v))
             except RecursionError:
                 self.node = n
                 self.errorf("value nested too deeply to print")
-            if isinstance(v, GoStruct) and v.go_pointer and not _has_string_method(v):
-                # printableValue prints the struct a pointer points to, not &{...}.
-                text = text.removeprefix("&")
             self.out.append(text)
 
 
@@ -433,8 +429,3 @@ _CONTROL: Final[dict[type[Node], Callable[[Any, Any, Any], None]]] = {
     RangeNode: _State.walk_range,
     TemplateNode: _State.walk_template,
 }
-
-
-def _has_string_method(v: GoStruct) -> bool:
-    """Whether a struct is a fmt.Stringer (a zero-argument ``String`` go_method)."""
-    return getattr(getattr(type(v), "String", None), "__go_params__", None) == ()

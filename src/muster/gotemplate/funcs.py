@@ -10,6 +10,7 @@ their functions here serve ``call`` and direct use.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Final
 
 from muster.gotemplate import gofmt
@@ -34,8 +35,10 @@ __all__ = [
     "BUILTINS",
     "GoError",
     "InterfaceValue",
+    "has_string_method",
     "html_escape",
     "js_escape",
+    "printable",
     "truth",
     "urlquery_escape",
 ]
@@ -441,11 +444,42 @@ def urlquery_escape(s: str) -> str:
     return "".join(out)
 
 
+def printable(v: Any) -> Any:
+    """Go's printableValue: what an action or an escaper prints for ``v``.
+
+    A nil prints as ``<no value>``; a pointer to a struct prints as the struct itself
+    (``{a b}``, not ``&{a b}``) unless the struct is a Stringer, whose ``String`` wins.
+    """
+    if v is None:
+        return "<no value>"
+    if isinstance(v, GoStruct) and v.go_pointer and not has_string_method(v):
+        pointee = copy.copy(v)
+        pointee.__class__ = _pointee_class(type(v))
+        return pointee
+    return v
+
+
+def has_string_method(v: GoStruct) -> bool:
+    """Whether a struct is a fmt.Stringer (a zero-argument ``String`` go_method)."""
+    return getattr(getattr(type(v), "String", None), "__go_params__", None) == ()
+
+
+_POINTEE_CLASSES: dict[type[GoStruct], type[GoStruct]] = {}
+
+
+def _pointee_class(cls: type[GoStruct]) -> type[GoStruct]:
+    # The same struct type, reached by value: fmt prints {...} rather than &{...}.
+    pointee = _POINTEE_CLASSES.get(cls)
+    if pointee is None:
+        pointee = _POINTEE_CLASSES[cls] = type(cls.__name__, (cls,), {"go_pointer": False, "__slots__": ()})
+    return pointee
+
+
 def _eval_args(args: tuple[Any, ...]) -> str:
-    """``fmt.Sprint`` of the arguments, a nil one printing as ``<no value>``."""
+    """``fmt.Sprint`` of the arguments, each made printable as an action would."""
     if len(args) == 1 and type(args[0]) is str:
         return args[0]
-    return gofmt.sprint(*("<no value>" if a is None else a for a in args))
+    return gofmt.sprint(*(printable(a) for a in args))
 
 
 def _html(*args: Any) -> str:
