@@ -49,6 +49,19 @@ type Temp struct {
 
 func (t Temp) String() string { return fmt.Sprintf("%dC", t.Deg) }
 
+// Mon is a named int with methods, as time.Month.
+type Mon int
+
+func (m Mon) Name() string   { return [...]string{"", "Jan", "Feb", "Mar", "Apr"}[m] }
+func (m Mon) Next() Mon      { return m + 1 }
+func (m Mon) Plus(n int) Mon { return m + Mon(n) }
+
+// Sl is a named slice with methods.
+type Sl []string
+
+func (s Sl) Count() int             { return len(s) }
+func (s Sl) Join(sep string) string { return strings.Join(s, sep) }
+
 // Amp is a Stringer through its pointer whose text starts with "&".
 type Amp struct{ N int }
 
@@ -213,6 +226,8 @@ var funcs = template.FuncMap{
 	"kvsFn":  func() func([]KV) int { return func(kvs []KV) int { return len(kvs) } },
 	"tempp":  func() *Temp { return &Temp{5} },
 	"amp":    func() *Amp { return &Amp{1} },
+	"mon":    func() Mon { return 2 },
+	"sl":     func() Sl { return Sl{"a", "b"} },
 }
 
 // unsupported names exec_test.go rows may use that the Python fixture lacks.

@@ -173,13 +173,15 @@ class Fields:
         if receiver is None:
             # A nil interface: Go cannot look up a method or field on it.
             self.errorf(f"nil pointer evaluating interface {{}}.{name}")
+        # Methods first, on any type that has them: structs, and named types such
+        # as time.Month (a GoInt) or a GoSlice subclass.
+        method = getattr(type(receiver), name, None)
+        params = getattr(method, "__go_params__", None)
+        if params is not None:
+            bound = getattr(receiver, name)
+            variadic = method.__go_variadic__  # type: ignore[union-attr]
+            return self.eval_call(dot, bound, params, variadic, False, node, name, args, final)
         if isinstance(receiver, GoStruct):
-            method = getattr(type(receiver), name, None)
-            params = getattr(method, "__go_params__", None)
-            if params is not None:
-                bound = getattr(receiver, name)
-                variadic = method.__go_variadic__  # type: ignore[union-attr]
-                return self.eval_call(dot, bound, params, variadic, False, node, name, args, final)
             if name in receiver.go_fields:
                 if has_args:
                     self.errorf(f"{name} has arguments but cannot be invoked as function")

@@ -13,6 +13,7 @@ from muster.gotemplate import gofmt
 from muster.gotemplate.funcs import GoError
 from muster.gotemplate.values import (
     GoFunc,
+    GoInt,
     GoMap,
     GoSlice,
     GoStruct,
@@ -86,6 +87,32 @@ class Amp(GoStruct):
     @go_method()
     def String(self) -> str:
         return f"&amp{self.N}"
+
+
+class Mon(GoInt):
+    go_type = "main.Mon"
+
+    @go_method()
+    def Name(self) -> str:
+        return ["", "Jan", "Feb", "Mar", "Apr"][self]
+
+    @go_method()
+    def Next(self) -> Mon:
+        return Mon(self + 1)
+
+    @go_method("int")
+    def Plus(self, n: int) -> Mon:
+        return Mon(self + n)
+
+
+class Sl(GoSlice):
+    @go_method()
+    def Count(self) -> int:
+        return len(self)
+
+    @go_method("string")
+    def Join(self, sep: str) -> str:
+        return sep.join(self)
 
 
 _FIELDS = (
@@ -229,6 +256,8 @@ FUNCS: dict[str, GoFunc] = {
     "kvKey": GoFunc(lambda kv: kv.Key, ("main.KV",)),
     "tempp": GoFunc(lambda: TempPtr(5)),
     "amp": GoFunc(lambda: Amp(1)),
+    "mon": GoFunc(lambda: Mon(2)),
+    "sl": GoFunc(lambda: Sl(["a", "b"], "string", name="main.Sl")),
     "kvsLen": GoFunc(len, ("[]main.KV",)),
     "kvsFn": GoFunc(lambda: GoFunc(len, ("[]main.KV",))),
 }
