@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
@@ -42,7 +44,7 @@ from muster.dataplane.haproxy_slots import parse_servers_state, prefill
 from muster.errors import Error
 from muster.stack.etcd import free_port
 
-__all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available"]
+__all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available", "stock_dir", "write_resource_for"]
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 _STOP_GRACE = 10.0
@@ -171,7 +173,7 @@ backend muster_unknown
 
     def check_cmd(self) -> str:
         """A ``check_cmd`` for ``dest``: ``haproxy -c`` on the main config plus the staged file."""
-        args = [self.binary, "-c", "-q", "-f", str(self.main_path), "-f"]
+        args = [self.binary, "-c", "-f", str(self.main_path), "-f"]
         return f"{' '.join(map(shlex.quote, args))} {{{{.src}}}}"
 
     def reload_cmd(self, *, timeout: float = 10.0) -> str:
@@ -218,7 +220,10 @@ backend muster_unknown
                 pid = self.worker_pid()
                 if pid != old_pid:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                        return pid
+                        pass
+                    # The master's CLI comes up a moment after the worker serves.
+                    _master_pid(self.master_socket)
+                    return pid
             if time.monotonic() > deadline:
                 raise Error(f"haproxy did not serve within {timeout:g}s: {self._log_tail()}")
             time.sleep(0.01)
@@ -263,6 +268,38 @@ backend muster_unknown
         self.stop()
 
 
+def stock_dir() -> Path:
+    """Where the shipped ``haproxy`` resource lives (``conf.d/``, ``templates/``, ``haproxy.cfg``)."""
+    return Path(str(resources.files("muster") / "templates" / "haproxy"))
+
+
+def write_resource_for(confdir: Path, haproxy: HAProxyProcess) -> Path:
+    """The stock resource under ``confdir``, pointed at ``haproxy``; return the toml path."""
+    (confdir / "conf.d").mkdir(parents=True, exist_ok=True)
+    (confdir / "templates").mkdir(parents=True, exist_ok=True)
+    name = "services.cfg.tmpl"
+    (confdir / "templates" / name).write_text((stock_dir() / "templates" / name).read_text())
+    fields = {
+        "src": name,
+        "dest": str(haproxy.dest),
+        "check_cmd": haproxy.check_cmd(),
+        "reload_cmd": haproxy.reload_cmd(),
+    }
+    # A JSON string is a valid TOML basic string (same escapes).
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in fields.items())
+    toml = f"""\
+# Written by muster.stack.haproxy: the stock resource, pointed at a local HAProxy.
+[template]
+{lines}keys = ["/services"]
+mode = "0644"
+check_timeout = "30s"
+reload_timeout = "20s"
+"""
+    path = confdir / "conf.d" / "services.toml"
+    path.write_text(toml)
+    return path
+
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (Linux /proc)."""
     found = []
@@ -284,7 +321,7 @@ def reload_layout(state_dir: Path, *, timeout: float = 10.0, proc: HAProxyProces
     configuration does not load (the old worker keeps serving then).
     """
     haproxy = proc or HAProxyProcess(state_dir)
-    master = _master_pid(haproxy.master_socket)
+    master = proc.pid if proc is not None and proc.pid is not None else _master_pid(haproxy.master_socket)
     old = haproxy.worker_pid()
     haproxy.write_run_config(live=True)
     # Only what the log gets from now on tells about this reload.
@@ -310,7 +347,7 @@ def _master_pid(master_socket: Path) -> int:
         fields = line.split()
         if len(fields) > 1 and fields[1] == "master":
             return int(fields[0])
-    raise Error(f"haproxy master CLI {master_socket}: no master in 'show proc'")
+    raise RuntimeAPIError(f"haproxy master CLI {master_socket}: no master in 'show proc'")
 
 
 def _read_from(path: Path, offset: int) -> str:
