@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from muster.errors import CommandFailed, ResourceError
-from muster.gotemplate import Template
 from muster.nginxctl.control import check_with_replacement, children, reload
-from muster.services import RejectLog, service_funcs
+from muster.resources.render import TemplateCache
 from muster.stack.nginx import NGINX_BINARY, NginxProcess, nginx_available
 from muster.stack.stock import STOCK_TEMPLATE, stock_dir
 from muster.store import KVStore
@@ -160,9 +159,11 @@ def test_check_command_line_exit_status(nginx: NginxProcess) -> None:
 
 
 def stock_render(values: dict[str, str]) -> str:
-    source = (stock_dir() / "templates" / STOCK_TEMPLATE).read_text()
-    funcs = service_funcs(KVStore(values), reject_log=RejectLog(), resolvable=None)
-    return Template(STOCK_TEMPLATE, funcs=funcs).parse(source).execute(None)
+    """The stock template rendered as the daemon renders it (its function map, reload mode)."""
+    source = (stock_dir() / "templates" / STOCK_TEMPLATE).read_bytes()
+    template, slot = TemplateCache().get(STOCK_TEMPLATE, source)
+    slot.store = KVStore(values)
+    return template.execute(None)
 
 
 def test_stock_template_output_passes_nginx_check_at_scale(nginx: NginxProcess) -> None:
