@@ -13,7 +13,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from muster.errors import Error
+from muster.dataplane.admin import AdminError
 from muster.log import kv
 
 __all__ = ["HAProxyCLI", "RuntimeAPIError", "query"]
@@ -25,8 +25,11 @@ _PROMPT = "\n> "
 _BATCH = 500
 
 
-class RuntimeAPIError(Error):
-    """HAProxy's stats socket is unreachable, or answered in a way muster cannot read."""
+class RuntimeAPIError(AdminError):
+    """HAProxy's stats socket is unreachable, refused a command, or answered unreadably.
+
+    An ``AdminError``: whoever drives a data plane (``MembershipSink``) handles both alike.
+    """
 
 
 class HAProxyCLI:

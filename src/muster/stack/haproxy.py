@@ -202,7 +202,7 @@ backend muster_unknown
         finally:
             log.close()
         try:
-            self._wait_serving(None, timeout)
+            self._wait_serving(timeout)
         except BaseException:
             self.stop()
             raise
@@ -211,19 +211,18 @@ backend muster_unknown
         """The pid of the worker answering the runtime API now."""
         return int(parse_info(query(self.admin_socket, "show info"))["Pid"])
 
-    def _wait_serving(self, old_pid: int | None, timeout: float) -> int:
+    def _wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise Error(f"haproxy exited with status {self._proc.returncode}: {self._log_tail()}")
             with contextlib.suppress(RuntimeAPIError, KeyError, ValueError, OSError):
-                pid = self.worker_pid()
-                if pid != old_pid:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                        pass
-                    # The master's CLI comes up a moment after the worker serves.
-                    _master_pid(self.master_socket)
-                    return pid
+                self.worker_pid()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                    pass
+                # The master's CLI comes up a moment after the worker serves.
+                _master_pid(self.master_socket)
+                return
             if time.monotonic() > deadline:
                 raise Error(f"haproxy did not serve within {timeout:g}s: {self._log_tail()}")
             time.sleep(0.01)
