@@ -199,11 +199,12 @@ async def test_restarted_haproxy_gets_its_state_back(
     await sink.apply(registered({"hello": [("127.0.0.1", a.port), ("127.0.0.1", b.port)]}))
     assert await hits(url, 4) == Counter({"200 a": 2, "200 b": 2})
 
-    await asyncio.to_thread(haproxy.stop)
-    await asyncio.to_thread(haproxy.start)  # a fresh process: every slot empty again
-    assert await hits(url, 2) == Counter({"503": 2})
     verify = asyncio.create_task(sink.run())
     try:
+        await asyncio.to_thread(haproxy.stop)
+        await asyncio.sleep(0.3)  # the verify loop finds no haproxy, says so, and keeps going
+        assert not verify.done()
+        await asyncio.to_thread(haproxy.start)  # a fresh process: every slot empty again
         for _ in range(100):  # the verify loop sees the new worker and fills its slots
             if (await hits(url, 1))["503"] == 0:
                 break
@@ -351,3 +352,42 @@ def test_reload_helper_reports_a_missing_haproxy(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "muster.stack.haproxy", "reload", "--state-dir", str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 1 and "haproxy" in result.stderr
+
+
+async def test_dead_server_costs_no_failed_request(
+    haproxy: HAProxyProcess, plane: HAProxyDataPlane, backends: list[Backend]
+) -> None:
+    a, b, _ = backends
+    await b.stop()  # b's port is now closed: connections are refused
+    await plane.apply({"hello": [a.peer, b.peer]})
+    assert await hits(f"{haproxy.url}/hello/", 20) == Counter({"200 a": 20})
+
+
+@pytest.mark.slow
+async def test_churn_under_load_fails_no_request(
+    haproxy: HAProxyProcess, plane: HAProxyDataPlane, backends: list[Backend]
+) -> None:
+    a, b, c = backends
+    url = f"{haproxy.url}/hello/"
+    worker = haproxy.worker_pid()
+    await plane.apply({"hello": [a.peer, b.peer]})
+    stop = asyncio.Event()
+
+    async def client() -> Counter[str]:
+        seen: Counter[str] = Counter()
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                try:
+                    seen += await hits(url, 1, session)
+                except aiohttp.ClientError as exc:
+                    seen[type(exc).__name__] += 1
+        return seen
+
+    clients = [asyncio.create_task(client()) for _ in range(8)]
+    for i in range(20):  # c joins and leaves every 200 ms
+        await asyncio.sleep(0.2)
+        await plane.apply({"hello": [a.peer, b.peer, c.peer] if i % 2 == 0 else [a.peer, b.peer]})
+    stop.set()
+    seen = sum([await t for t in clients], Counter[str]())
+    assert set(seen) == {"200 a", "200 b", "200 c"}, seen
+    assert haproxy.worker_pid() == worker
