@@ -46,7 +46,7 @@ from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources, require_dir
 from muster.resources.sync import SyncOptions, apply
 
-__all__ = ["BatchReport", "Daemon", "Failure", "capture_signals", "minimal_prefixes", "run"]
+__all__ = ["BatchReport", "Daemon", "Failure", "capture_signals", "close_backend", "minimal_prefixes", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ Sleep = Callable[[float], Awaitable[None]]
 BACKOFF_START = 0.05
 BACKOFF_MAX = 1.0  # a restarted etcd must be noticed well within a second
 KEYS_LOGGED = 20
+CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,7 +520,16 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
                 logger.info(kv("daemon.stopped", reason="signal"))
         return 0
     finally:
-        await backend.aclose()
+        await close_backend(backend)
+
+
+async def close_backend(backend: Backend, timeout: float = CLOSE_TIMEOUT) -> None:
+    """``backend.aclose()``, but never let a stuck connection keep the process from exiting."""
+    try:
+        async with asyncio.timeout(timeout):
+            await backend.aclose()
+    except TimeoutError:
+        logger.warning(kv("backend.close.timeout", backend=type(backend).__name__, after_s=timeout))
 
 
 def create_backend(config: Config) -> Backend:

@@ -18,7 +18,7 @@ from muster.backends.etcdv2 import EtcdV2Backend
 from muster.backends.etcdv3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
-from muster.daemon import Daemon, create_backend
+from muster.daemon import Daemon, close_backend, create_backend
 
 UPSTREAMS = (
     '{{range $dir := lsdir "/services"}}upstream {{$dir}} {\n'
@@ -114,7 +114,7 @@ async def running(config: Config, mode: str = "watch") -> AsyncIterator[Daemon]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await backend.aclose()
+        await close_backend(backend)
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
 
