@@ -134,6 +134,11 @@ func (t *T) MyError(error bool) (bool, error) {
 }
 func (t *T) GetU() *U { return t.U }
 
+// Methods a template cannot call: not one result (or one and an error).
+func (t *T) Zone() (string, int)   { return "UTC", 0 }
+func (t *T) Date() (int, int, int) { return 2006, 1, 2 }
+func (t *T) Nothing()              {}
+
 var tVal = &T{
 	True:            true,
 	I:               17,

@@ -89,6 +89,7 @@ class _Host(Protocol):
         name: str,
         args: tuple[Node, ...] | None,
         final: Any,
+        results: int = 1,
     ) -> Any: ...
 
     def validate_type(self, value: Any, typ: str | None) -> Any: ...
@@ -153,6 +154,7 @@ class Calls:
         name: str,
         args: tuple[Node, ...] | None,
         final: Any,
+        results: int = 1,
     ) -> Any:
         """Call a function or bound method: check arity, evaluate and convert the
         arguments against the Go signature, and turn an exception into Go's
@@ -166,6 +168,9 @@ class Calls:
                 self.errorf(f"wrong number of args for {name}: want at least {nparams} got {len(argn)}")
         elif num_in != nparams:
             self.errorf(f"wrong number of args for {name}: want {nparams} got {num_in}")
+        if results != 1:
+            # Go's goodFunc: one result, or a result and an error.
+            self.errorf(f"can't call method/function {gofmt.quote(name)} with {results} results")
 
         if is_builtin and (name == "and" or name == "or"):
             # Builtin and/or short-circuit: later arguments are never evaluated.

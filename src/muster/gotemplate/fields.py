@@ -48,6 +48,7 @@ class _Host(Protocol):
         name: str,
         args: tuple[Node, ...] | None,
         final: Any,
+        results: int = 1,
     ) -> Any: ...
 
     def eval_field_chain(
@@ -180,7 +181,8 @@ class Fields:
         if params is not None:
             bound = getattr(receiver, name)
             variadic = method.__go_variadic__  # type: ignore[union-attr]
-            return self.eval_call(dot, bound, params, variadic, False, node, name, args, final)
+            results = getattr(method, "__go_results__", 1)
+            return self.eval_call(dot, bound, params, variadic, False, node, name, args, final, results)
         if isinstance(receiver, GoStruct):
             if name in receiver.go_fields:
                 if has_args:

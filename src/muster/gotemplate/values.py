@@ -258,17 +258,24 @@ class GoFunc:
         return f"GoFunc({self.name}, {self.signature})"
 
 
-def go_method(*params: str, variadic: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+def go_method(
+    *params: str, variadic: str | None = None, results: int = 1
+) -> Callable[[Callable[..., Any]], Any]:
     """Mark a ``GoStruct`` method as callable from templates with this Go signature.
 
     The method name must be the Go name (capitalized), e.g. ``def Format(self, layout)``
     decorated with ``@go_method("string")``; templates call it as ``.Format "2006"``.
     A struct with a ``String`` go-method is a ``fmt.Stringer``: ``%v`` and ``%s`` use it.
+    Any named type may have go-methods (``time.Month`` is a ``GoInt`` with ``String``).
+    ``results`` counts the Go results other than a final ``error`` (which the method
+    signals by raising): a method such as ``Zone() (string, int)`` has 2, and calling
+    it from a template is Go's error "can't call method/function with 2 results".
     """
 
     def mark(fn: Callable[..., Any]) -> Any:
         fn.__go_params__ = params  # type: ignore[attr-defined]
         fn.__go_variadic__ = variadic  # type: ignore[attr-defined]
+        fn.__go_results__ = results  # type: ignore[attr-defined]
         return fn
 
     return mark

@@ -210,6 +210,18 @@ class T(GoStruct):
     def GetU(self) -> U:
         return self.U
 
+    @go_method(results=2)
+    def Zone(self) -> tuple[str, int]:
+        return "UTC", 0
+
+    @go_method(results=3)
+    def Date(self) -> tuple[int, int, int]:
+        return 2006, 1, 2
+
+    @go_method(results=0)
+    def Nothing(self) -> None:
+        return None
+
 
 def _die() -> bool:
     raise GoError("die")
