@@ -231,3 +231,11 @@ def test_own_reload_cmd_confirms_new_workers_or_fails(nginx: NginxProcess) -> No
     assert failed.returncode != 0
     assert "kept its old workers" in failed.stderr
     assert nginx.worker_pids() == after
+
+
+def test_own_reload_cmd_without_the_children_file_falls_back_to_python(nginx: NginxProcess) -> None:
+    before = nginx.worker_pids()
+    cmd = nginx.reload_cmd().replace("/task/$m/children", "/task/$m/no-such-file")
+    result = sh(cmd)
+    assert result.returncode == 0, result.stderr
+    assert set(nginx.worker_pids()).isdisjoint(before)

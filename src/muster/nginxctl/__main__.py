@@ -7,7 +7,7 @@ and imports the check machinery only for ``check``.
 
     check  --conf MAIN --replace DEST --with STAGED [--prefix DIR] [--nginx BIN] [--timeout S]
     reload --pid-file FILE [--timeout S]
-    confirm --pid-file FILE --since UPTIME [--timeout S]   (`kill -HUP` sent at /proc/uptime UPTIME)
+    confirm --pid-file FILE --before 'PID ...' [--timeout S]   (after a `kill -HUP` of your own)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from muster.errors import Error
 _OPTIONS = {
     "check": ({"--conf", "--replace", "--with"}, {"--prefix", "--nginx", "--timeout"}),
     "reload": ({"--pid-file"}, {"--timeout"}),
-    "confirm": ({"--pid-file", "--since"}, {"--timeout"}),
+    "confirm": ({"--pid-file", "--before"}, {"--timeout"}),
 }
 
 
@@ -61,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "confirm":
             from muster.nginxctl.procs import confirm_reload
 
-            since = float(opts["--since"])
-            confirm_reload(opts["--pid-file"], since, timeout=float(opts.get("--timeout", "10")))
+            before = {int(pid) for pid in opts["--before"].split()}
+            confirm_reload(opts["--pid-file"], before, timeout=float(opts.get("--timeout", "10")))
         else:
             from muster.nginxctl.procs import reload
 

@@ -27,7 +27,6 @@ __all__ = [
     "confirm_reload",
     "read_pid",
     "reload",
-    "started_at",
     "wait_workers_replaced",
 ]
 
@@ -97,11 +96,6 @@ def read_pid(pid_file: str | os.PathLike[str]) -> int:
     return pid
 
 
-def started_at(pid: int) -> float:
-    """When ``pid`` started, in seconds since boot (``/proc/uptime``'s clock), to 10 ms."""
-    return int(_stat_fields(pid)[19]) / os.sysconf("SC_CLK_TCK")
-
-
 def _wait_active_workers(master: int, is_new: Callable[[int], bool], timeout: float, what: str) -> list[int]:
     deadline = time.monotonic() + timeout
     delay = 0.002
@@ -130,25 +124,11 @@ def wait_workers_replaced(master: int, before: set[int], timeout: float) -> list
     return _wait_active_workers(master, lambda pid: pid not in before, timeout, "the reload signal")
 
 
-def confirm_reload(pid_file: str | os.PathLike[str], since: float, *, timeout: float = 10.0) -> list[int]:
-    """Wait until every active worker started after ``since`` (seconds since boot, read from
-    ``/proc/uptime`` just before the SIGHUP was sent): the reload took effect. Raises like
-    ``reload``. Boot time, not wall time, so a clock step cannot fool it.
-
-    Start times have a 10 ms tick, so a worker counts as new from 20 ms before ``since``;
-    the workers it replaces started at the previous reload, which took longer than that
-    to confirm.
-    """
-    master = read_pid(pid_file)
-    threshold = since - 0.02
-
-    def is_new(pid: int) -> bool:
-        try:
-            return started_at(pid) >= threshold
-        except (OSError, IndexError, ValueError):
-            return False  # it just exited: not a worker that serves
-
-    return _wait_active_workers(master, is_new, timeout, "the reload signal")
+def confirm_reload(pid_file: str | os.PathLike[str], before: set[int], *, timeout: float = 10.0) -> list[int]:
+    """Wait until no process of ``before`` (the master's children just before a SIGHUP sent
+    by someone else, e.g. a shell) is an active worker: the reload took effect. Raises like
+    ``reload``."""
+    return wait_workers_replaced(read_pid(pid_file), before, timeout)
 
 
 def reload(pid_file: str | os.PathLike[str], *, timeout: float = 10.0) -> list[int]:

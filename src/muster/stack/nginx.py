@@ -260,13 +260,18 @@ location / {{
     def reload_cmd(self, *, timeout: float = 10.0) -> str:
         """A ``reload_cmd``: SIGHUP from the shell at once, then wait for the new workers.
 
-        Signalling before Python starts takes its start-up off the time to route; the
-        confirmation then waits until every worker taking connections started after it.
+        Signalling before Python starts takes its start-up off the time to route. The
+        master's children just before the signal come from ``/proc/PID/task/PID/children``;
+        a kernel without that file gets the plain ``reload`` (Python signals, then waits).
         """
         pid = shlex.quote(str(self.pid_path))
+        helper = python_helper()
+        wait = f"--timeout {timeout:g}"
+        confirm = f'{helper} confirm --pid-file {pid} --before "$before" {wait}'
         return (
-            f'since=$(cut -d" " -f1 /proc/uptime) && kill -HUP "$(cat {pid})" && '
-            f"{python_helper()} confirm --pid-file {pid} --since $since --timeout {timeout:g}"
+            f'm=$(cat {pid}) && kids=/proc/$m/task/$m/children && if [ -r "$kids" ]; then '
+            f'before=$(cat "$kids") && kill -HUP "$m" && {confirm}; '
+            f"else {helper} reload --pid-file {pid} {wait}; fi"
         )
 
     def check(self) -> str:

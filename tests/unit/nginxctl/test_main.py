@@ -21,7 +21,7 @@ def test_parse_check() -> None:
         (["reload"], "missing --pid-file"),
         (["reload", "--pid-file"], "missing value"),
         (["reload", "--pid-file", "x", "--bogus", "1"], "unknown option"),
-        (["confirm", "--pid-file", "x"], "missing --since"),
+        (["confirm", "--pid-file", "x"], "missing --before"),
     ],
 )
 def test_parse_errors(argv: list[str], message: str) -> None:
@@ -39,5 +39,5 @@ def test_reload_of_a_missing_pid_file_fails_with_the_error_tree_exit_code(
 def test_confirm_of_a_dead_master_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pid_file = tmp_path / "nginx.pid"
     pid_file.write_text("999999999\n")
-    assert main(["confirm", "--pid-file", str(pid_file), "--since", "0"]) == 1
+    assert main(["confirm", "--pid-file", str(pid_file), "--before", "1 2"]) == 1
     assert "not running" in capsys.readouterr().err

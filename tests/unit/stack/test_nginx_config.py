@@ -29,8 +29,9 @@ def test_fast_commands_name_this_nginx(tmp_path: Path) -> None:
     assert proc.check_cmd().startswith("ln -sfn {{.src}} ")
     assert f"'{tmp_path}/odd dir/conf/nginx-check.conf'" in proc.check_cmd()
     reload = proc.reload_cmd(timeout=3)
-    assert f"kill -HUP \"$(cat '{tmp_path}/odd dir/nginx.pid')\"" in reload
-    assert reload.endswith("--timeout 3")
+    assert f"m=$(cat '{tmp_path}/odd dir/nginx.pid')" in reload
+    assert 'kill -HUP "$m"' in reload
+    assert reload.endswith("--timeout 3; fi")
 
 
 def test_server_conf_listens_on_loopback_only(tmp_path: Path) -> None:
