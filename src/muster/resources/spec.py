@@ -276,7 +276,7 @@ def _mode(value: Any, where: str) -> int | None:
         if _OCTAL.fullmatch(text) and not text.startswith("0"):
             # confd's ParseUint(mode, 0, 32) reads "644" as decimal 644 (0o1204): nobody means that.
             mode = int(text, 8)
-            logger.warning(
+            _warn_once(
                 kv(
                     "resource.mode.octal",
                     file=where,
@@ -303,13 +303,23 @@ def _mode(value: Any, where: str) -> int | None:
     return mode
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # conf.d is re-read every interval or resync: say each thing once, not every few minutes.
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
 def _lookup(name: str, key: str, where: str, resolve: Any, explicit: int | None) -> int | None:
     try:
         number = int(resolve(name))
     except KeyError:
         # confd ignored owner entirely (the quick-start's owner = "nginx" never did anything), so a
         # name that does not exist here must not break a drop-in upgrade: say so loudly instead.
-        logger.warning(
+        _warn_once(
             kv("resource.owner.unknown", file=where, key=key, name=name, action="ignored, as confd does")
         )
         return explicit
