@@ -196,13 +196,17 @@ def confd_command(ctx: click.Context) -> None:
 @click.option("--prefix", help="Global key prefix (replaces each resource's prefix, as in confd).")
 @click.option("--file", "files", multiple=True, help="YAML file for the file backend; repeatable.")
 @click.option(
-    "--mode", type=click.Choice(["watch", "interval", "once"]), help="How to run (default: interval)."
+    "--mode",
+    type=click.Choice(["watch", "interval", "once"]),
+    default="watch",
+    show_default=True,
+    help="watch the backend, re-read every --interval, or run once and exit.",
 )
 @click.option("--interval", type=int, help="Seconds between full re-reads in interval mode.")
 @click.option("--noop", is_flag=True, default=None, help="Print a diff of what would change; touch nothing.")
 @click.option("--sync-only", is_flag=True, default=None, help="Write files but run no check or reload.")
-@click.option("--debounce-window", help="Quiet window that folds bursts of changes (e.g. 100ms).")
-@click.option("--debounce-max", help="Longest a pending change may wait (e.g. 2s).")
+@click.option("--debounce-window", help="Quiet window that folds bursts of changes (default 200ms).")
+@click.option("--debounce-max", help="Longest a pending change may wait (default 2s).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def run_command(**params: Any) -> None:
     """Keep config files in step with the registry (the confd daemon, with muster's option names)."""
