@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -14,6 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.options import BackendOptions
 from muster.dataplane import Peer
 from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError
 from muster.dataplane.haproxy_cli import HAProxyCLI
@@ -21,6 +24,7 @@ from muster.dataplane.sink import MembershipSink, membership
 from muster.gotemplate import Template
 from muster.resources.render import _StoreSlot, template_funcs
 from muster.resources.spec import load_resources
+from muster.stack.etcd import EtcdProcess
 from muster.stack.haproxy import HAProxyProcess, haproxy_available, stock_dir, write_resource_for
 from muster.store import KVStore
 
@@ -391,3 +395,47 @@ async def test_churn_under_load_fails_no_request(
     seen = sum([await t for t in clients], Counter[str]())
     assert set(seen) == {"200 a", "200 b", "200 c"}, seen
     assert haproxy.worker_pid() == worker
+
+
+async def test_registry_to_traffic_through_etcd(
+    etcd: EtcdProcess,
+    key_prefix: str,
+    haproxy: HAProxyProcess,
+    plane: HAProxyDataPlane,
+    backends: list[Backend],
+) -> None:
+    a, b, _ = backends
+    root = f"{key_prefix}/services"
+    url = f"{haproxy.url}/hello/"
+    sink = MembershipSink(plane, root)  # type: ignore[arg-type]  # duck-typed plane
+    async with EtcdV3Backend(options=BackendOptions(nodes=(etcd.client_url,))) as backend:
+
+        async def follow() -> None:
+            # What the daemon's watch does for a data-plane sink: every change is applied.
+            since = None
+            while True:
+                snapshot = await backend.get_values([root])
+                await sink.apply(snapshot.values)
+                since = await backend.wait_changed([root], snapshot.revision or since)
+
+        watcher = asyncio.create_task(follow())
+        try:
+            value = json.dumps({"host": "127.0.0.1", "port": a.port})
+            lease_a = await backend.register(f"{root}/hello/servers/a", value, ttl=30)
+            start = time.perf_counter()
+            while (await hits(url, 1))["200 a"] == 0:
+                assert time.perf_counter() - start < 1.0, "not routed within a second"
+            value = json.dumps({"host": "127.0.0.1", "port": b.port})
+            lease_b = await backend.register(f"{root}/hello/servers/b", value, ttl=30)
+            while (await hits(url, 1))["200 b"] == 0:
+                assert time.perf_counter() - start < 2.0
+            await lease_a.revoke()  # deregistration: a must get no more requests
+            for _ in range(100):
+                if set(await hits(url, 2)) == {"200 b"}:
+                    break
+                await asyncio.sleep(0.01)
+            before = a.count
+            assert await hits(url, 10) == Counter({"200 b": 10}) and a.count == before
+            await lease_b.revoke()
+        finally:
+            watcher.cancel()
