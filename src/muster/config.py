@@ -132,6 +132,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o("check_timeout", "check-timeout", "check_timeout", "duration", "default check_cmd timeout"),
     _o("reload_timeout", "reload-timeout", "reload_timeout", "duration", "default reload_cmd timeout"),
+    _o(
+        "dataplane",
+        "dataplane",
+        "dataplane",
+        "str",
+        "how server changes reach nginx: lua (pushed, no reload), reload, or auto (lua when "
+        "-dataplane-admin is set and the Lua module is installed)",
+    ),
+    _o("dataplane_admin", "dataplane-admin", "dataplane_admin", "str", "nginx admin endpoint (unix:PATH)"),
+    _o("dataplane_root", "dataplane-root", "dataplane_root", "str", "registry root of the services"),
     # Accepted for compatibility with confd's other backends; muster has no use for them.
     _o(None, "auth-type", "auth_type", "str", "Vault auth backend type (unused by muster)"),
     _o(None, "auth-token", "auth_token", "str", "Auth bearer token (unused by muster)"),
@@ -179,6 +189,9 @@ class Config:
     resync_interval: float = 300.0
     check_timeout: float = 30.0
     reload_timeout: float = 60.0
+    dataplane: str = "auto"
+    dataplane_admin: str = ""
+    dataplane_root: str = "/services"
 
     @property
     def resource_dir(self) -> Path:
@@ -423,6 +436,10 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
             "client_cert" if config.client_cert else "client_key",
             "client-cert and client-key must be given together",
         )
+    if config.dataplane not in ("auto", "lua", "reload"):
+        fail("dataplane", f"dataplane must be auto, lua or reload, not {config.dataplane!r}")
+    if config.dataplane == "lua" and not config.dataplane_admin:
+        fail("dataplane", "-dataplane lua needs -dataplane-admin (e.g. unix:/run/muster/nginx-admin.sock)")
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
 

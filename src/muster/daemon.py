@@ -28,7 +28,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
@@ -106,6 +106,21 @@ def _change_summary(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tu
     return len(changes), text
 
 
+class Sink(Protocol):
+    """Something fed every snapshot of ``prefixes`` before files render (the Lua data plane).
+
+    ``apply`` raises ``muster.errors.Error`` when it cannot deliver; ``run`` is a background
+    task for the life of watch mode (e.g. noticing that nginx restarted).
+    """
+
+    @property
+    def prefixes(self) -> tuple[str, ...]: ...
+
+    async def apply(self, values: Mapping[str, str]) -> None: ...
+
+    async def run(self) -> None: ...
+
+
 class Daemon:
     """Runs the resources of ``config`` against ``backend``; one method per confd mode."""
 
@@ -117,8 +132,10 @@ class Daemon:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         diff_out: TextIO | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self.config = config
+        self.sinks = list(sinks)
         self.backend = backend
         self.clock = clock
         self.sleep = sleep
@@ -132,7 +149,8 @@ class Daemon:
             diff_out=diff_out,
         )
         self.batches = 0
-        self._templates = TemplateCache()
+        # With a data plane sink, templates render membership-blind ({{dataplane}} is "lua").
+        self._templates = TemplateCache(dataplane="lua" if self.sinks else "reload")
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         # watch-mode state shared by the watcher and the processor
@@ -179,6 +197,9 @@ class Daemon:
         # A periodic resync exists to catch what a watch missed; when it finds the very values a
         # resource was last applied from, rendering again would only burn CPU.
         skip_unchanged = self._trigger == "resync"
+        for sink in self.sinks:
+            # Membership first: a new service's servers are in place before its location loads.
+            await self._feed(sink, report)
         for keys, members in groups.items():
             try:
                 snapshot = await self.backend.get_values(list(keys))
@@ -243,6 +264,20 @@ class Daemon:
         )
         return report
 
+    async def _feed(self, sink: Sink, report: BatchReport) -> None:
+        try:
+            snapshot = await self.backend.get_values(list(sink.prefixes))
+        except BackendError as exc:
+            logger.error(kv("backend.read.failed", keys=",".join(sink.prefixes), error=exc))
+            report.backend_error = exc
+            report.failures.append(Failure("dataplane", exc))
+            return
+        try:
+            await sink.apply(snapshot.values)
+        except Error as exc:
+            logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
+            report.failures.append(Failure("dataplane", exc))
+
     def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
         started = time.perf_counter()
         try:
@@ -299,6 +334,8 @@ class Daemon:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._processor(), name="muster-processor")
             tg.create_task(self._watcher(), name="muster-watcher")
+            for sink in self.sinks:
+                tg.create_task(sink.run(), name="muster-sink")
 
     async def _sleep_or_hup(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -323,7 +360,8 @@ class Daemon:
         self._dirty.set()
 
     def _watch_prefixes(self) -> list[str]:
-        return minimal_prefixes([k for spec in self.specs for k in spec.prefixed_keys])
+        keys = [k for spec in self.specs for k in spec.prefixed_keys]
+        return minimal_prefixes(keys + [p for sink in self.sinks for p in sink.prefixes])
 
     async def _processor(self) -> None:
         backoff = BACKOFF_START
@@ -504,7 +542,10 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
         config = await asyncio.to_thread(resolve_srv_nodes, config)
         backend = create_backend(config)
-    daemon = Daemon(config, backend, diff_out=diff_out)
+    from muster.dataplane.setup import lua_sink
+
+    sink = None if config.noop else lua_sink(config)
+    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [])
     try:
         if config.onetime:
             return await daemon.run_once()

@@ -73,3 +73,6 @@ class MembershipSink:
                     await self.plane.apply(self._desired)
                 except AdminError as exc:
                     log.warning(kv("dataplane.verify.failed", error=exc))
+
+    async def aclose(self) -> None:
+        await self.plane.admin.aclose()

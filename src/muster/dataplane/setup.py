@@ -1,0 +1,41 @@
+"""Choose the data plane a daemon runs with, from its configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from muster.config import Config
+from muster.dataplane.admin import LuaAdmin
+from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.pusher import DataPlane
+from muster.dataplane.sink import MembershipSink
+from muster.log import kv
+
+__all__ = ["lua_sink"]
+
+log = logging.getLogger(__name__)
+
+
+def lua_sink(config: Config) -> MembershipSink | None:
+    """The membership sink for ``-dataplane lua`` (or ``auto`` when it can work), else ``None``.
+
+    ``auto`` picks Lua only when an admin endpoint is configured and this host has the
+    Lua module; otherwise it says once why, and server changes go through render and reload.
+    """
+    if config.dataplane == "reload":
+        return None
+    if config.dataplane == "auto":
+        if not config.dataplane_admin:
+            return None
+        if not lua_available():
+            log.warning(
+                kv(
+                    "dataplane.lua_unavailable",
+                    reason="libnginx-mod-http-lua or lua-resty-core is not installed",
+                    fallback="render and reload",
+                )
+            )
+            return None
+    plane = DataPlane(LuaAdmin(config.dataplane_admin))
+    log.info(kv("dataplane.lua", admin=config.dataplane_admin, root=config.dataplane_root))
+    return MembershipSink(plane, config.dataplane_root)
