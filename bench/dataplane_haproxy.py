@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import shutil
 import statistics
@@ -154,6 +155,60 @@ async def scale(haproxy: HAProxyProcess, peers: list[Peer], services: int) -> No
     )
 
 
+async def registration(haproxy: HAProxyProcess, plane: HAProxyDataPlane, peers: list[Peer], n: int) -> None:
+    """Registration in a real etcd to the first request routed to the new server."""
+    from muster.backends.etcdv3 import EtcdV3Backend
+    from muster.backends.options import BackendOptions
+    from muster.dataplane.sink import MembershipSink
+    from muster.stack.etcd import EtcdProcess, etcd_available
+
+    if not etcd_available():
+        print("registration: etcd is not installed, skipped")
+        return
+    root = "/services"
+    sink = MembershipSink(plane, root)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp, EtcdProcess(Path(tmp) / "etcd") as etcd:
+        async with (
+            EtcdV3Backend(options=BackendOptions(nodes=(etcd.client_url,))) as backend,
+            aiohttp.ClientSession() as session,
+        ):
+
+            async def follow() -> None:
+                since = None
+                while True:
+                    snapshot = await backend.get_values([root])
+                    await sink.apply(snapshot.values)
+                    since = await backend.wait_changed([root], snapshot.revision or since)
+
+            base = peers[0]
+            base_value = json.dumps({"host": base.ip, "port": base.port}).encode()
+            await backend.client.put(f"{root}/hello/servers/base".encode(), base_value)
+            watcher = asyncio.create_task(follow())
+            ms, after = [], []
+            try:
+                for i in range(n):
+                    new = peers[1 + i % (len(peers) - 1)]
+                    name = f"b{peers.index(new)}"
+                    value = json.dumps({"host": new.ip, "port": new.port})
+                    start = time.perf_counter()
+                    lease = await backend.register(f"{root}/hello/servers/new", value, ttl=30)
+                    registered = time.perf_counter()
+                    while True:
+                        async with session.get(f"{haproxy.url}/hello/") as resp:
+                            if await resp.text() == name:
+                                break
+                    ms.append((time.perf_counter() - start) * 1000)
+                    after.append((time.perf_counter() - registered) * 1000)
+                    await lease.revoke()
+                    await asyncio.sleep(0.02)
+            finally:
+                watcher.cancel()
+    print(
+        f"etcd registration -> first routed request: p50 {statistics.median(ms):.1f} ms, "
+        f"p95 {pct(ms, 0.95):.1f} ms (n={n}; after register returned: p50 {statistics.median(after):.1f} ms)"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
@@ -170,6 +225,7 @@ async def main() -> None:
             with haproxy:
                 plane = HAProxyDataPlane(HAProxyCLI(haproxy.admin_socket))
                 await latency(haproxy, plane, peers, args.rounds)
+                await registration(haproxy, HAProxyDataPlane(HAProxyCLI(haproxy.admin_socket)), peers, 50)
                 if args.churn:
                     await churn(haproxy, plane, peers, args.churn)
                 if args.services:
