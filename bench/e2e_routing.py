@@ -9,8 +9,11 @@ Prints:
 * churn: ``wrk -t2 -c20`` through nginx for D seconds while one server of the loaded
   service joins and leaves every 500 ms: requests, non-2xx answers, socket errors and
   reloads (the seed's confd stack: about 80,000 requests, 50-80 socket errors, 60 reloads);
-  once with the backends in a process of their own, once inside this one (where, for
-  reasons not yet understood, wrk sees a few read errors per reload).
+  once with the backends in a process of their own, once inside this one. The socket
+  errors are wrk's read errors on keep-alive connections that a retiring nginx worker
+  closes right after answering (about 5 per reload at 20 connections); they come from
+  the reload itself (the same with nginx answering directly) and only fewer reloads
+  (coalesced changes, or the zero-reload data plane) remove them.
 
     python bench/e2e_routing.py [--samples 30] [--churn 20] [--backend etcdv3|etcd] [--background 1000 3000]
 """
