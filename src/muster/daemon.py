@@ -57,6 +57,7 @@ BACKOFF_START = 0.05
 BACKOFF_MAX = 1.0  # a restarted etcd must be noticed well within a second
 KEYS_LOGGED = 20
 CLOSE_TIMEOUT = 5.0
+INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,7 @@ class Daemon:
         self._templates = TemplateCache(dataplane="lua" if self.sinks else "reload")
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
+        self._render_ms: dict[str, float] = {}
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -227,7 +229,12 @@ class Daemon:
                 self._applied.pop(spec.name, None)
                 used[spec.name] = snapshot.values
                 try:
-                    content = await asyncio.to_thread(self._render, spec, snapshot.values)
+                    if self._render_ms.get(spec.name, INLINE_RENDER_MS) < INLINE_RENDER_MS:
+                        # A quick render costs less than a hop to a worker thread and back.
+                        content = self._render(spec, snapshot.values)
+                    else:
+                        # A long one runs off the loop so the watch and signals stay served.
+                        content = await asyncio.to_thread(self._render, spec, snapshot.values)
                 except (TemplateError, ResourceError) as exc:
                     logger.error(
                         kv(
@@ -285,12 +292,14 @@ class Daemon:
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
         content = render(spec, values, source, self._templates)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self._render_ms[spec.name] = elapsed_ms
         logger.debug(
             kv(
                 "resource.render.complete",
                 resource=spec.name,
                 bytes=len(content),
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed_ms, 2),
             )
         )
         return content
