@@ -13,7 +13,6 @@ member; a dead or leaderless member is abandoned for the next endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.parse
@@ -308,9 +307,13 @@ class EtcdV2Backend:
                 if not await self.client.healthy(url, timeout=min(probe, self.options.request_timeout)):
                     raise BackendUnavailable(f"watch {path} {url}: member unhealthy or unreachable")
         finally:
-            poll.cancel()
-            with contextlib.suppress(BaseException):
-                await poll
+            if not poll.done():
+                poll.cancel()
+                # Bounded: aiohttp may hold a cancelled read until data arrives; the session
+                # close reaps it then.
+                await asyncio.wait({poll}, timeout=1.0)
+            if poll.done() and not poll.cancelled():
+                poll.exception()  # retrieved, so asyncio does not log it as never retrieved
 
     # -- Registrar --------------------------------------------------------------------------
 

@@ -1,26 +1,22 @@
-"""The etcd v3 backend: snapshots at one revision, a resumable watch, and lease registrations.
+"""The etcd v3 backend: snapshots at one revision, a watch that survives outages, lease registrations.
 
-Theory of operation for ``wait_changed``: one ``/v3/watch`` stream with one watcher over the
-smallest range covering every prefix (``keys.covering_range``), starting at ``since + 1``.
-The first event under a prefix ends the wait; other events in the range and progress
-notifications only advance the resume point. When the stream breaks, or stays
-silent past ``watch_probe_interval`` and a status probe of its member fails, the watch is
-reopened on the next endpoint from the resume point, retrying with a short capped backoff
-while no member answers, so a change written right after an outage is seen at once. A
-cancel with ``compact_revision`` raises ``RevisionCompacted``.
+``wait_changed`` is served by a ``Mirror`` (``etcdv3_mirror``): one long-lived watch stream
+per prefix set that keeps a replica of the keys. While a mirror for the prefixes is live,
+``get_values`` answers from it: a consistent snapshot that includes every change
+``wait_changed`` has reported (a write still in flight on the stream comes with the next
+``wait_changed``). Without one, ``get_values`` reads from etcd, all prefixes at one revision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from muster.backends.base import Snapshot
-from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchStream
-from muster.backends.keys import KeyRange, covering_range, matches_any, prefix_ranges
+from muster.backends.etcdv3_client import EtcdV3Client
+from muster.backends.etcdv3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
+from muster.backends.keys import normalize_prefix
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
@@ -29,26 +25,11 @@ __all__ = ["EtcdV3Backend", "EtcdV3Lease"]
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 0.5  # short: after an outage a change must be seen within a second
+_MAX_MIRRORS = 4  # distinct prefix sets watched at once (the daemon uses one)
 
 
-def _ranges(prefixes: Sequence[str]) -> list[KeyRange]:
-    seen: dict[KeyRange, None] = {}
-    for prefix in prefixes:
-        for r in prefix_ranges(prefix):
-            seen.setdefault(r, None)
-    return list(seen)
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-@dataclass(slots=True)
-class _WatchState:
-    resume: int
-    outage_since: float | None = None
+def _key(prefixes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(dict.fromkeys(normalize_prefix(p) for p in prefixes)))
 
 
 class EtcdV3Backend:
@@ -57,9 +38,11 @@ class EtcdV3Backend:
     def __init__(self, *, options: BackendOptions | None = None, client: EtcdV3Client | None = None) -> None:
         self.options = options or BackendOptions()
         self.client = client or EtcdV3Client(self.options)
+        self._mirrors: dict[tuple[str, ...], Mirror] = {}
+        self._last_read: tuple[tuple[str, ...], Snapshot] | None = None
 
     def __repr__(self) -> str:
-        return f"<EtcdV3Backend {self.client!r}>"
+        return f"<EtcdV3Backend {self.client!r} mirrors={list(self._mirrors.values())!r}>"
 
     async def __aenter__(self) -> EtcdV3Backend:
         return self
@@ -68,11 +51,17 @@ class EtcdV3Backend:
         await self.aclose()
 
     async def aclose(self) -> None:
+        mirrors, self._mirrors = list(self._mirrors.values()), {}
+        for mirror in mirrors:
+            await mirror.aclose()
         await self.client.aclose()
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
-        """Every key under ``prefixes``, all read at the revision of the first read."""
-        ranges = _ranges(prefixes)
+        """Every key under ``prefixes`` at one revision (see the module doc for the mirror)."""
+        for mirror in self._mirrors.values():
+            if mirror.serves(prefixes):
+                return mirror.snapshot(prefixes)
+        ranges = unique_ranges(prefixes)
         if not ranges:
             return Snapshot({}, await self.current_revision())
         try:
@@ -80,9 +69,11 @@ class EtcdV3Backend:
         except RevisionCompacted:
             # Compacted between two of our reads: start over at the newest revision, once.
             raw, revision = await self.client.range_all(ranges)
-        values = {_text(k): _text(v) for k, v in sorted(raw.items())}
+        values = {text(k): text(v) for k, v in sorted(raw.items())}
         log.debug(kv("etcd.get.complete", keys=len(values), revision=revision))
-        return Snapshot(values, revision)
+        snapshot = Snapshot(values, revision)
+        self._last_read = (_key(prefixes), snapshot)
+        return snapshot
 
     async def current_revision(self) -> int:
         reply = await self.client.request("/v3/kv/range", {"key": "AA==", "count_only": True, "limit": "1"})
@@ -94,67 +85,42 @@ class EtcdV3Backend:
         ``since=None`` waits for the next change from now. Survives disconnects and member
         loss by resuming on the next endpoint; raises ``RevisionCompacted`` if ``since`` is gone.
         """
-        if not prefixes:
+        key = _key(prefixes)
+        if not key:
             await asyncio.Event().wait()  # nothing to watch: wait until cancelled
-        watched = covering_range(_ranges(prefixes))
         if since is None:
             since = await self.current_revision()
-        state = _WatchState(resume=since + 1)
-        delay = _BACKOFF_FIRST
-        failures_in_row = 0
-        while True:
-            url = self.client.endpoints.current
-            try:
-                async with self.client.watch(url, watched, state.resume) as stream:
-                    return await self._consume(stream, prefixes, state)
-            except BackendUnavailable as exc:
-                self.client.endpoints.mark_failed(url, exc)
-                if state.outage_since is None:
-                    state.outage_since = time.monotonic()
-                    event = kv("etcd.watch.disconnected", endpoint=url, revision=state.resume - 1, error=exc)
-                    log.warning(event)
-                failures_in_row += 1
-                if failures_in_row >= len(self.client.endpoints.urls):
-                    # Every member failed once: back off before the next round.
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _BACKOFF_MAX)
-                    failures_in_row = 0
-            except GatewayError as exc:
-                if not (self.options.username and exc.is_auth_token_error):
-                    raise
-                await self.client.reauthenticate(url)
+        mirror = self._mirrors.get(key)
+        if mirror is None or mirror.error is not None or since < mirror.start_revision:
+            if mirror is not None:
+                await self._drop(key)
+            mirror = await self._open_mirror(key, since)
+        try:
+            return await mirror.wait_changed(since)
+        except BackendError:
+            await self._drop(key)  # compacted or refused: the daemon re-reads, then watches anew
+            raise
 
-    async def _consume(self, stream: WatchStream, prefixes: Sequence[str], state: _WatchState) -> int:
-        """Read one stream until a matching event arrives (its revision); raises when it ends."""
-        probe = self.options.watch_probe_interval
+    async def _open_mirror(self, key: tuple[str, ...], since: int) -> Mirror:
+        seed = self._last_read[1] if self._last_read and self._last_read[0] == key else None
+        delay = BACKOFF_FIRST
         while True:
-            msg = await stream.receive(idle_timeout=probe)
-            if msg is None:
-                # Silence: make sure the member is alive and has a leader, else fail over.
-                await self.client.status(stream.url, timeout=min(probe, self.options.request_timeout))
-                continue
-            if msg.canceled:
-                if msg.compact_revision:
-                    raise RevisionCompacted(
-                        f"watch {stream.url}: revision {state.resume} compacted (oldest kept "
-                        f"{msg.compact_revision})",
-                        compact_revision=msg.compact_revision,
-                    )
-                raise BackendError(f"watch {stream.url} canceled: {msg.cancel_reason or 'no reason given'}")
-            if msg.created:
-                if state.outage_since is not None:
-                    outage = time.monotonic() - state.outage_since
-                    log.info(kv("etcd.watch.resumed", endpoint=stream.url, revision=state.resume - 1,
-                                outage=f"{outage:.3f}s"))  # fmt: skip
-                    state.outage_since = None
-                continue
-            matching = [ev.mod_revision for ev in msg.events if matches_any(_text(ev.key), prefixes)]
-            if matching:
-                return max(matching)
-            # Events of one watcher arrive in revision order, and a progress notification
-            # means nothing is pending: either way the stream has delivered up to here.
-            seen = max((ev.mod_revision for ev in msg.events), default=msg.revision)
-            state.resume = max(state.resume, seen + 1)
+            try:
+                mirror = await Mirror.open(self.client, self.options, key, since, seed)
+                break
+            except BackendUnavailable as exc:
+                log.debug(kv("etcd.watch.open.retry", in_s=delay, error=exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+        if len(self._mirrors) >= _MAX_MIRRORS:
+            await self._drop(next(iter(self._mirrors)))
+        self._mirrors[key] = mirror
+        return mirror
+
+    async def _drop(self, key: tuple[str, ...]) -> None:
+        mirror = self._mirrors.pop(key, None)
+        if mirror is not None:
+            await mirror.aclose()
 
     # -- Registrar --------------------------------------------------------------------------
 

@@ -166,8 +166,11 @@ class WatchStream:
         what = f"watch {self.url}"
         while b"\n" not in self._buffer:
             with map_exceptions(TRANSPORT_ERRORS, what):
+                # asyncio.timeout, not wait_for: wait_for runs the read in a second task whose
+                # cancellation aiohttp can hold up until data arrives, stalling aclose().
                 try:
-                    chunk = await asyncio.wait_for(self._response.content.readany(), idle_timeout)
+                    async with asyncio.timeout(idle_timeout):
+                        chunk = await self._response.content.readany()
                 except TimeoutError:
                     return None
             if not chunk:
@@ -298,11 +301,10 @@ class EtcdV3Client:
         return RangeResult(kvs, int(reply["header"]["revision"]), bool(reply.get("more", False)))
 
     async def range_all(
-        self, ranges: Sequence[KeyRange], *, page: int = 10_000
+        self, ranges: Sequence[KeyRange], *, revision: int | None = None, page: int = 10_000
     ) -> tuple[dict[bytes, bytes], int]:
-        """Every key in ``ranges``, all read at the revision of the first read (one snapshot)."""
+        """Every key in ``ranges`` at ``revision``, or all at the revision of the first read."""
         values: dict[bytes, bytes] = {}
-        revision: int | None = None
         for key, end in ranges:
             start = key
             while True:

@@ -36,7 +36,7 @@ def b64decode(text: str | None) -> bytes:
     if not text:
         return b""
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except binascii.Error as exc:
         raise ValueError(f"invalid base64 from etcd: {text[:40]!r}") from exc
 

@@ -1,0 +1,228 @@
+"""A live replica of the keys under some prefixes, fed by one long-lived etcd v3 watch stream.
+
+Why: re-reading every key after each change costs the gateway about 50 µs per key (1.4 s for
+30,000 keys), and a watch opened with a past ``start_revision`` is served by etcd's catch-up
+loop, which runs every 100 ms. A mirror reads once, then applies the watch's events (they
+carry the values), so ``wait_changed`` returns as soon as an event lands and ``get_values``
+is a dict copy.
+
+Theory of operation: ``open(since)`` reads the prefixes at revision ``since`` (pinned) and
+starts a task that watches the smallest range covering them from ``since + 1``. Events of
+one watcher arrive in revision order with whole revisions per message, so after applying a
+message the replica equals the store at ``revision`` for the watched keys. Progress
+notifications advance ``revision`` too. When the stream breaks, or stays silent past
+``watch_probe_interval`` and a status probe of its member fails, the task reopens it on the
+next endpoint from ``revision + 1`` with a short capped backoff. A compaction or a refusal
+ends the task with ``error`` set; the owner then drops the mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from muster.backends.base import Snapshot
+from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchResponse, WatchStream
+from muster.backends.keys import (
+    KeyRange,
+    covering_range,
+    matches_any,
+    matches_prefix,
+    normalize_prefix,
+    prefix_ranges,
+)
+from muster.backends.options import BackendOptions
+from muster.errors import BackendError, BackendUnavailable, RevisionCompacted
+from muster.log import kv
+
+__all__ = ["Mirror", "text", "unique_ranges"]
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 0.5  # short: after an outage a change must be seen within a second
+
+
+def unique_ranges(prefixes: Sequence[str]) -> list[KeyRange]:
+    seen: dict[KeyRange, None] = {}
+    for prefix in prefixes:
+        for r in prefix_ranges(prefix):
+            seen.setdefault(r, None)
+    return list(seen)
+
+
+def text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class Mirror:
+    """The keys under ``prefixes``, kept current by a background watch; see the module doc."""
+
+    def __init__(self, client: EtcdV3Client, options: BackendOptions, prefixes: tuple[str, ...]) -> None:
+        self.client = client
+        self.options = options
+        self.prefixes = prefixes
+        self.watched = covering_range(unique_ranges(prefixes))
+        self.values: dict[str, str] = {}
+        #: The replica equals the store at this revision (for the watched keys).
+        self.revision = 0
+        #: Changes after this revision are all reported; earlier ones may not be.
+        self.start_revision = 0
+        #: The newest revision that changed a watched key.
+        self.latest_change = 0
+        self.connected = False
+        self.error: BaseException | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error else "connected" if self.connected else "connecting"
+        return f"<Mirror {list(self.prefixes)} keys={len(self.values)} revision={self.revision} {state}>"
+
+    @classmethod
+    async def open(
+        cls, client: EtcdV3Client, options: BackendOptions, prefixes: tuple[str, ...], since: int,
+        seed: Snapshot | None = None,
+    ) -> Mirror:  # fmt: skip
+        """Read ``prefixes`` at ``since`` (or take ``seed`` if it is that read) and start watching.
+
+        Raises ``RevisionCompacted`` if ``since`` is gone, ``BackendUnavailable`` if no member answers.
+        """
+        mirror = cls(client, options, prefixes)
+        if seed is not None and seed.revision == since:
+            mirror.values = dict(seed.values)
+        else:
+            raw, _ = await client.range_all(unique_ranges(prefixes), revision=since)
+            mirror.values = {text(k): text(v) for k, v in raw.items()}
+        mirror.revision = mirror.start_revision = since
+        mirror._task = asyncio.create_task(mirror._run(), name=f"etcd-mirror {','.join(prefixes)}")
+        return mirror
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.connected = False
+
+    def serves(self, prefixes: Sequence[str]) -> bool:
+        """True when every key under ``prefixes`` is watched here and the replica is live."""
+        if self.error is not None or not self.connected:
+            return False
+        return all(any(matches_prefix(normalize_prefix(p), mine) for mine in self.prefixes) for p in prefixes)
+
+    def snapshot(self, prefixes: Sequence[str]) -> Snapshot:
+        """The replica's keys under ``prefixes`` at ``revision`` (a copy)."""
+        if tuple(prefixes) == self.prefixes:
+            values = dict(self.values)
+        else:
+            values = {k: v for k, v in self.values.items() if matches_any(k, prefixes)}
+        return Snapshot(dict(sorted(values.items())), self.revision)
+
+    async def wait_changed(self, since: int) -> int:
+        """The newest change after ``since`` (at once if one is known); raises the task's error."""
+        if since < self.start_revision:
+            raise ValueError(f"mirror starts at {self.start_revision}, cannot report changes after {since}")
+        while True:
+            wakeup = self._wakeup
+            if self.latest_change > since:
+                return self.latest_change
+            if self.error is not None:
+                raise self.error
+            await wakeup.wait()
+
+    def _notify(self) -> None:
+        self._wakeup.set()
+        self._wakeup = asyncio.Event()
+
+    async def _run(self) -> None:
+        try:
+            await self._follow()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: B036 - handed to the waiters, which re-raise it
+            self.error = exc
+            self.connected = False
+            self._notify()
+
+    async def _follow(self) -> None:
+        delay, failures_in_row = BACKOFF_FIRST, 0
+        outage_since: float | None = None
+        while True:
+            url = self.client.endpoints.current
+            try:
+                async with self.client.watch(url, self.watched, self.revision + 1) as stream:
+                    await self._consume(stream, outage_since)
+            except BackendUnavailable as exc:
+                self.connected = False
+                self.client.endpoints.mark_failed(url, exc)
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        kv("etcd.watch.disconnected", endpoint=url, revision=self.revision, error=exc)
+                    )
+                failures_in_row += 1
+                if failures_in_row >= len(self.client.endpoints.urls):
+                    await asyncio.sleep(delay)  # every member failed once: back off
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    failures_in_row = 0
+                continue
+            except GatewayError as exc:
+                if not (self.options.username and exc.is_auth_token_error):
+                    raise
+                await self.client.reauthenticate(url)
+                continue
+            outage_since, delay, failures_in_row = None, BACKOFF_FIRST, 0
+
+    async def _consume(self, stream: WatchStream, outage_since: float | None) -> None:
+        probe = self.options.watch_probe_interval
+        while True:
+            msg = await stream.receive(idle_timeout=probe)
+            if msg is None:
+                # Silence: make sure the member is alive and has a leader, else fail over.
+                await self.client.status(stream.url, timeout=min(probe, self.options.request_timeout))
+                continue
+            if msg.canceled:
+                if msg.compact_revision:
+                    raise RevisionCompacted(
+                        f"watch {stream.url}: revision {self.revision + 1} compacted (oldest kept "
+                        f"{msg.compact_revision})",
+                        compact_revision=msg.compact_revision,
+                    )
+                raise BackendError(f"watch {stream.url} canceled: {msg.cancel_reason or 'no reason given'}")
+            if msg.created:
+                self.connected = True
+                if outage_since is not None:
+                    outage = f"{time.monotonic() - outage_since:.3f}s"
+                    log.info(
+                        kv("etcd.watch.resumed", endpoint=stream.url, revision=self.revision, outage=outage)
+                    )
+                    outage_since = None
+                continue
+            self._apply(msg)
+
+    def _apply(self, msg: WatchResponse) -> None:
+        changed = 0
+        for ev in msg.events:
+            if ev.mod_revision <= self.revision:
+                continue  # replayed after a reconnect
+            key = text(ev.key)
+            if not matches_any(key, self.prefixes):
+                continue  # inside the covering range, outside the prefixes
+            if ev.type == "DELETE":
+                self.values.pop(key, None)
+            else:
+                self.values[key] = text(ev.value)
+            changed = ev.mod_revision
+        # Events of one watcher come in revision order, whole revisions per message, and a
+        # progress notification means nothing is pending: the replica is now at this revision.
+        seen = max((ev.mod_revision for ev in msg.events), default=msg.revision)
+        self.revision = max(self.revision, seen)
+        if changed:
+            self.latest_change = changed
+            log.debug(kv("etcd.watch.changed", revision=changed, keys=len(self.values)))
+            self._notify()
