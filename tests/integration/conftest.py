@@ -15,10 +15,12 @@ reason) when /usr/bin/etcd is missing. Every process started is stopped at teard
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -36,6 +38,17 @@ from muster.stack.etcd import (
 ROOT_PASSWORD = "root-secret"
 USER = "muster"
 USER_PASSWORD = "muster-secret"
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout` and CI runners stop pytest with SIGTERM, whose default action skips fixture
+    # teardown and leaves every session etcd running; as KeyboardInterrupt, teardown runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ Contracts:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import json
@@ -48,6 +49,16 @@ __all__ = [
 
 ETCD_BINARY = "/usr/bin/etcd"
 _STOP_GRACE = 10.0
+
+# Members this interpreter started and has not stopped: stopped at exit, so a crashed
+# `muster up` or an interrupted test run leaves no etcd behind (SIGKILL of the parent still does).
+_RUNNING: set[EtcdProcess] = set()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for proc in list(_RUNNING):
+        proc.stop(timeout=2.0)
 
 
 def etcd_available(binary: str = ETCD_BINARY) -> bool:
@@ -268,6 +279,7 @@ class EtcdProcess:
             )  # fmt: skip
         finally:
             log.close()
+        _RUNNING.add(self)
 
     def health(self, timeout: float = 1.0) -> bool:
         """One ``GET /health``: True when the member has a leader and answers."""
@@ -307,6 +319,7 @@ class EtcdProcess:
                 proc.kill()
                 proc.wait()
         self._proc = None
+        _RUNNING.discard(self)
 
     def kill(self) -> None:
         """SIGKILL (a crash: no graceful shutdown) and reap."""
@@ -318,6 +331,7 @@ class EtcdProcess:
                 proc.kill()
         proc.wait()
         self._proc = None
+        _RUNNING.discard(self)
 
     def pause(self) -> None:
         """SIGSTOP: connections stay open but nothing answers (a silently dead peer)."""
