@@ -52,6 +52,8 @@ KNOWN_KEYS = frozenset(
         "reload_timeout",
     }
 )
+# The maintained confd fork (abtreece/confd) names the timeouts this way; accept its files too.
+ALIASES = {"check_cmd_timeout": "check_timeout", "reload_cmd_timeout": "reload_timeout"}
 
 
 def go_clean(path: str) -> str:
@@ -211,6 +213,11 @@ def _template_table(data: dict[str, Any], where: str) -> dict[str, Any]:
             "only a [template] table is allowed"
         )
     table = {k.lower(): v for k, v in tables["template"].items()}
+    for alias, key in ALIASES.items():
+        if alias in table:
+            if key in table:
+                raise ConfigError(f"{where}: [template] sets both {key} and its alias {alias}")
+            table[key] = table.pop(alias)
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
         raise ConfigError(

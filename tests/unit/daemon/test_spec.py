@@ -186,3 +186,12 @@ def test_recursive_discovery_and_errors_do_not_stop_others(tmp_path: Path) -> No
 def test_missing_conf_d(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a directory"):
         load_resources(tmp_path / "conf.d", tmp_path)
+
+
+def test_confd_fork_timeout_names_are_accepted(tmp_path: Path) -> None:
+    spec = load_resource(
+        resource(tmp_path, BASIC + 'check_cmd_timeout = "5s"\nreload_cmd_timeout = "1m"\n'), tmp_path
+    )
+    assert (spec.check_timeout, spec.reload_timeout) == (5.0, 60.0)
+    with pytest.raises(ConfigError, match="both check_timeout and its alias"):
+        load_resource(resource(tmp_path, BASIC + 'check_cmd_timeout = "5s"\ncheck_timeout = 3\n'), tmp_path)
