@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
 from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, free_port
@@ -43,6 +44,8 @@ class UpOptions:
     demo: int = 3
     state_dir: Path = Path(".muster")
     workers: int | str = "auto"
+    #: "lua" (membership pushed to nginx, no reload), "reload", or "auto": lua when installed.
+    dataplane: str = "auto"
     #: Flags (``--port``, ``--etcd-port``) whose busy port may be replaced by a free one:
     #: those left at their default, not asked for.
     fallback_ports: frozenset[str] = frozenset()
@@ -66,6 +69,17 @@ class Stack:
     @property
     def etcd_urls(self) -> list[str]:
         return [m.client_url for m in self.etcd]
+
+    @property
+    def lua(self) -> bool:
+        """Whether server changes reach nginx through the Lua data plane."""
+        if self.opts.dataplane == "auto":
+            return lua_available()
+        return self.opts.dataplane == "lua"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.state / "nginx" / "admin.sock"
 
     @property
     def dest(self) -> Path:
@@ -123,6 +137,8 @@ class Stack:
             status_port=free_port(),
             worker_processes=self.opts.workers,
             access_log=True,
+            main_snippets=[main_block()] if self.lua else [],
+            http_snippets=[http_block(LuaSettings(admin_socket=self.admin_socket))] if self.lua else [],
         )
         # The listen line names the port, which may differ from the last run's.
         with contextlib.suppress(OSError):
@@ -137,8 +153,13 @@ class Stack:
         shutil.rmtree(confdir / "conf.d", ignore_errors=True)
         nginx = self.nginx
         write_resource_for(confdir, nginx)
+        dataplane = ["-dataplane", "lua", "-dataplane-admin", f"unix:{self.admin_socket}"]
         self.daemon = DaemonProcess(
-            confdir, self.etcd_urls, backend=self.opts.backend, log_path=self.state / "logs" / "muster.log"
+            confdir,
+            self.etcd_urls,
+            backend=self.opts.backend,
+            log_path=self.state / "logs" / "muster.log",
+            extra_args=dataplane if self.lua else ["-dataplane", "reload"],
         )
         self.daemon.start()
         self.daemon.wait_file(self.dest, timeout=30.0)

@@ -272,6 +272,13 @@ def _process_name(pid: int) -> str:
     "--demo", type=click.IntRange(0, 50), default=3, show_default=True, help="Demo servers of 'hello'."
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".muster"), show_default=True)
+@click.option(
+    "--dataplane",
+    type=click.Choice(["auto", "lua", "reload"]),
+    default="auto",
+    show_default=True,
+    help="lua: server changes reach nginx with no reload; reload: render and reload; auto: lua if installed.",
+)
 @click.option("--log-level", default="warning", show_default=True, help="muster's own log level here.")
 @click.pass_context
 def up(
@@ -282,6 +289,7 @@ def up(
     backend: str,
     demo: int,
     state_dir: Path,
+    dataplane: str,
     log_level: str,
 ) -> None:
     """Run etcd, nginx, the muster daemon and demo servers locally until Ctrl-C.
@@ -303,6 +311,7 @@ def up(
         backend=backend,
         demo=demo,
         state_dir=state_dir,
+        dataplane=dataplane,
     )
     try:
         status = asyncio.run(run_up(opts))
