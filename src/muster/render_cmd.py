@@ -18,9 +18,9 @@ from typing import Any
 
 import click
 
-from muster.confdfuncs import func_map
 from muster.errors import BackendError, Error, TemplateError
 from muster.gojson import JSONError, decode as go_json_decode
+from muster.resources.render import template_funcs
 from muster.store import KVStore
 
 __all__ = ["render", "render_file"]
@@ -73,12 +73,13 @@ def load_keys(
 
 
 def render_file(template_path: str, *, data: Any = None, store: KVStore | None = None) -> str:
-    """Render ``template_path`` with dot = ``data`` and confd's functions over ``store``."""
+    """Render ``template_path`` with dot = ``data`` and the daemon's functions over ``store``
+    (confd's, plus muster's ``services``/``servers``/``dataplane``)."""
     from muster.gotemplate import Template
 
     source = _read_text(template_path)
     name = os.path.basename(template_path)
-    tmpl = Template(name, funcs=func_map(store if store is not None else KVStore({})))
+    tmpl = Template(name, funcs=template_funcs(store if store is not None else KVStore({})))
     return tmpl.parse(source).execute(data)
 
 

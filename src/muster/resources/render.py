@@ -70,15 +70,16 @@ class _StoreSlot:
         return self._s().lsdir(path)
 
 
-def template_funcs(slot: _StoreSlot, dataplane: str = "reload") -> dict[str, Any]:
-    """confd's function map plus muster's own: ``services``/``servers`` (validated registry
+def template_funcs(slot: Any, dataplane: str = "reload") -> dict[str, Any]:
+    """confd's function map over ``slot`` (a ``KVStore``, or a slot re-pointed at each
+    snapshot) plus muster's own: ``services``/``servers`` (validated registry
     entries, see ``muster.services``) and ``dataplane`` (``"lua"`` when server membership
     reaches nginx without a reload, else ``"reload"``), so one template serves both modes."""
     from muster.confdfuncs import func_map
     from muster.gotemplate.values import GoFunc
     from muster.services import service_funcs
 
-    funcs: dict[str, Any] = dict(func_map(slot))  # type: ignore[arg-type]
+    funcs: dict[str, Any] = dict(func_map(slot))
     funcs.update(service_funcs(slot))
     funcs["dataplane"] = GoFunc(lambda: dataplane, (), name="dataplane")
     return funcs
