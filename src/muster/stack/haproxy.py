@@ -232,23 +232,22 @@ backend muster_unknown
         return reload_layout(self.state_dir, timeout=timeout, proc=self)
 
     def stop(self) -> None:
-        """Stop the master and its worker; never leaves a process behind."""
+        """Stop the master and its workers; never leaves a process behind."""
         proc = self._proc
         if proc is None:
             return
-        workers = _children(proc.pid)
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGUSR1)  # soft stop: finish requests, then exit
             try:
                 proc.wait(_STOP_GRACE)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.kill()
                 proc.wait()
-        for pid in workers + _children(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Workers still draining (or orphaned by a killed master) are in the master's
+        # process group (start_new_session): its id stays reserved while any member lives.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         self._proc = None
 
     def _log_tail(self, lines: int = 15) -> str:
@@ -297,20 +296,6 @@ reload_timeout = "20s"
     path = confdir / "conf.d" / "services.toml"
     path.write_text(toml)
     return path
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            # Field 4 is the parent pid; the command name (field 2) may contain spaces.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def reload_layout(state_dir: Path, *, timeout: float = 10.0, proc: HAProxyProcess | None = None) -> int:
