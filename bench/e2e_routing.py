@@ -152,7 +152,7 @@ def reloads(stack: Stack) -> int:
     return stack.daemon.log_path.read_text(errors="replace").count("command.reload.complete")
 
 
-async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str, int], int, int]:
+async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str, int], int, int, bool]:
     """wrk through nginx while one server joins and leaves every 500 ms.
 
     The backends run in a process of their own (as real services do) unless ``in_process``.
@@ -181,6 +181,7 @@ async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str,
             await first_routed(session, url, "c1\n")
         await settle(stack)
         before = reloads(stack)
+        workers = stack.nginx.worker_pids()
         wrk = await asyncio.create_subprocess_exec(
             "wrk", "-t2", "-c20", f"-d{seconds}s", url,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -201,7 +202,8 @@ async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str,
             changes += 1
         output = (await wrk.stdout.read()).decode() if wrk.stdout else ""
         await asyncio.sleep(0.5)
-        return parse_wrk(output), changes, reloads(stack) - before
+        same_workers = stack.nginx.worker_pids() == workers
+        return parse_wrk(output), changes, reloads(stack) - before, same_workers
     finally:
         if proc is not None:
             proc.terminate()
@@ -211,13 +213,15 @@ async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str,
                 await server.stop()
 
 
-def churn_line(seconds: int, where: str, figures: dict[str, int], changes: int, count: int) -> str:
+def churn_line(
+    seconds: int, where: str, figures: dict[str, int], changes: int, count: int, same_workers: bool
+) -> str:
     errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
     detail = ", ".join(f"{k[7:]} {v}" for k, v in figures.items() if k.startswith("socket_"))
     return (
         f"churn {seconds}s, backends {where} (wrk -t2 -c20, a server joins/leaves every 500 ms): "
         f"{figures['requests']} requests, {figures['non2xx']} non-2xx, {errors} socket errors ({detail}), "
-        f"{changes} changes, {count} reloads"
+        f"{changes} changes, {count} reloads, nginx workers {'unchanged' if same_workers else 'replaced'}"
     )
 
 
@@ -227,6 +231,10 @@ async def main() -> None:
     parser.add_argument("--churn", type=int, default=20, help="seconds of churn under load (0: skip)")
     parser.add_argument("--backend", choices=["etcdv3", "etcd"], default="etcdv3")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--dataplane", choices=["auto", "lua", "reload"], default="auto",
+        help="lua: membership pushed to nginx (no reload); reload: render and reload",
+    )  # fmt: skip
     parser.add_argument(
         "--background", type=int, nargs="*", default=[],
         help="also measure with this many services (3 servers each) registered, e.g. 1000 3000",
@@ -239,11 +247,13 @@ async def main() -> None:
             backend=args.backend,
             state_dir=Path(tmp),
             workers=args.workers,
+            dataplane=args.dataplane,
         )
         stack = Stack(opts)
         await asyncio.to_thread(stack.start)
         try:
-            print(f"muster e2e routing: backend={args.backend}, nginx workers={args.workers}")
+            mode = "lua" if stack.lua else "reload"
+            print(f"muster e2e routing: backend={args.backend}, workers={args.workers}, dataplane={mode}")
             new_service, new_server = await latency(stack, args.samples)
             print(summary("registration -> routed, new service", new_service))
             print(summary("registration -> routed, new server", new_server))
@@ -253,16 +263,16 @@ async def main() -> None:
                     break
                 await asyncio.to_thread(preload, stack, count)
                 loaded = count
-                await wait_rendered(stack, f"svc_bg{count - 1} ")
+                await wait_rendered(stack, f"location /bg{count - 1}/ ")
                 await settle(stack)
                 few = max(5, args.samples // 3)
                 new_service, _ = await latency(stack, few, first=f"b{count}-", new_server=False)
                 print(summary(f"  ...with {loaded} services registered", new_service))
             if args.churn and shutil.which("wrk"):
                 for in_process in (False, True):
-                    figures, changes, count = await churn(stack, args.churn, in_process)
+                    figures, changes, count, same = await churn(stack, args.churn, in_process)
                     where = "in the benchmark's process" if in_process else "in their own process"
-                    print(churn_line(args.churn, where, figures, changes, count))
+                    print(churn_line(args.churn, where, figures, changes, count, same))
         finally:
             await asyncio.to_thread(stack.stop)
 

@@ -145,10 +145,33 @@ async def test_restarted_nginx_gets_everything_again(nginx: NginxProcess, admin:
         await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
         await asyncio.to_thread(nginx.restart)
         assert all(k.startswith("503") for k in await hits(url, 2)), "a restart empties the shared dict"
-        # Same desired state: muster notices nginx lost it (generation) and pushes it again.
-        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}) == 1
+        # An ordinary apply trusts its last push; the periodic verify notices nginx lost
+        # it (a foreign generation) and pushes everything again.
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}) == 0
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}, verify=True) == 1
         assert await hits(url, 3) == Counter({"200 a": 3})
     finally:
+        await a.cleanup()
+
+
+async def test_sink_verify_loop_repushes_after_a_restart(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    from muster.dataplane.sink import MembershipSink
+
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await start_backend("a")
+    sink = MembershipSink(DataPlane(admin), verify_interval=0.1)
+    runner = asyncio.create_task(sink.run())
+    try:
+        await sink.apply({"/services/hello/servers/a": f'{{"host": "127.0.0.1", "port": {port_a}}}'})
+        assert await hits(url, 2) == Counter({"200 a": 2})
+        await asyncio.to_thread(nginx.restart)
+        for _ in range(50):
+            if (await hits(url, 1)) == Counter({"200 a": 1}):
+                break
+            await asyncio.sleep(0.1)
+        assert await hits(url, 2) == Counter({"200 a": 2}), "the verify loop must re-push"
+    finally:
+        runner.cancel()
         await a.cleanup()
 
 

@@ -1,11 +1,13 @@
 """Keep the membership nginx holds equal to the registry's, pushing only what changed.
 
 Theory of operation: ``apply(desired)`` is called with every service's servers after
-each registry change. It first asks nginx for its state: a generation token other than
-ours means nginx started afresh (a restart empties the shared dict; a reload keeps it)
-or muster itself restarted, so everything is pushed again and the token written last.
-Otherwise only services whose encoded peer list differs from the last push are sent.
-Any failed push forgets what nginx holds, so the next call pushes everything.
+each registry change, and sends only the services whose encoded peer list differs from
+the last push, so a change costs one request. Whether nginx still holds what it was
+given is checked on the first call and then by ``apply(..., verify=True)``, which the
+sink runs every couple of seconds: a generation token other than ours means nginx
+started afresh (a restart empties the shared dict; a reload keeps it) or muster itself
+restarted, so everything is pushed again and the token written last. Any failed push
+forgets what nginx holds, so the next call pushes everything.
 """
 
 from __future__ import annotations
@@ -59,25 +61,26 @@ class DataPlane:
         self.generation = uuid.uuid4().hex
         self._pushed: dict[str, bytes] | None = None  # None: unknown what nginx holds
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]]) -> int:
+    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
 
-        Raises ``AdminError`` if nginx cannot be reached; the next call retries in full.
+        Only services that differ from the last push are sent. With ``verify`` (the sink's
+        periodic check), or while what nginx holds is unknown, nginx's state is read first:
+        a foreign generation means it restarted, and everything is pushed again. Raises
+        ``AdminError`` if nginx cannot be reached; the next call pushes in full.
         """
         started = time.monotonic()
         wanted = {name: encode_peers(peers) for name, peers in desired.items()}
         try:
-            state = await self.admin.state()
-            if self._pushed is not None and state.generation != self.generation:
-                log.info(kv("dataplane.nginx_state_lost", generation=state.generation or "none"))
-                self._pushed = None
-            if self._pushed is None:
-                # What nginx holds is unknown: push all, and drop what an earlier muster left.
-                stale = state.services.keys() - wanted.keys()
-                self._pushed = dict.fromkeys(stale, b"")
-                full = True
-            else:
-                full = False
+            full = self._pushed is None
+            if full or verify:
+                state = await self.admin.state()
+                if not full and state.generation != self.generation:
+                    log.info(kv("dataplane.nginx_state_lost", generation=state.generation or "none"))
+                    full = True
+                if full:
+                    # What nginx holds is unknown: push all, and drop what an earlier muster left.
+                    self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
             pushed = await self._push(wanted, full=full)
         except AdminError:
             self._pushed = None
@@ -87,6 +90,7 @@ class DataPlane:
                 kv(
                     "dataplane.push.complete",
                     services=pushed,
+                    full=full,
                     ms=round((time.monotonic() - started) * 1000, 1),
                 )
             )

@@ -70,7 +70,7 @@ class MembershipSink:
                 continue
             async with self._lock:
                 try:
-                    await self.plane.apply(self._desired)
+                    await self.plane.apply(self._desired, verify=True)
                 except AdminError as exc:
                     log.warning(kv("dataplane.verify.failed", error=exc))
 
