@@ -29,9 +29,9 @@ from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchRespo
 from muster.backends.keys import (
     KeyRange,
     covering_range,
-    matches_any,
     matches_prefix,
     normalize_prefix,
+    prefix_filter,
     prefix_ranges,
 )
 from muster.backends.options import BackendOptions
@@ -66,6 +66,7 @@ class Mirror:
         self.options = options
         self.prefixes = prefixes
         self.watched = covering_range(unique_ranges(prefixes))
+        self._matches = prefix_filter(prefixes)
         self.values: dict[str, str] = {}
         #: The replica equals the store at this revision (for the watched keys).
         self.revision = 0
@@ -116,12 +117,11 @@ class Mirror:
         return all(any(matches_prefix(normalize_prefix(p), mine) for mine in self.prefixes) for p in prefixes)
 
     def snapshot(self, prefixes: Sequence[str]) -> Snapshot:
-        """The replica's keys under ``prefixes`` at ``revision`` (a copy)."""
-        if tuple(prefixes) == self.prefixes:
-            values = dict(self.values)
-        else:
-            values = {k: v for k, v in self.values.items() if matches_any(k, prefixes)}
-        return Snapshot(dict(sorted(values.items())), self.revision)
+        """The replica's keys under ``prefixes`` at ``revision`` (a copy, in no particular order)."""
+        if {normalize_prefix(p) for p in prefixes} == set(self.prefixes):
+            return Snapshot(dict(self.values), self.revision)
+        wanted = prefix_filter(prefixes)
+        return Snapshot({k: v for k, v in self.values.items() if wanted(k)}, self.revision)
 
     async def wait_changed(self, since: int) -> int:
         """The newest change after ``since`` (at once if one is known); raises the task's error."""
@@ -211,7 +211,7 @@ class Mirror:
             if ev.mod_revision <= self.revision:
                 continue  # replayed after a reconnect
             key = text(ev.key)
-            if not matches_any(key, self.prefixes):
+            if not self._matches(key):
                 continue  # inside the covering range, outside the prefixes
             if ev.type == "DELETE":
                 self.values.pop(key, None)

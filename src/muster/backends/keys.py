@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "KeyRange",
@@ -17,6 +17,7 @@ __all__ = [
     "b64encode",
     "matches_prefix",
     "normalize_prefix",
+    "prefix_filter",
     "prefix_end",
     "prefix_ranges",
 ]
@@ -92,6 +93,18 @@ def matches_prefix(key: str, prefix: str) -> bool:
 def matches_any(key: str, prefixes: Sequence[str]) -> bool:
     """True when ``key`` lies under at least one of ``prefixes``."""
     return any(matches_prefix(key, p) for p in prefixes)
+
+
+def prefix_filter(prefixes: Sequence[str]) -> Callable[[str], bool]:
+    """A fast ``matches_any(key, prefixes)`` for filtering many keys (one C-level startswith)."""
+    normalized = {normalize_prefix(p) for p in prefixes}
+    if "" in normalized:
+        return lambda key: True
+    if "/" in normalized:
+        return lambda key: key.startswith("/")
+    exact = frozenset(normalized)
+    below = tuple(p + "/" for p in normalized)
+    return lambda key: key in exact or key.startswith(below)
 
 
 def covering_range(ranges: Sequence[KeyRange]) -> tuple[bytes, bytes]:

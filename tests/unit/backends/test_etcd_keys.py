@@ -12,6 +12,7 @@ from muster.backends.keys import (
     matches_prefix,
     normalize_prefix,
     prefix_end,
+    prefix_filter,
     prefix_ranges,
 )
 
@@ -92,3 +93,10 @@ def test_base64_round_trip() -> None:
     assert b64decode(None) == b"" and b64decode("") == b""
     with pytest.raises(ValueError, match="invalid base64"):
         b64decode("not base64!")
+
+
+@pytest.mark.parametrize("prefixes", [["/a"], ["/a/", "/b"], ["/"], [""], ["/a", "/a/x"], []])
+def test_prefix_filter_agrees_with_matches_any(prefixes: list[str]) -> None:
+    keys = ["/a", "/a/", "/a/x", "/a0", "/a-", "/ab", "/", "/b", "/b/a", "rel", ""]
+    wanted = prefix_filter(prefixes)
+    assert [k for k in keys if wanted(k)] == [k for k in keys if matches_any(k, prefixes)]
