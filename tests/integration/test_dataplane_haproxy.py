@@ -78,13 +78,15 @@ class Backend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.count = 0
+        self.headers: Mapping[str, str] = {}
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> Backend:
         async def hello(request: web.Request) -> web.Response:
             self.count += 1
-            return web.Response(text=f"{self.name} {request.path}")
+            self.headers = request.headers
+            return web.Response(text=f"{self.name} {request.path_qs}")
 
         app = web.Application()
         app.router.add_get("/{tail:.*}", hello)
@@ -156,8 +158,11 @@ async def test_prefix_is_stripped_and_services_are_separate(
     a, b, _ = backends
     await plane.apply({"hello": [a.peer], "other": [b.peer]})
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{haproxy.url}/hello/x/y?q=1") as resp:
-            assert (resp.status, await resp.text()) == (200, "a /x/y")
+        async with session.get(f"{haproxy.url}/hello/x/y?q=1", headers={"Host": "example.org"}) as resp:
+            assert (resp.status, await resp.text()) == (200, "a /x/y?q=1")
+        assert a.headers["Host"] == "example.org"
+        assert a.headers["X-Forwarded-For"] == a.headers["X-Real-IP"] == "127.0.0.1"
+        assert a.headers["X-Forwarded-Proto"] == "http"
         async with session.get(f"{haproxy.url}/other/") as resp:
             assert (resp.status, await resp.text()) == (200, "b /")
         async with session.get(f"{haproxy.url}/nosuch/") as resp:

@@ -1,17 +1,19 @@
 """Keep the servers HAProxy's backends hold equal to the registry's, over the runtime API.
 
 Theory of operation: each service ``NAME`` is a backend ``svc_NAME`` rendered with N
-server slots (``server-template``). ``apply(desired)`` has the contract of
-``muster.dataplane.DataPlane.apply``. It first reads ``show info``: a worker pid or
-start time other than the last one seen means HAProxy was reloaded or restarted (or
-muster itself started), so the slots are read back with ``show servers state`` and
-that, not what muster last sent, is the base of the next diff. Then, per service, only
-the ``set server`` commands that turn its slots into its peers are sent, all in one
-pipelined batch. A failed batch forgets what HAProxy holds, so the next call re-reads.
+server slots (``server-template``). ``apply(desired, verify=...)`` has the contract of
+``muster.dataplane.DataPlane.apply``: per service, only the ``set server`` commands
+that turn its slots into its peers are sent, all in one pipelined batch, so a change
+costs one connection. With ``verify`` (the sink's periodic check), while HAProxy's
+state is unknown, or while a service waits for its backend, ``show info`` is read
+first: a worker pid or start time other than the last one seen means HAProxy was
+reloaded or restarted (or muster itself started), so the slots are read back with
+``show servers state`` and that, not what muster last sent, is the base of the diff.
+A failed batch forgets what HAProxy holds, so the next call re-reads.
 
 A service whose backend does not exist yet (its reload is still to come) is skipped
-and filled as soon as the reload is seen; a service with more peers than slots gets
-the first N (sorted) and a warning, since more slots is a change of structure.
+and filled as soon as the new worker is seen; a service with more peers than slots
+gets the first N (sorted) and a warning, since more slots is a change of structure.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class HAProxyDataPlane:
         self._identity: tuple[str, str] | None = None  # (worker pid, start time) last seen
         self._slots: dict[str, list[Slot]] = {}  # backend -> its slots as HAProxy holds them
         self._reported: dict[str, tuple[str, int]] = {}  # service -> problem logged once
+        self._waiting = False  # some service has no backend yet: look for a new worker
 
     def __repr__(self) -> str:
         return f"<HAProxyDataPlane {self.cli.path} backends={len(self._slots)}>"
@@ -51,21 +54,27 @@ class HAProxyDataPlane:
         """The HAProxy worker the slots were read from: ``(pid, start time)``."""
         return self._identity
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]]) -> int:
+    @property
+    def admin(self) -> HAProxyCLI:
+        """The runtime API client (named as ``DataPlane.admin``, which the sink closes)."""
+        return self.cli
+
+    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make HAProxy hold ``desired``; return how many services' slots were changed.
 
-        Raises ``RuntimeAPIError`` if HAProxy cannot be reached or refuses a command;
-        the next call reads its state again and retries in full.
+        Raises ``RuntimeAPIError`` (an ``AdminError``) if HAProxy cannot be reached or
+        refuses a command; the next call reads its state again and retries in full.
         """
         started = time.monotonic()
         try:
-            info = parse_info(await self.cli.command("show info"))
-            identity = (info.get("Pid", ""), info.get("Start_time_sec", ""))
-            if identity != self._identity:
-                await self._read_slots()
-                if self._identity is not None:
-                    log.info(kv("dataplane.haproxy.restarted", pid=identity[0]))
-                self._identity = identity
+            if verify or self._identity is None or self._waiting:
+                info = parse_info(await self.cli.command("show info"))
+                identity = (info.get("Pid", ""), info.get("Start_time_sec", ""))
+                if identity != self._identity:
+                    await self._read_slots()
+                    if self._identity is not None:
+                        log.info(kv("dataplane.haproxy.new_worker", pid=identity[0]))
+                    self._identity = identity
             changed = await self._push(desired)
         except (RuntimeAPIError, ValueError):
             self._identity = None
@@ -88,6 +97,7 @@ class HAProxyDataPlane:
         owners: list[str] = []  # the backend each command belongs to
         planned: dict[str, list[Slot]] = {}
         wanted_backends: set[str] = set()
+        self._waiting = False
         for name, peers in desired.items():
             if not valid_name(name):
                 self._report(name, "invalid_name", 0)
@@ -97,6 +107,7 @@ class HAProxyDataPlane:
             slots = self._slots.get(backend)
             if slots is None:
                 self._report(name, "no_backend", 0)
+                self._waiting = True
                 continue
             cmds, after, left_out = plan_backend(backend, slots, haproxy_weights(peers))
             if left_out:

@@ -42,6 +42,9 @@ class HAProxyCLI:
     def __repr__(self) -> str:
         return f"<HAProxyCLI {self.path}>"
 
+    async def aclose(self) -> None:
+        """Nothing to release: every call opens and closes its own connection."""
+
     async def run(self, commands: Sequence[str]) -> list[str]:
         """Run ``commands`` in order; return each one's answer (stripped, ``""`` for silence)."""
         for cmd in commands:

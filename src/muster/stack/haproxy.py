@@ -142,6 +142,7 @@ defaults
 frontend muster
     bind 127.0.0.1:{self.port}
     http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Real-IP %[src]
     acl service_path path_reg ^/[A-Za-z0-9._-]+/
     http-request return status 404 content-type text/plain string "muster: no such service" if !service_path
     use_backend svc_%[path,field(2,/)]
