@@ -19,6 +19,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, str] = {
     "confd": "muster.confd_cmd:confd_command",
     "nginx-check": "muster.nginxctl.cli:nginx_check",
+    "nginx-lua-conf": "muster.dataplane.cli:nginx_lua_conf",
     "nginx-reload": "muster.nginxctl.cli:nginx_reload",
     "up": "muster.stack.up:up",
     "register": "muster.register_cmd:register",
