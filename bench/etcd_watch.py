@@ -7,7 +7,9 @@ For each backend (etcdv3 over the JSON gateway, etcd v2 keys API):
 * chained latency: the same, with a fresh ``wait_changed`` from the last revision per write
   (what the daemon does after each render);
 * after restart: etcd stopped and started while a watch is open, then a write: time to seen;
-* snapshot: ``get_values`` of 10,000 services x 3 servers (30,000 keys).
+* snapshot: ``get_values`` of 10,000 services x 3 servers (30,000 keys) read from etcd;
+* at scale: with those 30,000 keys watched, a write to ``wait_changed`` returning plus the
+  ``get_values`` that follows (the daemon's per-change cost before rendering).
 
     python bench/etcd_watch.py [N]
 """
@@ -101,6 +103,22 @@ async def snapshot_cost(backend: Backend, services: int = 10_000, servers: int =
     return time.perf_counter() - t0, len(snap.values)
 
 
+async def at_scale(watcher: Backend, writer: Backend, n: int) -> list[float]:
+    snap = await watcher.get_values(["/big/services"])
+    since = snap.revision
+    samples = []
+    for i in range(n):
+        waiter = asyncio.create_task(watcher.wait_changed(["/big/services"], since))
+        await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
+        await write(writer, f"/big/services/s{i:05d}/servers/h0", f'{{"host":"10.9.9.9","port":{i}}}')
+        since = await waiter
+        snap = await watcher.get_values(["/big/services"])
+        samples.append(time.perf_counter() - t0)
+        assert len(snap.values) == 30_000
+    return samples
+
+
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("etcdv3", "etcd"):
@@ -115,6 +133,7 @@ async def main(n: int) -> None:
                     print(summary(f"{name} write->seen (chained)", chained))
                     elapsed, keys = await snapshot_cost(writer)
                     print(f"{name + ' snapshot':<28} {keys} keys in {elapsed * 1000:.0f} ms")
+                    print(summary(f"{name} 30k: write->snapshot", await at_scale(watcher, writer, n)))
                 finally:
                     await watcher.aclose()
                     await writer.aclose()
