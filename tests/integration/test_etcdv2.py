@@ -187,3 +187,39 @@ async def test_register_keepalive_revoke_and_expiry(v2: EtcdV2Backend, key_prefi
     assert (await v2.get_values([key_prefix])).values == {}
     with pytest.raises(LeaseLost):
         await short.keepalive()
+
+
+async def test_tls_client_certificates(etcd_tls: EtcdProcess, key_prefix: str) -> None:
+    certs = etcd_tls.tls
+    assert certs is not None
+    async with backend_for(
+        etcd_tls.client_url, client_ca_keys=str(certs.ca), client_cert=str(certs.client_cert),
+        client_key=str(certs.client_key), watch_probe_interval=0.2,
+    ) as backend:  # fmt: skip
+        snap = await backend.get_values([key_prefix])
+        assert snap.revision is not None
+        waiter = asyncio.create_task(backend.wait_changed([key_prefix], snap.revision))
+        await asyncio.sleep(0.5)  # a few /health probes over TLS while the poll waits
+        assert not waiter.done()
+        rev = await put(backend, f"{key_prefix}/k", "v")
+        assert await asyncio.wait_for(waiter, 2) == rev
+        lease = await backend.register(f"{key_prefix}/reg", "x", ttl=5)
+        assert await lease.keepalive() > 0
+        await lease.revoke()
+
+
+async def test_silent_member_is_abandoned(etcd_cluster: EtcdCluster) -> None:
+    """A stopped (SIGSTOP) member keeps the long poll open but fails its /health probe."""
+    async with backend_for(
+        *etcd_cluster.client_urls, watch_probe_interval=0.5, request_timeout=0.5
+    ) as backend:
+        snap = await backend.get_values(["/svc"])
+        waiter = asyncio.create_task(backend.wait_changed(["/svc"], snap.revision))
+        await asyncio.sleep(0.2)
+        etcd_cluster[0].pause()
+        try:
+            async with backend_for(etcd_cluster[1].client_url, etcd_cluster[2].client_url) as writer:
+                rev = await put(writer, "/svc/a", "1")
+            assert await asyncio.wait_for(waiter, 5) == rev
+        finally:
+            etcd_cluster[0].resume()
