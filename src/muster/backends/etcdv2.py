@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,16 @@ from muster.backends.transport import (
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
 
-__all__ = ["EtcdV2Backend", "EtcdV2Client", "EtcdV2Lease", "V2Error", "flatten", "is_noop_event"]
+__all__ = [
+    "EtcdV2Backend",
+    "EtcdV2Client",
+    "EtcdV2Lease",
+    "V2Error",
+    "event_index",
+    "flatten",
+    "follow",
+    "is_noop_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -264,56 +273,10 @@ class EtcdV2Backend:
 
     async def _watch_prefix(self, prefix: str, wait_index: int) -> int:
         """Long-poll ``prefix`` from ``wait_index`` until a real change; resume across outages."""
-        path = _key_path(prefix)
-        params = {"wait": "true", "recursive": "true"}
-        delay, failures, outage_since = _BACKOFF_FIRST, 0, None
-        while True:
-            url = self.client.endpoints.current
-            try:
-                event = await self._poll(url, path, {**params, "waitIndex": str(wait_index)})
-            except BackendUnavailable as exc:
-                self.client.endpoints.mark_failed(url, exc)
-                if outage_since is None:
-                    outage_since = time.monotonic()
-                    log.warning(
-                        kv("etcd.v2.watch.disconnected", endpoint=url, index=wait_index - 1, error=exc)
-                    )
-                failures += 1
-                if failures >= len(self.client.endpoints.urls):
-                    await asyncio.sleep(delay)
-                    delay, failures = min(delay * 2, _BACKOFF_MAX), 0
-                continue
-            if outage_since is not None:
-                log.info(kv("etcd.v2.watch.resumed", endpoint=url, index=wait_index - 1,
-                            outage=f"{time.monotonic() - outage_since:.3f}s"))  # fmt: skip
-                delay, failures, outage_since = _BACKOFF_FIRST, 0, None
-            index = int(event.get("node", {}).get("modifiedIndex", 0) or 0)
-            if index < wait_index:
-                raise BackendError(f"watch {path}: event index {index} before waitIndex {wait_index}")
+        async for event in follow(self.client, self.options, prefix, wait_index):
             if not is_noop_event(event):
-                return index
-            wait_index = index + 1
-
-    async def _poll(self, url: str, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """One long poll, probing the member with ``/health`` each time it stays silent."""
-        probe = self.options.watch_probe_interval
-        poll = asyncio.ensure_future(self.client.request_on(url, "GET", path, params=params, timeout=None))
-        try:
-            while True:
-                done, _ = await asyncio.wait({poll}, timeout=probe)
-                if done:
-                    body, _ = poll.result()
-                    return body
-                if not await self.client.healthy(url, timeout=min(probe, self.options.request_timeout)):
-                    raise BackendUnavailable(f"watch {path} {url}: member unhealthy or unreachable")
-        finally:
-            if not poll.done():
-                poll.cancel()
-                # Bounded: aiohttp may hold a cancelled read until data arrives; the session
-                # close reaps it then.
-                await asyncio.wait({poll}, timeout=1.0)
-            if poll.done() and not poll.cancelled():
-                poll.exception()  # retrieved, so asyncio does not log it as never retrieved
+                return event_index(event)
+        raise AssertionError("follow() never ends")  # pragma: no cover
 
     # -- Registrar --------------------------------------------------------------------------
 
@@ -352,3 +315,72 @@ class EtcdV2Lease:
     async def revoke(self) -> None:
         """DELETE the key; one already gone is not an error."""
         await self._client.delete(self.key)
+
+
+def event_index(event: Mapping[str, Any]) -> int:
+    return int(event.get("node", {}).get("modifiedIndex", 0) or 0)
+
+
+async def follow(
+    client: EtcdV2Client, options: BackendOptions, prefix: str, wait_index: int,
+    on_connected: Callable[[bool], None] | None = None,
+) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+    """Every event under ``prefix`` from ``wait_index`` on, in index order, across outages.
+
+    Long-polls the current endpoint, failing over with a short capped backoff; each event's
+    ``modifiedIndex + 1`` is the next ``waitIndex``. ``on_connected`` hears about outages.
+    """
+    path = _key_path(prefix)
+    params = {"wait": "true", "recursive": "true"}
+    delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+    while True:
+        url = client.endpoints.current
+        try:
+            event = await _poll(client, options, url, path, {**params, "waitIndex": str(wait_index)})
+        except BackendUnavailable as exc:
+            client.endpoints.mark_failed(url, exc)
+            if on_connected is not None:
+                on_connected(False)
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning(kv("etcd.v2.watch.disconnected", endpoint=url, index=wait_index - 1, error=exc))
+            failures += 1
+            if failures >= len(client.endpoints.urls):
+                await asyncio.sleep(delay)
+                delay, failures = min(delay * 2, _BACKOFF_MAX), 0
+            continue
+        if outage_since is not None:
+            log.info(kv("etcd.v2.watch.resumed", endpoint=url, index=wait_index - 1,
+                        outage=f"{time.monotonic() - outage_since:.3f}s"))  # fmt: skip
+            delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+        if on_connected is not None:
+            on_connected(True)
+        index = event_index(event)
+        if index < wait_index:
+            raise BackendError(f"watch {path}: event index {index} before waitIndex {wait_index}")
+        yield event
+        wait_index = index + 1
+
+
+async def _poll(
+    client: EtcdV2Client, options: BackendOptions, url: str, path: str, params: Mapping[str, str]
+) -> dict[str, Any]:
+    """One long poll, probing the member with ``/health`` each time it stays silent."""
+    probe = options.watch_probe_interval
+    poll = asyncio.ensure_future(client.request_on(url, "GET", path, params=params, timeout=None))
+    try:
+        while True:
+            done, _ = await asyncio.wait({poll}, timeout=probe)
+            if done:
+                body, _ = poll.result()
+                return body
+            if not await client.healthy(url, timeout=min(probe, options.request_timeout)):
+                raise BackendUnavailable(f"watch {path} {url}: member unhealthy or unreachable")
+    finally:
+        if not poll.done():
+            poll.cancel()
+            # Bounded: aiohttp may hold a cancelled read until data arrives; the session
+            # close reaps it then.
+            await asyncio.wait({poll}, timeout=1.0)
+        if poll.done() and not poll.cancelled():
+            poll.exception()  # retrieved, so asyncio does not log it as never retrieved
