@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +20,10 @@ from aiohttp import web
 
 from muster.backends.etcdv3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
+from muster.config import Config
+from muster.daemon import Daemon, close_backend, create_backend
 from muster.dataplane import Peer
-from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError
+from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
 from muster.dataplane.haproxy_cli import HAProxyCLI
 from muster.dataplane.sink import MembershipSink, membership
 from muster.gotemplate import Template
@@ -474,3 +478,65 @@ async def test_ipv6_servers_fill_slots(haproxy: HAProxyProcess, plane: HAProxyDa
         assert await fresh.apply({"hello": [Peer("::1", runner.addresses[0][1])]}) == 0
     finally:
         await runner.cleanup()
+
+
+async def test_daemon_end_to_end_with_the_haproxy_sink(
+    etcd: EtcdProcess,
+    key_prefix: str,
+    tmp_path: Path,
+    haproxy: HAProxyProcess,
+    backends: list[Backend],
+) -> None:
+    """etcd -> the daemon (stock resource: render, haproxy -c, reload) and the sink -> traffic."""
+    a, b, _ = backends
+    write_resource_for(tmp_path / "confdir", haproxy)
+    config = replace(
+        Config(),
+        confdir=str(tmp_path / "confdir"),
+        backend="etcdv3",
+        nodes=(etcd.client_url,),
+        watch=True,
+        prefix=key_prefix,
+        debounce_window=0.01,
+    )
+    root = f"{key_prefix}/services"
+    backend = create_backend(config)
+    daemon = Daemon(config, backend, sinks=[haproxy_sink(haproxy.admin_socket, root, verify_interval=0.2)])
+    url = f"{haproxy.url}/hello/"
+    task = None
+    try:
+        async with EtcdV3Backend(options=BackendOptions(nodes=(etcd.client_url,))) as registry:
+            # Registered before the daemon starts: the daemon's first batch reads the sink's
+            # snapshot and the resource's separately, so a change between the two reads
+            # would reach the sink only with the next change (reported to the daemon's owner).
+            value = json.dumps({"host": "127.0.0.1", "port": a.port})
+            await registry.register(f"{root}/hello/servers/a", value, ttl=30)
+            task = asyncio.create_task(daemon.run_watch())
+            # A new service: rendered, checked and reloaded; then its slots are filled.
+            for _ in range(500):
+                if (await hits(url, 1))["200 a"]:
+                    break
+                await asyncio.sleep(0.02)
+            for _ in range(500):  # the first batch (render, check, reload) is done
+                if daemon.batches:
+                    break
+                await asyncio.sleep(0.02)
+            assert "server-template s 1-16" in haproxy.dest.read_text()
+            assert "svc_other" not in haproxy.dest.read_text()
+            assert await hits(url, 2) == Counter({"200 a": 2}), "the reload kept a's slot"
+            worker = haproxy.worker_pid()
+            # A new server of an existing service: no reload.
+            value = json.dumps({"host": "127.0.0.1", "port": b.port})
+            await registry.register(f"{root}/hello/servers/b", value, ttl=30)
+            for _ in range(200):
+                if (await hits(url, 1))["200 b"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert await hits(url, 10) == Counter({"200 a": 5, "200 b": 5})
+            assert haproxy.worker_pid() == worker, "a server change must not reload haproxy"
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await close_backend(backend)

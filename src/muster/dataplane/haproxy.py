@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from muster.dataplane.haproxy_cli import HAProxyCLI, RuntimeAPIError, parse_info
 from muster.dataplane.haproxy_slots import Slot, haproxy_weights, parse_servers_state, plan_backend
 from muster.dataplane.peers import Peer
+from muster.dataplane.sink import MembershipSink
 from muster.log import kv
-from muster.services import valid_name
+from muster.services import DEFAULT_ROOT, valid_name
 
-__all__ = ["BACKEND_PREFIX", "HAProxyDataPlane", "RuntimeAPIError"]
+__all__ = ["BACKEND_PREFIX", "HAProxyDataPlane", "RuntimeAPIError", "haproxy_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,16 @@ class HAProxyDataPlane:
     def forget(self) -> None:
         """Assume nothing about HAProxy's state: the next ``apply`` reads it back."""
         self._identity = None
+
+
+def haproxy_sink(
+    admin_socket: str | Path, root: str = DEFAULT_ROOT, *, verify_interval: float = 2.0
+) -> MembershipSink:
+    """The daemon's membership sink for HAProxy's runtime API at ``admin_socket`` (``unix:`` optional)."""
+    path = str(admin_socket).removeprefix("unix:")
+    plane = HAProxyDataPlane(HAProxyCLI(path))
+    # MembershipSink is typed for DataPlane; HAProxyDataPlane has the same apply/admin shape.
+    return MembershipSink(plane, root, verify_interval=verify_interval)  # type: ignore[arg-type]
 
 
 def _ok(answer: str) -> bool:
