@@ -97,15 +97,19 @@ async def test_burst_of_200_puts_misses_none(v2: EtcdV2Backend, key_prefix: str)
     # And a daemon-style loop (read, then watch from the read's index) ends complete: any
     # write missing from a read comes after its index, so the watch must report it.
     await v2.client.request("DELETE", f"/v2/keys{prefix}", params={"recursive": "true"})
-    snap = await v2.get_values([prefix])
-    writing = asyncio.create_task(writer())
-    rounds = 0
-    while len(snap.values) < 200:
-        assert snap.revision is not None
-        await asyncio.wait_for(v2.wait_changed([prefix], snap.revision), 5)
-        snap = await v2.get_values([prefix])
-        rounds += 1
-    assert len(await writing) == 200 and rounds >= 1
+    async with backend_for(*v2.client.endpoints.urls) as daemon:
+        snap = await daemon.get_values([prefix])
+        assert snap.values == {}
+        writing = asyncio.create_task(writer())
+        rounds = 0
+        while len(snap.values) < 200:
+            assert snap.revision is not None
+            await asyncio.wait_for(daemon.wait_changed([prefix], snap.revision), 5)
+            snap = await daemon.get_values([prefix])
+            rounds += 1
+        assert len(await writing) == 200 and rounds >= 1
+        real = await v2.client.get_tree(prefix)
+        assert snap.values == real[0]
 
 
 async def test_ttl_refresh_is_not_a_change(v2: EtcdV2Backend, key_prefix: str) -> None:
@@ -223,3 +227,25 @@ async def test_silent_member_is_abandoned(etcd_cluster: EtcdCluster) -> None:
             assert await asyncio.wait_for(waiter, 5) == rev
         finally:
             etcd_cluster[0].resume()
+
+
+async def test_replica_matches_a_real_read(v2: EtcdV2Backend, key_prefix: str) -> None:
+    a, c = f"{key_prefix}/a", f"{key_prefix}/c"
+    await put(v2, f"{a}/dir/seed", "0")
+    async with backend_for(*v2.client.endpoints.urls) as daemon:
+        snap = await daemon.get_values([a, c])
+        assert snap.revision is not None
+        waiter = asyncio.create_task(daemon.wait_changed([a, c], snap.revision))
+        await asyncio.sleep(0.05)
+        for i in range(60):
+            await put(v2, f"{a if i % 2 else c}/dir/k{i % 7}", str(i))
+            if i % 9 == 0:
+                await v2.client.delete(f"{a}/dir/k{i % 7}")
+        await v2.client.request("DELETE", f"/v2/keys{c}/dir", params={"recursive": "true"})
+        await put(v2, f"{c}/after", "x", ttl=1)  # expires: a change the replica must apply
+        assert await asyncio.wait_for(waiter, 2) > snap.revision
+        await asyncio.sleep(2.5)
+        mirrored = await daemon.get_values([a, c])
+        real = {**(await v2.client.get_tree(a))[0], **(await v2.client.get_tree(c))[0]}
+        assert mirrored.values == real
+        assert f"{c}/after" not in real

@@ -7,7 +7,9 @@ An event that changes no value (a ``refresh=true`` TTL refresh, or the seed's lo
 the same value with a new TTL) only advances ``N``: it costs no render. ``errorCode`` 401
 (EventIndexCleared: more than 1000 events went by) raises ``RevisionCompacted`` so the daemon
 re-reads. A poll silent for ``watch_probe_interval`` is checked with ``/health`` on its
-member; a dead or leaderless member is abandoned for the next endpoint.
+member; a dead or leaderless member is abandoned for the next endpoint. Once ``wait_changed``
+is called with the index of the last ``get_values``, a ``V2Mirror`` (``etcdv2_mirror``)
+follows the prefixes and later ``get_values`` calls answer from its replica.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -33,6 +35,9 @@ from muster.backends.transport import (
 )
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
+
+if TYPE_CHECKING:
+    from muster.backends.etcdv2_mirror import V2Mirror
 
 __all__ = [
     "EtcdV2Backend",
@@ -51,6 +56,7 @@ KEY_NOT_FOUND = 100
 EVENT_INDEX_CLEARED = 401
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 0.5
+_MAX_MIRRORS = 4  # distinct prefix sets followed at once (the daemon uses one)
 
 
 class V2Error(BackendError):
@@ -224,9 +230,12 @@ class EtcdV2Backend:
     def __init__(self, *, options: BackendOptions | None = None, client: EtcdV2Client | None = None) -> None:
         self.options = options or BackendOptions()
         self.client = client or EtcdV2Client(self.options)
+        self._mirrors: dict[tuple[str, ...], V2Mirror] = {}
+        # The trees of the last get_values and the index each was read at: mirror seeds.
+        self._last_reads: dict[str, tuple[dict[str, str], int]] = {}
 
     def __repr__(self) -> str:
-        return f"<EtcdV2Backend {self.client!r}>"
+        return f"<EtcdV2Backend {self.client!r} mirrors={list(self._mirrors.values())!r}>"
 
     async def __aenter__(self) -> EtcdV2Backend:
         return self
@@ -235,15 +244,25 @@ class EtcdV2Backend:
         await self.aclose()
 
     async def aclose(self) -> None:
+        mirrors, self._mirrors = list(self._mirrors.values()), {}
+        for mirror in mirrors:
+            await mirror.aclose()
         await self.client.aclose()
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
+        """Every leaf under ``prefixes``; from the watch replica while one is live for them."""
+        for mirror in self._mirrors.values():
+            if mirror.serves(prefixes):
+                return mirror.snapshot(prefixes)
         values: dict[str, str] = {}
         indexes: list[int] = []
+        reads: dict[str, tuple[dict[str, str], int]] = {}
         for prefix in dict.fromkeys(normalize_prefix(p) for p in prefixes):
             tree, index = await self.client.get_tree(prefix)
             values.update(tree)
             indexes.append(index)
+            reads[prefix] = (tree, index)
+        self._last_reads = reads
         if not indexes:
             _, index = await self.client.get_tree("/")
             indexes.append(index)
@@ -257,6 +276,14 @@ class EtcdV2Backend:
             await asyncio.Event().wait()  # nothing to watch: wait until cancelled
         if since is None:
             since = (await self.get_values(unique)).revision or 0
+        mirror = await self._mirror_for(tuple(unique), since)
+        if mirror is not None:
+            try:
+                return await mirror.wait_changed(since)
+            except BackendError:
+                await self._drop(tuple(unique))  # index cleared or refused: re-read, then anew
+                raise
+        # No replica can vouch for ``since`` (it predates the last read): poll once from it.
         tasks = [asyncio.create_task(self._watch_prefix(p, since + 1)) for p in unique]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -270,6 +297,30 @@ class EtcdV2Backend:
         error = next(iter(done)).exception()
         assert error is not None
         raise error
+
+    async def _mirror_for(self, key: tuple[str, ...], since: int) -> V2Mirror | None:
+        """The replica for ``key`` that reports every change after ``since``, started if need be."""
+        from muster.backends.etcdv2_mirror import V2Mirror  # it builds on this module
+
+        mirror = self._mirrors.get(key)
+        if mirror is not None and mirror.error is None and since >= mirror.seed_revision:
+            return mirror
+        if mirror is not None:
+            await self._drop(key)
+        seeds = {p: self._last_reads[p] for p in key if p in self._last_reads}
+        if len(seeds) != len(key) or min(index for _, index in seeds.values()) != since:
+            return None
+        if len(self._mirrors) >= _MAX_MIRRORS:
+            await self._drop(next(iter(self._mirrors)))
+        mirror = V2Mirror(self.client, self.options, seeds)
+        mirror.start()
+        self._mirrors[key] = mirror
+        return mirror
+
+    async def _drop(self, key: tuple[str, ...]) -> None:
+        mirror = self._mirrors.pop(key, None)
+        if mirror is not None:
+            await mirror.aclose()
 
     async def _watch_prefix(self, prefix: str, wait_index: int) -> int:
         """Long-poll ``prefix`` from ``wait_index`` until a real change; resume across outages."""
