@@ -25,6 +25,7 @@ from muster.daemon import Daemon, close_backend, create_backend
 from muster.dataplane import Peer
 from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
 from muster.dataplane.haproxy_cli import HAProxyCLI
+from muster.dataplane.haproxy_slots import parse_servers_state
 from muster.dataplane.sink import MembershipSink, membership
 from muster.gotemplate import Template
 from muster.resources.render import _StoreSlot, template_funcs
@@ -86,7 +87,7 @@ class Backend:
         self.runner: web.AppRunner | None = None
         self.port = 0
 
-    async def start(self) -> Backend:
+    async def start(self, port: int = 0) -> Backend:
         async def hello(request: web.Request) -> web.Response:
             self.count += 1
             self.headers = request.headers
@@ -96,7 +97,7 @@ class Backend:
         app.router.add_get("/{tail:.*}", hello)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         self.port = self.runner.addresses[0][1]
         return self
@@ -375,6 +376,22 @@ async def test_dead_server_costs_no_failed_request(
     await b.stop()  # b's port is now closed: connections are refused
     await plane.apply({"hello": [a.peer, b.peer]})
     assert await hits(f"{haproxy.url}/hello/", 20) == Counter({"200 a": 20})
+    # The first refused connection took b out (observe layer4, like nginx's max_fails)...
+    stat = await plane.cli.command("show stat")
+    rows = {f[1]: f[17] for f in (line.split(",") for line in stat.splitlines()) if f[0] == "svc_hello"}
+    slots = parse_servers_state(await plane.cli.command("show servers state svc_hello"))
+    slot = {s.peer.port: s.name for s in slots if s.peer is not None}
+    assert rows[slot[b.port]].startswith("DOWN") and rows[slot[a.port]] == "UP", rows
+    # ...and a health check brings it back once it answers again (same address, same slot).
+    again = await Backend("b2").start(port=b.port)
+    try:
+        for _ in range(300):
+            if (await hits(f"{haproxy.url}/hello/", 2))["200 b2"]:
+                break
+            await asyncio.sleep(0.01)
+        assert await hits(f"{haproxy.url}/hello/", 4) == Counter({"200 a": 2, "200 b2": 2})
+    finally:
+        await again.stop()
 
 
 @pytest.mark.slow
