@@ -38,10 +38,6 @@ KNOWN_MISMATCHES: dict[str, str] = {
         "gotime.py GoTime lacks time.Time methods templates call: Location, IsZero, AddDate, Before, "
         "After, Truncate (also Add, Sub, Equal, In, Round; Zone/Date/Clock should fail as multi-result)"
     ),
-    "datetime-stringers": (
-        "goprint.py: named ints with a String method (time.Month, time.Weekday) print their number, "
-        "not String(), for {{x}}, %v, %s and %q; and .String cannot be called on them"
-    ),
     "gets-type-name": (
         "store.py KVPairs: gets returns the named type memkv.KVPairs, which %T and %#v print as "
         "memkv.KVPairs; muster prints []memkv.KVPair"

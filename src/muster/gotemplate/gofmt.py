@@ -238,13 +238,15 @@ def sprintf(format: str, *args: Any) -> str:
 def format_value(v: Any) -> str:
     """``%v`` of one value, as fmt.Sprint(v) prints it."""
     # Fast paths for what templates print most; the rest takes Go's full route.
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
+    # Exact types only: a subclass may be a named Go type with a String method.
+    t = type(v)
+    if t is str:
+        return v  # type: ignore[no-any-return]
+    if t is bool:
         return "true" if v else "false"
-    if isinstance(v, int) and -(1 << 63) <= v < 1 << 63:
+    if t is int and -(1 << 63) <= v < 1 << 63:
         return str(v)  # outside int64 only a wrapped (Go-overflowed) value can be right
-    if isinstance(v, float):
+    if t is float:
         return format_float(v, "g", -1)
     if v is None:
         return "<nil>"

@@ -29,6 +29,11 @@ __all__ = ["Printer", "is_int", "is_signed", "type_string"]
 
 _MASK64: Final = (1 << 64) - 1
 _BYTE_ELEMS: Final = frozenset({"uint8", "byte"})
+# Types without methods: Go's printArg prints them straight from its type switch.
+# (Every GoInt subclass is a sized basic type unless it declares go-methods, and
+# _go_method finds none on those, so they need not be listed.)
+# NoValue is the invalid reflect.Value, which fmt prints without looking for methods.
+_BASIC: Final = frozenset({bool, int, float, str, complex, bytes, type(None), NoValue})
 # Go prints addresses for pointers, maps, slices and funcs (%p, and %v of a nested
 # pointer); they differ on every run there too, so any plausible heap address will do.
 _FAKE_HEAP: Final = 0xC000010000
@@ -252,8 +257,6 @@ class Printer(Formatter):
             self.bad_verb(verb)
             return True
         arg = self.arg
-        if not isinstance(arg, GoStruct):
-            return False
         if self.sharp_v:
             method, name = _go_method(arg, "GoString"), "GoString"
         elif verb in ("v", "s", "x", "X", "q"):
@@ -292,6 +295,10 @@ class Printer(Formatter):
         if verb == "p":
             self.fmt_pointer(arg, "p")
             return
+        if type(arg) not in _BASIC and self.handle_methods(verb):
+            # Go's type switch matches basic types exactly: a named type such as
+            # time.Month (a GoInt) reaches handleMethods and prints via its String.
+            return
         if isinstance(arg, bool):
             self.fmt_bool(arg, verb)
         elif isinstance(arg, int):
@@ -304,14 +311,14 @@ class Printer(Formatter):
             self.fmt_complex(arg, 128, verb)
         elif isinstance(arg, bytes):
             self.fmt_bytes(arg, verb, "[]byte")
-        elif isinstance(arg, NoValue):
-            self.print_value(arg, verb, 0)  # fmt got an invalid reflect.Value
-        elif not self.handle_methods(verb):
-            self.print_value(arg, verb, 0)
+        else:
+            self.print_value(arg, verb, 0)  # NO_VALUE: fmt got an invalid reflect.Value
 
     def print_value(self, value: Any, verb: str, depth: int, nil_type: str = "interface {}") -> None:
         """Go's printValue; ``nil_type`` is the static type a nested ``None`` had."""
-        if depth > 0 and (isinstance(value, GoStruct) or (verb == "w" and not isinstance(value, NoValue))):
+        if depth > 0 and (type(value) not in _BASIC or (verb == "w" and not isinstance(value, NoValue))):
+            # Any valid value inside a container may have methods (a []time.Month
+            # prints month names); %w is a bad verb for every one of them.
             self.arg = value
             if self.handle_methods(verb):
                 return
@@ -351,7 +358,11 @@ class Printer(Formatter):
     def _print_map(self, value: dict[Any, Any], verb: str, depth: int) -> None:
         elem = value.elem if isinstance(value, GoMap) else "interface {}"
         if self.sharp_v:
-            self.buf.append(type_string(value) + "{")
+            self.buf.append(type_string(value))
+            if isinstance(value, GoMap) and value.nil:
+                self.buf.append("(nil)")
+                return
+            self.buf.append("{")
         else:
             self.buf.append("map[")
         for i, key in enumerate(sorted(value, key=_sort_key)):
@@ -371,7 +382,11 @@ class Printer(Formatter):
         if isinstance(value, bytes):
             items = [Uint8(c) for c in value]
         if self.sharp_v:
-            self.buf.append(type_string(value) + "{")
+            self.buf.append(type_string(value))
+            if isinstance(value, GoSlice) and value.nil:
+                self.buf.append("(nil)")
+                return
+            self.buf.append("{")
             for i, item in enumerate(items):
                 if i > 0:
                     self.buf.append(", ")
