@@ -381,7 +381,7 @@ async def test_dead_server_costs_no_failed_request(
     rows = {f[1]: f[17] for f in (line.split(",") for line in stat.splitlines()) if f[0] == "svc_hello"}
     slots = parse_servers_state(await plane.cli.command("show servers state svc_hello"))
     slot = {s.peer.port: s.name for s in slots if s.peer is not None}
-    assert rows[slot[b.port]].startswith("DOWN") and rows[slot[a.port]] == "UP", rows
+    assert rows[slot[b.port]].startswith("DOWN") and rows[slot[a.port]].startswith("UP"), rows
     # ...and a health check brings it back once it answers again (same address, same slot).
     again = await Backend("b2").start(port=b.port)
     try:
