@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -42,9 +43,12 @@ from types import TracebackType
 from muster.dataplane.haproxy_cli import RuntimeAPIError, parse_info, query
 from muster.dataplane.haproxy_slots import parse_servers_state, prefill
 from muster.errors import Error
+from muster.log import kv
 from muster.stack.etcd import free_port
 
 __all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available", "stock_dir", "write_resource_for"]
+
+log = logging.getLogger(__name__)
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 _STOP_GRACE = 10.0
@@ -164,9 +168,13 @@ backend muster_unknown
         """Join the config files into ``run/haproxy.cfg``, slots filled from the running worker."""
         filled = {}
         if live:
-            with contextlib.suppress(RuntimeAPIError):
+            try:
                 text = query(self.admin_socket, "show servers state")
                 filled = {(s.backend, s.name): s.peer for s in parse_servers_state(text) if s.peer}
+            except RuntimeAPIError as exc:
+                # The new worker starts with empty slots; the data plane refills them when
+                # its verify loop sees the new worker.
+                log.warning(kv("haproxy.prefill.failed", error=exc))
         joined = self.main_path.read_text() + "\n" + self.dest.read_text()
         tmp = self.run_config.with_suffix(".tmp")
         tmp.write_text(prefill(joined, filled))
@@ -195,13 +203,13 @@ backend muster_unknown
         self.write_run_config(live=False)
         for sock in (self.admin_socket, self.master_socket):
             sock.unlink(missing_ok=True)
-        log = self.log_path.open("ab")
+        out = self.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
             )
         finally:
-            log.close()
+            out.close()
         try:
             self._wait_serving(timeout)
         except BaseException:
