@@ -22,8 +22,8 @@ from muster.dnslookup import SRV, lookup_ip, lookup_srv
 from muster.gojson import JSONError, unmarshal_array, unmarshal_object
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.gotime import GoTime
-from muster.gotemplate.values import GoFunc, GoSlice, to_bytes
-from muster.store import KVPair, KVStore, path_base, path_dir
+from muster.gotemplate.values import GoFunc, GoSlice, appended, to_bytes
+from muster.store import KVStore, path_base, path_dir
 
 __all__ = ["GoError", "JSONError", "func_map", "go_to_lower", "go_to_upper", "helper_funcs", "store_funcs"]
 
@@ -262,9 +262,9 @@ def atoi(s: str) -> int:
 
 
 def _reverse(values: Any) -> Any:
-    # Only []string and []memkv.KVPair are reversed; memkv.KVPairs (what gets
-    # returns) is another named type, so confd leaves it as it is.
-    if type(values) is GoSlice and values.elem in (_STR, _KV_ELEM):
+    # confd's type switch reverses only []string and []memkv.KVPair: a named slice
+    # type such as memkv.KVPairs (what gets returns) is left as it is.
+    if isinstance(values, GoSlice) and not values.name and values.elem in (_STR, _KV_ELEM):
         values.reverse()
     return values
 
@@ -278,10 +278,13 @@ def _sort_by_length(values: list[str]) -> list[str]:
     return values
 
 
-def _sort_kv_by_length(values: list[KVPair]) -> GoSlice:
-    # Sorts the caller's slice in place, as Go does, and returns it as []memkv.KVPair.
+def _sort_kv_by_length(values: GoSlice) -> GoSlice:
+    # Sorts the caller's slice in place, as Go does, and returns it as []memkv.KVPair
+    # (a memkv.KVPairs argument converts to the parameter's unnamed type).
     gosort.sort_by_key(values, lambda kv: _byte_len(kv.Key))
-    return values if type(values) is GoSlice else GoSlice(values, _KV_ELEM)
+    if not values.name:
+        return values
+    return GoSlice(values, _KV_ELEM, tail=values.tail)
 
 
 def _add(a: int, b: int) -> int:
@@ -311,16 +314,20 @@ def _mod(a: int, b: int) -> int:
 
 
 def _seq(first: int, last: int) -> GoSlice:
-    return GoSlice(range(first, last + 1), _INT)
+    # confd appends to a nil []int: nil when first > last, capacity as append grows it.
+    return appended(range(first, last + 1), _INT, 8, 0)
 
 
 def _lookup_ip(host: str) -> GoSlice:
-    # A failed lookup is a nil []string in confd: it prints as [] and is false.
-    return _strings(lookup_ip(host))
+    # A failed lookup (Go's LookupIP never succeeds with no address) is a nil
+    # []string in confd: it prints as [] and equals nil; else make([]string, n).
+    ips = lookup_ip(host)
+    return GoSlice(ips, _STR, nil=not ips)
 
 
 def _filtered_ips(host: str, marker: str) -> GoSlice:
-    return _strings([ip for ip in lookup_ip(host) if marker in ip])
+    # confd appends the matches to a nil []string.
+    return appended([ip for ip in lookup_ip(host) if marker in ip], _STR, 16, "")
 
 
 def _lookup_srv(service: str, proto: str, name: str) -> GoSlice:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from muster.gotemplate.gostrconv import quote
+from muster.gotemplate.values import GoMap, GoSlice
 
 __all__ = ["JSONError", "decode", "unmarshal_array", "unmarshal_object"]
 
@@ -97,10 +98,10 @@ def _repaired(data: str, value: Any) -> Any:
     return _fix_strings(value)
 
 
-def _unmarshal(data: str, want: type, go_type: str) -> Any:
+def _unmarshal(data: str, want: type, go_type: str, nil: Any) -> Any:
     value = decode(data)
     if value is None:
-        return want()  # a nil map / slice: Unmarshal of null leaves it unset
+        return nil  # Unmarshal of null leaves the variable unset: a nil map / slice
     if not isinstance(value, want):
         kind = _JSON_KIND.get(type(value), "value")
         raise JSONError(f"json: cannot unmarshal {kind} into Go value of type {go_type}")
@@ -108,14 +109,14 @@ def _unmarshal(data: str, want: type, go_type: str) -> Any:
 
 
 def unmarshal_object(data: str) -> dict[str, Any]:
-    """confd's ``json``: into ``map[string]interface {}`` (``null`` gives an empty map)."""
-    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}")
+    """confd's ``json``: into ``map[string]interface {}`` (``null`` gives a nil map)."""
+    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}", GoMap(nil=True))
     return result
 
 
 def unmarshal_array(data: str) -> list[Any]:
-    """confd's ``jsonArray``: into ``[]interface {}`` (``null`` gives an empty slice)."""
-    result: list[Any] = _unmarshal(data, list, "[]interface {}")
+    """confd's ``jsonArray``: into ``[]interface {}`` (``null`` gives a nil slice)."""
+    result: list[Any] = _unmarshal(data, list, "[]interface {}", GoSlice((), nil=True))
     return result
 
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
 
 from muster import gomatch
-from muster.gotemplate.values import GoSlice, GoStruct
+from muster.gotemplate.values import GoSlice, GoStruct, append_cap, appended
 
 __all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
 
@@ -76,6 +76,11 @@ class KVPair(GoStruct):
         return f"KVPair({self.Key!r}, {self.Value!r})"
 
 
+_KV_ELEM: Final = "memkv.KVPair"
+_KV_NAME: Final = "memkv.KVPairs"
+_ZERO_PAIR: Final = KVPair("", "")
+
+
 class KVPairs(GoSlice):
     """``memkv.KVPairs``, the named slice type ``gets`` returns.
 
@@ -86,12 +91,20 @@ class KVPairs(GoSlice):
     """
 
     __slots__ = ()
-    # The defined type's name, for %T once the value model reads it (values.py names
-    # every GoSlice "[]ELEM" today, so %T prints []memkv.KVPair).
-    go_name: ClassVar[str] = "memkv.KVPairs"
 
-    def __init__(self, items: list[KVPair] | tuple[KVPair, ...] = ()) -> None:
-        super().__init__(items, "memkv.KVPair")
+    def __init__(self, items: Iterable[KVPair] = (), *, tail: Iterable[KVPair] = ()) -> None:
+        super().__init__(items, _KV_ELEM, tail=tail, name=_KV_NAME)
+
+
+def _kv_pairs(pairs: list[KVPair]) -> KVPairs:
+    # memkv.GetAll appends to make(KVPairs, 0): the capacity append leaves for a
+    # two-string struct (32 bytes), which Go's slice builtin can reach.
+    return KVPairs(pairs, tail=[_ZERO_PAIR] * (append_cap(len(pairs), 32) - len(pairs)))
+
+
+def _strings(items: list[str]) -> GoSlice:
+    # memkv appends to make([]string, 0): never nil, capacity as append grows it.
+    return appended(items, "string", 16, "", from_nil=False)
 
 
 # ---------------------------------------------------------------------------
@@ -363,13 +376,13 @@ class KVStore:
     def gets(self, pattern: str) -> KVPairs:
         """``memkv.GetAll``: the pairs whose key matches, sorted by key."""
         values = self._values
-        return KVPairs([KVPair(k, values[k]) for k in _go_sorted(list(self.match_keys(pattern)))])
+        return _kv_pairs([KVPair(k, values[k]) for k in _go_sorted(list(self.match_keys(pattern)))])
 
     def getvs(self, pattern: str) -> GoSlice:
         """``memkv.GetAllValues``: the values of the matching keys, sorted by value
         (a ``[]string``)."""
         values = self._values
-        return GoSlice(_go_sorted([values[k] for k in self.match_keys(pattern)]), "string")
+        return _strings(_go_sorted([values[k] for k in self.match_keys(pattern)]))
 
     # -- listing -----------------------------------------------------------
 
@@ -384,7 +397,7 @@ class KVStore:
 
     def ls(self, file_path: str) -> GoSlice:
         """``memkv.List``: sorted names of the children of ``file_path`` (a ``[]string``)."""
-        return GoSlice(self._ls(file_path), "string")
+        return _strings(self._ls(file_path))
 
     def _ls(self, file_path: str) -> list[str]:
         d = self._fast_dir(file_path)
@@ -407,7 +420,7 @@ class KVStore:
     def lsdir(self, file_path: str) -> GoSlice:
         """``memkv.ListDir``: sorted names of the children of ``file_path`` that have keys
         below them (a ``[]string``)."""
-        return GoSlice(self._lsdir(file_path), "string")
+        return _strings(self._lsdir(file_path))
 
     def _lsdir(self, file_path: str) -> list[str]:
         d = self._fast_dir(file_path)

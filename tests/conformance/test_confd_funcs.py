@@ -25,33 +25,10 @@ from muster.render_cmd import render
 
 CASES = sorted(p for p in (Path(__file__).parent / "confd_funcs").iterdir() if (p / "template.tmpl").exists())
 
-_CAP = (
-    "confdfuncs.py/store.py: Go's slice builtin bounds indexes by cap(), and confd's getvs/ls/lsdir/gets/seq "
-    "build their results by append (len 3 -> cap 4); muster's GoSlice results have cap == len"
-)
 KNOWN_MISMATCHES: dict[str, str] = {
-    "lookup-filtered-empty-is-nil": (
-        "confdfuncs.py lookupIPV4/lookupIPV6 (and lookupIP on error): confd returns a nil []string "
-        "(var addresses []string); %#v prints []string(nil) and eq ... nil is true"
-    ),
     "datetime-methods-stable": (
         "gotime.py GoTime lacks time.Time methods templates call: Location, IsZero, AddDate, Before, "
         "After, Truncate (also Add, Sub, Equal, In, Round; Zone/Date/Clock should fail as multi-result)"
-    ),
-    "gets-type-name": (
-        "store.py KVPairs: gets returns the named type memkv.KVPairs, which %T and %#v print as "
-        "memkv.KVPairs; muster prints []memkv.KVPair"
-    ),
-    "slice-getvs-within-cap": _CAP,
-    "slice-ls-within-cap": _CAP,
-    "slice-gets-within-cap": _CAP,
-    "slice-seq-within-cap": _CAP,
-    "seq-empty-is-nil": (
-        "confdfuncs.py seq: confd's seq returns a nil []int when first > last; %#v prints []int(nil)"
-    ),
-    "json-null-is-nil-map": (
-        "confdfuncs.py json/jsonArray: Unmarshal of null leaves confd's result nil; %#v prints "
-        "map[string]interface {}(nil) / []interface {}(nil)"
     ),
 }
 

@@ -370,17 +370,27 @@ def json_array_cap(n: int) -> int:
     return append_cap(n, 16)
 
 
-def appended(items: Iterable[Any], elem: str, elem_size: int, zero: Any = None) -> GoSlice:
+def appended(
+    items: Iterable[Any],
+    elem: str,
+    elem_size: int,
+    zero: Any = None,
+    *,
+    from_nil: bool = True,
+    name: str = "",
+) -> GoSlice:
     """A ``GoSlice`` as Go's ``append`` builds it one element at a time from nil.
 
     Its capacity is ``append_cap`` (the tail holds ``zero``, the element type's zero
-    value, e.g. ``""``); with no items it is a nil slice, as ``var s []T`` stays.
-    ``appended(keys, "string", 16, "")`` is confd's ``ls`` result.
+    value, e.g. ``""``); with no items it is a nil slice, as ``var s []T`` stays, or
+    an empty one when ``from_nil`` is false (the appends started from ``make([]T, 0)``).
+    ``appended(keys, "string", 16, "", from_nil=False)`` is memkv's ``ls`` result.
+    ``name`` is the slice's named type, if any.
     """
-    values = list(items)
+    values = items if type(items) is list else list(items)
     if not values:
-        return GoSlice((), elem, nil=True)
-    return GoSlice(values, elem, tail=[zero] * (append_cap(len(values), elem_size) - len(values)))
+        return GoSlice((), elem, nil=from_nil, name=name)
+    return GoSlice(values, elem, tail=[zero] * (append_cap(len(values), elem_size) - len(values)), name=name)
 
 
 def go_cap(s: list[Any]) -> int:

@@ -64,7 +64,7 @@ def test_store_functions_win_over_helpers() -> None:
 def test_store_function_results_and_errors() -> None:
     assert call("exists", "/app/name") is True
     assert call("get", "/app/name") == KVPair("/app/name", "muster")
-    assert go_type_name(call("gets", "/s/*")) == "[]memkv.KVPair"
+    assert go_type_name(call("gets", "/s/*")) == "memkv.KVPairs"
     assert call("getv", "/nope", "d") == "d"
     with pytest.raises(KeyNotFound, match="^key does not exist: /nope$"):
         call("getv", "/nope")

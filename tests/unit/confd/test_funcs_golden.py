@@ -23,12 +23,7 @@ CASES = json.loads((DATA / "funcs_cases.json").read_text(encoding="utf-8"))
 GOLDEN = json.loads((DATA / "funcs_golden.json").read_text(encoding="utf-8"))
 STORE = KVStore(CASES["keys"])
 
-# memkv.KVPairs is a named slice type; the value model (values.go_type_name) has no
-# named slices yet, so %T prints it as []memkv.KVPair.
-NAMED_SLICE = pytest.mark.xfail(reason="value model lacks named slice types (memkv.KVPairs)", strict=True)
-XFAIL = {"gets-type": NAMED_SLICE, "reverse-type": NAMED_SLICE}
-
-PARAMS = [pytest.param(name, marks=XFAIL.get(name, ()), id=name) for name in sorted(CASES["templates"])]
+PARAMS = sorted(CASES["templates"])
 
 
 @pytest.mark.parametrize("name", PARAMS)

@@ -86,7 +86,7 @@ def test_gets_sorted_by_key_and_typed() -> None:
     store = KVStore({"/k/b": "1", "/k/a": "2", "/k/c": "0", "/k/B": "9"})
     pairs = store.gets("/k/*")
     assert [p.Key for p in pairs] == ["/k/B", "/k/a", "/k/b", "/k/c"]
-    assert isinstance(pairs, KVPairs) and go_type_name(pairs) == "[]memkv.KVPair"
+    assert isinstance(pairs, KVPairs) and go_type_name(pairs) == "memkv.KVPairs"
     assert store.gets("/nope/*") == [] and isinstance(store.gets("/nope/*"), KVPairs)
 
 
