@@ -137,8 +137,8 @@ OPTIONS: tuple[Option, ...] = (
         "dataplane",
         "dataplane",
         "str",
-        "how server changes reach nginx: lua (pushed, no reload), reload, or auto (lua when "
-        "-dataplane-admin is set and the Lua module is installed)",
+        "how server changes reach the proxy: lua (nginx, pushed, no reload), haproxy (runtime "
+        "API), reload, or auto (lua when -dataplane-admin is set and the Lua module is installed)",
     ),
     _o("dataplane_admin", "dataplane-admin", "dataplane_admin", "str", "nginx admin endpoint (unix:PATH)"),
     _o("dataplane_root", "dataplane-root", "dataplane_root", "str", "registry root of the services"),
@@ -436,10 +436,10 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
             "client_cert" if config.client_cert else "client_key",
             "client-cert and client-key must be given together",
         )
-    if config.dataplane not in ("auto", "lua", "reload"):
-        fail("dataplane", f"dataplane must be auto, lua or reload, not {config.dataplane!r}")
-    if config.dataplane == "lua" and not config.dataplane_admin:
-        fail("dataplane", "-dataplane lua needs -dataplane-admin (e.g. unix:/run/muster/nginx-admin.sock)")
+    if config.dataplane not in ("auto", "lua", "haproxy", "reload"):
+        fail("dataplane", f"dataplane must be auto, lua, haproxy or reload, not {config.dataplane!r}")
+    if config.dataplane in ("lua", "haproxy") and not config.dataplane_admin:
+        fail("dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)")
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
 

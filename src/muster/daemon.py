@@ -134,6 +134,7 @@ class Daemon:
         sleep: Sleep = asyncio.sleep,
         diff_out: TextIO | None = None,
         sinks: Sequence[Sink] = (),
+        dataplane: str | None = None,
     ) -> None:
         self.config = config
         self.sinks = list(sinks)
@@ -150,8 +151,9 @@ class Daemon:
             diff_out=diff_out,
         )
         self.batches = 0
-        # With a data plane sink, templates render membership-blind ({{dataplane}} is "lua").
-        self._templates = TemplateCache(dataplane="lua" if self.sinks else "reload")
+        # With a data plane sink, templates render membership-blind ({{dataplane}} is not "reload").
+        mode = dataplane or ("lua" if self.sinks else "reload")
+        self._templates = TemplateCache(dataplane=mode)
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         self._render_ms: dict[str, float] = {}
@@ -201,7 +203,9 @@ class Daemon:
         skip_unchanged = self._trigger == "resync"
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
-            await self._feed(sink, report)
+            # Its revision counts like a resource's: the watch resumes from the oldest one,
+            # so a change landing between this read and the resources' reads comes again.
+            revisions.append(await self._feed(sink, report))
         for keys, members in groups.items():
             try:
                 snapshot = await self.backend.get_values(list(keys))
@@ -271,19 +275,21 @@ class Daemon:
         )
         return report
 
-    async def _feed(self, sink: Sink, report: BatchReport) -> None:
+    async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
+        """Give ``sink`` a snapshot of its keys; return the snapshot's revision."""
         try:
             snapshot = await self.backend.get_values(list(sink.prefixes))
         except BackendError as exc:
             logger.error(kv("backend.read.failed", keys=",".join(sink.prefixes), error=exc))
             report.backend_error = exc
             report.failures.append(Failure("dataplane", exc))
-            return
+            return None
         try:
             await sink.apply(snapshot.values)
         except Error as exc:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
             report.failures.append(Failure("dataplane", exc))
+        return snapshot.revision
 
     def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
         started = time.perf_counter()
@@ -551,10 +557,13 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
         config = await asyncio.to_thread(resolve_srv_nodes, config)
         backend = create_backend(config)
-    from muster.dataplane.setup import lua_sink
+    from muster.dataplane.setup import build_sink
 
-    sink = None if config.noop else lua_sink(config)
-    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [])
+    sink, mode = build_sink(config)
+    if sink is not None and config.noop:
+        await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
+        sink = None
+    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode)
     try:
         if config.onetime:
             return await daemon.run_once()

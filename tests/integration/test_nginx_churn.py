@@ -1,8 +1,10 @@
 """Steady load through nginx while a server joins and leaves every 500 ms: no request fails.
 
-Debian's ``wrk`` drives the load; each change goes through the daemon, the whole-config
-check and a confirmed reload. Reloads close idle keep-alive connections, so wrk may see
-socket errors; those are reported, not asserted (the zero-reload data plane removes them).
+Debian's ``wrk`` drives the load. With the reload data plane each change goes through the
+daemon, the whole-config check and a confirmed reload; reloads close idle keep-alive
+connections, so wrk may see socket errors, which are reported, not asserted. With the Lua
+data plane no change reloads nginx: there, socket errors must be zero too and nginx's
+workers must be the same processes at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from muster.dataplane.nginxconf import lua_available
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.local import Stack, UpOptions
@@ -42,8 +45,15 @@ def parse_wrk(output: str) -> dict[str, int]:
     return figures
 
 
-async def test_churn_under_load_costs_no_failed_request(tmp_path: Path) -> None:
-    stack = Stack(UpOptions(port=free_port(), etcd_port=free_port(), state_dir=tmp_path / "state", workers=2))
+LUA = pytest.mark.skipif(not lua_available(), reason="needs libnginx-mod-http-lua")
+
+
+@pytest.mark.parametrize("dataplane", ["reload", pytest.param("lua", marks=LUA)])
+async def test_churn_under_load_costs_no_failed_request(tmp_path: Path, dataplane: str) -> None:
+    opts = UpOptions(
+        port=free_port(), etcd_port=free_port(), state_dir=tmp_path / "state", workers=2, dataplane=dataplane
+    )
+    stack = Stack(opts)
     await asyncio.to_thread(stack.start)
     try:
         assert stack.nginx is not None
@@ -60,6 +70,7 @@ async def test_churn_under_load_costs_no_failed_request(tmp_path: Path) -> None:
             while s1.hits + s2.hits + s3.hits < 3:
                 await asyncio.sleep(0.05)
                 await asyncio.to_thread(_get, url)
+            workers = stack.nginx.worker_pids()
             wrk = await asyncio.create_subprocess_exec(
                 "wrk", "-t2", "-c20", f"-d{DURATION}s", url,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -86,6 +97,9 @@ async def test_churn_under_load_costs_no_failed_request(tmp_path: Path) -> None:
             assert churner.hits > 0  # it really took part
             assert figures["requests"] > 1000
             assert figures["non2xx"] == 0, output
+            if dataplane == "lua":
+                assert sum(v for k, v in figures.items() if k.startswith("socket_")) == 0, output
+                assert stack.nginx.worker_pids() == workers, "no change may reload nginx"
     finally:
         await asyncio.to_thread(stack.stop)
 

@@ -160,8 +160,7 @@ def haproxy_sink(
     """The daemon's membership sink for HAProxy's runtime API at ``admin_socket`` (``unix:`` optional)."""
     path = str(admin_socket).removeprefix("unix:")
     plane = HAProxyDataPlane(HAProxyCLI(path))
-    # MembershipSink is typed for DataPlane; HAProxyDataPlane has the same apply/admin shape.
-    return MembershipSink(plane, root, verify_interval=verify_interval)  # type: ignore[arg-type]
+    return MembershipSink(plane, root, verify_interval=verify_interval)
 
 
 def _ok(answer: str) -> bool:

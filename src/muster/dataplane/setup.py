@@ -11,7 +11,7 @@ from muster.dataplane.pusher import DataPlane
 from muster.dataplane.sink import MembershipSink
 from muster.log import kv
 
-__all__ = ["lua_sink"]
+__all__ = ["build_sink", "lua_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +39,18 @@ def lua_sink(config: Config) -> MembershipSink | None:
     plane = DataPlane(LuaAdmin(config.dataplane_admin))
     log.info(kv("dataplane.lua", admin=config.dataplane_admin, root=config.dataplane_root))
     return MembershipSink(plane, config.dataplane_root)
+
+
+def build_sink(config: Config) -> tuple[MembershipSink | None, str]:
+    """The sink for ``config.dataplane`` and the mode templates see through ``{{dataplane}}``.
+
+    ``haproxy`` pushes membership over HAProxy's runtime API at ``-dataplane-admin``;
+    ``lua`` and ``auto`` go through ``lua_sink``; anything else renders and reloads.
+    """
+    if config.dataplane == "haproxy":
+        from muster.dataplane.haproxy import haproxy_sink
+
+        log.info(kv("dataplane.haproxy", admin=config.dataplane_admin, root=config.dataplane_root))
+        return haproxy_sink(config.dataplane_admin, config.dataplane_root), "haproxy"
+    sink = lua_sink(config)
+    return sink, "lua" if sink is not None else "reload"

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from muster.dataplane.admin import AdminError
 from muster.dataplane.peers import Peer
-from muster.dataplane.pusher import DataPlane, resolve_peers
+from muster.dataplane.pusher import resolve_peers
 from muster.log import kv
 from muster.services import DEFAULT_ROOT, RejectLog, index_services
 
-__all__ = ["MembershipSink", "membership"]
+__all__ = ["MembershipSink", "Plane", "membership"]
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,23 @@ def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str,
 _REJECTS = RejectLog()
 
 
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Plane(Protocol):
+    """A data plane: nginx's ``DataPlane`` or ``HAProxyDataPlane``."""
+
+    @property
+    def admin(self) -> _Closable: ...
+
+    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int: ...
+
+
 class MembershipSink:
     """Pushes each service's servers under ``root`` to nginx through ``plane``."""
 
-    def __init__(self, plane: DataPlane, root: str = DEFAULT_ROOT, *, verify_interval: float = 2.0) -> None:
+    def __init__(self, plane: Plane, root: str = DEFAULT_ROOT, *, verify_interval: float = 2.0) -> None:
         self.plane = plane
         self.root = root.rstrip("/") or "/"
         self.verify_interval = verify_interval
