@@ -78,10 +78,14 @@ class V2Mirror:
         return all(any(matches_prefix(normalize_prefix(p), mine) for mine in self.prefixes) for p in prefixes)
 
     def snapshot(self, prefixes: Sequence[str]) -> Snapshot:
-        wanted = prefix_filter(prefixes)
         values: dict[str, str] = {}
-        for part in self.values.values():
-            values.update((k, v) for k, v in part.items() if wanted(k))
+        if {normalize_prefix(p) for p in prefixes} == set(self.prefixes):
+            for part in self.values.values():
+                values.update(part)
+        else:
+            wanted = prefix_filter(prefixes)
+            for part in self.values.values():
+                values.update((k, v) for k, v in part.items() if wanted(k))
         return Snapshot(values, max(self.latest_change, self.seed_revision))
 
     async def wait_changed(self, since: int) -> int:
