@@ -5,6 +5,11 @@ per prefix set that keeps a replica of the keys. While a mirror for the prefixes
 ``get_values`` answers from it: a consistent snapshot that includes every change
 ``wait_changed`` has reported (a write still in flight on the stream comes with the next
 ``wait_changed``). Without one, ``get_values`` reads from etcd, all prefixes at one revision.
+
+Limits (etcd 3.4's JSON gateway): with both ``--client-cert-auth`` and RBAC (auth enable) on,
+the gateway refuses every request ("CommonName of client sending a request against gateway
+will be ignored"): use client certificates or username/password, not both. The gateway also
+reads only the first create request of a watch stream, hence one covering range per stream.
 """
 
 from __future__ import annotations
