@@ -140,6 +140,5 @@ def render(
     except OSError as exc:
         click.echo(f"muster render: {exc.filename}: {exc.strerror}", err=True)
         sys.exit(1)
-    out = click.get_binary_stream("stdout")
-    out.write(text.encode("utf-8", "surrogateescape"))
-    out.flush()
+    # Bytes: Go strings may hold invalid UTF-8, which must reach stdout unchanged.
+    click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
