@@ -25,12 +25,7 @@ from muster.render_cmd import render
 
 CASES = sorted(p for p in (Path(__file__).parent / "confd_funcs").iterdir() if (p / "template.tmpl").exists())
 
-KNOWN_MISMATCHES: dict[str, str] = {
-    "datetime-methods-stable": (
-        "gotime.py GoTime lacks time.Time methods templates call: Location, IsZero, AddDate, Before, "
-        "After, Truncate (also Add, Sub, Equal, In, Round; Zone/Date/Clock should fail as multi-result)"
-    ),
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 
 def _param(case: Path) -> Any:

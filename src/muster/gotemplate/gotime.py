@@ -1,12 +1,15 @@
 """Go's ``time.Time`` as a template value: what confd's ``datetime`` returns.
 
-``GoTime`` is an instant (Unix seconds + nanoseconds) seen in a fixed zone (name and
-offset), with the methods templates call: ``Format`` (Go's whole layout language,
-ported from ``time/format.go``), ``Year``, ``Month``, ``Day``, ``Hour``, ``Minute``,
-``Second``, ``Nanosecond``, ``Weekday``, ``YearDay``, ``Unix``, ``UnixMilli``,
-``UnixNano``, ``UTC``, ``Local`` and ``String``. Like Go, a time read from the clock
-carries a monotonic reading that ``String`` prints as ``m=+S.NNNNNNNNN`` and that
-``UTC``/``Local`` drop.
+``GoTime`` is an instant (Unix seconds + nanoseconds) in a location (``UTC`` or
+``Local``) seen through that location's zone at the instant (name and offset), with
+time.Time's methods: ``Format`` (Go's whole layout language, ported from
+``time/format.go``), the calendar fields, ``Unix*``, ``UTC``/``Local``/``In``/
+``Location``, ``Add``/``Sub``/``AddDate``, ``Before``/``After``/``Equal``/``IsZero``,
+``Truncate``/``Round`` and ``String``; ``Date``/``Clock``/``Zone``/``ISOWeek`` have
+several results, so templates cannot call them (as in Go). Like Go, a time read from
+the clock carries a monotonic reading that ``String`` prints as ``m=+S.NNNNNNNNN``,
+that comparisons and ``Sub`` prefer, ``Add`` keeps and the other methods drop.
+``time.Duration`` (``Duration``) prints as Go's ``1h2m3.5s``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 import time as _time
 from typing import ClassVar, Final
 
-from muster.gotemplate.values import GoInt, GoStruct, go_method
+from muster.gotemplate.values import GoInt, GoStruct, Int64, go_method
 
-__all__ = ["GoTime", "Month", "Weekday", "format_time"]
+__all__ = ["Duration", "GoTime", "Location", "Month", "Weekday", "format_time"]
 
 _LONG_DAYS: Final = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _LONG_MONTHS: Final = (
@@ -64,6 +67,87 @@ class Weekday(GoInt):
 _MonthT = Month
 _WeekdayT = Weekday
 
+_NS: Final = 1_000_000_000
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+# Unix seconds of Go's zero Time, January 1, year 1, 00:00:00 UTC.
+_ZERO_UNIX: Final = -62135596800
+
+
+class Duration(GoInt):
+    """``time.Duration``: nanoseconds as an int64 that prints as ``1h2m3.5s``."""
+
+    go_type = "time.Duration"
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        u = abs(int(self))
+        sign = "-" if self < 0 else ""
+        if u == 0:
+            return "0s"
+        if u < _NS:
+            # Below a second: the largest unit that keeps an integer part (1.2ms).
+            unit, prec = ("ns", 0) if u < 1000 else ("\u00b5s", 3) if u < 1_000_000 else ("ms", 6)
+            return sign + str(u // 10**prec) + _frac(u % 10**prec, prec) + unit
+        secs, frac = divmod(u, _NS)
+        out = str(secs % 60) + _frac(frac, 9) + "s"
+        mins = secs // 60
+        if mins:
+            out = str(mins % 60) + "m" + out
+            if mins // 60:
+                out = str(mins // 60) + "h" + out
+        return sign + out
+
+
+def _frac(v: int, prec: int) -> str:
+    # fmtFrac: ".ddd" without trailing zeros, nothing for a zero fraction.
+    digits = f"{v:0{prec}d}".rstrip("0") if prec else ""
+    return "." + digits if digits else ""
+
+
+class Location(GoStruct):
+    """A ``*time.Location``: only ``UTC`` and ``Local`` reach templates."""
+
+    go_type: ClassVar[str] = "time.Location"
+    go_pointer: ClassVar[bool] = True
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @go_method()
+    def String(self) -> str:  # noqa: N802 - Go method name
+        return self._name
+
+
+_LOCATIONS: Final = {"UTC": Location("UTC"), "Local": Location("Local")}
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (the inverse of _civil)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _zone_of(loc: str, sec: int) -> tuple[str, int]:
+    return ("UTC", 0) if loc == "UTC" else _local_zone(sec)
+
+
+def _wall_to_unix(loc: str, wall: int) -> int:
+    """Unix seconds of a wall-clock reading in ``loc``, as time.Date resolves it."""
+    offset = _zone_of(loc, wall)[1]
+    if offset:
+        # Look the offset up again at the guessed instant when the guess crossed a
+        # zone transition (Go checks the zone period's bounds).
+        again = _zone_of(loc, wall - offset)[1]
+        if again != offset:
+            offset = again
+    return wall - offset
+
 
 def _civil(days: int) -> tuple[int, int, int]:
     """(year, month, day) of a day count since 1970-01-01, proleptic Gregorian."""
@@ -91,25 +175,43 @@ class GoTime(GoStruct):
 
     go_type: ClassVar[str] = "time.Time"
     go_fields: ClassVar[tuple[str, ...]] = ()
-    __slots__ = ("_sec", "_nsec", "_zone", "_offset", "_mono")
+    __slots__ = ("_sec", "_nsec", "_zone", "_offset", "_mono", "_loc")
 
     def __init__(
-        self, sec: int, nsec: int = 0, zone: str = "UTC", offset: int = 0, mono: int | None = None
+        self,
+        sec: int,
+        nsec: int = 0,
+        zone: str = "UTC",
+        offset: int = 0,
+        mono: int | None = None,
+        loc: str | None = None,
     ) -> None:
-        sec += nsec // 1_000_000_000
+        sec += nsec // _NS
         self._sec = sec
-        self._nsec = nsec % 1_000_000_000
+        self._nsec = nsec % _NS
         self._zone = zone
         self._offset = offset
         self._mono = mono
+        # The Location: "UTC" for a UTC time unless said otherwise, else "Local".
+        self._loc = loc or ("UTC" if zone == "UTC" and offset == 0 else "Local")
 
     @classmethod
     def now(cls) -> GoTime:
         """``time.Now()`` in the local zone, with a monotonic reading."""
         ns = _time.time_ns()
-        sec, nsec = divmod(ns, 1_000_000_000)
+        sec, nsec = divmod(ns, _NS)
         zone, offset = _local_zone(sec)
-        return cls(sec, nsec, zone, offset, _time.monotonic_ns() - _MONO_START)
+        return cls(sec, nsec, zone, offset, _time.monotonic_ns() - _MONO_START, "Local")
+
+    @classmethod
+    def _at(cls, ns: int, loc: str, mono: int | None = None) -> GoTime:
+        # The instant ``ns`` (Unix nanoseconds) in ``loc``, its zone looked up there.
+        sec, nsec = divmod(ns, _NS)
+        zone, offset = _zone_of(loc, sec)
+        return cls(sec, nsec, zone, offset, mono, loc)
+
+    def _ns(self) -> int:
+        return self._sec * _NS + self._nsec
 
     def __repr__(self) -> str:
         return f"GoTime({self._sec}, {self._nsec}, {self._zone!r}, {self._offset})"
@@ -175,25 +277,130 @@ class GoTime(GoStruct):
         return self._yday()
 
     @go_method()
-    def Unix(self) -> int:  # noqa: N802
-        return self._sec
+    def Unix(self) -> Int64:  # noqa: N802
+        return Int64(self._sec)
 
     @go_method()
-    def UnixMilli(self) -> int:  # noqa: N802
-        return self._sec * 1000 + self._nsec // 1_000_000
+    def UnixMilli(self) -> Int64:  # noqa: N802
+        return Int64(self._sec * 1000 + self._nsec // 1_000_000)
 
     @go_method()
-    def UnixNano(self) -> int:  # noqa: N802
-        return self._sec * 1_000_000_000 + self._nsec
+    def UnixMicro(self) -> Int64:  # noqa: N802
+        return Int64(self._sec * 1_000_000 + self._nsec // 1000)
+
+    @go_method()
+    def UnixNano(self) -> Int64:  # noqa: N802
+        return Int64(_wrap64(self._ns()))
 
     @go_method()
     def UTC(self) -> GoTime:  # noqa: N802
-        return GoTime(self._sec, self._nsec, "UTC", 0)
+        return GoTime(self._sec, self._nsec, "UTC", 0, None, "UTC")
 
     @go_method()
     def Local(self) -> GoTime:  # noqa: N802
-        zone, offset = _local_zone(self._sec)
-        return GoTime(self._sec, self._nsec, zone, offset)
+        return GoTime._at(self._ns(), "Local")
+
+    @go_method("*time.Location")
+    def In(self, loc: Location | None) -> GoTime:  # noqa: N802
+        if loc is None:
+            raise ValueError("time: missing Location in call to Time.In")
+        return GoTime._at(self._ns(), loc._name)
+
+    @go_method()
+    def Location(self) -> Location:  # noqa: N802
+        return _LOCATIONS[self._loc]
+
+    @go_method()
+    def IsZero(self) -> bool:  # noqa: N802
+        return self._sec == _ZERO_UNIX and self._nsec == 0
+
+    def _cmp(self, u: GoTime) -> int:
+        # Both with a monotonic reading: that decides, as in Go.
+        if self._mono is not None and u._mono is not None:
+            a, b = self._mono, u._mono
+        else:
+            a, b = self._ns(), u._ns()
+        return (a > b) - (a < b)
+
+    @go_method("time.Time")
+    def Before(self, u: GoTime) -> bool:  # noqa: N802
+        return self._cmp(u) < 0
+
+    @go_method("time.Time")
+    def After(self, u: GoTime) -> bool:  # noqa: N802
+        return self._cmp(u) > 0
+
+    @go_method("time.Time")
+    def Equal(self, u: GoTime) -> bool:  # noqa: N802
+        return self._cmp(u) == 0
+
+    @go_method("time.Duration")
+    def Add(self, d: int) -> GoTime:  # noqa: N802
+        mono = self._mono
+        if mono is not None:
+            mono += d
+            if not _INT64_MIN <= mono <= _INT64_MAX:
+                mono = None  # the monotonic reading would overflow: Go drops it
+        return GoTime._at(self._ns() + d, self._loc, mono)
+
+    @go_method("time.Time")
+    def Sub(self, u: GoTime) -> Duration:  # noqa: N802
+        if self._mono is not None and u._mono is not None:
+            d = self._mono - u._mono
+        else:
+            d = self._ns() - u._ns()
+        return Duration(min(max(d, _INT64_MIN), _INT64_MAX))  # saturates, as Go's does
+
+    @go_method("int", "int", "int")
+    def AddDate(self, years: int, months: int, days: int) -> GoTime:  # noqa: N802
+        y, m, d = self._date()
+        m0 = m - 1 + months
+        y += years + m0 // 12
+        day = _days_from_civil(y, m0 % 12 + 1, 1) + d - 1 + days
+        wall = day * 86400 + self._local_days_secs()[1]
+        return GoTime._at(_wall_to_unix(self._loc, wall) * _NS + self._nsec, self._loc)
+
+    def _since_zero(self) -> int:
+        return (self._sec - _ZERO_UNIX) * _NS + self._nsec
+
+    @go_method("time.Duration")
+    def Truncate(self, d: int) -> GoTime:  # noqa: N802
+        """Rounded down to a multiple of ``d`` since the zero time; drops the monotonic reading."""
+        if d <= 0:
+            return GoTime._at(self._ns(), self._loc)
+        return GoTime._at(self._ns() - self._since_zero() % d, self._loc)
+
+    @go_method("time.Duration")
+    def Round(self, d: int) -> GoTime:  # noqa: N802
+        """Rounded to the nearest multiple of ``d`` since the zero time, halves up."""
+        if d <= 0:
+            return GoTime._at(self._ns(), self._loc)
+        r = self._since_zero() % d
+        if r + r < d:
+            return GoTime._at(self._ns() - r, self._loc)
+        return GoTime._at(self._ns() + d - r, self._loc)
+
+    @go_method(results=3)
+    def Date(self) -> tuple[int, Month, int]:  # noqa: N802
+        y, m, d = self._date()
+        return y, Month(m), d
+
+    @go_method(results=3)
+    def Clock(self) -> tuple[int, int, int]:  # noqa: N802
+        secs = self._local_days_secs()[1]
+        return secs // 3600, secs % 3600 // 60, secs % 60
+
+    @go_method(results=2)
+    def Zone(self) -> tuple[str, int]:  # noqa: N802
+        return self._zone, self._offset
+
+    @go_method(results=2)
+    def ISOWeek(self) -> tuple[int, int]:  # noqa: N802
+        # The ISO week belongs to the year of its Thursday.
+        days = self._local_days_secs()[0]
+        thursday = days - (days + 3) % 7 + 3  # 1970-01-01 was a Thursday
+        y = _civil(thursday)[0]
+        return y, (thursday - _days_from_civil(y, 1, 1)) // 7 + 1
 
     @go_method("string")
     def Format(self, layout: str) -> str:  # noqa: N802
@@ -211,8 +418,17 @@ class GoTime(GoStruct):
 
 
 def _local_zone(sec: int) -> tuple[str, int]:
-    tm = _time.localtime(sec)
+    try:
+        tm = _time.localtime(sec)
+    except (OverflowError, OSError, ValueError):
+        return "UTC", 0  # beyond the C library's range
     return tm.tm_zone or "", tm.tm_gmtoff or 0
+
+
+def _wrap64(x: int) -> int:
+    # Go's int64 arithmetic wraps around (UnixNano of a far date).
+    x &= (1 << 64) - 1
+    return x - (1 << 64) if x > _INT64_MAX else x
 
 
 # -- Format: a port of time/format.go ---------------------------------------------

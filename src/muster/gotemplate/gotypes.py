@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from muster.gotemplate.values import (
     NO_VALUE,
+    GoInt,
     GoMap,
     GoSlice,
     Int8,
@@ -70,6 +71,11 @@ _COMPOSITE_KINDS: Final = (
 )
 
 
+def _int_type(type_name: str) -> type[int] | None:
+    # The basic integer types, else a named one (time.Duration) declared as a GoInt.
+    return _INT_TYPES.get(type_name) or GoInt.by_name.get(type_name)
+
+
 def go_kind(type_name: str) -> str:
     """The ``reflect.Kind`` family of a Go type name, as the executor needs it.
 
@@ -80,7 +86,7 @@ def go_kind(type_name: str) -> str:
     kind = _BASIC_KINDS.get(type_name)
     if kind is not None:
         return kind
-    int_type = _INT_TYPES.get(type_name)
+    int_type = _int_type(type_name)
     if int_type is not None:
         return "int" if int_type is int or int_type.signed else "uint"  # type: ignore[attr-defined]
     for prefix, kind in (
@@ -102,7 +108,8 @@ def can_be_nil(type_name: str) -> bool:
 
 def make_int(type_name: str, value: int) -> int:
     """``value`` as a Go integer of ``type_name``, wrapping like a Go conversion does."""
-    int_type = _INT_TYPES[type_name]
+    int_type = _int_type(type_name)
+    assert int_type is not None, type_name
     if int_type is int:
         bits, signed = 64, True
     else:

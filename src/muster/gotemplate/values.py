@@ -91,11 +91,20 @@ NO_VALUE: Final = NoValue()
 
 
 class GoInt(int):
-    """An integer of a sized Go type; plain ``int`` is Go's ``int``."""
+    """An integer of a sized or named Go type; plain ``int`` is Go's ``int``.
+
+    Every subclass is registered by its ``go_type`` (``by_name``), so that a function
+    parameter declared as, say, ``time.Duration`` takes an integer constant as Go does.
+    """
 
     go_type: ClassVar[str] = "int"
     bits: ClassVar[int] = 64
     signed: ClassVar[bool] = True
+    by_name: ClassVar[dict[str, type[GoInt]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        GoInt.by_name.setdefault(cls.go_type, cls)
 
 
 class Int64(GoInt):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from muster.gotemplate.gotime import GoTime, Month, Weekday, format_time
+import pytest
+
+from muster.gotemplate.gotime import Duration, GoTime, Month, Weekday, format_time
 from muster.gotemplate.values import go_type_name
 
 
@@ -70,3 +72,56 @@ def test_month_and_weekday_print_their_names_through_the_engine() -> None:
 
     out = Template("t").parse("{{.Month}} {{.Weekday}}").execute(GoTime(1_700_000_000, 0, "UTC", 0))
     assert out == "November Tuesday"
+
+
+def test_duration_prints_as_go() -> None:
+    # Goldens from Go 1.19's time.Duration.String.
+    cases = {0: "0s", 1: "1ns", 999: "999ns", 1000: "1\u00b5s", 1500: "1.5\u00b5s", 1_000_000: "1ms"}
+    cases |= {1_234_567: "1.234567ms", 10**9: "1s", 3_723_500_000_000: "1h2m3.5s", -90 * 10**9: "-1m30s"}
+    cases |= {(1 << 63) - 1: "2562047h47m16.854775807s", -(1 << 63): "-2562047h47m16.854775808s"}
+    assert {v: Duration(v).String() for v in cases} == cases
+
+
+def test_arithmetic_and_rounding_match_go() -> None:
+    # Goldens from Go 1.19 for time.Unix(1_700_000_000, 5).UTC().
+    t = GoTime(1_700_000_000, 5, "UTC", 0)
+    assert t.ISOWeek() == (2023, 46)
+    assert t.AddDate(0, 1, 20).String() == "2024-01-03 22:13:20.000000005 +0000 UTC"
+    assert t.AddDate(0, -11, 0).String() == "2022-12-14 22:13:20.000000005 +0000 UTC"
+    assert t.Truncate(3600 * 10**9).String() == "2023-11-14 22:00:00 +0000 UTC"
+    assert t.Round(3600 * 10**9).String() == "2023-11-14 22:00:00 +0000 UTC"
+    assert t.Round(1800 * 10**9 - 1).Minute() == 59 and t.Truncate(0) == t and t.Round(-1) == t
+    assert t.Sub(GoTime(0)).String() == "472222h13m20.000000005s"
+    assert t.Add(-5).UnixNano() == 1_700_000_000 * 10**9 and t.Add(-5).Before(t) and t.After(t.Add(-1))
+    assert t.Equal(t.In(t.Location())) and t.Location().String() == "UTC"
+    assert t.Date() == (2023, 11, 14) and t.Clock() == (22, 13, 20) and t.Zone() == ("UTC", 0)
+    assert GoTime(-62135596800).IsZero() and not t.IsZero()
+    assert t.UnixMicro() == 1_700_000_000_000_000
+
+
+def test_monotonic_readings_decide_comparisons() -> None:
+    a = GoTime(100, 0, "UTC", 0, mono=5)
+    b = GoTime(50, 0, "UTC", 0, mono=7)  # wall clock stepped back: monotonic still says later
+    assert a.Before(b) and b.Sub(a) == 2 and a.Add(1)._mono == 6
+    assert GoTime(0, 0, "UTC", 0, mono=(1 << 63) - 1).Add(1)._mono is None
+    assert a.Sub(GoTime(-(1 << 62))) == (1 << 63) - 1  # saturates
+
+
+def test_multi_result_methods_and_in_nil_fail_in_templates() -> None:
+    from muster.errors import TemplateError
+    from muster.gotemplate import Template
+
+    t = GoTime(1_700_000_000, 0, "UTC", 0)
+    for src, msg in [
+        ("{{.Zone}}", 'can\'t call method/function "Zone" with 2 results'),
+        ("{{.Date}}", 'can\'t call method/function "Date" with 3 results'),
+        ("{{.In nil}}", "error calling In: time: missing Location in call to Time.In"),
+    ]:
+        with pytest.raises(TemplateError, match=msg):
+            Template("t").parse(src).execute(t)
+    out = (
+        Template("t")
+        .parse('{{.Truncate 3600000000000}} {{printf "%T" .Unix}} {{.Local.Location}}')
+        .execute(t)
+    )
+    assert out == "2023-11-14 22:00:00 +0000 UTC int64 Local"
