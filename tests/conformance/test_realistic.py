@@ -36,13 +36,7 @@ _PARSE_STACK = (
     "parser.py parse: RecursionError becomes 'template nested too deeply' at ~200 nested "
     "actions or parentheses; Go's parser has no depth limit"
 )
-_UNICODE_14 = (
-    "lexer.py is_alphanumeric uses Python's Unicode 14 str.isalpha/isdecimal; Go 1.19's "
-    "unicode.IsLetter/IsDigit are Unicode 13, so a rune new in 14 is a 'bad character'"
-)
 KNOWN_MISMATCHES: dict[str, str] = {
-    "lexer-field-letter-new-in-unicode-14": _UNICODE_14,
-    "lexer-variable-digit-new-in-unicode-14": _UNICODE_14,
     "template-recursion-500-deep": _PY_STACK,
     "parse-nested-if-250": _PARSE_STACK,
     "parse-nested-parens-300": _PARSE_STACK,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from muster.gotemplate.gostrconv import is_print, quote
+from muster.gotemplate.gounicode import is_letter_or_digit
 
 __all__ = ["KEYWORDS", "Token", "TokenType", "lex"]
 
@@ -117,8 +118,11 @@ def _is_space(ch: str) -> bool:
 
 
 def _is_alphanumeric(ch: str) -> bool:
-    # Go: '_' || unicode.IsLetter || unicode.IsDigit (category Nd).
-    return ch == "_" or ch.isalpha() or ch.isdecimal()
+    # Go: '_' || unicode.IsLetter || unicode.IsDigit, with Go 1.19's Unicode 13
+    # tables beyond ASCII (Python's str methods follow the interpreter's Unicode).
+    if ch < "\x80":
+        return ch == "_" or ch.isalnum()
+    return is_letter_or_digit(ord(ch))
 
 
 def _has_left_trim_marker(s: str) -> bool:
