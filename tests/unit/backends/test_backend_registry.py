@@ -56,3 +56,29 @@ def test_tls_options_errors_name_the_files(tmp_path: object) -> None:
         ssl_context(BackendOptions(client_cert="/x.pem"))
     insecure = ssl_context(BackendOptions(client_insecure=True))
     assert insecure is not None and not insecure.check_hostname
+
+
+def test_map_exceptions() -> None:
+    import ssl
+
+    import aiohttp
+
+    from muster.backends.transport import TRANSPORT_ERRORS, is_certificate_error, map_exceptions
+    from muster.errors import BackendError, BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="range http://h: boom") as info:
+        with map_exceptions(TRANSPORT_ERRORS, "range http://h"):
+            raise aiohttp.ClientConnectionError("boom")
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
+    with pytest.raises(BackendUnavailable, match="TimeoutError"):
+        with map_exceptions(TRANSPORT_ERRORS, "put"):
+            raise TimeoutError
+    with pytest.raises(BackendError, match="TLS certificate rejected") as cert:
+        with map_exceptions(TRANSPORT_ERRORS, "range"):
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+    assert not isinstance(cert.value, BackendUnavailable)
+    assert is_certificate_error(OSError("[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate"))
+    assert not is_certificate_error(OSError("connection reset"))
+    with pytest.raises(ValueError):  # not a transport error: left alone
+        with map_exceptions(TRANSPORT_ERRORS, "range"):
+            raise ValueError("bug")
