@@ -27,24 +27,7 @@ REALISTIC = sorted(p for p in (HERE / "realistic").iterdir() if (p / "template.t
 FUZZ = sorted(p for p in (HERE / "fuzz").iterdir() if (p / "template.tmpl").exists())
 
 # case name -> diagnosis, for mismatches with Go that the engine still has.
-_PY_STACK = (
-    "Python's recursion limit (1000 frames) stands in for Go's growable stack: "
-    "exec.py walk_template turns RecursionError into 'exceeded maximum template depth' "
-    "after ~250 nested template calls (100 deep passes since e6addd7) (Go allows 100000)"
-)
-_PARSE_STACK = (
-    "parser.py parse: RecursionError becomes 'template nested too deeply' at ~200 nested "
-    "actions or parentheses; Go's parser has no depth limit"
-)
-KNOWN_MISMATCHES: dict[str, str] = {
-    "template-recursion-500-deep": _PY_STACK,
-    "parse-nested-if-250": _PARSE_STACK,
-    "parse-nested-parens-300": _PARSE_STACK,
-    "print-map-700-deep": (
-        "goformat.py: printing a 700-deep map fails ('value nested too deeply to print'; "
-        "before 06:40 a bare RecursionError); Go prints it"
-    ),
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 
 def _overflow_to_nil(text: str) -> float | None:

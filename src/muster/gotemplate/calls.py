@@ -205,6 +205,8 @@ class Calls:
             argv.append(self.validate_type(final, params[last] if last < nparams else variadic))
         try:
             return fn(*argv)
+        except RecursionError:
+            raise  # Python's stack, not the function, ran out: execute reruns deeper
         except Exception as exc:
             self.node = node
             self.errorf(f"error calling {name}: {exc}")

@@ -30,6 +30,7 @@ from typing import Any, Final, NoReturn
 from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
 from muster.gotemplate.calls import Calls
+from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.fields import Fields, holds_interfaces
 from muster.gotemplate.funcs import printable, truth as is_true
 from muster.gotemplate.gotypes import sorted_keys
@@ -99,8 +100,10 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     try:
         state.walk(value, tree.root)
     except RecursionError:
-        # Go's stack grows; Python's does not. Say so rather than crash (nested
-        # {{template}} calls are reported where they happen, in walk_template).
+        # Go's stack grows; Python's does not: rerun on a deep stack, where nested
+        # {{template}} calls are reported as they happen, in walk_template.
+        if not in_deep_run():
+            return run_deep(lambda: execute(templates, name, data, funcs))
         raise TemplateExecError("nested too deeply for Python's stack", name=name) from None
     return "".join(out)
 
@@ -318,7 +321,9 @@ class _State(Calls, Fields):
         try:
             new.walk_list(dot, tmpl.root)
         except RecursionError:
-            # Python's stack is shallower than Go's: report it as Go reports depth.
+            if not in_deep_run():
+                raise  # execute reruns on a deep stack
+            # Even the deep stack is shallower than Go's: report it as Go reports depth.
             self.node = t
             self.errorf(f"exceeded maximum template depth ({MAX_EXEC_DEPTH})")
 
@@ -413,6 +418,8 @@ class _State(Calls, Fields):
             try:
                 text = format_printed(printable(v))
             except RecursionError:
+                if not in_deep_run():
+                    raise  # execute reruns on a deep stack
                 self.node = n
                 self.errorf("value nested too deeply to print")
             self.out.append(text)

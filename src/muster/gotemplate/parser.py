@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from muster.errors import TemplateSyntaxError
 from muster.gotemplate import nodes
+from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.lexer import Token, TokenType, lex
 from muster.gotemplate.literals import NumError, unquote
@@ -514,5 +515,17 @@ def parse(
     try:
         _TreeParser(name, shared).parse_top()
     except RecursionError:
+        # Go's stack grows; Python's does not: rerun on a deep stack before giving up.
+        if not in_deep_run():
+            return run_deep(
+                lambda: parse(
+                    name,
+                    text,
+                    funcs,
+                    left_delim=left_delim,
+                    right_delim=right_delim,
+                    parse_comments=parse_comments,
+                )
+            )
         raise TemplateSyntaxError("template nested too deeply", name=name, line=shared.line) from None
     return shared.tree_set

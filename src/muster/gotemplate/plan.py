@@ -310,6 +310,8 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
             argv.append(v)
         try:
             return call(*argv)
+        except RecursionError:
+            raise  # Python's stack, not the function, ran out: execute reruns deeper
         except Exception as exc:
             st.node = cmd
             st.errorf(f"error calling {name}: {exc}")

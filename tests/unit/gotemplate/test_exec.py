@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from muster.errors import TemplateExecError
-from muster.gotemplate import Template, exec as go_exec
+from muster.gotemplate import Template, deepstack, exec as go_exec
 from muster.gotemplate.nodes import (
     ActionNode,
     ChainNode,
@@ -211,22 +211,36 @@ def _deep(n: int) -> Any:
     return value
 
 
-def test_printing_a_value_nested_beyond_pythons_stack_is_a_template_error() -> None:
+def test_printing_a_deeply_nested_value_reruns_on_a_deep_stack() -> None:
+    assert _render("{{.}}", _deep(5000)) == "map[a:" * 5000 + "x" + "]" * 5000  # as Go prints it
+    limit = sys.getrecursionlimit()
     with pytest.raises(TemplateExecError, match=r"at <\{\{\.\}\}>: value nested too deeply to print"):
-        _render("{{.}}", _deep(5000))
+        _render("{{.}}", _deep(60_000))  # beyond even the deep stack
+    assert sys.getrecursionlimit() == limit
 
 
-def test_recursion_beyond_pythons_stack_outside_templates_is_a_template_error() -> None:
+def test_recursion_beyond_pythons_stack_reruns_on_a_deep_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     src = "{{if 1}}" * 150 + "x" + "{{end}}" * 150
     tmpl = Template("t").parse(src)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(250)  # less than 150 nested ifs need
     try:
+        assert tmpl.execute(None) == "x"
+        assert sys.getrecursionlimit() == 250  # the deep run's limit is undone
+        monkeypatch.setattr(deepstack, "DEEP_RECURSION_LIMIT", 300)  # still too few frames
         with pytest.raises(TemplateExecError, match="nested too deeply for Python's stack"):
             tmpl.execute(None)
     finally:
         sys.setrecursionlimit(limit)
     assert tmpl.execute(None) == "x"
+
+
+def test_deep_runs_hand_back_results_and_errors() -> None:
+    assert deepstack.run_deep(lambda: deepstack.in_deep_run()) is True
+    assert deepstack.run_deep(lambda: deepstack.run_deep(lambda: 7)) == 7  # nested: runs in place
+    with pytest.raises(ValueError, match="boom"):
+        deepstack.run_deep(lambda: int("boom"))
+    assert not deepstack.in_deep_run()
 
 
 def test_dict_and_list_subclasses_are_json_values() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from muster.errors import TemplateSyntaxError
-from muster.gotemplate import nodes
+from muster.gotemplate import deepstack, nodes
 from muster.gotemplate.lexer import TokenType
 from muster.gotemplate.numbers import new_number
 from muster.gotemplate.parser import is_empty_tree, parse
@@ -642,7 +642,10 @@ def test_node_positions_match_go() -> None:
     ["{{" + "(" * 1000 + "1" + ")" * 1000 + "}}", "{{if 1}}\n" * 1000 + "{{end}}" * 1000],
     ids=["parentheses", "ifs"],
 )
-def test_nesting_too_deep_is_a_syntax_error(text: str) -> None:
+def test_deep_nesting_parses_on_a_deep_stack(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Go's parser has no depth limit either (printing the tree back recurses too).
+    assert deepstack.run_deep(lambda: str(parse_one(text))) == text
+    monkeypatch.setattr(deepstack, "DEEP_RECURSION_LIMIT", 500)  # a deep stack too shallow
     with pytest.raises(TemplateSyntaxError, match=r"^template: t:\d+: template nested too deeply$") as info:
         parse_one(text)
     assert info.value.line >= 1
