@@ -381,9 +381,9 @@ class GoTime(GoStruct):
         return GoTime._at(self._ns() + d - r, self._loc)
 
     @go_method(results=3)
-    def Date(self) -> tuple[int, Month, int]:  # noqa: N802
+    def Date(self) -> tuple[int, _MonthT, int]:  # noqa: N802
         y, m, d = self._date()
-        return y, Month(m), d
+        return y, _MonthT(m), d
 
     @go_method(results=3)
     def Clock(self) -> tuple[int, int, int]:  # noqa: N802
