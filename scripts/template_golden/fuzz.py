@@ -726,11 +726,36 @@ def mutate_data(rng: random.Random, value: Any, depth: int = 0) -> Any:
     return value
 
 
-def corpus_case(rng: random.Random, cases: list[Path]) -> tuple[bytes, bytes | None]:
+_CONFD_KEYS: dict[Path, dict[str, str]] = {}
+
+
+def _confd_keys(case: Path) -> dict[str, str] | None:
+    """The flat keys of a confd corpus case that needs no prefix, filter, flags or env.
+
+    The flattening is muster's (confd's file backend reads YAML, which the Go side
+    cannot): only the rendering is compared."""
+    import tomllib
+
+    from muster.backends.file import load_key_file
+
+    table = tomllib.loads((case / "resource.toml").read_text(encoding="utf-8"))["template"]
+    if table.get("keys", ["/"]) != ["/"] or "prefix" in table:
+        return None
+    if (case / "args.json").exists() or (case / "env.json").exists() or (case / "expected.err").exists():
+        return None
+    try:
+        return load_key_file(str(case / "keys.yaml"))
+    except Exception:
+        return None
+
+
+def corpus_case(rng: random.Random, cases: list[Path]) -> tuple[bytes, Any]:
     case = rng.choice(cases)
     src = (case / "template.tmpl").read_bytes().decode("utf-8", "surrogateescape")
     if rng.random() < 0.8:
         src = mutate_template(rng, src)
+    if case.name.startswith("confd-"):
+        return src.encode("utf-8", "surrogateescape"), _CONFD_KEYS[case]
     data_file = case / "data.json"
     data: bytes | None = data_file.read_bytes() if data_file.exists() else None
     if data is not None and rng.random() < 0.6:
@@ -896,6 +921,12 @@ def main() -> int:
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
     corpus = sorted(p for p in args.corpus.iterdir() if p.name.startswith("lang-")) if args.corpus else []
+    for case in sorted(args.corpus.iterdir()) if args.corpus else []:
+        if case.name.startswith("confd-") and "datetime" not in case.name and "lookup" not in case.name:
+            keys = _confd_keys(case)
+            if keys is not None:
+                _CONFD_KEYS[case] = keys
+                corpus.append(case)
     stats = {"cases": 0, "ok": 0, "fail": 0, "mismatch": 0, "message": 0, "skipped": 0}
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_go(Path(tmp))
