@@ -98,25 +98,35 @@ def _repaired(data: str, value: Any) -> Any:
     return _fix_strings(value)
 
 
-def _unmarshal(data: str, want: type, go_type: str, nil: Any) -> Any:
+def _unmarshal(data: str, want: type, go_type: str, nil: Callable[[], Any]) -> Any:
     value = decode(data)
+    if type(value) is want:
+        return value
     if value is None:
-        return nil  # Unmarshal of null leaves the variable unset: a nil map / slice
+        return nil()  # Unmarshal of null leaves the variable unset: a nil map / slice
     if not isinstance(value, want):
         kind = _JSON_KIND.get(type(value), "value")
         raise JSONError(f"json: cannot unmarshal {kind} into Go value of type {go_type}")
     return value
 
 
+def _nil_map() -> GoMap:
+    return GoMap(nil=True)
+
+
+def _nil_slice() -> GoSlice:
+    return GoSlice((), nil=True)
+
+
 def unmarshal_object(data: str) -> dict[str, Any]:
     """confd's ``json``: into ``map[string]interface {}`` (``null`` gives a nil map)."""
-    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}", GoMap(nil=True))
+    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}", _nil_map)
     return result
 
 
 def unmarshal_array(data: str) -> list[Any]:
     """confd's ``jsonArray``: into ``[]interface {}`` (``null`` gives a nil slice)."""
-    result: list[Any] = _unmarshal(data, list, "[]interface {}", GoSlice((), nil=True))
+    result: list[Any] = _unmarshal(data, list, "[]interface {}", _nil_slice)
     return result
 
 

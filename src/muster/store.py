@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import ClassVar, Final
 
 from muster import gomatch
-from muster.gotemplate.values import GoSlice, GoStruct, append_cap, appended
+from muster.gotemplate.values import GoSlice, GoStruct, append_cap, appended, appended_tail
 
 __all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
 
@@ -99,7 +99,16 @@ class KVPairs(GoSlice):
 def _kv_pairs(pairs: list[KVPair]) -> KVPairs:
     # memkv.GetAll appends to make(KVPairs, 0): the capacity append leaves for a
     # two-string struct (32 bytes), which Go's slice builtin can reach.
-    return KVPairs(pairs, tail=[_ZERO_PAIR] * (append_cap(len(pairs), 32) - len(pairs)))
+    return KVPairs(pairs, tail=(_ZERO_PAIR,) * (append_cap(len(pairs), 32) - len(pairs)))
+
+
+def _go_bytes(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def _string_tail(n: int) -> tuple[str, ...]:
+    # The zero strings between len and cap of a []string appended n times from empty.
+    return appended_tail(n, 16, "")
 
 
 def _strings(items: list[str]) -> GoSlice:
@@ -381,8 +390,14 @@ class KVStore:
     def getvs(self, pattern: str) -> GoSlice:
         """``memkv.GetAllValues``: the values of the matching keys, sorted by value
         (a ``[]string``)."""
-        values = self._values
-        return _strings(_go_sorted([values[k] for k in self.match_keys(pattern)]))
+        # Built and sorted in place: the seed nginx template calls this twice per service.
+        found = GoSlice(map(self._values.__getitem__, self.match_keys(pattern)), "string")
+        if all(map(str.isascii, found)):
+            found.sort()
+        else:
+            found.sort(key=_go_bytes)
+        found.tail = _string_tail(len(found))
+        return found
 
     # -- listing -----------------------------------------------------------
 

@@ -60,6 +60,7 @@ __all__ = [
     "Uintptr",
     "append_cap",
     "appended",
+    "appended_tail",
     "from_bytes",
     "go_backing",
     "go_cap",
@@ -187,7 +188,7 @@ class GoSlice(list[Any]):
     ) -> None:
         super().__init__(items)
         self.elem = elem
-        self.tail = tuple(tail)
+        self.tail = tail if type(tail) is tuple else tuple(tail)
         self.nil = nil
         self.name = name
 
@@ -399,7 +400,13 @@ def appended(
     values = items if type(items) is list else list(items)
     if not values:
         return GoSlice((), elem, nil=from_nil, name=name)
-    return GoSlice(values, elem, tail=[zero] * (append_cap(len(values), elem_size) - len(values)), name=name)
+    return GoSlice(values, elem, tail=appended_tail(len(values), elem_size, zero), name=name)
+
+
+@functools.lru_cache(maxsize=1024)
+def appended_tail(n: int, elem_size: int, zero: Any) -> tuple[Any, ...]:
+    """The ``tail`` of ``appended`` for ``n`` items: zeros from len up to cap (immutable, shared)."""
+    return (zero,) * (append_cap(n, elem_size) - n)
 
 
 def go_cap(s: list[Any]) -> int:
