@@ -25,16 +25,7 @@ from muster.render_cmd import render
 
 CASES = sorted(p for p in (Path(__file__).parent / "confd_funcs").iterdir() if (p / "template.tmpl").exists())
 
-KNOWN_MISMATCHES: dict[str, str] = {
-    "datetime-rare-methods": (
-        "gotime.py GoTime lacks IsDST, MarshalJSON/MarshalText/MarshalBinary/GobEncode ([]byte), "
-        "GoString, AppendFormat and ZoneBounds (multi-result: an error)"
-    ),
-    "datetime-duration-methods": (
-        "gotime.py Duration lacks time.Duration's methods: Hours, Minutes, Seconds, Milliseconds, "
-        "Microseconds, Nanoseconds, Truncate, Round, Abs (String works)"
-    ),
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 
 def _param(case: Path) -> Any:

@@ -68,6 +68,7 @@ _MonthT = Month
 _WeekdayT = Weekday
 
 _NS: Final = 1_000_000_000
+_RFC3339_NANO: Final = "2006-01-02T15:04:05.999999999Z07:00"
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
 # Unix seconds of Go's zero Time, January 1, year 1, 00:00:00 UTC.
@@ -97,6 +98,69 @@ class Duration(GoInt):
             if mins // 60:
                 out = str(mins // 60) + "h" + out
         return sign + out
+
+    @go_method()
+    def Nanoseconds(self) -> Int64:  # noqa: N802
+        return Int64(self)
+
+    @go_method()
+    def Microseconds(self) -> Int64:  # noqa: N802
+        return Int64(_quo(self, 1000))
+
+    @go_method()
+    def Milliseconds(self) -> Int64:  # noqa: N802
+        return Int64(_quo(self, 1_000_000))
+
+    @go_method()
+    def Seconds(self) -> float:  # noqa: N802
+        return _units(self, _NS)
+
+    @go_method()
+    def Minutes(self) -> float:  # noqa: N802
+        return _units(self, 60 * _NS)
+
+    @go_method()
+    def Hours(self) -> float:  # noqa: N802
+        return _units(self, 3600 * _NS)
+
+    @go_method("time.Duration")
+    def Truncate(self, m: int) -> Duration:  # noqa: N802
+        """Rounded toward zero to a multiple of ``m`` (unchanged for ``m <= 0``)."""
+        if m <= 0:
+            return self
+        return Duration(self - _rem(self, m))
+
+    @go_method("time.Duration")
+    def Round(self, m: int) -> Duration:  # noqa: N802
+        """Rounded to the nearest multiple of ``m``, halves away from zero, saturating."""
+        if m <= 0:
+            return self
+        r = abs(_rem(self, m))
+        if r + r < m:
+            return Duration(self - r if self >= 0 else self + r)
+        if self >= 0:
+            return Duration(min(self + m - r, _INT64_MAX))
+        return Duration(max(self - m + r, _INT64_MIN))
+
+    @go_method()
+    def Abs(self) -> Duration:  # noqa: N802
+        """``|d|``; the most negative Duration gives the most positive one."""
+        return Duration(min(abs(int(self)), _INT64_MAX))
+
+
+def _quo(a: int, b: int) -> int:
+    # Go's integer division truncates toward zero.
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def _rem(a: int, b: int) -> int:
+    return a - _quo(a, b) * b
+
+
+def _units(d: int, unit: int) -> float:
+    # Go: float64(d / unit) + float64(d % unit) / unit, in that order of rounding.
+    return float(_quo(d, unit)) + float(_rem(d, unit)) / unit
 
 
 def _frac(v: int, prec: int) -> str:
@@ -393,6 +457,73 @@ class GoTime(GoStruct):
     @go_method(results=2)
     def Zone(self) -> tuple[str, int]:  # noqa: N802
         return self._zone, self._offset
+
+    @go_method()
+    def IsDST(self) -> bool:  # noqa: N802
+        if self._loc == "UTC":
+            return False
+        try:
+            return _time.localtime(self._sec).tm_isdst > 0
+        except (OverflowError, OSError, ValueError):
+            return False
+
+    def _check_year(self, method: str) -> None:
+        if not 0 <= self._date()[0] <= 9999:
+            raise ValueError(f"Time.{method}: year outside of range [0,9999]")
+
+    @go_method()
+    def MarshalText(self) -> bytes:  # noqa: N802
+        self._check_year("MarshalText")
+        return format_time(self, _RFC3339_NANO).encode("utf-8", "surrogateescape")
+
+    @go_method()
+    def MarshalJSON(self) -> bytes:  # noqa: N802
+        self._check_year("MarshalJSON")
+        return b'"' + format_time(self, _RFC3339_NANO).encode("utf-8", "surrogateescape") + b'"'
+
+    @go_method()
+    def MarshalBinary(self) -> bytes:  # noqa: N802
+        """Go's version 1 (or 2, for an offset with seconds) binary encoding."""
+        version, extra = 1, b""
+        if self._loc == "UTC":
+            offset_min = -1
+        else:
+            offset = self._offset
+            if offset % 60:
+                version, extra = 2, (_rem(offset, 60) & 0xFF).to_bytes(1, "big")
+            offset_min = _quo(offset, 60)
+            if offset_min < -32768 or offset_min == -1 or offset_min > 32767:
+                raise ValueError("Time.MarshalBinary: unexpected zone offset")
+        sec = (self._sec - _ZERO_UNIX) & ((1 << 64) - 1)
+        return (
+            bytes([version])
+            + sec.to_bytes(8, "big")
+            + self._nsec.to_bytes(4, "big")
+            + (offset_min & 0xFFFF).to_bytes(2, "big")
+            + extra
+        )
+
+    @go_method()
+    def GobEncode(self) -> bytes:  # noqa: N802
+        return self.MarshalBinary()  # type: ignore[no-any-return]
+
+    @go_method()
+    def GoString(self) -> str:  # noqa: N802
+        """What ``%#v`` prints: ``time.Date(2023, time.November, 14, 22, 13, 20, 0, time.UTC)``."""
+        y, m, d = self._date()
+        secs = self._local_days_secs()[1]
+        where = "time.UTC" if self._loc == "UTC" else "time.Local"
+        return (
+            f"time.Date({y}, time.{_LONG_MONTHS[m - 1]}, {d}, {secs // 3600}, {secs % 3600 // 60}, "
+            f"{secs % 60}, {self._nsec}, {where})"
+        )
+
+    @go_method(results=2)
+    def ZoneBounds(self) -> tuple[GoTime, GoTime]:  # noqa: N802
+        # Templates cannot call it (two results). UTC has no transitions, so Go
+        # returns zero Times; Local's transitions are not tracked here: zero Times too.
+        zero = GoTime(_ZERO_UNIX, 0, "UTC", 0, None, "UTC")
+        return zero, zero
 
     @go_method(results=2)
     def ISOWeek(self) -> tuple[int, int]:  # noqa: N802

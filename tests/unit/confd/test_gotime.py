@@ -125,3 +125,38 @@ def test_multi_result_methods_and_in_nil_fail_in_templates() -> None:
         .execute(t)
     )
     assert out == "2023-11-14 22:00:00 +0000 UTC int64 Local"
+
+
+def test_duration_methods_match_go() -> None:
+    # Goldens from Go 1.19 (Hours, Milliseconds, Truncate/Round to an hour, Abs, Round(7)).
+    h = 3600 * 10**9
+    rows = {
+        -5_400_000_000_001: (-1.5000000000002778, -5400000, "-1h0m0s", "-2h0m0s", "1h30m0.000000001s"),
+        1_799_999_999_999: (0.4999999999997222, 1799999, "0s", "0s", "29m59.999999999s"),
+        -1_800_000_000_000: (-0.5, -1800000, "0s", "-1h0m0s", "30m0s"),
+        -(1 << 63): (-2562047.7880152157, -9223372036854, "-2562047h0m0s", "-2562047h47m16.854775808s", ""),
+        (1 << 63) - 1: (2562047.7880152157, 9223372036854, "2562047h0m0s", "2562047h47m16.854775807s", ""),
+    }
+    for v, (hours, millis, trunc, rnd, ab) in rows.items():
+        d = Duration(v)
+        got = (d.Hours(), d.Milliseconds(), d.Truncate(h).String(), d.Round(h).String())
+        assert got == (hours, millis, trunc, rnd), v
+        assert d.Abs().String() == (ab or "2562047h47m16.854775807s")
+    assert Duration(-(1 << 63)).Round(7).String() == "-2562047h47m16.854775807s"
+    assert Duration(-1).Minutes() == -1.6666666666666667e-11 and Duration(-1).Seconds() == -1e-09
+    assert Duration(5).Truncate(0) == 5 and Duration(5).Round(-1) == 5 and Duration(1500).Microseconds() == 1
+    assert Duration(7).Nanoseconds() == 7
+
+
+def test_encodings_match_go() -> None:
+    t = GoTime(1_700_000_000, 5, "X", 5 * 3600 + 30 * 60 + 7, loc="Local")
+    assert list(t.MarshalBinary()) == [2, 0, 0, 0, 14, 220, 229, 232, 0, 0, 0, 0, 5, 1, 74, 7]
+    assert list(t.UTC().GobEncode()) == [1, 0, 0, 0, 14, 220, 229, 232, 0, 0, 0, 0, 5, 255, 255]
+    assert t.UTC().MarshalJSON() == b'"2023-11-14T22:13:20.000000005Z"'
+    assert t.UTC().MarshalText() == b"2023-11-14T22:13:20.000000005Z"
+    assert t.UTC().GoString() == "time.Date(2023, time.November, 14, 22, 13, 20, 5, time.UTC)"
+    assert t.GoString().endswith("time.Local)") and not t.UTC().IsDST() and t.UTC().ZoneBounds()[0].IsZero()
+    with pytest.raises(ValueError, match=r"Time.MarshalJSON: year outside of range \[0,9999\]"):
+        GoTime(-62135596800 - 86400 * 400).MarshalJSON()
+    with pytest.raises(ValueError, match="unexpected zone offset"):
+        GoTime(0, 0, "Y", -60, loc="Local").MarshalBinary()
