@@ -198,3 +198,22 @@ def test_large_store() -> None:
     assert store.ls("/services/s42/servers") == ["0", "1", "2"]
     assert len(store.ls("/services")) == 10_000
     assert store.lsdir("/services/s7") == ["servers"]
+
+
+def test_bulk_clean_key_check_agrees_with_the_per_key_one() -> None:
+    import random
+
+    from muster.store import _all_clean, _is_clean_key
+
+    rng = random.Random(1)
+    alphabet = ["/", ".", "a", "\x00", "b"]  # NUL is the bulk check's separator
+    agreed_clean = 0
+    for _ in range(5000):
+        keys = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(rng.randint(0, 4))
+        ]
+        keys = list(dict.fromkeys(keys))
+        assert _all_clean(keys) == all(map(_is_clean_key, keys)), keys
+        agreed_clean += _all_clean(keys)
+    assert agreed_clean > 500
+    assert _all_clean(["/a/b", "/c"]) and not _all_clean(["/a/", "/c"]) and not _all_clean(["/a/.."])
