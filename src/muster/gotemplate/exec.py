@@ -287,14 +287,25 @@ class _State(Calls, Fields):
                 elem_var[2] = iface
             if index_var is not None:
                 index_var[2] = False
-            walk = self.walk_list
+            # The body's plan, run inline (walk_list's loop): no call per element.
+            plan = self.plans.get(id(body))
+            if plan is None:
+                plan = self.plans[id(body)] = build_plan(body, _CONTROL, self.funcs)
+            out = self.out
             for index, elem in items:
                 if elem_var is not None:
                     elem_var[1] = elem
                 if index_var is not None:
                     index_var[1] = index
                 try:
-                    walk(elem, body)
+                    for op in plan:
+                        t = type(op)
+                        if t is str:
+                            out.append(op)  # type: ignore[arg-type]
+                        elif t is tuple:
+                            op[0](self, elem, op[1])  # type: ignore[index,operator]
+                        else:
+                            op(self, elem)  # type: ignore[operator]
                 except _Continue:
                     pass
                 finally:

@@ -281,6 +281,8 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
         else:
             return None
     call = fn.fn
+    if len(specs) == 1 and specs[0][0] in (_VAR, _CALL):
+        return _call_one(cmd, ident, name, call, specs[0])
 
     def op(st: _Caller, dot: Any) -> Any:
         argv = []
@@ -310,6 +312,45 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
             argv.append(v)
         try:
             return call(*argv)
+        except RecursionError:
+            raise  # Python's stack, not the function, ran out: execute reruns deeper
+        except Exception as exc:
+            st.node = cmd
+            st.errorf(f"error calling {name}: {exc}")
+
+    return op
+
+
+def _call_one(
+    cmd: CommandNode,
+    ident: IdentifierNode,
+    name: str,
+    call: Callable[..., Any],
+    spec: tuple[int, Any, str, Node],
+) -> CallOp:
+    """``build_call``'s closure for the commonest shape, one variable or call argument
+    (``json $server``, ``getvs (printf ...)``), without the loop over argument specs."""
+    kind, payload, typ, node = spec
+    check = not (typ == "string" or typ in _PASS_TYPES)
+
+    def op(st: _Caller, dot: Any) -> Any:
+        if kind == _VAR:
+            for entry in reversed(st.vars):
+                if entry[0] == payload:
+                    v = entry[1]
+                    break
+            else:
+                return st.eval_function(dot, ident, cmd, cmd.args, MISSING_FINAL)
+            st.node = node
+        else:
+            st.node = node  # as eval_pipeline does
+            v = payload(st, dot)
+            if v is None:
+                v = NO_VALUE  # a nil interface digs to the invalid value
+        if check or v is NO_VALUE or (typ == "string" and type(v) is not str):
+            v = st.validate_type(v, typ)
+        try:
+            return call(v)
         except RecursionError:
             raise  # Python's stack, not the function, ran out: execute reruns deeper
         except Exception as exc:
