@@ -235,15 +235,27 @@ class _State(Calls, Fields):
             val = self.eval_pipeline(dot, node.pipe)
             if is_true(val):
                 assert lst is not None
-                if type(node) is WithNode:
+                if type(node) is IfNode:
+                    # The taken branch's plan, run inline (walk_list's loop).
+                    plan = self.plans.get(id(lst))
+                    if plan is None:
+                        plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs)
+                    out = self.out
+                    for op in plan:
+                        t = type(op)
+                        if t is str:
+                            out.append(op)  # type: ignore[arg-type]
+                        elif t is tuple:
+                            op[0](self, dot, op[1])  # type: ignore[index,operator]
+                        else:
+                            op(self, dot)  # type: ignore[operator]
+                else:
                     saved = self.dot_iface
                     self.dot_iface = False  # a pipeline's value is concrete
                     try:
                         self.walk_list(val, lst)
                     finally:
                         self.dot_iface = saved
-                else:
-                    self.walk_list(dot, lst)
             elif else_list is not None:
                 self.walk_list(dot, else_list)
         finally:

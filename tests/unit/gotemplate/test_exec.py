@@ -220,10 +220,10 @@ def test_printing_a_deeply_nested_value_reruns_on_a_deep_stack() -> None:
 
 
 def test_recursion_beyond_pythons_stack_reruns_on_a_deep_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    src = "{{if 1}}" * 150 + "x" + "{{end}}" * 150
+    src = "{{if 1}}" * 400 + "x" + "{{end}}" * 400
     tmpl = Template("t").parse(src)
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(250)  # less than 150 nested ifs need
+    sys.setrecursionlimit(250)  # less than 400 nested ifs need
     try:
         assert tmpl.execute(None) == "x"
         assert sys.getrecursionlimit() == 250  # the deep run's limit is undone
