@@ -59,15 +59,11 @@ _FAST_JSON: Final = json.JSONDecoder(parse_float=float, parse_int=float, parse_c
 _FAST_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _FAST_JSON.scan_once  # type: ignore[attr-defined]
 
 
-def _may_overflow(data: str) -> bool:
-    # Only an exponent of 3+ digits or a run of 300+ digits can exceed float64.
-    return "e" in data or "E" in data or len(data) > 300
-
-
 def decode(data: str) -> Any:
     """``json.Unmarshal`` into ``interface{}``: objects -> dict, arrays -> list, every
     number -> float; Go's syntax rules (no NaN/Infinity)."""
-    careful = _may_overflow(data)
+    # Only an exponent of 3+ digits or a run of 300+ digits can exceed float64.
+    careful = "e" in data or "E" in data or len(data) > 300
     if not careful:
         # The C scanner straight away; anything unusual takes the full path below,
         # which also produces the error.
@@ -77,7 +73,9 @@ def decode(data: str) -> Any:
             pass
         else:
             if end == len(data) or not data[end:].strip(" \t\r\n"):
-                return _repaired(data, value)
+                if data.isascii() and "\\u" not in data:
+                    return value  # (_repaired, inlined: the seed template decodes per server)
+                return _fix_strings(value)
     try:
         value = (_CAREFUL_JSON if careful else _FAST_JSON).decode(data)
     except (json.JSONDecodeError, JSONError, RecursionError) as exc:
@@ -98,8 +96,7 @@ def _repaired(data: str, value: Any) -> Any:
     return _fix_strings(value)
 
 
-def _unmarshal(data: str, want: type, go_type: str, nil: Callable[[], Any]) -> Any:
-    value = decode(data)
+def _unmarshal(value: Any, want: type, go_type: str, nil: Callable[[], Any]) -> Any:
     if type(value) is want:
         return value
     if value is None:
@@ -120,13 +117,16 @@ def _nil_slice() -> GoSlice:
 
 def unmarshal_object(data: str) -> dict[str, Any]:
     """confd's ``json``: into ``map[string]interface {}`` (``null`` gives a nil map)."""
-    result: dict[str, Any] = _unmarshal(data, dict, "map[string]interface {}", _nil_map)
+    value = decode(data)
+    if type(value) is dict:
+        return value
+    result: dict[str, Any] = _unmarshal(value, dict, "map[string]interface {}", _nil_map)
     return result
 
 
 def unmarshal_array(data: str) -> list[Any]:
     """confd's ``jsonArray``: into ``[]interface {}`` (``null`` gives a nil slice)."""
-    result: list[Any] = _unmarshal(data, list, "[]interface {}", _nil_slice)
+    result: list[Any] = _unmarshal(decode(data), list, "[]interface {}", _nil_slice)
     return result
 
 
