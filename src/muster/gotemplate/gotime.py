@@ -14,12 +14,13 @@ that comparisons and ``Sub`` prefer, ``Add`` keeps and the other methods drop.
 
 from __future__ import annotations
 
+import os
 import time as _time
 from typing import ClassVar, Final
 
 from muster.gotemplate.values import GoInt, GoStruct, Int64, go_method
 
-__all__ = ["Duration", "GoTime", "Location", "Month", "Weekday", "format_time"]
+__all__ = ["Duration", "GoTime", "Location", "Month", "Weekday", "format_time", "local_location_name"]
 
 _LONG_DAYS: Final = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _LONG_MONTHS: Final = (
@@ -184,7 +185,24 @@ class Location(GoStruct):
         return self._name
 
 
-_LOCATIONS: Final = {"UTC": Location("UTC"), "Local": Location("Local")}
+_UTC_LOCATION: Final = Location("UTC")
+# Where Go's LoadLocation looks for zone files on Unix (platformZoneSources).
+_ZONE_DIRS: Final = ("/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/locale/TZ/")
+
+
+def local_location_name() -> str:
+    """The name Go gives ``time.Local`` (``initLocal``): ``Local`` for /etc/localtime,
+    the ``TZ`` variable's zone name when it names a zone file, else ``UTC``."""
+    tz = os.environ.get("TZ")
+    if tz is None:
+        return "Local" if os.path.exists("/etc/localtime") else "UTC"
+    tz = tz.removeprefix(":")
+    if tz.startswith("/"):
+        if os.path.isfile(tz):
+            return "Local" if tz == "/etc/localtime" else tz
+    elif tz and tz != "UTC" and any(os.path.isfile(d + tz) for d in _ZONE_DIRS):
+        return tz
+    return "UTC"
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -372,7 +390,7 @@ class GoTime(GoStruct):
 
     @go_method()
     def Location(self) -> Location:  # noqa: N802
-        return _LOCATIONS[self._loc]
+        return _UTC_LOCATION if self._loc == "UTC" else Location(local_location_name())
 
     @go_method()
     def IsZero(self) -> bool:  # noqa: N802

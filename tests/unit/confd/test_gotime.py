@@ -160,3 +160,59 @@ def test_encodings_match_go() -> None:
         GoTime(-62135596800 - 86400 * 400).MarshalJSON()
     with pytest.raises(ValueError, match="unexpected zone offset"):
         GoTime(0, 0, "Y", -60, loc="Local").MarshalBinary()
+
+
+@pytest.fixture
+def berlin(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_local_times_follow_the_zone_like_go(berlin: Any) -> None:
+    # Goldens from Go 1.19 with TZ=Europe/Berlin: AddDate into the spring gap moves
+    # forward, into the autumn overlap takes the first (CET) reading... as Go does.
+    t = GoTime(1679707800, 0, "CET", 3600, loc="Local")  # 2023-03-25 02:30 CET
+    assert t.String() == "2023-03-25 02:30:00 +0100 CET" and not t.IsDST()
+    assert t.AddDate(0, 0, 1).String() == "2023-03-26 03:30:00 +0200 CEST" and t.AddDate(0, 0, 1).IsDST()
+    u = GoTime(1698453000, 0, "CEST", 7200, loc="Local")  # 2023-10-28 02:30 CEST
+    assert u.AddDate(0, 0, 1).Unix() == 1698543000
+    assert t.Add(24 * 3600 * 10**9).String() == "2023-03-26 03:30:00 +0200 CEST"
+    assert t.Truncate(24 * 3600 * 10**9).String() == "2023-03-25 01:00:00 +0100 CET"
+    assert t.UTC().In(t.Location()).String() == "2023-03-25 02:30:00 +0100 CET"
+    assert t.Location().String() == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("tz", "name"),
+    [(None, "Local"), ("", "UTC"), ("UTC", "UTC"), ("Europe/Berlin", "Europe/Berlin"), ("No/Such", "UTC")]
+    + [
+        (":/etc/localtime", "Local"),
+        ("/usr/share/zoneinfo/Europe/Berlin", "/usr/share/zoneinfo/Europe/Berlin"),
+    ]
+    + [("/no/such/file", "UTC")],
+)
+def test_local_location_is_named_as_go_names_it(
+    tz: str | None, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from muster.gotemplate.gotime import local_location_name
+
+    if tz is None:
+        monkeypatch.delenv("TZ", raising=False)
+        if not os.path.exists("/etc/localtime"):
+            name = "UTC"
+    else:
+        monkeypatch.setenv("TZ", tz)
+    assert local_location_name() == name
+
+
+def test_instants_beyond_the_c_library_are_utc() -> None:
+    far = GoTime(10**17, 0, "UTC", 0).Local()
+    assert (far._zone, far._offset) == ("UTC", 0) and not GoTime(10**17, loc="Local").IsDST()
+    assert repr(GoTime(5, 1)) == "GoTime(5, 1, 'UTC', 0)"
