@@ -250,3 +250,25 @@ def test_dict_and_list_subclasses_are_json_values() -> None:
     assert _render("{{.b.x}}|{{range $k, $v := .}}{{$k}};{{end}}|{{(index .a 0).y}}", data) == "deep|a;b;|1"
     with pytest.raises(TemplateExecError, match=r"can't evaluate field z in type interface \{\}"):
         _render("{{.b.x.z}}", data)
+
+
+def test_a_function_out_of_stack_reruns_then_fails_as_a_template_error() -> None:
+    def deep(*_: Any) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    funcs = {"deep": GoFunc(deep, (), variadic="interface {}", name="deep")}
+    # One argument (the one-argument closure), none (the general closure), a dot
+    # argument (the executor's eval_call): each lets RecursionError through.
+    for src in ("{{$x := 1}}{{deep $x}}", "{{deep}}", "{{deep .}}"):
+        with pytest.raises(TemplateExecError, match="nested too deeply for Python's stack"):
+            Template("t", funcs=funcs).parse(src).execute(None)
+
+
+def test_a_high_recursion_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(deepstack.DEEP_RECURSION_LIMIT + 5)
+    try:
+        assert deepstack.run_deep(sys.getrecursionlimit) == deepstack.DEEP_RECURSION_LIMIT + 5
+        assert sys.getrecursionlimit() == deepstack.DEEP_RECURSION_LIMIT + 5
+    finally:
+        sys.setrecursionlimit(limit)
