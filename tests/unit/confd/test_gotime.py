@@ -216,3 +216,10 @@ def test_instants_beyond_the_c_library_are_utc() -> None:
     far = GoTime(10**17, 0, "UTC", 0).Local()
     assert (far._zone, far._offset) == ("UTC", 0) and not GoTime(10**17, loc="Local").IsDST()
     assert repr(GoTime(5, 1)) == "GoTime(5, 1, 'UTC', 0)"
+
+
+def test_layout_chunks_that_are_not_tokens_and_rounding_up() -> None:
+    t = GoTime(1_700_000_000, 600_000_000, "UTC", 0)
+    assert format_time(t, "07 _x Zx -x") == "07 _x Zx -x"  # a 0, _, Z or - that starts no token
+    assert t.Round(10**9).Second() == 21 and hash(t) == hash(GoTime(1_700_000_000, 600_000_000, "X", 60))
+    assert format_time(GoTime(-62135596800 - 86400 * 800), "2006") == "-0002"  # year -2, sign before zeros

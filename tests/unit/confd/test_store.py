@@ -217,3 +217,26 @@ def test_bulk_clean_key_check_agrees_with_the_per_key_one() -> None:
         agreed_clean += _all_clean(keys)
     assert agreed_clean > 500
     assert _all_clean(["/a/b", "/c"]) and not _all_clean(["/a/", "/c"]) and not _all_clean(["/a/.."])
+
+
+def test_store_container_protocol_and_reprs() -> None:
+    store = KVStore({"/a": "1", "/b/c": "2"})
+    assert len(store) == 2 and list(store) == ["/a", "/b/c"] and "/a" in store and "/b" not in store
+    assert repr(store) == "KVStore(2 keys)" and dict(store.values) == {"/a": "1", "/b/c": "2"}
+    with pytest.raises(TypeError):
+        store.values["/a"] = "x"  # type: ignore[index]
+    pair = KVPair("/a", "1")
+    assert repr(pair) == "KVPair('/a', '1')" and len({pair, KVPair("/a", "1")}) == 1
+
+
+def test_getvs_sorts_non_ascii_values_bytewise_and_the_memo_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import muster.store
+
+    store = KVStore({"/k/a": "é", "/k/b": "z", "/k/c": "\udcff", "/k/d": "A"})
+    assert list(store.getvs("/k/*")) == ["A", "z", "é", "\udcff"]  # UTF-8 bytes: C3 A9 < FF
+    monkeypatch.setattr(muster.store, "_MEMO_LIMIT", 2)
+    for name in "abcd":
+        assert list(store.getvs(f"/k/{name}")) == [store.getv(f"/k/{name}")]
+    assert len(store._memo) <= 2

@@ -272,3 +272,31 @@ def test_a_high_recursion_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) -
         assert sys.getrecursionlimit() == deepstack.DEEP_RECURSION_LIMIT + 5
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_an_undefined_variable_among_several_arguments_is_reported_by_the_executor() -> None:
+    two_args = {"twoArgs": GoFunc(lambda a, b: a + b, ("string", "string"))}
+    with pytest.raises(TemplateExecError, match=r"at <\$nope>: undefined variable: \$nope"):
+        _run(
+            _action(IdentifierNode(2, "twoArgs"), VariableNode(2, ("$nope",)), VariableNode(2, ("$no",))),
+            funcs=two_args,
+        )
+
+
+def test_concurrent_deep_runs_share_the_raised_limit() -> None:
+    import threading
+
+    limit = sys.getrecursionlimit()
+    barrier = threading.Barrier(2)
+
+    def both_inside() -> int:
+        barrier.wait(timeout=10)  # both deep runs hold the raised limit at once
+        return sys.getrecursionlimit()
+
+    results: list[int] = []
+    other = threading.Thread(target=lambda: results.append(deepstack.run_deep(both_inside)))
+    other.start()
+    results.append(deepstack.run_deep(both_inside))
+    other.join(timeout=10)
+    assert results == [deepstack.DEEP_RECURSION_LIMIT] * 2
+    assert sys.getrecursionlimit() == limit
