@@ -221,5 +221,6 @@ def test_instants_beyond_the_c_library_are_utc() -> None:
 def test_layout_chunks_that_are_not_tokens_and_rounding_up() -> None:
     t = GoTime(1_700_000_000, 600_000_000, "UTC", 0)
     assert format_time(t, "07 _x Zx -x") == "07 _x Zx -x"  # a 0, _, Z or - that starts no token
+    assert format_time(t, "x.01") == "x.11"  # a run of 0s followed by a digit is no fraction
     assert t.Round(10**9).Second() == 21 and hash(t) == hash(GoTime(1_700_000_000, 600_000_000, "X", 60))
     assert format_time(GoTime(-62135596800 - 86400 * 800), "2006") == "-0002"  # year -2, sign before zeros
