@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "conformance"))
 
-from test_realistic import readme_data  # type: ignore[import-not-found]  # noqa: E402
+from test_realistic import readme_data  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 from muster.confdfuncs import func_map  # noqa: E402
 from muster.errors import TemplateError  # noqa: E402
