@@ -22,7 +22,7 @@ from muster.dnslookup import SRV, lookup_ip, lookup_srv
 from muster.gojson import JSONError, unmarshal_array, unmarshal_object
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.gotime import GoTime
-from muster.gotemplate.values import GoFunc, GoSlice, appended, to_bytes
+from muster.gotemplate.values import GoFunc, GoSlice, appended, share_backing, to_bytes, written
 from muster.store import KVStore, path_base, path_dir
 
 __all__ = ["GoError", "JSONError", "func_map", "go_to_lower", "go_to_upper", "helper_funcs", "store_funcs"]
@@ -266,6 +266,7 @@ def _reverse(values: Any) -> Any:
     # type such as memkv.KVPairs (what gets returns) is left as it is.
     if isinstance(values, GoSlice) and not values.name and values.elem in (_STR, _KV_ELEM):
         values.reverse()
+        written(values)  # through every slice sharing the backing array
     return values
 
 
@@ -275,6 +276,7 @@ def _byte_len(s: str) -> int:
 
 def _sort_by_length(values: list[str]) -> list[str]:
     gosort.sort_by_key(values, _byte_len)
+    written(values)
     return values
 
 
@@ -282,9 +284,12 @@ def _sort_kv_by_length(values: GoSlice) -> GoSlice:
     # Sorts the caller's slice in place, as Go does, and returns it as []memkv.KVPair
     # (a memkv.KVPairs argument converts to the parameter's unnamed type).
     gosort.sort_by_key(values, lambda kv: _byte_len(kv.Key))
+    written(values)
     if not values.name:
         return values
-    return GoSlice(values, _KV_ELEM, tail=values.tail)
+    converted = GoSlice(values, _KV_ELEM, tail=values.tail)
+    share_backing(values, converted, 0)  # a conversion, not a copy
+    return converted
 
 
 def _add(a: int, b: int) -> int:

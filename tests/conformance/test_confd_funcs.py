@@ -31,11 +31,6 @@ KNOWN_MISMATCHES: dict[str, str] = {
         "slice's elements, so confd's in-place reverse/sortByLength/sortKVByLength later change "
         "what a variable, dot or range variable holds; muster copies the element"
     ),
-    "slice-shares-backing-array": (
-        "gotemplate funcs.py _slice: Go's slice shares the backing array, so confd's in-place "
-        "reverse/sortByLength/sortKVByLength on a sub-slice show through the original; muster's "
-        "slice copies the elements"
-    ),
 }
 
 

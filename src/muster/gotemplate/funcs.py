@@ -28,6 +28,7 @@ from muster.gotemplate.values import (
     go_backing,
     go_cap,
     go_type_name,
+    share_backing,
     to_bytes,
 )
 
@@ -217,7 +218,10 @@ def _slice(item: Any, *indexes: Any) -> Any:
     # Slicing a nil slice (only ever [0:0]) keeps its nil data pointer.
     is_nil = isinstance(item, GoSlice) and item.nil
     name = item.name if isinstance(item, GoSlice) else ""
-    return GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end], nil=is_nil, name=name)
+    view = GoSlice(backing[idx[0] : idx[1]], elem, tail=backing[idx[1] : end], nil=is_nil, name=name)
+    if isinstance(item, GoSlice):
+        share_backing(item, view, idx[0])  # in-place sorts of either show through the other
+    return view
 
 
 def _length(item: Any) -> int:

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Final
 
 __all__ = [
     "NO_VALUE",
+    "GoArray",
     "GoFunc",
     "GoInt",
     "GoMap",
@@ -66,6 +67,8 @@ __all__ = [
     "go_cap",
     "go_method",
     "go_type_name",
+    "share_backing",
+    "written",
     "json_array_cap",
     "to_bytes",
 ]
@@ -175,7 +178,11 @@ class GoSlice(list[Any]):
     assignable to parameters of the unnamed type, as in Go.
     """
 
-    __slots__ = ("elem", "tail", "nil", "name")
+    # ``array``/``offset`` (unset until ``share_backing``) tie slices cut from one
+    # another to their shared backing array.
+    __slots__ = ("elem", "tail", "nil", "name", "array", "offset")
+    array: GoArray
+    offset: int
 
     def __init__(
         self,
@@ -191,6 +198,49 @@ class GoSlice(list[Any]):
         self.tail = tail if type(tail) is tuple else tuple(tail)
         self.nil = nil
         self.name = name
+
+
+class GoArray:
+    """The backing array of GoSlices that ``slice`` cut from one another.
+
+    Each GoSlice keeps its own elements, which is what reading costs nothing for;
+    the only writers, confd's in-place ``reverse`` and sorts, call ``written``
+    after changing a slice, which stores its elements here and refreshes every
+    other slice over the array, as Go's shared backing array would show them.
+    """
+
+    __slots__ = ("items", "views")
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.views: list[GoSlice] = []
+
+
+def share_backing(original: GoSlice, view: GoSlice, start: int) -> None:
+    """Record that ``view`` is ``original[start:...]``, over the same backing array."""
+    array: GoArray | None = getattr(original, "array", None)
+    if array is None:
+        array = original.array = GoArray(go_backing(original))
+        original.offset = 0
+        array.views.append(original)
+    view.array = array
+    view.offset = original.offset + start
+    array.views.append(view)
+
+
+def written(s: list[Any]) -> None:
+    """Show in-place changes to ``s``'s elements through every slice sharing its array."""
+    array: GoArray | None = getattr(s, "array", None)
+    if array is None:
+        return
+    items = array.items
+    offset: int = s.offset  # type: ignore[attr-defined]
+    items[offset : offset + len(s)] = s
+    for view in array.views:
+        if view is not s:
+            start, end = view.offset, view.offset + len(view)
+            view[:] = items[start:end]
+            view.tail = tuple(items[end : end + len(view.tail)])
 
 
 class GoMap(dict[Any, Any]):

@@ -162,3 +162,21 @@ def test_appended_builds_go_slices() -> None:
     assert s == ["a", "b", "c"] and go_cap(s) == 4 and go_backing(s) == ["a", "b", "c", ""]
     empty = appended([], "string", 16, "")
     assert empty == [] and empty.nil and go_type_name(empty) == "[]string"
+
+
+def test_slices_cut_from_one_another_show_in_place_writes() -> None:
+    from muster.gotemplate.funcs import BUILTINS
+    from muster.gotemplate.values import written
+
+    cut = BUILTINS["slice"].fn
+    a = GoSlice(["a", "b", "c", "d"], "string", tail=["z"])
+    b = cut(a, 1, 3)
+    c = cut(b, 1, 4)  # a[2:5]: reaches into a's tail
+    assert (list(b), b.tail, list(c), c.tail) == (["b", "c"], ("d", "z"), ["c", "d", "z"], ())
+    b.reverse()
+    written(b)
+    assert (list(a), list(c), b.tail) == (["a", "c", "b", "d"], ["b", "d", "z"], ("d", "z"))
+    c.sort(reverse=True)
+    written(c)
+    assert (list(a), a.tail, list(b), b.tail) == (["a", "c", "z", "d"], ("b",), ["c", "z"], ("d", "b"))
+    written(GoSlice(["x"], "string"))  # a slice nothing was cut from: nothing to do
