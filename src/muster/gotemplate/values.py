@@ -193,7 +193,7 @@ class GoSlice(list[Any]):
         nil: bool = False,
         name: str = "",
     ) -> None:
-        super().__init__(items)
+        list.__init__(self, items)  # not super(): a little cheaper, and GoSlices are made per call
         self.elem = elem
         self.tail = tail if type(tail) is tuple else tuple(tail)
         self.nil = nil
