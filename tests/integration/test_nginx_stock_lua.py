@@ -42,25 +42,43 @@ def nginx(tmp_path: Path) -> Iterator[NginxProcess]:
         yield proc
 
 
-def test_lua_mode_output_depends_on_services_not_servers() -> None:
+def test_lua_mode_output_depends_on_neither_services_nor_servers() -> None:
     one = render({"/services/web/servers/a": server(1)}, "lua")
     two = render({"/services/web/servers/a": server(1), "/services/web/servers/b": server(2)}, "lua")
     bad = render({"/services/web/servers/a": "not json"}, "lua")
-    assert one == two == bad
-    assert "upstream svc_" not in one
-    assert "set $muster_service web;" in one
-    assert one != render({"/services/web/servers/a": server(1), "/services/api/servers/a": server(1)}, "lua")
+    other = render({"/services/web/servers/a": server(1), "/services/api/servers/a": server(1)}, "lua")
+    assert one == two == bad == other == render({}, "lua")
+    assert "upstream svc_" not in one and "muster_balancer" in one
     assert "upstream svc_web" in render({"/services/web/servers/a": server(1)}, "reload")
 
 
-def test_lua_mode_config_loads_and_a_service_without_peers_answers_503(nginx: NginxProcess) -> None:
-    nginx.dest.write_text(render({"/services/web/servers/a": server(nginx.status_port)}, "lua"))
-    nginx.check()
-    nginx.reload()
+def status(url: str) -> tuple[int, str]:
     try:
-        urllib.request.urlopen(f"{nginx.url}/web/", timeout=5)
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         with exc:
-            assert exc.code == 503  # nothing pushed to the balancer yet
-    else:
-        pytest.fail("expected 503 before any peer was pushed")
+            return exc.code, exc.read().decode()
+
+
+async def test_lua_mode_routes_new_services_with_no_reload(nginx: NginxProcess, tmp_path: Path) -> None:
+    from muster.dataplane import DataPlane, LuaAdmin
+    from muster.dataplane.sink import MembershipSink
+
+    nginx.dest.write_text(render({}, "lua"))
+    nginx.check()
+    nginx.reload()
+    workers = nginx.worker_pids()
+    assert status(f"{nginx.url}/web/") == (404, "muster: no such service\n")  # server.conf's answer
+    async with LuaAdmin(f"unix:{tmp_path / 'admin.sock'}") as admin:
+        sink = MembershipSink(DataPlane(admin))
+        # A service whose only entry is invalid is known but has no server: 503.
+        await sink.apply({"/services/web/servers/a": "not json"})
+        assert status(f"{nginx.url}/web/")[0] == 503
+        # Its first valid server: routed at once (the status server echoes the path).
+        await sink.apply({"/services/web/servers/a": server(nginx.status_port)})
+        assert status(f"{nginx.url}/web/.muster/ping")[0] == 200
+        assert status(f"{nginx.url}/web/nothing-here")[0] == 404  # the backend's own 404
+        await sink.apply({})
+        assert status(f"{nginx.url}/web/.muster/ping")[0] == 404  # the service is gone
+    assert nginx.worker_pids() == workers, "services coming and going must not reload nginx"

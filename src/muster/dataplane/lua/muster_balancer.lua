@@ -48,6 +48,23 @@ function M.has_peers(name)
     return #load(name).peers > 0
 end
 
+-- Access phase of the catch-all location. A service muster never pushed (or deleted)
+-- goes to whatever the server block answers for an unknown path (its `location /`, as in
+-- the reload data plane): the internal URI has no second slash, so it cannot match the
+-- catch-all again. A service whose servers are all gone or invalid answers 503.
+function M.route(name)
+    local c = load(name)
+    if c.ver == nil or dict:get("svc:" .. name) == nil then
+        return ngx.exec("/.muster-unknown-service")
+    end
+    if #c.peers == 0 then
+        ngx.status = 503
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.say("no server of ", name, " is available")
+        return ngx.exit(503)
+    end
+end
+
 local function is_down(peer)
     local fails = dict:get("fail:" .. peer.id)
     return fails ~= nil and fails >= MAX_FAILS
