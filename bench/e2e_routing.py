@@ -164,14 +164,19 @@ async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str,
         for server in servers:
             await server.start()
         ports = {s.server_id: s.port for s in servers}
-        proc = None
     else:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "muster.stack.demo", *ids, stdout=asyncio.subprocess.PIPE
-        )
-        assert proc.stdout is not None
-        line = (await proc.stdout.readline()).decode()
-        ports = {k: int(v) for k, v in (item.split("=") for item in line.split())}
+        # One process per server, as real services run (and so they use both cores).
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "muster.stack.demo", sid, stdout=asyncio.subprocess.PIPE
+            )
+            for sid in ids
+        ]
+        ports = {}
+        for proc in procs:
+            assert proc.stdout is not None
+            line = (await proc.stdout.readline()).decode()
+            ports.update({k: int(v) for k, v in (item.split("=") for item in line.split())})
     try:
         for sid in ids[:3]:
             value = json.dumps({"host": "127.0.0.1", "port": ports[sid]})
@@ -205,9 +210,10 @@ async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str,
         same_workers = stack.nginx.worker_pids() == workers
         return parse_wrk(output), changes, reloads(stack) - before, same_workers
     finally:
-        if proc is not None:
-            proc.terminate()
-            await proc.wait()
+        if not in_process:
+            for proc in procs:
+                proc.terminate()
+                await proc.wait()
         else:
             for server in servers:
                 await server.stop()
