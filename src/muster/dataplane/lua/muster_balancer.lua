@@ -26,8 +26,9 @@ end
 local function parse(raw)
     local peers = {}
     for host, port, weight in raw:gmatch("([%w%.:%-]+) (%d+) (%d+)\n") do
+        local id = host .. " " .. port
         peers[#peers + 1] = {host = host, port = tonumber(port), weight = tonumber(weight),
-                             id = host .. " " .. port, cw = 0}
+                             id = id, fail_key = "fail:" .. id, cw = 0}
     end
     return peers
 end
@@ -66,7 +67,7 @@ function M.route(name)
 end
 
 local function is_down(peer)
-    local fails = dict:get("fail:" .. peer.id)
+    local fails = dict:get(peer.fail_key)
     return fails ~= nil and fails >= MAX_FAILS
 end
 
@@ -110,7 +111,7 @@ function M.balance(name)
     else
         local state = balancer.get_last_failure()
         if state == "failed" and ctx.muster_last then
-            local key = "fail:" .. ctx.muster_last
+            local key = ctx.muster_last
             local n = dict:incr(key, 1, 0, FAIL_TIMEOUT)
             if n == nil then
                 dict:set(key, 1, FAIL_TIMEOUT)
@@ -119,7 +120,7 @@ function M.balance(name)
     end
     local peer = pick(peers, tried) or pick(peers, {})
     tried[peer.id] = true
-    ctx.muster_last = peer.id
+    ctx.muster_last = peer.fail_key
     local ok, err = balancer.set_current_peer(peer.host, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "muster: set_current_peer ", peer.id, ": ", err)
