@@ -8,9 +8,16 @@ from typing import Any
 
 __all__ = ["configure", "kv"]
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "warn": logging.WARNING, "error": logging.ERROR, "panic": logging.CRITICAL,
-          "fatal": logging.CRITICAL, "": logging.INFO}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "": logging.INFO,
+}
 
 
 def kv(event: str, **fields: Any) -> str:
@@ -32,12 +39,16 @@ def configure(level: str = "info") -> None:
     """
     if level.lower() not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; use one of debug, info, warning, error")
-    logging.config.dictConfig({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "kv",
-                                "stream": "ext://sys.stderr"}},
-        "loggers": {"muster": {"handlers": ["stderr"], "level": LEVELS[level.lower()],
-                               "propagate": True}},
-    })
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+            "handlers": {
+                "stderr": {"class": "logging.StreamHandler", "formatter": "kv", "stream": "ext://sys.stderr"}
+            },
+            "loggers": {
+                "muster": {"handlers": ["stderr"], "level": LEVELS[level.lower()], "propagate": True}
+            },
+        }
+    )
