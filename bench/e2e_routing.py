@@ -134,6 +134,18 @@ async def wait_rendered(stack: Stack, needle: str, timeout: float = 120.0) -> No
         await asyncio.sleep(0.1)
 
 
+async def wait_pushed(stack: Stack, services: int, timeout: float = 120.0) -> None:
+    """With the Lua data plane nothing is rendered per service: ask nginx what it holds."""
+    from muster.dataplane import LuaAdmin
+
+    deadline = time.perf_counter() + timeout
+    async with LuaAdmin(f"unix:{stack.admin_socket}") as admin:
+        while len((await admin.state()).services) < services:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"nginx never held {services} services")
+            await asyncio.sleep(0.2)
+
+
 def parse_wrk(output: str) -> dict[str, int]:
     found = re.search(r"(\d+) requests in", output)
     figures = {"requests": int(found.group(1)) if found else 0}
@@ -269,7 +281,10 @@ async def main() -> None:
                     break
                 await asyncio.to_thread(preload, stack, count)
                 loaded = count
-                await wait_rendered(stack, f"location /bg{count - 1}/ ")
+                if stack.lua:
+                    await wait_pushed(stack, count)
+                else:
+                    await wait_rendered(stack, f"location /bg{count - 1}/ ")
                 await settle(stack)
                 few = max(5, args.samples // 3)
                 new_service, _ = await latency(stack, few, first=f"b{count}-", new_server=False)
