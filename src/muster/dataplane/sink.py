@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -40,6 +41,14 @@ def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str,
 _REJECTS = RejectLog()
 
 
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
+
+
+def _is_ip(host: str) -> bool:
+    # services.py admits only IP addresses and DNS names, and no DNS name holds a colon.
+    return ":" in host or _IPV4.match(host) is not None
+
+
 class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
@@ -61,6 +70,9 @@ class MembershipSink:
         self.root = root.rstrip("/") or "/"
         self.verify_interval = verify_interval
         self._desired: dict[str, list[Peer]] | None = None
+        # Each service's entries and the peers they resolved to at the last apply: with
+        # thousands of services a change re-resolves only the services it touched.
+        self._resolved: dict[str, tuple[list[tuple[str, int, int]], list[Peer]]] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -69,9 +81,18 @@ class MembershipSink:
 
     async def apply(self, values: Mapping[str, str]) -> None:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
-        desired = {
-            name: await resolve_peers(entries) for name, entries in membership(values, self.root).items()
-        }
+        desired: dict[str, list[Peer]] = {}
+        resolved: dict[str, tuple[list[tuple[str, int, int]], list[Peer]]] = {}
+        for name, entries in membership(values, self.root).items():
+            cached = self._resolved.get(name)
+            # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
+            if cached is not None and cached[0] == entries and all(_is_ip(h) for h, _, _ in entries):
+                peers = cached[1]
+            else:
+                peers = await resolve_peers(entries)
+            desired[name] = peers
+            resolved[name] = (entries, peers)
+        self._resolved = resolved
         async with self._lock:
             self._desired = desired
             await self.plane.apply(desired)
