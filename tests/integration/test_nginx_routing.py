@@ -286,6 +286,9 @@ async def test_a_server_that_dies_unannounced_costs_no_failed_request(routing: R
         ):
             await r1.wait_registered()
             await r2.wait_registered()
+            # Both servers may arrive in separate renders: wait for the file holding both
+            # (not just the first render naming one), then for nginx to serve that file.
+            await routing.wait_rendered(f"127.0.0.1:{alive.port}")
             await routing.wait_change_live(f"127.0.0.1:{dead.port}")
             await dead.stop()  # still registered: nginx finds out by connecting
             async with aiohttp.ClientSession() as session:
