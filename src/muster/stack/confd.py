@@ -13,16 +13,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from muster.errors import Error
+from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["DaemonProcess"]
 
 _STOP_GRACE = 10.0
 
 
-class DaemonProcess:
+class DaemonProcess(ManagedProcess):
     """``muster confd -watch`` over ``confdir`` against ``nodes``; a context manager.
 
     ``backend`` is confd's ``-backend``: ``etcdv3`` or ``etcd`` (the v2 API). Its log
@@ -47,19 +47,11 @@ class DaemonProcess:
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
         self.python = python
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<DaemonProcess {self.backend} {','.join(self.nodes)} confdir={self.confdir} {state}>"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         cmd = [self.python, "-m", "muster", "confd", "-watch", "-backend", self.backend]
@@ -123,17 +115,4 @@ class DaemonProcess:
         self._proc = None
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> DaemonProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return log_tail(self.log_path, lines)

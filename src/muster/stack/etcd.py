@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from muster.errors import Error
+from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = [
     "ETCD_BINARY",
@@ -162,7 +163,7 @@ def make_certs(directory: Path, *, client_cn: str = "root", days: int = 2) -> Ce
     return CertBundle(d / "ca.pem", server_cert, server_key, client_cert, client_key, client_cn)
 
 
-class EtcdProcess:
+class EtcdProcess(ManagedProcess):
     """One etcd member listening on loopback; a context manager that starts and stops it.
 
     ``tls`` serves the client port over HTTPS with the bundle's server cert; with
@@ -200,7 +201,7 @@ class EtcdProcess:
         self.extra_args = tuple(extra_args)
         self.binary = binary
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -214,14 +215,6 @@ class EtcdProcess:
     @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         """The etcd command line this member runs with."""
@@ -349,11 +342,7 @@ class EtcdProcess:
         self.start(wait=wait)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client context trusting the bundle's CA (with the client cert when one is required)."""
@@ -362,15 +351,6 @@ class EtcdProcess:
         ctx = ssl.create_default_context(cafile=str(self.tls.ca))
         ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         return ctx
-
-    def __enter__(self) -> EtcdProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 class EtcdCluster:

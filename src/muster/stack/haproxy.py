@@ -38,13 +38,13 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
 from muster.dataplane.haproxy_cli import RuntimeAPIError, parse_info, query
 from muster.dataplane.haproxy_slots import parse_servers_state, prefill
 from muster.errors import Error
 from muster.log import kv
 from muster.stack.etcd import free_port
+from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available", "stock_dir", "write_resource_for"]
 
@@ -59,7 +59,7 @@ def haproxy_available(binary: str = HAPROXY_BINARY) -> bool:
     return os.access(binary, os.X_OK)
 
 
-class HAProxyProcess:
+class HAProxyProcess(ManagedProcess):
     """One HAProxy master (``-W -db``) with its worker; a context manager."""
 
     def __init__(
@@ -74,7 +74,7 @@ class HAProxyProcess:
         self.port = port or free_port()
         self.nbthread = nbthread
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -110,15 +110,6 @@ class HAProxyProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The master's pid while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- configuration ------------------------------------------------------------------
 
@@ -260,19 +251,7 @@ backend muster_unknown
         self._proc = None
 
     def _log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> HAProxyProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return log_tail(self.log_path, lines, "(no log)")
 
 
 def stock_dir() -> Path:

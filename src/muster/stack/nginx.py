@@ -41,7 +41,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import muster
 from muster.errors import Error, ResourceError
@@ -53,6 +52,7 @@ from muster.nginxctl.control import (
     reload as reload_nginx,
 )
 from muster.stack.etcd import free_port
+from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available", "python_helper"]
 
@@ -65,7 +65,7 @@ def nginx_available(binary: str = NGINX_BINARY) -> bool:
     return os.access(binary, os.X_OK)
 
 
-class NginxProcess:
+class NginxProcess(ManagedProcess):
     """One nginx master (``daemon off``) with its workers; a context manager.
 
     ``main_snippets`` go to the main context (``load_module`` lines), ``http_snippets``
@@ -97,7 +97,7 @@ class NginxProcess:
         self.http_snippets = tuple(http_snippets)
         self.access_log = access_log
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -157,15 +157,6 @@ class NginxProcess:
         return f"http://127.0.0.1:{self.status_port}"
 
     # -- process state ------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        """The master's pid while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def worker_pids(self) -> list[int]:
         """The workers taking new connections now (not those draining after a reload)."""
@@ -407,20 +398,7 @@ location / {{
         self.start(timeout=timeout)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> NginxProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return log_tail(self.log_path, lines)
 
 
 def python_helper() -> str:
