@@ -119,6 +119,10 @@ async def test_dead_peer_is_retried_on_the_next(nginx: NginxProcess, admin: LuaA
     try:
         await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", port_a), Peer("127.0.0.1", port_b)]})
         assert await hits(url, 20) == Counter({"200 a": 20})
+        # max_fails=1: after its first refused connection a worker leaves b out for
+        # fail_timeout, so 20 requests cost at most one attempt on b per worker.
+        refused = nginx.log_path.read_text().count(f"127.0.0.1:{port_b}/")
+        assert 1 <= refused <= 2
     finally:
         await a.cleanup()
 

@@ -29,6 +29,12 @@ local function body()
     return data or ""
 end
 
+-- The service's own version, then the global one the balancer checks per request.
+local function changed(name)
+    dict:incr("ver:" .. name, 1, 0)
+    dict:incr("gen", 1, 0)
+end
+
 local function put_service(name)
     local data, err = body()
     if not data then
@@ -44,11 +50,12 @@ local function put_service(name)
     if #data > 0 and data:sub(-1) ~= "\n" then
         return fail(400, "body must end with a newline")
     end
-    local ok, serr = dict:set("svc:" .. name, data)
+    -- safe_set: a full dict must refuse this service, not evict another one.
+    local ok, serr = dict:safe_set("svc:" .. name, data)
     if not ok then
         return fail(507, "shared dict: " .. tostring(serr))
     end
-    dict:incr("ver:" .. name, 1, 0)
+    changed(name)
     ngx.say("ok ", count)
 end
 
@@ -76,7 +83,7 @@ function M.handle()
             return put_service(name)
         elseif method == "DELETE" then
             dict:delete("svc:" .. name)
-            dict:incr("ver:" .. name, 1, 0)
+            changed(name)
             return ngx.say("ok")
         end
         return fail(405, "method not allowed")

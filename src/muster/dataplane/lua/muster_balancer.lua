@@ -2,17 +2,27 @@
 --
 -- muster pushes each service's peers into the lua_shared_dict `muster` over the admin
 -- endpoint; every worker decodes a service's list once per version and balances with
--- nginx's own smooth weighted round robin. A failing peer is counted in the shared dict
--- and skipped for `fail_timeout` after `max_fails` failures, like nginx's max_fails.
--- Peers are "ip port weight\n" lines: muster validates and resolves names before the
--- push, because the balancer phase cannot resolve DNS.
+-- nginx's own smooth weighted round robin. Peers are "ip port weight\n" lines: muster
+-- validates and resolves names before the push, because the balancer phase cannot
+-- resolve DNS.
+--
+-- The hot path reads the shared dict once per request: the admin endpoint bumps a
+-- global `gen` with every change, and a worker re-checks a service's own version only
+-- when `gen` moved since it last looked. Failures are counted per worker, as nginx
+-- does for an upstream without `zone`: `max_fails` failures within `fail_timeout`
+-- take a peer out for `fail_timeout`.
 
 local balancer = require "ngx.balancer"
+local get_last_failure = balancer.get_last_failure
+local set_more_tries = balancer.set_more_tries
+local set_current_peer = balancer.set_current_peer
 
 local M = {}
 
 local dict = ngx.shared.muster
-local cache = {}          -- per worker: service -> {ver=, peers=}
+local now = ngx.now
+local cache = {}          -- per worker: service -> {ver=, gen=, peers=}
+local fails = {}          -- per worker: peer id ("ip:port") -> {n=, expires=}
 local MAX_FAILS = 1
 local FAIL_TIMEOUT = 10   -- seconds
 local MAX_TRIES = 3
@@ -26,39 +36,70 @@ end
 local function parse(raw)
     local peers = {}
     for host, port, weight in raw:gmatch("([%w%.:%-]+) (%d+) (%d+)\n") do
-        local id = host .. " " .. port
-        peers[#peers + 1] = {host = host, port = tonumber(port), weight = tonumber(weight),
-                             id = id, fail_key = "fail:" .. id, cw = 0}
+        -- The id is the peer as $upstream_addr writes it.
+        local id = host:find(":", 1, true) and "[" .. host .. "]:" .. port or host .. ":" .. port
+        peers[#peers + 1] = {host = host, port = tonumber(port), weight = tonumber(weight), id = id, cw = 0}
     end
     return peers
 end
 
-local function load(name)
-    local ver = dict:get("ver:" .. name)
+-- The worker's view of `name`: nil when muster never pushed it (or deleted it).
+local function lookup(name)
+    local gen = dict:get("gen")
     local c = cache[name]
-    if c and c.ver == ver then
-        return c
+    if c and c.gen == gen then
+        return c.peers
     end
-    local raw = ver and dict:get("svc:" .. name)
-    c = {ver = ver, peers = raw and parse(raw) or {}}
-    cache[name] = c
-    return c
+    local ver = dict:get("ver:" .. name)
+    if ver == nil then
+        -- Never pushed: not cached, so requests for made-up names cannot grow the cache.
+        cache[name] = nil
+        return nil
+    end
+    if not (c and c.ver == ver) then
+        local raw = dict:get("svc:" .. name)
+        -- Keep the previous entry's round-robin position for peers that stay.
+        local peers = raw and parse(raw)
+        if peers and c and c.peers then
+            local old = {}
+            for _, p in ipairs(c.peers) do
+                old[p.id] = p.cw
+            end
+            for _, p in ipairs(peers) do
+                p.cw = old[p.id] or 0
+            end
+        end
+        c = {ver = ver, peers = peers}
+        cache[name] = c
+    end
+    c.gen = gen
+    return c.peers
 end
 
 function M.has_peers(name)
-    return #load(name).peers > 0
+    local peers = lookup(name)
+    return peers ~= nil and #peers > 0
 end
 
--- Access phase of the catch-all location. A service muster never pushed (or deleted)
--- goes to whatever the server block answers for an unknown path (its `location /`, as in
--- the reload data plane): the internal URI has no second slash, so it cannot match the
--- catch-all again. A service whose servers are all gone or invalid answers 503.
-function M.route(name)
-    local c = load(name)
-    if c.ver == nil or dict:get("svc:" .. name) == nil then
-        return ngx.exec("/.muster-unknown-service")
+-- For `set_by_lua` in the catch-all location (no coroutine, unlike an access phase):
+-- "unknown" for a service muster never pushed (or deleted), "empty" when it has no
+-- valid server, "" when the balancer has peers to pick from.
+function M.state(name)
+    local peers = lookup(name)
+    if peers == nil then
+        return "unknown"
     end
-    if #c.peers == 0 then
+    return #peers == 0 and "empty" or ""
+end
+
+-- Access-phase form of `state` for hand-written locations: an unknown service goes to
+-- the server block's answer for an unknown path (the internal URI has no second slash,
+-- so it cannot match the catch-all again); one with no valid server answers 503.
+function M.route(name)
+    local state = M.state(name)
+    if state == "unknown" then
+        return ngx.exec("/.muster-unknown-service")
+    elseif state == "empty" then
         ngx.status = 503
         ngx.header["Content-Type"] = "text/plain"
         ngx.say("no server of ", name, " is available")
@@ -66,19 +107,40 @@ function M.route(name)
     end
 end
 
-local function is_down(peer)
-    local fails = dict:get(peer.fail_key)
-    return fails ~= nil and fails >= MAX_FAILS
+local function is_down(peer, t)
+    local f = fails[peer.id]
+    if f == nil then
+        return false
+    end
+    if f.expires <= t then
+        fails[peer.id] = nil
+        return false
+    end
+    return f.n >= MAX_FAILS
+end
+
+local function record_failure(id)
+    local t = now()
+    local f = fails[id]
+    if f == nil or f.expires <= t then
+        fails[id] = {n = 1, expires = t + FAIL_TIMEOUT}
+    else
+        f.n = f.n + 1
+        if f.n == MAX_FAILS then
+            f.expires = t + FAIL_TIMEOUT
+        end
+    end
 end
 
 -- Smooth weighted round robin (nginx's ngx_http_upstream_get_peer) over the peers that
 -- are neither excluded by `skip` nor down; when all are down, down peers are tried too.
 local function pick(peers, skip)
+    local t = next(fails) and now() or 0
     for pass = 1, 2 do
         local best, total = nil, 0
         for i = 1, #peers do
             local p = peers[i]
-            if not skip[p.id] and (pass == 2 or not is_down(p)) then
+            if not (skip and skip[p.id]) and (pass == 2 or t == 0 or not is_down(p, t)) then
                 p.cw = p.cw + p.weight
                 total = total + p.weight
                 if best == nil or p.cw > best.cw then
@@ -94,34 +156,42 @@ local function pick(peers, skip)
     return nil
 end
 
+-- On a retry, the peers this request tried so far, from $upstream_addr ("a:1, b:2 : "
+-- mid-retry: nginx separates groups with " : "). Reading it only then keeps the first
+-- try free of per-request state (no ngx.ctx, no table).
+local function tried_so_far()
+    local tried, last = {}, nil
+    for addr in (ngx.var.upstream_addr or ""):gmatch("[^,%s]+") do
+        if addr ~= ":" then
+            tried[addr] = true
+            last = addr
+        end
+    end
+    return tried, last
+end
+
 function M.balance(name)
-    local ctx = ngx.ctx
-    local peers = load(name).peers
-    if #peers == 0 then
+    -- The catch-all location looked the service up moments ago in this request.
+    local c = cache[name]
+    local peers = c and c.peers or lookup(name)
+    if peers == nil or #peers == 0 then
         return ngx.exit(503)
     end
-    local tried = ctx.muster_tried
-    if tried == nil then
-        tried = {}
-        ctx.muster_tried = tried
-        local tries = math.min(#peers, MAX_TRIES)
+    local peer
+    if get_last_failure() == nil then
+        local tries = #peers < MAX_TRIES and #peers or MAX_TRIES
         if tries > 1 then
-            balancer.set_more_tries(tries - 1)
+            set_more_tries(tries - 1)
         end
+        peer = pick(peers, nil)
     else
-        local state = balancer.get_last_failure()
-        if state == "failed" and ctx.muster_last then
-            local key = ctx.muster_last
-            local n = dict:incr(key, 1, 0, FAIL_TIMEOUT)
-            if n == nil then
-                dict:set(key, 1, FAIL_TIMEOUT)
-            end
+        local tried, last = tried_so_far()
+        if last then
+            record_failure(last)
         end
+        peer = pick(peers, tried) or pick(peers, nil)
     end
-    local peer = pick(peers, tried) or pick(peers, {})
-    tried[peer.id] = true
-    ctx.muster_last = peer.fail_key
-    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "muster: set_current_peer ", peer.id, ": ", err)
         return ngx.exit(500)
