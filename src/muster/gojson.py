@@ -16,7 +16,7 @@ from typing import Any, Final
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.values import GoMap, GoSlice
 
-__all__ = ["JSONError", "decode", "unmarshal_array", "unmarshal_object"]
+__all__ = ["JSONError", "decode", "unmarshal_any", "unmarshal_array", "unmarshal_object"]
 
 
 class JSONError(ValueError):
@@ -94,6 +94,30 @@ def _repaired(data: str, value: Any) -> Any:
     if data.isascii() and "\\u" not in data:
         return value  # no invalid UTF-8 and no surrogate escapes to repair
     return _fix_strings(value)
+
+
+def unmarshal_any(raw: bytes) -> tuple[Any, JSONError | None]:
+    """What ``var v interface{}; err := json.Unmarshal(raw, &v)`` leaves in v, and err.
+
+    A syntax error (checked over the whole input first, as Go does) leaves v nil; a
+    number beyond float64 decodes as nil while the rest of the document still decodes
+    (Go's decodeState.saveError), and err reports the first such number.
+    """
+    text = raw.decode("utf-8", "surrogateescape")
+    try:
+        return decode(text), None
+    except JSONError as exc:
+        if _go_syntax_error(text) is not None or "cannot unmarshal number" not in str(exc):
+            return None, exc
+        error = exc
+    # The syntax is valid: decode again with every overflowing number as nil.
+    value = json.loads(text, parse_float=_overflow_to_nil, parse_int=_overflow_to_nil)
+    return _fix_strings(value), error
+
+
+def _overflow_to_nil(text: str) -> float | None:
+    value = float(text)
+    return None if math.isinf(value) else value
 
 
 def _unmarshal(value: Any, want: type, go_type: str, nil: Callable[[], Any]) -> Any:

@@ -2,7 +2,7 @@
 
 This is the tool for debugging a template without etcd, nginx or the daemon: dot is
 the JSON value of ``--data`` (decoded as Go does, every number a float64; nil when
-absent, as in confd), and ``getv``/``ls``/... read the keys of ``--keys``: YAML
+absent, as in confd, or invalid, with a warning), and ``getv``/``ls``/... read the keys of ``--keys``: YAML
 files in confd's file-backend layout, JSON files of the same shape, or directories
 of them, seen through ``--prefix``/``--key`` as a confd resource sees them. The template
 is named after its file's base name, as confd names it, which matters for
@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from muster.errors import BackendError, Error, TemplateError
-from muster.gojson import JSONError, decode as go_json_decode
+from muster.gojson import unmarshal_any
 from muster.resources.render import template_funcs
 from muster.store import KVStore
 
@@ -32,13 +32,19 @@ def _read_text(path: str) -> str:
 
 
 def load_data(path: str | None) -> Any:
-    """The value of dot: ``path``'s JSON decoded by Go's rules, or None."""
+    """The value of dot: what Go's ``json.Unmarshal`` leaves from ``path``, or None.
+
+    Like the Go program the conformance corpus comes from, a decoding error does not
+    stop the render: dot is nil (a syntax error) or has nil for each number beyond
+    float64. The error is printed as a warning naming the file.
+    """
     if path is None:
         return None
-    try:
-        return go_json_decode(_read_text(path))
-    except JSONError as exc:
-        raise click.ClickException(f"{path}: {exc}") from exc
+    with open(path, "rb") as fh:
+        value, error = unmarshal_any(fh.read())
+    if error is not None:
+        click.echo(f"muster render: warning: {path}: {error} (dot: what Go's json.Unmarshal leaves)", err=True)
+    return value
 
 
 def load_keys(

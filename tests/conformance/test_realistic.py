@@ -11,15 +11,13 @@ xfails, so fixing one makes the suite say so.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from muster.errors import TemplateError
-from muster.gojson import JSONError, decode
+from muster.gojson import unmarshal_any
 from muster.gotemplate import Template
 
 HERE = Path(__file__).parent
@@ -30,35 +28,10 @@ FUZZ = sorted(p for p in (HERE / "fuzz").iterdir() if (p / "template.tmpl").exis
 KNOWN_MISMATCHES: dict[str, str] = {}
 
 
-def _overflow_to_nil(text: str) -> float | None:
-    value = float(text)
-    return None if math.isinf(value) else value
-
-
 def readme_data(raw: bytes | None) -> Any:
     """Dot as the README's procedure makes it: ``json.Unmarshal(data, &v)`` with its
-    error ignored. Invalid JSON leaves v nil; a number beyond float64 decodes as nil
-    while the rest of the document still decodes (Go's decodeState.saveError)."""
-    if raw is None:
-        return None
-    text = raw.decode("utf-8", "surrogateescape")
-    try:
-        return decode(text)
-    except JSONError as exc:
-        if "cannot unmarshal number" not in str(exc):
-            return None
-    # decode already accepted the syntax; only a number overflowed.
-    return _fix_surrogates(json.loads(text, parse_float=_overflow_to_nil, parse_int=_overflow_to_nil))
-
-
-def _fix_surrogates(v: Any) -> Any:
-    if isinstance(v, str):
-        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in v)
-    if isinstance(v, list):
-        return [_fix_surrogates(x) for x in v]
-    if isinstance(v, dict):
-        return {_fix_surrogates(k): _fix_surrogates(x) for k, x in v.items()}
-    return v
+    error ignored (nil without a data.json)."""
+    return None if raw is None else unmarshal_any(raw)[0]
 
 
 def _load_data(case: Path) -> Any:
