@@ -43,7 +43,8 @@ def load_data(path: str | None) -> Any:
     with open(path, "rb") as fh:
         value, error = unmarshal_any(fh.read())
     if error is not None:
-        click.echo(f"muster render: warning: {path}: {error} (dot: what Go's json.Unmarshal leaves)", err=True)
+        note = "dot is what Go's json.Unmarshal leaves"
+        click.echo(f"muster render: warning: {path}: {error} ({note})", err=True)
     return value
 
 
