@@ -15,30 +15,23 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from muster.dataplane.admin import AdminError
+from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.peers import Peer
 from muster.dataplane.pusher import resolve_peers
 from muster.log import kv
-from muster.services import DEFAULT_ROOT, RejectLog, index_services
+from muster.services import DEFAULT_ROOT
 
 __all__ = ["MembershipSink", "Plane", "membership"]
 
 log = logging.getLogger(__name__)
 
 
-def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str, list[tuple[str, int, int]]]:
+def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str, Entries]:
     """``{service: [(host, port, weight), ...]}`` of the valid entries under ``root``, and
     the rejected ones logged once (shared with the template functions' log)."""
-    root = root.rstrip("/")
-    prefix = root + "/"
-    # Service names are the directories under root (lsdir): keys below ROOT/NAME/.
-    rests = (k[len(prefix) :] for k in values if k.startswith(prefix))
-    names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
-    index = index_services(values.items(), names, root)
-    _REJECTS.report(index.rejected, root)
-    return {name: [(s.Host, s.Port, s.Weight) for s in servers] for name, servers in index.services.items()}
-
-
-_REJECTS = RejectLog()
+    index = MembershipIndex(root)
+    index.update(values)
+    return index.services
 
 
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
@@ -70,9 +63,9 @@ class MembershipSink:
         self.root = root.rstrip("/") or "/"
         self.verify_interval = verify_interval
         self._desired: dict[str, list[Peer]] | None = None
-        # Each service's entries and the peers they resolved to at the last apply: with
-        # thousands of services a change re-resolves only the services it touched.
-        self._resolved: dict[str, tuple[list[tuple[str, int, int]], list[Peer]]] = {}
+        # Only the services a snapshot changed are validated and resolved again.
+        self._index = MembershipIndex(self.root)
+        self._dns_names: set[str] = set()  # services with servers named by DNS
         self._lock = asyncio.Lock()
 
     @property
@@ -81,18 +74,20 @@ class MembershipSink:
 
     async def apply(self, values: Mapping[str, str]) -> None:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
-        desired: dict[str, list[Peer]] = {}
-        resolved: dict[str, tuple[list[tuple[str, int, int]], list[Peer]]] = {}
-        for name, entries in membership(values, self.root).items():
-            cached = self._resolved.get(name)
-            # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
-            if cached is not None and cached[0] == entries and all(_is_ip(h) for h, _, _ in entries):
-                peers = cached[1]
+        changed = self._index.update(values)
+        services = self._index.services
+        desired = dict(self._desired or {})
+        for name in changed - services.keys():
+            desired.pop(name, None)
+            self._dns_names.discard(name)
+        # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
+        for name in (changed & services.keys()) | self._dns_names:
+            entries = services[name]
+            desired[name] = await resolve_peers(entries)
+            if all(_is_ip(host) for host, _, _ in entries):
+                self._dns_names.discard(name)
             else:
-                peers = await resolve_peers(entries)
-            desired[name] = peers
-            resolved[name] = (entries, peers)
-        self._resolved = resolved
+                self._dns_names.add(name)
         async with self._lock:
             self._desired = desired
             await self.plane.apply(desired)

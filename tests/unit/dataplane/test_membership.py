@@ -1,0 +1,86 @@
+"""MembershipIndex: updating by snapshot diffs gives what validating the whole snapshot gives."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from muster.dataplane.membership import Entries, MembershipIndex
+from muster.services import index_services
+
+ROOT = "/services"
+
+
+def full(values: dict[str, str]) -> dict[str, Entries]:
+    """The whole snapshot validated at once, as the stock template sees it."""
+    rests = (k[len(ROOT) + 1 :] for k in values if k.startswith(ROOT + "/"))
+    names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
+    index = index_services(values.items(), names, ROOT)
+    return {n: [(s.Host, s.Port, s.Weight) for s in servers] for n, servers in index.services.items()}
+
+
+def server(host: str, port: int, weight: int | None = None) -> str:
+    value: dict[str, object] = {"host": host, "port": port}
+    if weight is not None:
+        value["weight"] = weight
+    return json.dumps(value)
+
+
+def test_changes_report_only_the_services_they_touch() -> None:
+    index = MembershipIndex(ROOT)
+    values = {
+        f"{ROOT}/a/servers/1": server("10.0.0.1", 80),
+        f"{ROOT}/b/servers/1": server("10.0.0.2", 80),
+    }
+    assert index.update(values) == {"a", "b"}
+    values[f"{ROOT}/b/servers/2"] = server("10.0.0.3", 80, 2)
+    assert index.update(values) == {"b"}
+    assert index.services == {"a": [("10.0.0.1", 80, 1)], "b": [("10.0.0.2", 80, 1), ("10.0.0.3", 80, 2)]}
+    assert index.update(dict(values)) == set(), "an identical snapshot changes nothing"
+    del values[f"{ROOT}/a/servers/1"]
+    assert index.update(values) == {"a"} and "a" not in index.services
+
+
+def test_a_bad_value_is_rejected_and_its_fix_accepted() -> None:
+    index = MembershipIndex(ROOT)
+    values = {f"{ROOT}/a/servers/1": "not json", f"{ROOT}/a/servers/2": server("10.0.0.2", 80)}
+    index.update(values)
+    assert index.services == {"a": [("10.0.0.2", 80, 1)]}
+    assert f"{ROOT}/a/servers/1" in index.rejected()
+    values[f"{ROOT}/a/servers/1"] = server("10.0.0.1", 80)
+    assert index.update(values) == {"a"}
+    assert index.services["a"] == [("10.0.0.1", 80, 1), ("10.0.0.2", 80, 1)] and not index.rejected()
+
+
+def test_a_name_freed_from_a_case_collision_gets_its_servers() -> None:
+    index = MembershipIndex(ROOT)
+    values = {
+        f"{ROOT}/API/servers/1": server("10.0.0.1", 80),
+        f"{ROOT}/api/servers/1": server("10.0.0.2", 80),
+    }
+    index.update(values)
+    assert index.services == {"API": [("10.0.0.1", 80, 1)]}
+    del values[f"{ROOT}/API/servers/1"]
+    # "api" itself did not change, but it is valid now that "API" is gone.
+    assert index.update(values) == {"API", "api"}
+    assert index.services == {"api": [("10.0.0.2", 80, 1)]}
+
+
+def test_random_histories_match_a_full_validation() -> None:
+    rng = random.Random(7)
+    names = ["a", "b", "B", "c-1", "bad name", "d"]
+    values: dict[str, str] = {f"{ROOT}/unrelated": "x", "/elsewhere/a/servers/1": server("10.0.0.9", 1)}
+    index = MembershipIndex(ROOT)
+    for _ in range(400):
+        key = f"{ROOT}/{rng.choice(names)}/{rng.choice(['servers', 'meta'])}/{rng.randint(1, 4)}"
+        if key in values and rng.random() < 0.4:
+            del values[key]
+        else:
+            host = rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3", "0.0.0.0", "bad host!"])
+            port, weight = rng.randint(0, 3), rng.randint(0, 3)
+            values[key] = rng.choice([server(host, port), server(host, 80, weight), "{"])
+        before = dict(index.services)
+        changed = index.update(dict(values))
+        expected = full(values)
+        assert index.services == expected
+        assert changed == {n for n in before.keys() | expected.keys() if before.get(n) != expected.get(n)}
