@@ -60,6 +60,7 @@ class DataPlane:
         self.admin = admin
         self.generation = uuid.uuid4().hex
         self._pushed: dict[str, bytes] | None = None  # None: unknown what nginx holds
+        self._encoded: dict[str, tuple[Iterable[Peer], bytes]] = {}
 
     async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
@@ -70,7 +71,7 @@ class DataPlane:
         ``AdminError`` if nginx cannot be reached; the next call pushes in full.
         """
         started = time.monotonic()
-        wanted = {name: encode_peers(peers) for name, peers in desired.items()}
+        wanted = self._encode(desired)
         try:
             full = self._pushed is None
             if full or verify:
@@ -95,6 +96,19 @@ class DataPlane:
                 )
             )
         return pushed
+
+    def _encode(self, desired: Mapping[str, Iterable[Peer]]) -> dict[str, bytes]:
+        # The sink passes the same list object for a service it did not touch: with
+        # thousands of services, encoding only the new ones keeps a change cheap.
+        wanted: dict[str, bytes] = {}
+        encoded: dict[str, tuple[Iterable[Peer], bytes]] = {}
+        for name, peers in desired.items():
+            cached = self._encoded.get(name)
+            body = cached[1] if cached is not None and cached[0] is peers else encode_peers(peers)
+            wanted[name] = body
+            encoded[name] = (peers, body)
+        self._encoded = encoded
+        return wanted
 
     async def _push(self, wanted: dict[str, bytes], *, full: bool) -> int:
         before = self._pushed or {}
