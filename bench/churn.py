@@ -7,8 +7,10 @@ wrk and nginx, so a figure from another run is no yardstick. This script runs bo
 designs against the same backend processes, alternating, and prints every run:
 
 * muster: ``muster up``'s stack (etcd, ``muster confd -watch``, nginx with the Lua data
-  plane and the stock template, access log on); a server joins or leaves every 500 ms
-  through etcd, so the registry, the daemon and the push are part of the cost;
+  plane, or with ``--dataplane reload`` render and reload, and the stock template, access
+  log on); a server joins or leaves every 500 ms through etcd, so the registry, the
+  daemon and the push are part of the cost. With reloads, nginx's CPU figure misses
+  the retired workers and its socket errors are wrk's reads on connections they close;
 * prototype: nginx with only a balancer_by_lua round robin over one shared-dict key and
   upstream keep-alive, access log off; a server joins or leaves every 500 ms by a POST
   of the peer list to a loopback location.
@@ -16,7 +18,7 @@ designs against the same backend processes, alternating, and prints every run:
 Both: ``wrk -t2 -c20`` for D seconds on ``/churn/``; backends are aiohttp demo servers,
 either one process each (``own``, as services run) or all four in one process (``shared``).
 
-    python bench/churn.py [--seconds 20] [--rounds 2] [--backends own shared]
+    python bench/churn.py [--seconds 20] [--rounds 4] [--backends own shared] [--dataplane lua|reload]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -37,9 +40,6 @@ from muster.dataplane.nginxconf import main_block
 from muster.stack.etcd import free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import NginxProcess
-
-sys.path.insert(0, str(Path(__file__).parent))
-from e2e_routing import parse_wrk  # noqa: E402
 
 IDS = ("c1", "c2", "c3", "churner")
 
@@ -96,6 +96,19 @@ server {{
     location = /peers {{ content_by_lua_block {{ require("proto").set() }} }}
 }}
 """
+
+
+def parse_wrk(output: str) -> dict[str, int]:
+    found = re.search(r"(\d+) requests in", output)
+    figures = {"requests": int(found.group(1)) if found else 0}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    for name, value in zip(
+        ("connect", "read", "write", "timeout"), errors.groups() if errors else "0000", strict=True
+    ):
+        figures[f"socket_{name}"] = int(value)
+    return figures
 
 
 async def start_backends(shared: bool) -> tuple[list[asyncio.subprocess.Process], dict[str, int]]:
@@ -198,11 +211,14 @@ async def run_muster(
         else:
             await asyncio.to_thread(stack.delete, key)
 
+    log = stack.daemon.log_path
+    reloads = log.read_text(errors="replace").count("command.reload.complete")
     pids = pids_of(procs, stack.nginx)
     pids["etcd"] = [m.pid for m in stack.etcd if m.pid is not None]
     pids["muster"] = [stack.daemon.pid]
     figures = await load(f"{stack.nginx.url}/churn/", seconds, toggle, pids)
     figures["workers_unchanged"] = int(stack.nginx.worker_pids() == workers)
+    figures["reloads"] = log.read_text(errors="replace").count("command.reload.complete") - reloads
     return figures
 
 
@@ -239,7 +255,8 @@ def line(name: str, figures: dict[str, int]) -> str:
     )
     return (
         f"  {name:<10} {figures['requests']:>8} requests  {figures['non2xx']} non-2xx  "
-        f"{errors} socket errors  {figures['changes']} changes  nginx workers {workers}  "
+        f"{errors} socket errors  {figures['changes']} changes  {figures.get('reloads', 0)} reloads  "
+        f"nginx workers {workers}  "
         f"CPU µs/request: {per_request}"
     )
 
@@ -279,6 +296,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="runs of each design, in the order A B B A ...")
     parser.add_argument("--backends", nargs="+", choices=["own", "shared"], default=["own", "shared"])
     parser.add_argument("--workers", type=int, default=2, help="nginx workers, both designs")
+    parser.add_argument(
+        "--dataplane", choices=["lua", "reload"], default="lua",
+        help="muster's: servers pushed to nginx's Lua balancer, or rendered and reloaded",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="muster-churn-") as tmp_name:
         tmp = Path(tmp_name)
@@ -287,7 +308,7 @@ async def main() -> None:
             etcd_port=free_port(),
             state_dir=tmp / "stack",
             workers=args.workers,
-            dataplane="lua",
+            dataplane=args.dataplane,
         )
         stack = Stack(opts)
         (tmp / "lua").mkdir()
@@ -299,7 +320,10 @@ async def main() -> None:
         await asyncio.to_thread(stack.start)
         try:
             with proto:
-                print(f"churn: wrk -t2 -c20 -d{args.seconds}s, a server joins/leaves every 500 ms")
+                print(
+                    f"churn: wrk -t2 -c20 -d{args.seconds}s, a server joins/leaves every 500 ms; "
+                    f"muster's data plane: {args.dataplane}"
+                )
                 for backends in args.backends:
                     admin = f"http://127.0.0.1:{admin_port}/peers"
                     await compare(stack, proto, admin, backends == "shared", args.seconds, args.rounds)

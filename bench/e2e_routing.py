@@ -5,17 +5,11 @@ Prints:
 * registration to first routed request, p50/p95/max over N samples, for a new service
   (a structure change: render, whole-config check, reload) and for a new server of an
   existing service (the same path with the reload data plane); with ``--background``,
-  again with 1,000 or 3,000 services registered (confd: 0.8 s and 6.7 s);
-* churn: ``wrk -t2 -c20`` through nginx for D seconds while one server of the loaded
-  service joins and leaves every 500 ms: requests, non-2xx answers, socket errors and
-  reloads (the seed's confd stack: about 80,000 requests, 50-80 socket errors, 60 reloads);
-  once with the backends in a process of their own, once inside this one. The socket
-  errors are wrk's read errors on keep-alive connections that a retiring nginx worker
-  closes right after answering (about 5 per reload at 20 connections); they come from
-  the reload itself (the same with nginx answering directly) and only fewer reloads
-  (coalesced changes, or the zero-reload data plane) remove them.
+  again with 1,000 or 3,000 services registered (confd: 0.8 s and 6.7 s).
 
-    python bench/e2e_routing.py [--samples 30] [--churn 20] [--backend etcdv3|etcd] [--background 1000 3000]
+Churn under load (requests served, failures, reloads) is ``bench/churn.py``.
+
+    python bench/e2e_routing.py [--samples 30] [--backend etcdv3|etcd] [--background 1000 3000]
 """
 
 from __future__ import annotations
@@ -23,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,107 +137,9 @@ async def wait_pushed(stack: Stack, services: int, timeout: float = 120.0) -> No
             await asyncio.sleep(0.2)
 
 
-def parse_wrk(output: str) -> dict[str, int]:
-    found = re.search(r"(\d+) requests in", output)
-    figures = {"requests": int(found.group(1)) if found else 0}
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    figures["non2xx"] = int(non2xx.group(1)) if non2xx else 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    for name, value in zip(
-        ("connect", "read", "write", "timeout"), errors.groups() if errors else "0000", strict=True
-    ):
-        figures[f"socket_{name}"] = int(value)
-    return figures
-
-
-def reloads(stack: Stack) -> int:
-    assert stack.daemon is not None
-    return stack.daemon.log_path.read_text(errors="replace").count("command.reload.complete")
-
-
-async def churn(stack: Stack, seconds: int, in_process: bool) -> tuple[dict[str, int], int, int, bool]:
-    """wrk through nginx while one server joins and leaves every 500 ms.
-
-    The backends run in a process of their own (as real services do) unless ``in_process``.
-    """
-    assert stack.nginx is not None
-    ids = ["c1", "c2", "c3", "churner"]
-    if in_process:
-        servers = [DemoServer(i) for i in ids]
-        for server in servers:
-            await server.start()
-        ports = {s.server_id: s.port for s in servers}
-    else:
-        # One process per server, as real services run (and so they use both cores).
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "muster.stack.demo", sid, stdout=asyncio.subprocess.PIPE
-            )
-            for sid in ids
-        ]
-        ports = {}
-        for proc in procs:
-            assert proc.stdout is not None
-            line = (await proc.stdout.readline()).decode()
-            ports.update({k: int(v) for k, v in (item.split("=") for item in line.split())})
-    try:
-        for sid in ids[:3]:
-            value = json.dumps({"host": "127.0.0.1", "port": ports[sid]})
-            await asyncio.to_thread(stack.put, f"/services/churn/servers/{sid}", value)
-        url = f"{stack.nginx.url}/churn/"
-        async with aiohttp.ClientSession() as session:
-            await first_routed(session, url, "c1\n")
-        await settle(stack)
-        before = reloads(stack)
-        workers = stack.nginx.worker_pids()
-        wrk = await asyncio.create_subprocess_exec(
-            "wrk", "-t2", "-c20", f"-d{seconds}s", url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        key = "/services/churn/servers/churner"
-        value = json.dumps({"host": "127.0.0.1", "port": ports["churner"]})
-        changes = 0
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(wrk.wait()), 0.5)
-                break
-            except TimeoutError:
-                pass
-            if changes % 2 == 0:
-                await asyncio.to_thread(stack.put, key, value)
-            else:
-                await asyncio.to_thread(stack.delete, key)
-            changes += 1
-        output = (await wrk.stdout.read()).decode() if wrk.stdout else ""
-        await asyncio.sleep(0.5)
-        same_workers = stack.nginx.worker_pids() == workers
-        return parse_wrk(output), changes, reloads(stack) - before, same_workers
-    finally:
-        if not in_process:
-            for proc in procs:
-                proc.terminate()
-                await proc.wait()
-        else:
-            for server in servers:
-                await server.stop()
-
-
-def churn_line(
-    seconds: int, where: str, figures: dict[str, int], changes: int, count: int, same_workers: bool
-) -> str:
-    errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
-    detail = ", ".join(f"{k[7:]} {v}" for k, v in figures.items() if k.startswith("socket_"))
-    return (
-        f"churn {seconds}s, backends {where} (wrk -t2 -c20, a server joins/leaves every 500 ms): "
-        f"{figures['requests']} requests, {figures['non2xx']} non-2xx, {errors} socket errors ({detail}), "
-        f"{changes} changes, {count} reloads, nginx workers {'unchanged' if same_workers else 'replaced'}"
-    )
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--churn", type=int, default=20, help="seconds of churn under load (0: skip)")
     parser.add_argument("--backend", choices=["etcdv3", "etcd"], default="etcdv3")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -289,11 +182,6 @@ async def main() -> None:
                 few = max(5, args.samples // 3)
                 new_service, _ = await latency(stack, few, first=f"b{count}-", new_server=False)
                 print(summary(f"  ...with {loaded} services registered", new_service))
-            if args.churn and shutil.which("wrk"):
-                for in_process in (False, True):
-                    figures, changes, count, same = await churn(stack, args.churn, in_process)
-                    where = "in the benchmark's process" if in_process else "in their own process"
-                    print(churn_line(args.churn, where, figures, changes, count, same))
         finally:
             await asyncio.to_thread(stack.stop)
 
