@@ -19,9 +19,10 @@ import pytest
 from aiohttp import web
 
 from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.factory import close_backend, create_backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
-from muster.daemon import Daemon, close_backend, create_backend
+from muster.daemon import Daemon
 from muster.dataplane import Peer
 from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
 from muster.dataplane.haproxy_cli import HAProxyCLI

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from daemon_helpers import ConfDir, eventually
 
+from muster.backends.factory import create_backend
 from muster.config import Config
-from muster.daemon import Daemon, create_backend
+from muster.daemon import Daemon
 
 
 def config(confdir: ConfDir, **kw: object) -> Config:

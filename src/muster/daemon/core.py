@@ -1,4 +1,4 @@
-"""The daemon: keep every template resource in step with the backend (onetime, interval, watch).
+"""The ``Daemon``: keep every template resource in step with the backend (onetime, interval, watch).
 
 Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
 
@@ -14,9 +14,9 @@ Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
   are folded into one following batch that runs once the changes pause for
   ``debounce_window``, or ``debounce_max`` after the first of them at the latest.
 
-Nothing polls while idle: both tasks block on the backend or an ``Event``. Signals set an
-``Event`` (SIGINT/SIGTERM stop, SIGHUP re-reads conf.d) and the original handlers come back
-on exit. ``clock``/``sleep`` are injectable so the debounce can be tested without waiting.
+Nothing polls while idle: both tasks block on the backend or an ``Event``. To stop, cancel
+the mode's task; ``hangup()`` (SIGHUP, wired up by ``muster.daemon.main.run``) re-reads conf.d.
+``clock``/``sleep`` are injectable so the debounce can be tested without waiting.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
 from muster.backends.base import Backend
-from muster.config import Config, resolve_srv_nodes
+from muster.config import Config
+from muster.daemon.report import BatchReport, Failure, change_summary
 from muster.errors import (
     BackendError,
     ConfigError,
@@ -43,10 +42,10 @@ from muster.errors import (
 )
 from muster.log import kv
 from muster.resources.render import TemplateCache, render
-from muster.resources.spec import ResourceSpec, load_resources, require_dir
+from muster.resources.spec import ResourceSpec, load_resources
 from muster.resources.sync import SyncOptions, apply
 
-__all__ = ["BatchReport", "Daemon", "Failure", "capture_signals", "close_backend", "minimal_prefixes", "run"]
+__all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +54,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 1.0  # a restarted etcd must be noticed well within a second
-KEYS_LOGGED = 20
-CLOSE_TIMEOUT = 5.0
 INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop itself
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One resource (or resource file) that failed, and why."""
-
-    resource: str
-    error: Error
-
-
-@dataclass(slots=True)
-class BatchReport:
-    """What one batch did; ``backend_error`` means some snapshot could not be read at all."""
-
-    failures: list[Failure] = field(default_factory=list)
-    changed: int = 0
-    revision: int | None = None
-    backend_error: BackendError | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return max((f.error.exit_code for f in self.failures), default=0)
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -91,20 +66,6 @@ def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
             continue
         kept.append(root)
     return kept
-
-
-def _change_summary(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tuple[int, str]:
-    """How many keys changed, and a bounded ``+added -removed ~modified`` list (keys, never values)."""
-    if old is None:
-        return len(new), "initial"
-    added = [f"+{k}" for k in new.keys() - old.keys()]
-    removed = [f"-{k}" for k in old.keys() - new.keys()]
-    modified = [f"~{k}" for k, v in new.items() if old.get(k, v) != v]
-    changes = sorted(added + removed + modified, key=lambda s: s[1:])
-    text = ",".join(changes[:KEYS_LOGGED])
-    if len(changes) > KEYS_LOGGED:
-        text += f",...{len(changes) - KEYS_LOGGED} more"
-    return len(changes), text
 
 
 class Sink(Protocol):
@@ -215,7 +176,7 @@ class Daemon:
                 report.failures.extend(Failure(s.name, exc) for s in members)
                 continue
             revisions.append(snapshot.revision)
-            count, summary = _change_summary(self._previous.get(keys), snapshot.values)
+            count, summary = change_summary(self._previous.get(keys), snapshot.values)
             self._previous[keys] = snapshot.values
             (logger.info if count else logger.debug)(
                 kv(
@@ -511,101 +472,3 @@ class Daemon:
         if done:
             return "SIGHUP", None
         return "resync", None
-
-
-@contextlib.contextmanager
-def capture_signals(stop: asyncio.Event, hangup: Callable[[], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``, SIGHUP calls ``hangup``; the previous handlers are restored."""
-    loop = asyncio.get_running_loop()
-    handlers: dict[signal.Signals, Callable[[], None]] = {
-        signal.SIGINT: stop.set,
-        signal.SIGTERM: stop.set,
-        signal.SIGHUP: hangup,
-    }
-    originals: dict[signal.Signals, object] = {}
-
-    def handler_for(action: Callable[[], None]) -> Callable[[int, object], None]:
-        def handle(_sig: int, _frame: object) -> None:
-            loop.call_soon_threadsafe(action)
-
-        return handle
-
-    try:
-        for sig, action in handlers.items():
-            originals[sig] = signal.signal(sig, handler_for(action))
-    except ValueError:
-        pass  # not the main thread (e.g. embedded in a test runner): no signal handling
-    try:
-        yield
-    finally:
-        for sig, original in originals.items():
-            signal.signal(sig, original)  # type: ignore[arg-type]
-
-
-class _Stopped(Exception):
-    pass
-
-
-async def _raise_when_set(event: asyncio.Event) -> None:
-    await event.wait()
-    raise _Stopped
-
-
-async def run(config: Config, backend: Backend | None = None, *, diff_out: TextIO | None = None) -> int:
-    """Run the daemon as ``config`` says until done (onetime) or a signal; return the exit code."""
-    if backend is None:
-        require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
-        config = await asyncio.to_thread(resolve_srv_nodes, config)
-        backend = create_backend(config)
-    from muster.dataplane.setup import build_sink
-
-    sink, mode = build_sink(config)
-    if sink is not None and config.noop:
-        await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
-        sink = None
-    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode)
-    try:
-        if config.onetime:
-            return await daemon.run_once()
-        stop = asyncio.Event()
-        mode = "watch" if config.watch else "interval"
-        logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
-        with capture_signals(stop, daemon.hangup):
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(_raise_when_set(stop))
-                    tg.create_task(daemon.run_watch() if config.watch else daemon.run_interval())
-            except* _Stopped:
-                logger.info(kv("daemon.stopped", reason="signal"))
-        return 0
-    finally:
-        await close_backend(backend)
-
-
-async def close_backend(backend: Backend, timeout: float = CLOSE_TIMEOUT) -> None:
-    """``backend.aclose()``, but never let a stuck connection keep the process from exiting."""
-    try:
-        async with asyncio.timeout(timeout):
-            await backend.aclose()
-    except TimeoutError:
-        logger.warning(kv("backend.close.timeout", backend=type(backend).__name__, after_s=timeout))
-
-
-def create_backend(config: Config) -> Backend:
-    """The backend named by ``config.backend``, connected with confd's connection options."""
-    from muster.backends import BackendOptions, create
-
-    options = BackendOptions(
-        nodes=config.nodes,
-        scheme=config.scheme,
-        username=config.username,
-        password=config.password,
-        basic_auth=config.basic_auth,
-        client_cert=config.client_cert,
-        client_key=config.client_key,
-        client_ca_keys=config.client_cakeys,
-        client_insecure=config.client_insecure,
-        files=config.files,
-        filter=config.filter,
-    )
-    return create(config.backend, options)

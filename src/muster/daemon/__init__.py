@@ -1,0 +1,33 @@
+"""The daemon: keep every template resource in step with the backend, as ``muster confd`` runs it.
+
+Modules, by concept:
+
+* ``core``: the ``Daemon`` (conf.d, one batch, the onetime/interval/watch modes; theory of
+  operation there);
+* ``report``: what a batch did (``BatchReport``, ``Failure``);
+* ``signals``: SIGINT/SIGTERM stop, SIGHUP re-reads; the original handlers come back on exit;
+* ``main``: ``run()``, from a ``Config`` to an exit code.
+
+Opening and closing the backend a ``Config`` names lives in ``muster.backends.factory``; it
+is re-exported here for callers that used to find it in this module.
+"""
+
+from __future__ import annotations
+
+from muster.backends.factory import close_backend, create_backend
+from muster.daemon.core import Daemon, Sink, minimal_prefixes
+from muster.daemon.main import run
+from muster.daemon.report import BatchReport, Failure
+from muster.daemon.signals import capture_signals
+
+__all__ = [
+    "BatchReport",
+    "Daemon",
+    "Failure",
+    "Sink",
+    "capture_signals",
+    "close_backend",
+    "create_backend",
+    "minimal_prefixes",
+    "run",
+]

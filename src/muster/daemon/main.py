@@ -1,0 +1,50 @@
+"""``run()``: the daemon as ``muster confd`` starts it, from a ``Config`` to an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TextIO
+
+from muster.backends.base import Backend
+from muster.backends.factory import close_backend, create_backend
+from muster.config import Config, resolve_srv_nodes
+from muster.daemon.core import Daemon
+from muster.daemon.signals import Stopped, capture_signals, raise_when_set
+from muster.log import kv
+from muster.resources.spec import require_dir
+
+__all__ = ["run"]
+
+logger = logging.getLogger(__name__)
+
+
+async def run(config: Config, backend: Backend | None = None, *, diff_out: TextIO | None = None) -> int:
+    """Run the daemon as ``config`` says until done (onetime) or a signal; return the exit code."""
+    if backend is None:
+        require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
+        config = await asyncio.to_thread(resolve_srv_nodes, config)
+        backend = create_backend(config)
+    from muster.dataplane.setup import build_sink
+
+    sink, mode = build_sink(config)
+    if sink is not None and config.noop:
+        await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
+        sink = None
+    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode)
+    try:
+        if config.onetime:
+            return await daemon.run_once()
+        stop = asyncio.Event()
+        mode = "watch" if config.watch else "interval"
+        logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
+        with capture_signals(stop, daemon.hangup):
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(raise_when_set(stop))
+                    tg.create_task(daemon.run_watch() if config.watch else daemon.run_interval())
+            except* Stopped:
+                logger.info(kv("daemon.stopped", reason="signal"))
+        return 0
+    finally:
+        await close_backend(backend)
