@@ -440,6 +440,12 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         fail("dataplane", f"dataplane must be auto, lua, haproxy or reload, not {config.dataplane!r}")
     if config.dataplane in ("lua", "haproxy") and not config.dataplane_admin:
         fail("dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)")
+    if config.dataplane_admin and config.dataplane != "haproxy":  # haproxy's: a socket path
+        from muster.dataplane.admin import admin_address_problem
+
+        problem = admin_address_problem(config.dataplane_admin)
+        if problem is not None:
+            fail("dataplane_admin", f"dataplane-admin: {problem}")
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
 

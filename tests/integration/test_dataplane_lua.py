@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from muster.dataplane import AdminError, DataPlane, LuaAdmin, Peer
+from muster.dataplane.admin import admin_address_problem
 from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
 from muster.stack.nginx import NginxProcess, nginx_available
 
@@ -198,3 +201,51 @@ async def test_unreachable_admin_is_a_clear_error(tmp_path: Path) -> None:
     async with LuaAdmin(f"unix:{tmp_path / 'missing.sock'}") as client:
         with pytest.raises(AdminError, match="nginx admin endpoint"):
             await DataPlane(client).apply({})
+
+
+def test_admin_refuses_clients_from_elsewhere(tmp_path: Path) -> None:
+    # The admin location wired into a TCP server whose client address comes from a
+    # header (realip): nginx sees 10.1.2.3 and 127.0.0.1 alike, and only the latter may push.
+    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
+    proc = NginxProcess(
+        tmp_path / "nginx", main_snippets=[main_block()], http_snippets=[http_block(settings)]
+    )
+    proc.write_config()
+    (proc.include_dir / "exposed.conf").write_text(
+        "server {\n"
+        f"    listen 127.0.0.1:{proc.port};\n"
+        "    set_real_ip_from 127.0.0.1;\n"
+        "    real_ip_header X-Real-IP;\n"
+        '    location /muster/ { content_by_lua_block { require("muster_admin").handle() } }\n'
+        "}\n"
+    )
+    with proc:
+        url = f"{proc.url}/muster/state"
+        remote = urllib.request.Request(url, headers={"X-Real-IP": "10.1.2.3"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(remote, timeout=5)
+        refused.value.close()  # the error holds the response open
+        assert refused.value.code == 403
+        local = urllib.request.Request(url, headers={"X-Real-IP": "127.0.0.1"})
+        with urllib.request.urlopen(local, timeout=5) as resp:
+            assert resp.status == 200 and resp.read().startswith(b"generation")
+
+
+def test_admin_address_must_be_local() -> None:
+    for address in (
+        "unix:/run/muster/admin.sock",
+        "http://127.0.0.1:9000",
+        "http://[::1]:9000",
+        "http://localhost:1",
+    ):
+        assert admin_address_problem(address) is None, address
+    for address in (
+        "http://10.0.0.5:9000",
+        "https://127.0.0.1:9000",
+        "unix:",
+        "127.0.0.1:9000",
+        "http://h:1",
+    ):
+        assert admin_address_problem(address) is not None, address
+    with pytest.raises(AdminError, match="loopback only"):
+        LuaAdmin("http://192.0.2.1:9000")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ import aiohttp
 from muster.errors import Error
 from muster.log import kv
 
-__all__ = ["AdminError", "AdminState", "LuaAdmin"]
+__all__ = ["AdminError", "AdminState", "LuaAdmin", "admin_address_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,25 @@ class AdminState:
     services: dict[str, int]
 
 
+def admin_address_problem(address: str) -> str | None:
+    """Why ``address`` is not an admin endpoint muster talks to, or None if it is.
+
+    Only ``unix:PATH`` or ``http://`` on a loopback address: membership changes travel
+    unauthenticated, so the endpoint must not be reachable from another host.
+    """
+    if address.startswith("unix:"):
+        return None if len(address) > len("unix:") else "unix: needs the socket's path"
+    url = urllib.parse.urlsplit(address)
+    host = url.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if url.scheme != "http" or not loopback or url.path.strip("/"):
+        return f"{address!r} is neither unix:PATH nor http://127.0.0.1:PORT (loopback only)"
+    return None
+
+
 @contextmanager
 def _map_errors(what: str) -> Iterator[None]:
     try:
@@ -42,6 +63,9 @@ class LuaAdmin:
     """Talks to ``unix:/path/admin.sock`` or ``http://127.0.0.1:PORT``; loopback only."""
 
     def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+        problem = admin_address_problem(address)
+        if problem is not None:
+            raise AdminError(f"nginx admin endpoint: {problem}")
         self.address = address
         if address.startswith("unix:"):
             self._connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=address[5:])

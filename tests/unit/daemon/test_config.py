@@ -228,3 +228,13 @@ def test_unreadable_config_file_is_an_error(tmp_path: Path) -> None:
         load({"config_file": str(tmp_path / "dir.toml")}, {})
     with pytest.raises(ConfigError, match="does not exist"):
         toml_layer(tmp_path / "absent.toml", required=True)
+
+
+def test_dataplane_admin_must_be_local(tmp_path: Path) -> None:
+    flags = {"config_file": str(tmp_path / "none.toml"), "dataplane": "lua"}
+    with pytest.raises(ConfigError, match=r"dataplane-admin: .*loopback only\) \(from flags"):
+        load({**flags, "dataplane_admin": "http://10.0.0.5:9000"}, {})
+    assert load({**flags, "dataplane_admin": "unix:/run/muster/admin.sock"}, {}).dataplane == "lua"
+    # haproxy's runtime API is a socket path, given with or without unix:.
+    config = load({**flags, "dataplane": "haproxy", "dataplane_admin": "/run/haproxy/admin.sock"}, {})
+    assert config.dataplane_admin == "/run/haproxy/admin.sock"

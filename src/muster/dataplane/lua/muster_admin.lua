@@ -71,7 +71,17 @@ local function state()
     end
 end
 
+-- Membership changes are unauthenticated: only a unix socket or loopback client may
+-- make them, even if this location is wired into a server that listens elsewhere.
+local function local_client()
+    local addr = ngx.var.remote_addr or ""
+    return addr == "unix:" or addr == "::1" or addr:find("^127%.") ~= nil
+end
+
 function M.handle()
+    if not local_client() then
+        return fail(403, "admin endpoint: unix socket or loopback clients only")
+    end
     local method = ngx.req.get_method()
     local uri = ngx.var.uri
     local name = uri:match("^/muster/services/(.+)$")
