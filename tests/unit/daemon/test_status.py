@@ -1,0 +1,94 @@
+"""The status server: readiness follows the batches, metrics parse as Prometheus text."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from muster.errors import ConfigError
+from muster.status import Status, StatusServer, parse_address
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_764_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_readiness_follows_the_batches() -> None:
+    clock = Clock()
+    status = Status(stale_after=600, clock=clock)
+    assert status.readiness() == (False, "no batch has completed yet")
+    status.record(failures={}, changed=1, revision=7, backend_failed=False, seconds=0.01)
+    assert status.readiness() == (True, "ok")
+    status.record(
+        failures={"nginx": "template: x:1: bad"}, changed=0, revision=8, backend_failed=False, seconds=0
+    )
+    assert status.readiness() == (False, "the last batch failed for: nginx")
+    status.record(failures={}, changed=0, revision=None, backend_failed=False, seconds=0)
+    assert status.readiness()[0] and status.revision == 8, "a snapshot without revision keeps the last"
+    clock.now += 601
+    ready, reason = status.readiness()
+    assert not ready and "no successful batch for 601 s" in reason
+    status.record(failures={"dataplane": "down"}, changed=0, revision=9, backend_failed=True, seconds=0)
+    assert status.readiness() == (False, "the last batch could not read the backend")
+    assert (status.batches, status.failed_batches, status.backend_errors, status.files_changed) == (
+        4,
+        2,
+        1,
+        1,
+    )
+
+
+def test_metrics_are_prometheus_text() -> None:
+    status = Status(clock=Clock())
+    text = status.metrics()
+    assert "muster_last_success_time_seconds" not in text, "no sample before the first success"
+    status.record(failures={}, changed=2, revision=42, backend_failed=False, seconds=0.25)
+    samples = {}
+    for line in status.metrics().splitlines():
+        if line.startswith("#"):
+            assert line.split()[1] in ("HELP", "TYPE")
+            continue
+        name, value = line.split()
+        samples[name] = float(value)
+    assert samples["muster_ready"] == 1 and samples["muster_backend_revision"] == 42
+    assert samples["muster_files_changed_total"] == 2 and samples["muster_batch_seconds_total"] == 0.25
+    # Timestamps keep every digit (a %g format would round them to 1,000 s).
+    assert samples["muster_last_success_time_seconds"] == 1_764_000_000
+
+
+def test_addresses() -> None:
+    assert parse_address("127.0.0.1:9101") == ("127.0.0.1", 9101)
+    assert parse_address("[::1]:0") == ("::1", 0)
+    for bad in ("9101", "127.0.0.1:", ":9101", "h:99999", "h:x"):
+        with pytest.raises(ConfigError, match="status-addr"):
+            parse_address(bad)
+
+
+async def test_server_answers_over_http() -> None:
+    status = Status()
+    server = StatusServer(status, "127.0.0.1:0")
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/healthz") as resp:
+                assert resp.status == 200
+            async with session.get(f"{base}/readyz") as resp:
+                assert resp.status == 503 and "no batch" in await resp.text()
+            status.record(failures={}, changed=0, revision=3, backend_failed=False, seconds=0.0)
+            async with session.get(f"{base}/readyz") as resp:
+                assert resp.status == 200
+            async with session.get(f"{base}/metrics") as resp:
+                assert resp.status == 200 and "muster_backend_revision 3\n" in await resp.text()
+            async with session.get(f"{base}/status") as resp:
+                body = await resp.json()
+                assert body["ready"] is True and body["revision"] == 3
+        # The port is taken now: a second server says so, naming the flag.
+        with pytest.raises(ConfigError, match="status-addr: cannot listen"):
+            await StatusServer(Status(), f"127.0.0.1:{server.port}").start()
+    finally:
+        await server.aclose()
