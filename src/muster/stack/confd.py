@@ -7,8 +7,6 @@ Synchronous like the other drivers in this package.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -18,8 +16,6 @@ from muster.errors import Error
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["DaemonProcess"]
-
-_STOP_GRACE = 10.0
 
 
 class DaemonProcess(ManagedProcess):
@@ -70,14 +66,7 @@ class DaemonProcess(ManagedProcess):
         if self.running:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
-            )  # fmt: skip
-        finally:
-            log.close()
+        self._spawn(self.command(), self.log_path)
 
     def wait_file(self, path: Path, timeout: float = 15.0) -> None:
         """Wait until the daemon has written ``path``; raise ``Error`` with its log if not."""
@@ -88,31 +77,6 @@ class DaemonProcess(ManagedProcess):
             if time.monotonic() > deadline:
                 raise Error(f"muster confd did not write {path} within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.02)
-
-    def stop(self, timeout: float = _STOP_GRACE) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``; always reaps. Safe when not running."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL (a crash) and reap."""
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-        self._proc = None
 
     def log_tail(self, lines: int = 30) -> str:
         return log_tail(self.log_path, lines)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -49,7 +48,6 @@ __all__ = [
 ]
 
 ETCD_BINARY = "/usr/bin/etcd"
-_STOP_GRACE = 10.0
 
 # Members this interpreter started and has not stopped: stopped at exit, so a crashed
 # `muster up` or an interrupted test run leaves no etcd behind (SIGKILL of the parent still does).
@@ -264,14 +262,7 @@ class EtcdProcess(ManagedProcess):
                 self.client_port, self.peer_port = free_port(), free_port()
 
     def _launch(self) -> None:
-        log = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
-            )  # fmt: skip
-        finally:
-            log.close()
+        self._spawn(self.command(), self.log_path)
         _RUNNING.add(self)
 
     def health(self, timeout: float = 1.0) -> bool:
@@ -297,33 +288,12 @@ class EtcdProcess(ManagedProcess):
                 raise Error(f"etcd {self.name} not healthy after {timeout}s:\n{self.log_tail()}")
             time.sleep(0.02)
 
-    def stop(self, timeout: float = _STOP_GRACE) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``; always reaps. Safe when not running."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGCONT)  # a paused member cannot handle SIGTERM
-                proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._proc = None
-        _RUNNING.discard(self)
+    def _request_stop(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGCONT)  # a paused member cannot handle SIGTERM
+        proc.terminate()
 
-    def kill(self) -> None:
-        """SIGKILL (a crash: no graceful shutdown) and reap."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        proc.wait()
-        self._proc = None
+    def _reaped(self, proc: subprocess.Popen[bytes]) -> None:
+        super()._reaped(proc)
         _RUNNING.discard(self)
 
     def pause(self) -> None:

@@ -51,7 +51,6 @@ __all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available", "stock_dir",
 log = logging.getLogger(__name__)
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
-_STOP_GRACE = 10.0
 
 
 def haproxy_available(binary: str = HAPROXY_BINARY) -> bool:
@@ -61,6 +60,10 @@ def haproxy_available(binary: str = HAPROXY_BINARY) -> bool:
 
 class HAProxyProcess(ManagedProcess):
     """One HAProxy master (``-W -db``) with its worker; a context manager."""
+
+    # Workers still draining after the soft stop (or orphaned by a killed master) are in the
+    # master's group: its id stays reserved while any member lives, so stopping kills the group.
+    kills_group = True
 
     def __init__(
         self,
@@ -194,13 +197,7 @@ backend muster_unknown
         self.write_run_config(live=False)
         for sock in (self.admin_socket, self.master_socket):
             sock.unlink(missing_ok=True)
-        out = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-            )
-        finally:
-            out.close()
+        self._spawn(self.command(), self.log_path)
         try:
             self._wait_serving(timeout)
         except BaseException:
@@ -231,24 +228,8 @@ backend muster_unknown
         """Reload with the live slots written into the config; return the new worker's pid."""
         return reload_layout(self.state_dir, timeout=timeout, proc=self)
 
-    def stop(self) -> None:
-        """Stop the master and its workers; never leaves a process behind."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGUSR1)  # soft stop: finish requests, then exit
-            try:
-                proc.wait(_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        # Workers still draining (or orphaned by a killed master) are in the master's
-        # process group (start_new_session): its id stays reserved while any member lives.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self._proc = None
+    def _request_stop(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGUSR1)  # soft stop: finish requests, then exit
 
     def _log_tail(self, lines: int = 15) -> str:
         return log_tail(self.log_path, lines, "(no log)")

@@ -33,8 +33,6 @@ import grp
 import os
 import pwd
 import shlex
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -56,7 +54,6 @@ from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available", "python_helper"]
 
-_STOP_GRACE = 10.0
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -73,6 +70,10 @@ class NginxProcess(ManagedProcess):
     ``127.0.0.1:status_port`` answers ``/.muster/ping`` (with the answering worker's pid)
     and ``/.muster/nginx-status`` (stub_status).
     """
+
+    # SIGTERM is nginx's fast shutdown; workers orphaned by a master that died hard stay in
+    # its group, holding the listening sockets, so stopping also kills the group.
+    kills_group = True
 
     def __init__(
         self,
@@ -296,14 +297,7 @@ location / {{
     def _launch(self) -> None:
         with contextlib.suppress(OSError):
             self.pid_path.unlink()  # a stale pid file must not pass for this master's
-        log = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
-            )  # fmt: skip
-        finally:
-            log.close()
+        self._spawn(self.command(), self.log_path)
 
     def ping(self, timeout: float = 1.0) -> int | None:
         """GET ``/.muster/ping``: the pid of the worker that answered, or None."""
@@ -357,44 +351,6 @@ location / {{
             self.write_config()
         return reload_nginx(self.pid_path, timeout=timeout)
 
-    def stop(self, timeout: float = _STOP_GRACE) -> None:
-        """SIGTERM the master (fast shutdown), SIGKILL after ``timeout``; then kill any
-        worker left behind. Always reaps. Safe when not running."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._kill_group(proc.pid)
-        self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the master and its workers (a crash) and reap."""
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-        self._kill_group(proc.pid)
-        self._proc = None
-
-    @staticmethod
-    def _kill_group(master: int, timeout: float = 5.0) -> None:
-        # The master leads its own process group (start_new_session); workers stay in it even
-        # after a master that died hard left them orphaned, holding the listening sockets.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(master, signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while _group_members(master) and time.monotonic() < deadline:
-            time.sleep(0.005)
-
     def restart(self, *, timeout: float = 15.0) -> None:
         """Stop and start again on the same ports (a fresh master: shared memory is lost)."""
         self.stop()
@@ -413,20 +369,6 @@ def python_helper() -> str:
     """
     parent = Path(muster.__file__).parent.parent
     return f"PYTHONPATH={shlex.quote(str(parent))} {shlex.quote(sys.executable)} -S -m muster.nginxctl"
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[0] != "Z" and fields[2] == str(pgid):
-                found.append(int(entry))
-    return found
 
 
 def _indent(snippet: str) -> str:

@@ -1,13 +1,20 @@
-"""What every process driver of the local stack shares: pid, liveness, log tail, ``with``."""
+"""What every process driver of the local stack shares: launch, stop, pid, liveness, log tail, ``with``."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
-__all__ = ["ManagedProcess", "log_tail"]
+__all__ = ["STOP_GRACE", "ManagedProcess", "group_members", "kill_group", "log_tail"]
+
+STOP_GRACE = 10.0  # seconds a child gets to shut down cleanly before SIGKILL
 
 
 def log_tail(path: Path, lines: int, missing: str = "") -> str:
@@ -19,15 +26,44 @@ def log_tail(path: Path, lines: int, missing: str = "") -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and fields[2] == str(pgid):
+                found.append(int(entry))
+    return found
+
+
+def kill_group(pgid: int, timeout: float = 5.0) -> None:
+    """SIGKILL process group ``pgid``; return once none of it lives, or after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 class ManagedProcess:
-    """Base of the drivers: ``_proc`` is the child while it runs; ``with`` starts and stops it."""
+    """Base of the drivers: ``_proc`` is the child while it runs; ``with`` starts and stops it.
+
+    ``_spawn`` starts the child in a session of its own, so it leads a process group. Drivers
+    differ in two small ways only: how the child is asked to shut down (``_request_stop``,
+    SIGTERM unless overridden) and whether workers can outlive it (``kills_group``).
+    """
 
     _proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        raise NotImplementedError
+    #: The child forks workers that stay in its process group, and may outlive a master that
+    #: died hard (holding the listening sockets): once it is reaped, SIGKILL the whole group.
+    kills_group: ClassVar[bool] = False
 
-    def stop(self) -> None:
+    def start(self) -> None:
         raise NotImplementedError
 
     @property
@@ -38,6 +74,52 @@ class ManagedProcess:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def _spawn(self, command: Sequence[str], log_path: Path) -> None:
+        """Launch ``command`` as ``_proc``, its stdout and stderr appended to ``log_path``."""
+        log = log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill it before we do
+            )  # fmt: skip
+        finally:
+            log.close()
+
+    def _request_stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """Ask the child to shut down cleanly (SIGTERM here)."""
+        proc.terminate()
+
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        """``_request_stop``, then SIGKILL after ``timeout``; always reaps. Safe when not running."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._request_stop(proc)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._reaped(proc)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: no clean shutdown) and reap. Safe when not running."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # a no-op once the child has exited
+        proc.wait()
+        self._reaped(proc)
+
+    def _reaped(self, proc: subprocess.Popen[bytes]) -> None:
+        """The child is gone: kill what it left in its group (``kills_group``), forget it."""
+        if self.kills_group:
+            kill_group(proc.pid)
+        self._proc = None
 
     def __enter__(self) -> Self:
         self.start()
