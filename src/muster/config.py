@@ -142,6 +142,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o("dataplane_admin", "dataplane-admin", "dataplane_admin", "str", "nginx admin endpoint (unix:PATH)"),
     _o("dataplane_root", "dataplane-root", "dataplane_root", "str", "registry root of the services"),
+    _o(
+        "status_addr",
+        "status-addr",
+        "status_addr",
+        "str",
+        "serve /healthz, /readyz, /metrics and /status on HOST:PORT (watch and interval modes)",
+    ),
     # Accepted for compatibility with confd's other backends; muster has no use for them.
     _o(None, "auth-type", "auth_type", "str", "Vault auth backend type (unused by muster)"),
     _o(None, "auth-token", "auth_token", "str", "Auth bearer token (unused by muster)"),
@@ -192,6 +199,7 @@ class Config:
     dataplane: str = "auto"
     dataplane_admin: str = ""
     dataplane_root: str = "/services"
+    status_addr: str = ""
 
     @property
     def resource_dir(self) -> Path:
@@ -446,6 +454,13 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         problem = admin_address_problem(config.dataplane_admin)
         if problem is not None:
             fail("dataplane_admin", f"dataplane-admin: {problem}")
+    if config.status_addr:
+        from muster.status import parse_address
+
+        try:
+            parse_address(config.status_addr)
+        except ConfigError as exc:
+            fail("status_addr", str(exc))
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
 
