@@ -44,6 +44,7 @@ from muster.log import kv
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
 from muster.resources.sync import SyncOptions, apply
+from muster.status import Status
 
 __all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
 
@@ -96,8 +97,10 @@ class Daemon:
         diff_out: TextIO | None = None,
         sinks: Sequence[Sink] = (),
         dataplane: str | None = None,
+        status: Status | None = None,
     ) -> None:
         self.config = config
+        self.status = status
         self.sinks = list(sinks)
         self.backend = backend
         self.clock = clock
@@ -223,6 +226,7 @@ class Daemon:
         self.batches += 1  # counted when done, so tests can wait for a finished batch
         known = [r for r in revisions if r is not None]
         report.revision = min(known) if known and len(known) == len(revisions) else None
+        seconds = self.clock() - started
         logger.info(
             kv(
                 "batch.complete",
@@ -231,9 +235,17 @@ class Daemon:
                 changed=report.changed,
                 failed=len(report.failures),
                 revision=report.revision,
-                duration_ms=round((self.clock() - started) * 1000, 1),
+                duration_ms=round(seconds * 1000, 1),
             )
         )
+        if self.status is not None:
+            self.status.record(
+                failures={f.resource: str(f.error) for f in report.failures},
+                changed=report.changed,
+                revision=max(known) if known else None,
+                backend_failed=report.backend_error is not None,
+                seconds=seconds,
+            )
         return report
 
     async def _feed(self, sink: Sink, report: BatchReport) -> int | None:

@@ -13,6 +13,7 @@ from muster.daemon.core import Daemon
 from muster.daemon.signals import Stopped, capture_signals, raise_when_set
 from muster.log import kv
 from muster.resources.spec import require_dir
+from muster.status import Status, StatusServer
 
 __all__ = ["run"]
 
@@ -31,10 +32,17 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
     if sink is not None and config.noop:
         await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
         sink = None
-    daemon = Daemon(config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode)
+    status = Status(stale_after=stale_after(config))
+    server = StatusServer(status, config.status_addr) if config.status_addr and not config.onetime else None
+    daemon = Daemon(
+        config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status
+    )
     try:
         if config.onetime:
             return await daemon.run_once()
+        if server is not None:
+            await server.start()
+            logger.info(kv("status.listening", address=f"{server.host}:{server.port}"))
         stop = asyncio.Event()
         mode = "watch" if config.watch else "interval"
         logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
@@ -47,4 +55,17 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
                 logger.info(kv("daemon.stopped", reason="signal"))
         return 0
     finally:
+        if server is not None:
+            await server.aclose()
         await close_backend(backend)
+
+
+def stale_after(config: Config) -> float:
+    """How long without a successful batch before /readyz says 503: two missed rounds.
+
+    In watch mode the periodic resync runs a batch even when nothing changes; without
+    it (``-resync-interval 0``) a quiet registry is indistinguishable from a dead watch,
+    so staleness is not judged.
+    """
+    period = config.resync_interval if config.watch else config.interval
+    return 2 * period + 30 if period else 0.0
