@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -249,3 +250,35 @@ def test_admin_address_must_be_local() -> None:
         assert admin_address_problem(address) is not None, address
     with pytest.raises(AdminError, match="loopback only"):
         LuaAdmin("http://192.0.2.1:9000")
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_ipv6_peers_are_balanced_and_retried(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="v6")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "::1", 0).start()
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        dead = sock.getsockname()[1]  # bound, never listening: connections are refused
+        try:
+            live = runner.addresses[0][1]
+            await DataPlane(admin).apply({"hello": [Peer("::1", live), Peer("::1", dead)]})
+            assert await hits(f"http://127.0.0.1:{nginx.port}/hello/", 10) == Counter({"200 v6": 10})
+            # The failed peer is recognised in $upstream_addr's "[::1]:PORT" form and left out.
+            assert 1 <= nginx.log_path.read_text().count(f"[::1]:{dead}/") <= 2
+        finally:
+            await runner.cleanup()

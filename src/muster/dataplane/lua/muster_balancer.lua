@@ -36,9 +36,13 @@ end
 local function parse(raw)
     local peers = {}
     for host, port, weight in raw:gmatch("([%w%.:%-]+) (%d+) (%d+)\n") do
-        -- The id is the peer as $upstream_addr writes it.
-        local id = host:find(":", 1, true) and "[" .. host .. "]:" .. port or host .. ":" .. port
-        peers[#peers + 1] = {host = host, port = tonumber(port), weight = tonumber(weight), id = id, cw = 0}
+        -- nginx parses an IPv6 host only in brackets (set_current_peer says "invalid port"
+        -- otherwise); the id is the peer as $upstream_addr writes it.
+        if host:find(":", 1, true) then
+            host = "[" .. host .. "]"
+        end
+        peers[#peers + 1] = {host = host, port = tonumber(port), weight = tonumber(weight),
+                             id = host .. ":" .. port, cw = 0}
     end
     return peers
 end
