@@ -282,3 +282,20 @@ async def test_ipv6_peers_are_balanced_and_retried(nginx: NginxProcess, admin: L
             assert 1 <= nginx.log_path.read_text().count(f"[::1]:{dead}/") <= 2
         finally:
             await runner.cleanup()
+
+
+def test_a_location_without_a_service_name_is_a_clear_error(tmp_path: Path) -> None:
+    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
+    proc = NginxProcess(
+        tmp_path / "nginx", main_snippets=[main_block()], http_snippets=[http_block(settings)]
+    )
+    proc.write_config()
+    (proc.include_dir / "nameless.conf").write_text(
+        f"server {{ listen 127.0.0.1:{proc.port}; location / {{ proxy_pass http://muster_balancer; }} }}\n"
+    )
+    with proc:
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(f"{proc.url}/x/", timeout=5)
+        failed.value.close()
+        assert failed.value.code == 500
+        assert "sets no $muster_service" in proc.log_path.read_text()

@@ -175,6 +175,10 @@ local function tried_so_far()
 end
 
 function M.balance(name)
+    if name == nil or name == "" then
+        ngx.log(ngx.ERR, "muster: proxy_pass to muster_balancer from a location that sets no $muster_service")
+        return ngx.exit(500)
+    end
     -- The catch-all location looked the service up moments ago in this request.
     local c = cache[name]
     local peers = c and c.peers or lookup(name)
