@@ -192,6 +192,11 @@ async def test_stale_services_from_an_earlier_muster_are_dropped(admin: LuaAdmin
 async def test_admin_refuses_bad_input(admin: LuaAdmin) -> None:
     with pytest.raises(AdminError, match="400"):
         await admin.put_service("hello", b"1.2.3.4; include /etc/passwd 80 1\n")
+    # Names cannot be resolved in the balancer phase; ports and weights in nginx's ranges.
+    for line in (b"example.com 80 1", b"1.2.3.256 80 1", b"10.0.0.1 0 1", b"10.0.0.1 80 0", b"::g 80 1"):
+        with pytest.raises(AdminError, match="bad peer line"):
+            await admin.put_service("hello", line + b"\n")
+    await admin.put_service("hello", b"10.0.0.1 65535 1000\n::ffff:10.0.0.2 1 1\n")
     with pytest.raises(AdminError, match="400"):
         await admin.put_service("bad}name", b"")
     with pytest.raises(AdminError, match="404"):

@@ -12,7 +12,25 @@ local M = {}
 
 local dict = ngx.shared.muster
 local NAME = "^[%w%._%-]+$"
-local LINE = "^[%w%.:%-]+ %d+ %d+$"
+local LINE = "^(%S+) (%d+) (%d+)$"
+
+-- The balancer phase cannot resolve names: only IPv4 or IPv6 literals, a port and a
+-- weight in nginx's ranges (muster resolves and validates before it pushes).
+local function valid_peer(line)
+    local host, port, weight = line:match(LINE)
+    if not host then
+        return false
+    end
+    port, weight = tonumber(port), tonumber(weight)
+    if port < 1 or port > 65535 or weight < 1 or weight > 1000 then
+        return false
+    end
+    if host:find(":", 1, true) then
+        return host:match("^[%x:%.]+$") ~= nil
+    end
+    local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    return a ~= nil and tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256
+end
 
 local function fail(status, msg)
     ngx.status = status
@@ -42,7 +60,7 @@ local function put_service(name)
     end
     local count = 0
     for line in data:gmatch("([^\n]*)\n") do
-        if not line:match(LINE) then
+        if not valid_peer(line) then
             return fail(400, "bad peer line: " .. line)
         end
         count = count + 1
