@@ -75,6 +75,11 @@ class Status:
         if revision is not None:
             self.revision = revision
 
+    def recovered(self, name: str) -> None:
+        """``name`` (e.g. the data plane, after its own retry) works again since the last batch."""
+        if self.errors.pop(name, None) is not None and not self.errors and not self.backend_failed:
+            self.last_success = self.clock()
+
     def readiness(self) -> tuple[bool, str]:
         """Whether the daemon is in step with the registry, and why not."""
         if self.last_batch is None:

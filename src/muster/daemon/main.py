@@ -27,12 +27,16 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         config = await asyncio.to_thread(resolve_srv_nodes, config)
         backend = create_backend(config)
     from muster.dataplane.setup import build_sink
+    from muster.dataplane.sink import MembershipSink
 
     sink, mode = build_sink(config)
     if sink is not None and config.noop:
         await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
         sink = None
     status = Status(stale_after=stale_after(config))
+    if isinstance(sink, MembershipSink):
+        # A push that failed in a batch is retried by the sink's own verify loop.
+        sink.on_verified = lambda: status.recovered("dataplane")
     server = StatusServer(status, config.status_addr) if config.status_addr and not config.onetime else None
     daemon = Daemon(
         config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status

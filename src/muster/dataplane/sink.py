@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from muster.dataplane.admin import AdminError
@@ -67,6 +67,8 @@ class MembershipSink:
         self._index = MembershipIndex(self.root)
         self._dns_names: set[str] = set()  # services with servers named by DNS
         self._lock = asyncio.Lock()
+        #: Called after each verify that found (or made) nginx hold the membership.
+        self.on_verified: Callable[[], None] | None = None
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -103,6 +105,9 @@ class MembershipSink:
                     await self.plane.apply(self._desired, verify=True)
                 except AdminError as exc:
                     log.warning(kv("dataplane.verify.failed", error=exc))
+                else:
+                    if self.on_verified is not None:
+                        self.on_verified()
 
     async def aclose(self) -> None:
         await self.plane.admin.aclose()

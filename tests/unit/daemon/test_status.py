@@ -92,3 +92,15 @@ async def test_server_answers_over_http() -> None:
             await StatusServer(Status(), f"127.0.0.1:{server.port}").start()
     finally:
         await server.aclose()
+
+
+def test_a_data_plane_that_recovers_on_its_own_makes_the_daemon_ready() -> None:
+    clock = Clock()
+    status = Status(stale_after=600, clock=clock)
+    status.record(failures={"dataplane": "unreachable"}, changed=0, revision=1, backend_failed=False, seconds=0)
+    assert not status.readiness()[0]
+    clock.now += 5
+    status.recovered("nginx")  # not what failed: nothing changes
+    assert not status.readiness()[0]
+    status.recovered("dataplane")
+    assert status.readiness() == (True, "ok") and status.last_success == clock.now
