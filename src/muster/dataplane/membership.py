@@ -74,11 +74,13 @@ class MembershipIndex:
                 if self.services.pop(name, None) is not None:
                     result.add(name)
                 continue
-            if name in flipped and name not in touched:
+            source = index
+            if name not in touched:
                 # A name that became valid only now: index its servers too.
-                servers = index_services(self._keys[name].items(), [name], self.root).services[name]
+                source = index_services(self._keys[name].items(), [name], self.root)
+                servers = source.services[name]
             mine = f"{prefix}{name}/"
-            self._rejected[name] = {k: v for k, v in index.rejected.items() if k.startswith(mine)}
+            self._rejected[name] = {k: v for k, v in source.rejected.items() if k.startswith(mine)}
             members = [(s.Host, s.Port, s.Weight) for s in servers]
             if self.services.get(name) != members:
                 self.services[name] = members

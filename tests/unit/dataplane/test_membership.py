@@ -19,6 +19,12 @@ def full(values: dict[str, str]) -> dict[str, Entries]:
     return {n: [(s.Host, s.Port, s.Weight) for s in servers] for n, servers in index.services.items()}
 
 
+def full_rejected(values: dict[str, str]) -> dict[str, str]:
+    rests = (k[len(ROOT) + 1 :] for k in values if k.startswith(ROOT + "/"))
+    names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
+    return dict(index_services(values.items(), names, ROOT).rejected)
+
+
 def server(host: str, port: int, weight: int | None = None) -> str:
     value: dict[str, object] = {"host": host, "port": port}
     if weight is not None:
@@ -57,13 +63,16 @@ def test_a_name_freed_from_a_case_collision_gets_its_servers() -> None:
     values = {
         f"{ROOT}/API/servers/1": server("10.0.0.1", 80),
         f"{ROOT}/api/servers/1": server("10.0.0.2", 80),
+        f"{ROOT}/api/servers/2": "{",
     }
     index.update(values)
     assert index.services == {"API": [("10.0.0.1", 80, 1)]}
+    assert set(index.rejected()) == {f"{ROOT}/api"}
     del values[f"{ROOT}/API/servers/1"]
     # "api" itself did not change, but it is valid now that "API" is gone.
     assert index.update(values) == {"API", "api"}
     assert index.services == {"api": [("10.0.0.2", 80, 1)]}
+    assert set(index.rejected()) == {f"{ROOT}/api/servers/2"}
 
 
 def test_random_histories_match_a_full_validation() -> None:
@@ -83,4 +92,5 @@ def test_random_histories_match_a_full_validation() -> None:
         changed = index.update(dict(values))
         expected = full(values)
         assert index.services == expected
+        assert index.rejected() == full_rejected(values)
         assert changed == {n for n in before.keys() | expected.keys() if before.get(n) != expected.get(n)}
