@@ -380,7 +380,15 @@ def helper_funcs() -> dict[str, GoFunc]:
         ("seq", _seq, ii, None),
         ("atoi", atoi, s, None),
     ]
-    return {name: GoFunc(fn, params, variadic=var, name=name) for name, fn, params, var in table}
+    return {
+        name: GoFunc(fn, params, variadic=var, name=name, mutates=name in _IN_PLACE)
+        for name, fn, params, var in table
+    }
+
+
+# The helpers that write their slice argument's elements in place: a template calling
+# one sees Go's index/range element references change (gotemplate/alias.py).
+_IN_PLACE = frozenset({"reverse", "sortByLength", "sortKVByLength"})
 
 
 def func_map(store: KVStore) -> dict[str, GoFunc]:

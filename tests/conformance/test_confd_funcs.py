@@ -25,14 +25,7 @@ from muster.render_cmd import render
 
 CASES = sorted(p for p in (Path(__file__).parent / "confd_funcs").iterdir() if (p / "template.tmpl").exists())
 
-KNOWN_MISMATCHES: dict[str, str] = {
-    "index-and-range-alias-elements": (
-        "gotemplate exec/funcs: Go's index and range yield reflect.Values that alias the slice's "
-        "elements, so confd's in-place reverse/sortByLength/sortKVByLength later change what a "
-        "variable, dot or range variable holds; muster copies the element (slice views share "
-        "since ca00d71)"
-    ),
-}
+KNOWN_MISMATCHES: dict[str, str] = {}
 
 
 def _param(case: Path) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn, Protocol
 
 from muster.gotemplate import gofmt
+from muster.gotemplate.alias import INDEX, Ref, alias_index
 from muster.gotemplate.funcs import BUILTINS, InterfaceValue, truth as is_true
 from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, zero_value
 from muster.gotemplate.nodes import (
@@ -52,6 +53,7 @@ class _Host(Protocol):
     node: Node
     funcs: Mapping[str, GoFunc]
     dot_iface: bool
+    alias: bool
 
     def errorf(self, msg: str) -> NoReturn: ...
 
@@ -192,6 +194,8 @@ class Calls:
             argv = [eval_arg(dot, "reflect.Value", argn[0])]
             for arg in argn[1:]:
                 v = eval_arg(dot, "reflect.Value", arg)
+                if isinstance(v, Ref):
+                    v = v.get()  # an element of a typed slice: not an interface value
                 if v is not None and v is not NO_VALUE and self.is_interface_arg(arg):
                     v = InterfaceValue(v)
                 argv.append(v)
@@ -203,6 +207,13 @@ class Calls:
             # The final argument fills the next fixed parameter, or the variadic part.
             last = len(argv)
             argv.append(self.validate_type(final, params[last] if last < nparams else variadic))
+        if self.alias:
+            # Go's Call reads the arguments now: element references give their
+            # current element. Alias mode's index takes them as they are (alias.py).
+            if is_builtin and fn is INDEX:
+                fn = alias_index
+            else:
+                argv = [v.get() if isinstance(v, Ref) else v for v in argv]
         try:
             return fn(*argv)
         except RecursionError:
@@ -216,6 +227,10 @@ class Calls:
         if typ in _PASS_TYPES and value is not NO_VALUE:
             return value
         if typ == "string" and type(value) is str:
+            return value
+        if isinstance(value, Ref):
+            # An element reference stays one (the call reads it) if its element fits.
+            self.validate_type(value.get(), typ)
             return value
         if value is NO_VALUE:
             if typ is None or typ == "reflect.Value":

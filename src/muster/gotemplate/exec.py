@@ -29,6 +29,7 @@ from typing import Any, Final, NoReturn
 
 from muster.errors import TemplateExecError
 from muster.gotemplate import gofmt
+from muster.gotemplate.alias import Ref, element_refs, uses_mutators
 from muster.gotemplate.calls import Calls
 from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.fields import Fields, holds_interfaces
@@ -96,7 +97,8 @@ def execute(templates: Mapping[str, Tree], name: str, data: Any, funcs: Mapping[
     # reflect.ValueOf(nil) is the invalid Value: a nil data prints <no value>.
     value = NO_VALUE if data is None else data
     out: list[str] = []
-    state = _State(tree, templates, funcs, out, 0, value, False, {}, {})
+    alias = uses_mutators(templates, funcs)
+    state = _State(tree, templates, funcs, out, 0, value, False, {}, {}, alias)
     try:
         state.walk(value, tree.root)
     except RecursionError:
@@ -124,6 +126,7 @@ class _State(Calls, Fields):
         "calls",
         "last_parent",
         "last_name",
+        "alias",
     )
 
     def __init__(
@@ -137,8 +140,12 @@ class _State(Calls, Fields):
         dollar_iface: bool,
         plans: dict[int, Plan],
         calls: dict[int, CallOp | None],
+        alias: bool,
     ) -> None:
         self.tree = tree
+        # Alias mode (alias.py): a template of the set writes slices in place, so
+        # index and range yield element references, which calls read.
+        self.alias = alias
         # Plans of the list nodes and function commands met so far in this
         # execution, by id(node): see plan.py.
         self.plans = plans
@@ -207,7 +214,7 @@ class _State(Calls, Fields):
     def walk_list(self, dot: Any, lst: ListNode) -> None:
         plan = self.plans.get(id(lst))
         if plan is None:
-            plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs)
+            plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs, self.alias)
         out = self.out
         for op in plan:
             t = type(op)
@@ -239,7 +246,7 @@ class _State(Calls, Fields):
                     # The taken branch's plan, run inline (walk_list's loop).
                     plan = self.plans.get(id(lst))
                     if plan is None:
-                        plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs)
+                        plan = self.plans[id(lst)] = build_plan(lst, _CONTROL, self.funcs, self.alias)
                     out = self.out
                     for op in plan:
                         t = type(op)
@@ -274,9 +281,12 @@ class _State(Calls, Fields):
             ndecl = len(pipe.decl)
             body = r.list
             items: Any = None
+            if isinstance(val, Ref):
+                val = val.get()  # an element reference (alias mode): the element it refers to now
             if isinstance(val, list):
                 if val:
-                    items = enumerate(val)
+                    # Go binds val.Index(i): a reference in alias mode (alias.py).
+                    items = element_refs(val) if self.alias else enumerate(val)
             elif isinstance(val, dict):
                 if val:
                     items = ((k, val[k]) for k in sorted_keys(val))
@@ -302,7 +312,7 @@ class _State(Calls, Fields):
             # The body's plan, run inline (walk_list's loop): no call per element.
             plan = self.plans.get(id(body))
             if plan is None:
-                plan = self.plans[id(body)] = build_plan(body, _CONTROL, self.funcs)
+                plan = self.plans[id(body)] = build_plan(body, _CONTROL, self.funcs, self.alias)
             out = self.out
             for index, elem in items:
                 if elem_var is not None:
@@ -339,7 +349,16 @@ class _State(Calls, Fields):
         dot = self.eval_pipeline(dot, t.pipe)
         # No dynamic scoping: template invocations inherit no variables.
         new = _State(
-            tmpl, self.templates, self.funcs, self.out, self.depth + 1, dot, False, self.plans, self.calls
+            tmpl,
+            self.templates,
+            self.funcs,
+            self.out,
+            self.depth + 1,
+            dot,
+            False,
+            self.plans,
+            self.calls,
+            self.alias,
         )
         try:
             new.walk_list(dot, tmpl.root)
@@ -399,7 +418,7 @@ class _State(Calls, Fields):
             if final is _MISSING:
                 call = self.calls.get(id(cmd), _NO_PLAN)
                 if call is _NO_PLAN:
-                    call = self.calls[id(cmd)] = build_call(cmd, self.funcs)
+                    call = self.calls[id(cmd)] = build_call(cmd, self.funcs, self.alias)
                 if call is not None:
                     return call(self, dot)  # type: ignore[operator]
             return self.eval_function(dot, first, cmd, cmd.args, final)  # type: ignore[arg-type]
@@ -434,6 +453,8 @@ class _State(Calls, Fields):
             self.out.append(v)
         elif v is NO_VALUE:
             self.out.append("<no value>")
+        elif isinstance(v, Ref):
+            self.print_value(n, v.get())  # printing reads an element reference (alias.py)
         elif isinstance(v, GoFunc):
             self.node = n
             self.errorf(f"can't print {n} of type {v.signature}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, NoReturn, Protocol
 
+from muster.gotemplate.alias import FieldRef, Ref
 from muster.gotemplate.nodes import ChainNode, DotNode, FieldNode, NilNode, Node, VariableNode
 from muster.gotemplate.plan import MISSING_FINAL
 from muster.gotemplate.values import NO_VALUE, GoMap, GoSlice, GoStruct, go_type_name
@@ -126,6 +127,8 @@ class Fields:
         for i in range(last):
             name = ident[i]
             nxt = self.eval_field(dot, name, node, None, _MISSING, receiver, iface)
+            if isinstance(receiver, Ref):
+                receiver = receiver.get()
             if isinstance(receiver, GoStruct):
                 iface = receiver.go_field_types.get(name) == "interface {}"
             else:
@@ -148,6 +151,8 @@ class Fields:
                 return bool(self.var_entry(n.ident[0])[2])
             case FieldNode() | VariableNode() | ChainNode():
                 parent, name = self.last_parent, self.last_name
+                if isinstance(parent, Ref):
+                    parent = parent.get()
                 if isinstance(parent, GoStruct):
                     return parent.go_field_types.get(name) == "interface {}"
                 return holds_interfaces(parent)
@@ -174,6 +179,14 @@ class Fields:
         if receiver is None:
             # A nil interface: Go cannot look up a method or field on it.
             self.errorf(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(receiver, Ref):
+            # An element reference (alias mode): look in the element it refers to
+            # now; a struct field of it is addressable in Go, so a reference too.
+            element = receiver.get()
+            value = self.eval_field(dot, name, node, args, final, element, iface)
+            if isinstance(element, GoStruct) and name in element.go_fields:
+                return FieldRef(receiver, name)
+            return value
         # Methods first, on any type that has them: structs, and named types such
         # as time.Month (a GoInt) or a GoSlice subclass.
         method = getattr(type(receiver), name, None)

@@ -38,8 +38,10 @@ __all__ = [
     "InterfaceValue",
     "has_string_method",
     "html_escape",
+    "indirect_interface",
     "js_escape",
     "printable",
+    "slice_index",
     "truth",
     "urlquery_escape",
 ]
@@ -60,7 +62,7 @@ class InterfaceValue:
         self.value = value
 
 
-def _indirect_interface(v: Any) -> Any:
+def indirect_interface(v: Any) -> Any:
     """The concrete value inside an interface value: a nil interface is invalid."""
     return NO_VALUE if v is None else v
 
@@ -112,7 +114,7 @@ def _is_go_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _index_arg(index: Any, cap: int) -> int:
+def slice_index(index: Any, cap: int) -> int:
     """``index`` as a slice/array index no greater than ``cap`` (Go's indexArg)."""
     if _is_go_int(index):
         x = int(index)
@@ -155,21 +157,21 @@ def _map_types(m: dict[Any, Any]) -> tuple[str, str]:
 
 def _index(item: Any, *indexes: Any) -> Any:
     """``index x 1 2`` is ``x[1][2]``: each item a map, slice, array or string."""
-    item = _indirect_interface(item)
+    item = indirect_interface(item)
     if item is NO_VALUE:
         raise GoError("index of untyped nil")
     for index in indexes:
-        index = _indirect_interface(index)
+        index = indirect_interface(index)
         if item is None:
             raise GoError("index of nil pointer")
         if isinstance(item, str):
             b = to_bytes(item)
-            x = _index_arg(index, len(b))
+            x = slice_index(index, len(b))
             if x == len(b):
                 raise GoError("reflect: string index out of range")
             item = Uint8(b[x])
         elif isinstance(item, list):
-            x = _index_arg(index, len(item))
+            x = slice_index(index, len(item))
             if x == len(item):
                 raise GoError("reflect: slice index out of range")
             item = item[x]
@@ -184,7 +186,7 @@ def _index(item: Any, *indexes: Any) -> Any:
 
 def _slice(item: Any, *indexes: Any) -> Any:
     """``slice x 1 2`` is ``x[1:2]``; strings are sliced by bytes."""
-    item = _indirect_interface(item)
+    item = indirect_interface(item)
     if item is NO_VALUE:
         raise GoError("slice of untyped nil")
     if len(indexes) > 3:
@@ -202,7 +204,7 @@ def _slice(item: Any, *indexes: Any) -> Any:
         raise GoError(f"can't slice item of type {_type_name(item)}")
     idx = [0, len(b) if isinstance(item, str) else len(item), cap]
     for i, index in enumerate(indexes):
-        idx[i] = _index_arg(index, cap)
+        idx[i] = slice_index(index, cap)
     # given item[i:j], make sure i <= j.
     if idx[0] > idx[1]:
         raise GoError(f"invalid slice index: {idx[0]} > {idx[1]}")
@@ -242,7 +244,7 @@ def _length(item: Any) -> int:
 
 def _call(fn: Any, *args: Any) -> Any:
     """``call f a b`` is ``f(a, b)``, with ``prepareArg``'s conversions."""
-    fn = _indirect_interface(fn)
+    fn = indirect_interface(fn)
     if fn is NO_VALUE:
         raise GoError("call of nil")
     if not isinstance(fn, GoFunc):
@@ -258,7 +260,7 @@ def _call(fn: Any, *args: Any) -> Any:
         arg_type = fn.params[i] if i < num_in else fn.variadic
         assert arg_type is not None
         try:
-            argv.append(_prepare_arg(_indirect_interface(arg), arg_type))
+            argv.append(_prepare_arg(indirect_interface(arg), arg_type))
         except GoError as exc:
             raise GoError(f"arg {i}: {exc}") from None
     return fn.fn(*argv)
@@ -312,12 +314,12 @@ def _is_nil(v: Any) -> bool:
 
 def _eq(arg1: Any, *arg2: Any) -> bool:
     """``eq a b c`` is ``a == b || a == c``, stopping at the first match."""
-    arg1 = _indirect_interface(arg1)
+    arg1 = indirect_interface(arg1)
     if not arg2:
         raise GoError("missing argument for comparison")
     k1 = _basic_kind(arg1)
     for arg in arg2:
-        arg = _indirect_interface(arg)
+        arg = indirect_interface(arg)
         k2 = _basic_kind(arg)
         if k1 != k2:
             # Special case: integers compare regardless of the sign of their type.
@@ -355,11 +357,11 @@ def _ne(arg1: Any, arg2: Any) -> bool:
 
 
 def _lt(arg1: Any, arg2: Any) -> bool:
-    arg1 = _indirect_interface(arg1)
+    arg1 = indirect_interface(arg1)
     k1 = _basic_kind(arg1)
     if k1 == _INVALID:
         raise GoError(_BAD_COMPARISON_TYPE)
-    arg2 = _indirect_interface(arg2)
+    arg2 = indirect_interface(arg2)
     k2 = _basic_kind(arg2)
     if k2 == _INVALID:
         raise GoError(_BAD_COMPARISON_TYPE)

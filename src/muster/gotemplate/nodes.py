@@ -257,6 +257,9 @@ class Tree:
     root: ListNode
     parse_name: str = ""
     text: str = ""
+    # The function names the template calls (builtins included): the executor asks
+    # whether any of them writes slices in place (alias.uses_mutators).
+    called: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
         return str(self.root)

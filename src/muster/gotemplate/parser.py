@@ -97,6 +97,7 @@ class _TreeParser:
         self.vars = ["$"]  # variables defined at the moment
         self.action_line = 0  # line of the left delim starting the current action
         self.range_depth = 0
+        self.called: set[str] = set()  # function names met, for Tree.called
 
     # -- token stream ----------------------------------------------------------------------------
 
@@ -172,7 +173,9 @@ class _TreeParser:
         tree_set = self.shared.tree_set
         old = tree_set.get(self.name)
         if old is None or is_empty_tree(old.root):
-            tree_set[self.name] = nodes.Tree(self.name, root, self.shared.parse_name, self.shared.text)
+            tree_set[self.name] = nodes.Tree(
+                self.name, root, self.shared.parse_name, self.shared.text, frozenset(self.called)
+            )
         elif not is_empty_tree(root):
             raise self.error(f"template: multiple definition of template {quote(self.name)}")
 
@@ -448,6 +451,7 @@ class _TreeParser:
             case T.IDENTIFIER:
                 if token.value not in self.shared.funcs:
                     raise self.error(f"function {quote(token.value)} not defined")
+                self.called.add(token.value)
                 return nodes.IdentifierNode(token.pos, token.value)
             case T.DOT:
                 return nodes.DotNode(token.pos)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, Protocol
 
 from muster.gotemplate import gofmt
+from muster.gotemplate.alias import INDEX, Ref, reading_refs
 from muster.gotemplate.funcs import BUILTINS
 from muster.gotemplate.nodes import (
     ActionNode,
@@ -73,12 +74,14 @@ def build_plan(
     lst: ListNode,
     control: Mapping[type[Node], Callable[[Any, Any, Any], None]],
     funcs: Mapping[str, GoFunc],
+    alias: bool = False,
 ) -> Plan:
     """The plan of a list node: one entry per child, in order.
 
     ``control`` maps node classes (if, range...) to the executor functions that run
     them; their entries are direct ``(function, node)`` calls. ``funcs`` are the
-    user's functions, for declarations that call one.
+    user's functions, for declarations that call one; ``alias`` is alias mode
+    (alias.py), for their calls.
     """
     plan: list[str | Op | Direct] = []
     text = ""  # text not yet emitted: it becomes the prefix of the next action's op
@@ -87,7 +90,7 @@ def build_plan(
             text += n.text
         elif type(n) is ActionNode:
             # An action's op writes the text before it first: one plan step, not two.
-            plan.append(_plan_action(n, funcs, text))
+            plan.append(_plan_action(n, funcs, text, alias))
             text = ""
         else:
             if text:
@@ -117,7 +120,7 @@ def _general_action(n: ActionNode, prefix: str) -> Op:
     return op
 
 
-def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc], prefix: str) -> Op:
+def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc], prefix: str, alias: bool) -> Op:
     """The op of an action, writing ``prefix`` (the text before it) first."""
     pipe = n.pipe
     if pipe is None or len(pipe.cmds) != 1:
@@ -126,7 +129,7 @@ def _plan_action(n: ActionNode, funcs: Mapping[str, GoFunc], prefix: str) -> Op:
         if pipe.is_assign:
             return _general_action(n, prefix)
         cmd = pipe.cmds[0]
-        call = build_call(cmd, funcs) if type(cmd.args[0]) is IdentifierNode else None
+        call = build_call(cmd, funcs, alias) if type(cmd.args[0]) is IdentifierNode else None
         return _declare(pipe, cmd, call, tuple(v.ident[0] for v in pipe.decl), prefix)
     if len(pipe.cmds[0].args) != 1:
         return _general_action(n, prefix)
@@ -166,6 +169,8 @@ def _emit(st: _Executor, n: ActionNode, dot: Any, v: Any) -> None:
         st.out.append("<no value>")
     elif type(v) in (int, float, bool):
         st.out.append(format_printed(v))
+    elif isinstance(v, Ref):
+        _emit(st, n, dot, v.get())  # an element reference (alias mode) prints its element
     else:
         st.node = n
         st.walk_action(dot, n)
@@ -243,7 +248,7 @@ class _Caller(_Executor, Protocol):
     ) -> Any: ...
 
 
-def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
+def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc], alias: bool = False) -> CallOp | None:
     """A fast closure for the command ``fn arg...`` without a piped final value.
 
     Only calls whose arity is right and whose arguments are variables, string
@@ -251,6 +256,8 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
     short-circuit) and ``slice`` (it sees its indexes' static types) never do. The closure
     evaluates and validates arguments in Go's order, setting the executor's current
     node as ``evalArg`` does, and falls back to the executor for anything unusual.
+    In alias mode (alias.py) arguments may be element references, which the
+    function receives as the values they refer to when it is called.
     """
     ident = cmd.args[0]
     assert isinstance(ident, IdentifierNode)
@@ -275,14 +282,19 @@ def build_call(cmd: CommandNode, funcs: Mapping[str, GoFunc]) -> CallOp | None:
         elif type(arg) is PipeNode:
             inner = None
             if not arg.decl and len(arg.cmds) == 1 and type(arg.cmds[0].args[0]) is IdentifierNode:
-                inner = build_call(arg.cmds[0], funcs)
+                inner = build_call(arg.cmds[0], funcs, alias)
             # A parenthesized call, as in getvs (printf ...), runs its call directly.
             specs.append((_PIPE, arg, typ, arg) if inner is None else (_CALL, inner, typ, arg))
         else:
             return None
-    call = fn.fn
     if len(specs) == 1 and specs[0][0] in (_VAR, _CALL):
-        return _call_one(cmd, ident, name, call, specs[0])
+        # One argument is read as soon as it is evaluated (nothing runs in between),
+        # except by index, which keeps a reference as it is (alias.py).
+        read = alias and fn.fn is not INDEX
+        return _call_one(
+            cmd, ident, name, reading_refs(fn.fn) if alias and not read else fn.fn, specs[0], read
+        )
+    call = reading_refs(fn.fn) if alias else fn.fn
 
     def op(st: _Caller, dot: Any) -> Any:
         argv = []
@@ -327,11 +339,13 @@ def _call_one(
     name: str,
     call: Callable[..., Any],
     spec: tuple[int, Any, str, Node],
+    read: bool,
 ) -> CallOp:
     """``build_call``'s closure for the commonest shape, one variable or call argument
-    (``json $server``, ``getvs (printf ...)``), without the loop over argument specs."""
+    (``json $server``, ``getvs (printf ...)``), without the loop over argument specs.
+    ``read``: pass the element an element reference refers to (alias mode)."""
     kind, payload, typ, node = spec
-    check = not (typ == "string" or typ in _PASS_TYPES)
+    check = read or not (typ == "string" or typ in _PASS_TYPES)
 
     def op(st: _Caller, dot: Any) -> Any:
         if kind == _VAR:
@@ -348,6 +362,8 @@ def _call_one(
             if v is None:
                 v = NO_VALUE  # a nil interface digs to the invalid value
         if check or v is NO_VALUE or (typ == "string" and type(v) is not str):
+            if read and isinstance(v, Ref):
+                v = v.get()
             v = st.validate_type(v, typ)
         try:
             return call(v)

@@ -284,10 +284,12 @@ class GoFunc:
     Go's builtins receive ``reflect.Value``. The executor converts untyped constants
     and rejects values of the wrong type before calling ``fn``. ``fn`` signals Go's
     error result (or a panic) by raising any exception; its message becomes the
-    template error ``error calling NAME: MESSAGE``.
+    template error ``error calling NAME: MESSAGE``. ``mutates`` marks a function that
+    writes a slice argument's elements in place (confd's ``reverse``): templates
+    calling one run with Go's element references (see alias.py).
     """
 
-    __slots__ = ("fn", "params", "variadic", "name", "result")
+    __slots__ = ("fn", "params", "variadic", "name", "result", "mutates")
 
     def __init__(
         self,
@@ -297,6 +299,7 @@ class GoFunc:
         variadic: str | None = None,
         name: str = "",
         result: str = "",
+        mutates: bool = False,
     ) -> None:
         self.fn = fn
         self.params = params
@@ -304,6 +307,7 @@ class GoFunc:
         self.name = name or getattr(fn, "__name__", "func")
         # The Go result type(s), e.g. "string" or "(string, error)": only printed.
         self.result = result
+        self.mutates = mutates
 
     @property
     def signature(self) -> str:
