@@ -125,6 +125,12 @@ end
 
 local function record_failure(id)
     local t = now()
+    -- Drop what expired, so peers that failed and then left the registry do not pile up.
+    for key, entry in pairs(fails) do
+        if entry.expires <= t then
+            fails[key] = nil
+        end
+    end
     local f = fails[id]
     if f == nil or f.expires <= t then
         fails[id] = {n = 1, expires = t + FAIL_TIMEOUT}
