@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from backend_helpers import ipv6_loopback, text_backend
 
 from muster.backends.etcdv3 import EtcdV3Backend
 from muster.backends.factory import close_backend, create_backend
@@ -469,31 +469,15 @@ async def test_registry_to_traffic_through_etcd(
             watcher.cancel()
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 async def test_ipv6_servers_fill_slots(haproxy: HAProxyProcess, plane: HAProxyDataPlane) -> None:
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text="v6")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "::1", 0).start()
+    runner, port = await text_backend("v6", "::1")
     try:
-        await plane.apply({"hello": [Peer("::1", runner.addresses[0][1])]})
+        await plane.apply({"hello": [Peer("::1", port)]})
         assert await hits(f"{haproxy.url}/hello/", 3) == Counter({"200 v6": 3})
         # The slot's state reads back as the same peer: a fresh plane has nothing to do.
         fresh = HAProxyDataPlane(HAProxyCLI(haproxy.admin_socket))
-        assert await fresh.apply({"hello": [Peer("::1", runner.addresses[0][1])]}) == 0
+        assert await fresh.apply({"hello": [Peer("::1", port)]}) == 0
     finally:
         await runner.cleanup()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from backend_helpers import ipv6_loopback, text_backend
 
 from muster.dataplane import AdminError, DataPlane, LuaAdmin, Peer
 from muster.dataplane.admin import admin_address_problem
@@ -66,20 +66,6 @@ async def admin(nginx: NginxProcess, tmp_path: Path) -> AsyncIterator[LuaAdmin]:
         yield client
 
 
-async def start_backend(name: str) -> tuple[web.AppRunner, int]:
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text=name)
-
-    app = web.Application()
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, port
-
-
 async def hits(url: str, n: int) -> Counter[str]:
     seen: Counter[str] = Counter()
     async with aiohttp.ClientSession() as session:
@@ -91,8 +77,8 @@ async def hits(url: str, n: int) -> Counter[str]:
 
 async def test_membership_changes_need_no_reload(nginx: NginxProcess, admin: LuaAdmin) -> None:
     url = f"http://127.0.0.1:{nginx.port}/hello/"
-    a, port_a = await start_backend("a")
-    b, port_b = await start_backend("b")
+    a, port_a = await text_backend("a")
+    b, port_b = await text_backend("b")
     try:
         workers = nginx.worker_pids()
         assert all(k.startswith("503") for k in await hits(url, 2)), "no peers yet: 503"
@@ -117,8 +103,8 @@ async def test_membership_changes_need_no_reload(nginx: NginxProcess, admin: Lua
 
 async def test_dead_peer_is_retried_on_the_next(nginx: NginxProcess, admin: LuaAdmin) -> None:
     url = f"http://127.0.0.1:{nginx.port}/hello/"
-    a, port_a = await start_backend("a")
-    b, port_b = await start_backend("b")
+    a, port_a = await text_backend("a")
+    b, port_b = await text_backend("b")
     await b.cleanup()  # b's port is now closed: connections are refused
     try:
         await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", port_a), Peer("127.0.0.1", port_b)]})
@@ -133,8 +119,8 @@ async def test_dead_peer_is_retried_on_the_next(nginx: NginxProcess, admin: LuaA
 
 async def test_weights_shape_the_split(nginx: NginxProcess, admin: LuaAdmin) -> None:
     url = f"http://127.0.0.1:{nginx.port}/hello/"
-    a, port_a = await start_backend("a")
-    b, port_b = await start_backend("b")
+    a, port_a = await text_backend("a")
+    b, port_b = await text_backend("b")
     try:
         await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", port_a, 3), Peer("127.0.0.1", port_b, 1)]})
         seen = await hits(url, 80)
@@ -147,7 +133,7 @@ async def test_weights_shape_the_split(nginx: NginxProcess, admin: LuaAdmin) -> 
 
 async def test_restarted_nginx_gets_everything_again(nginx: NginxProcess, admin: LuaAdmin) -> None:
     url = f"http://127.0.0.1:{nginx.port}/hello/"
-    a, port_a = await start_backend("a")
+    a, port_a = await text_backend("a")
     try:
         plane = DataPlane(admin)
         await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
@@ -166,7 +152,7 @@ async def test_sink_verify_loop_repushes_after_a_restart(nginx: NginxProcess, ad
     from muster.dataplane.sink import MembershipSink
 
     url = f"http://127.0.0.1:{nginx.port}/hello/"
-    a, port_a = await start_backend("a")
+    a, port_a = await text_backend("a")
     sink = MembershipSink(DataPlane(admin), verify_interval=0.1)
     runner = asyncio.create_task(sink.run())
     try:
@@ -257,30 +243,13 @@ def test_admin_address_must_be_local() -> None:
         LuaAdmin("http://192.0.2.1:9000")
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 async def test_ipv6_peers_are_balanced_and_retried(nginx: NginxProcess, admin: LuaAdmin) -> None:
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text="v6")
-
-    app = web.Application()
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "::1", 0).start()
+    runner, live = await text_backend("v6", "::1")
     with socket.socket(socket.AF_INET6) as sock:
         sock.bind(("::1", 0))
         dead = sock.getsockname()[1]  # bound, never listening: connections are refused
         try:
-            live = runner.addresses[0][1]
             await DataPlane(admin).apply({"hello": [Peer("::1", live), Peer("::1", dead)]})
             assert await hits(f"http://127.0.0.1:{nginx.port}/hello/", 10) == Counter({"200 v6": 10})
             # The failed peer is recognised in $upstream_addr's "[::1]:PORT" form and left out.
