@@ -27,7 +27,6 @@ the data plane uses it too, so both modes accept exactly the same entries.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import ipaddress
 import json
 import logging
@@ -301,21 +300,36 @@ class HostResolver:
     A lookup still running when its deadline passes counts as failed for this render but
     keeps running: the next render takes its answer without waiting again, so a dead
     resolver costs one deadline per name, not one per render.
+
+    Thread safety: one lock guards the cache and the set of names being looked up. It is
+    held only to read or update them, never while calling out (``submit``) or waiting, and
+    a lookup stores its own answer before its future completes, so a caller that saw the
+    future done finds the answer cached. (Storing it from a done callback added under the
+    lock could deadlock: a lookup that finished before the callback was added ran it at
+    once, in the caller's thread, on the held lock.) ``executor`` runs the lookups; the
+    default is a private pool of 8 threads.
     """
 
-    def __init__(self, *, timeout: float = 2.0, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 2.0,
+        ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._cache: dict[str, tuple[bool, float]] = {}
-        self._pending: dict[str, concurrent.futures.Future[bool]] = {}
+        self._pending: set[str] = set()
         self._lock = threading.Lock()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool = executor
 
     def __call__(self, hosts: Collection[str]) -> set[str]:
         now = time.monotonic()
         ok: set[str] = set()
-        submitted: dict[concurrent.futures.Future[bool], str] = {}
+        asked: list[str] = []
         with self._lock:
             for host in hosts:
                 cached = self._cache.get(host)
@@ -323,22 +337,39 @@ class HostResolver:
                     if cached[0]:
                         ok.add(host)
                 elif host not in self._pending:
-                    if self._pool is None:
-                        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
-                    future = self._pool.submit(_resolves, host)
-                    self._pending[host] = future
-                    future.add_done_callback(functools.partial(self._store, host))
-                    submitted[future] = host
-        if submitted:
-            concurrent.futures.wait(submitted, timeout=self.timeout)
-            with self._lock:
-                ok.update(host for host in submitted.values() if self._cache.get(host, (False, 0.0))[0])
+                    self._pending.add(host)
+                    asked.append(host)
+            if asked and self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
+            pool = self._pool
+        if not asked:
+            return ok
+        assert pool is not None
+        submitted: list[concurrent.futures.Future[None]] = []
+        try:
+            for host in asked:
+                submitted.append(pool.submit(self._lookup, host))
+        finally:
+            if len(submitted) < len(asked):  # submit failed (a pool shut down): nothing runs for these
+                with self._lock:
+                    self._pending.difference_update(asked[len(submitted) :])
+        concurrent.futures.wait(submitted, timeout=self.timeout)
+        with self._lock:
+            ok.update(host for host in asked if self._cache.get(host, (False, 0.0))[0])
         return ok
 
-    def _store(self, host: str, future: concurrent.futures.Future[bool]) -> None:
-        good = not future.cancelled() and future.exception() is None and future.result()
+    def _lookup(self, host: str) -> None:
+        good = False
+        try:
+            good = _resolves(host)
+        finally:
+            # Stored before the future completes, even if the lookup raised: a host left in
+            # ``_pending`` would never be looked up again.
+            self._store(host, good)
+
+    def _store(self, host: str, good: bool) -> None:
         with self._lock:
-            self._pending.pop(host, None)
+            self._pending.discard(host)
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[host] = (good, time.monotonic() + (self.ttl if good else self.negative_ttl))

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
+import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import Any
 
 import pytest
 
@@ -194,8 +197,6 @@ def test_host_resolver_caches_and_answers() -> None:
 
 
 def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
     import muster.services as services
 
     release = threading.Event()
@@ -212,12 +213,90 @@ def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPa
     assert resolver(["slow.example"]) == set()  # still pending: no second wait, no second lookup
     assert calls == ["slow.example"]
     release.set()
-    for _ in range(100):
-        if resolver(["slow.example"]) == {"slow.example"}:
-            break
+    # The lookup now finishes in its thread: wait for its answer to reach the cache.
+    deadline = time.monotonic() + 10
+    while resolver(["slow.example"]) != {"slow.example"} and time.monotonic() < deadline:
         time.sleep(0.01)
     assert resolver(["slow.example"]) == {"slow.example"}
     assert calls == ["slow.example"]
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each call inside ``submit``: the lookup is over before ``submit`` returns, the
+    interleaving a loaded machine produces now and then with a thread pool."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def call_with_deadline(fn: Callable[[], Any], seconds: float = 10.0) -> Any:
+    """``fn()`` in a daemon thread, so a deadlock fails the test instead of hanging the run."""
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "deadlocked"
+    return result[0]
+
+
+def test_host_resolver_survives_a_lookup_that_finishes_before_submit_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import muster.services as services
+
+    monkeypatch.setattr(services, "_resolves", lambda host: host == "up.example")
+    resolver = HostResolver(timeout=5.0, executor=InlineExecutor())
+    hosts = ["up.example", "down.example"]
+    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example"}
+    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example"}  # from the cache
+
+
+def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch: pytest.MonkeyPatch) -> None:
+    import muster.services as services
+
+    monkeypatch.setattr(services, "_resolves", lambda host: True)
+    # Threads render at once with fresh names; every lookup is instant, so any answer
+    # lost between a future completing and its result being stored shows up here.
+    resolver = HostResolver(timeout=10.0, negative_ttl=0.0)
+    failures: list[str] = []
+
+    def render(worker: int) -> None:
+        for round in range(50):
+            hosts = {f"h{worker}-{round}-{i}.example" for i in range(4)}
+            if resolver(hosts) != hosts:
+                failures.append(f"worker {worker} round {round}")
+
+    threads = [threading.Thread(target=render, args=(n,), daemon=True) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    assert failures == []
+
+
+def test_host_resolver_retries_a_lookup_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    import muster.services as services
+
+    answers: list[bool | Exception] = [RuntimeError("resolver bug"), True]
+
+    def flaky(host: str) -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(services, "_resolves", flaky)
+    resolver = HostResolver(timeout=5.0, negative_ttl=0.0, executor=InlineExecutor())
+    assert resolver(["a.example"]) == set()  # failed: cached as unresolved, not left pending
+    assert resolver(["a.example"]) == {"a.example"}
+    assert answers == []
 
 
 def test_reject_log_logs_each_key_once(caplog: pytest.LogCaptureFixture) -> None:
