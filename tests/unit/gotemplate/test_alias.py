@@ -1,8 +1,9 @@
 """Element references (alias mode): when they are on, and that they never leak.
 
 What the references print is checked against Go by the confd conformance cases
-(tests/conformance/confd_funcs/alias-*); these tests cover the switch itself and
-functions outside confd's map. Expected outputs marked "Go:" were printed by Go
+(tests/conformance/confd_funcs/alias-*); these tests cover the switch itself,
+functions outside confd's map and error messages (the corpus checks only that
+an error happens). Expected outputs marked "Go:" were printed by Go
 1.19's text/template with the same function (``swap`` exchanges the first two
 elements of a ``[]string`` in place) and data.
 """
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from muster.confdfuncs import func_map
+from muster.errors import TemplateExecError
 from muster.gotemplate import Template
 from muster.gotemplate.alias import uses_mutators
 from muster.gotemplate.values import GoFunc, GoSlice
+from muster.store import KVStore
 
 
 def _swap(s: list[str]) -> list[str]:
@@ -87,3 +91,57 @@ def test_functions_never_receive_references(mutates: bool) -> None:
     )
     Template("t", funcs=_funcs(seen, mutates=mutates)).parse(src).execute(_data())
     assert seen and all(type(v) is str for v in seen), seen
+
+
+_KEYS = {"/kv/aaa": "x", "/kv/b": "yy", "/kv/cc": "zzz"}
+
+
+# Go: each message is what Go 1.19's text/template with confd's function map printed
+# for the template over _KEYS (scripts/template_golden), as column, node and text.
+@pytest.mark.parametrize(
+    ("src", "col", "node", "message"),
+    [
+        (
+            '{{$l := split "a,b" ","}}{{reverse $l}}{{$e := index $l 0}}{{$e.Key}}',
+            63,
+            "$e.Key",
+            "can't evaluate field Key in type string",
+        ),
+        (
+            '{{$l := split "a,b" ","}}{{reverse $l}}{{range $l}}{{.Key}}{{end}}',
+            53,
+            ".Key",
+            "can't evaluate field Key in type string",
+        ),
+        (
+            '{{$l := split "a,b" ","}}{{reverse $l}}{{$e := index $l 0}}{{add $e 1}}',
+            65,
+            "$e",
+            "wrong type for value; expected int; got string",
+        ),
+        (
+            '{{$l := split "a,b" ","}}{{reverse $l}}{{$e := index $l 0}}{{index $l $e}}',
+            61,
+            "index $l $e",
+            "error calling index: cannot index slice/array with type string",
+        ),
+        (
+            '{{$l := gets "/kv/*"}}{{reverse $l}}{{$e := index $l 0}}{{$e.Key 1}}',
+            60,
+            "$e.Key",
+            "Key has arguments but cannot be invoked as function",
+        ),
+        (
+            '{{$l := gets "/kv/*"}}{{sortKVByLength $l}}{{with index $l 0}}{{.Key.X}}{{end}}',
+            68,
+            ".Key.X",
+            "can't evaluate field X in type string",
+        ),
+    ],
+)
+def test_errors_through_references_are_go_s(src: str, col: int, node: str, message: str) -> None:
+    template = Template("template.tmpl", funcs=func_map(KVStore(_KEYS))).parse(src)
+    with pytest.raises(TemplateExecError) as info:
+        template.execute(None)
+    expected = f'template: template.tmpl:1:{col}: executing "template.tmpl" at <{node}>: {message}'
+    assert str(info.value) == expected
