@@ -15,7 +15,8 @@ passes them along as arguments, and reads them (``deref``) where Go reads the
 value: printing, truth tests, field access, ranging, and the function call itself.
 
 Elements of ``interface {}`` slices (JSON arrays) are not referenced: a pipeline
-"digs" an interface value into a copy, and no function writes such slices.
+"digs" an interface value into a copy, and no function writes such slices (only a
+range variable over one would show a write in Go).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "deref",
     "element_refs",
     "reading_refs",
+    "referenceable",
     "uses_mutators",
 ]
 
