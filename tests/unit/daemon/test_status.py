@@ -97,7 +97,9 @@ async def test_server_answers_over_http() -> None:
 def test_a_data_plane_that_recovers_on_its_own_makes_the_daemon_ready() -> None:
     clock = Clock()
     status = Status(stale_after=600, clock=clock)
-    status.record(failures={"dataplane": "unreachable"}, changed=0, revision=1, backend_failed=False, seconds=0)
+    status.record(
+        failures={"dataplane": "unreachable"}, changed=0, revision=1, backend_failed=False, seconds=0
+    )
     assert not status.readiness()[0]
     clock.now += 5
     status.recovered("nginx")  # not what failed: nothing changes
