@@ -22,7 +22,7 @@ class DaemonProcess(ManagedProcess):
     """``muster confd -watch`` over ``confdir`` against ``nodes``; a context manager.
 
     ``backend`` is confd's ``-backend``: ``etcdv3`` or ``etcd`` (the v2 API). Its log
-    goes to ``log_path``.
+    goes to ``log_path``; with ``status_port`` it serves its status on that loopback port.
     """
 
     def __init__(
@@ -34,6 +34,7 @@ class DaemonProcess(ManagedProcess):
         log_path: Path | None = None,
         log_level: str = "info",
         extra_args: Sequence[str] = (),
+        status_port: int | None = None,
         python: str = sys.executable,
     ) -> None:
         self.confdir = Path(confdir).absolute()
@@ -42,6 +43,7 @@ class DaemonProcess(ManagedProcess):
         self.log_path = log_path or self.confdir / "muster-confd.log"
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
+        self.status_port = status_port
         self.python = python
         self._proc = None
 
@@ -59,7 +61,14 @@ class DaemonProcess(ManagedProcess):
             "-config-file", str(self.confdir / "confd.toml"),
             "-log-level", self.log_level,
         ]  # fmt: skip
+        if self.status_port is not None:
+            cmd += ["-status-addr", f"127.0.0.1:{self.status_port}"]
         return cmd + list(self.extra_args)
+
+    @property
+    def status_url(self) -> str | None:
+        """Where the daemon serves /healthz, /readyz, /metrics and /status (with ``status_port``)."""
+        return None if self.status_port is None else f"http://127.0.0.1:{self.status_port}"
 
     def start(self) -> None:
         """Launch the daemon (it renders as soon as it has read the backend)."""
