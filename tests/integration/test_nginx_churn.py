@@ -75,22 +75,27 @@ async def test_churn_under_load_costs_no_failed_request(tmp_path: Path, dataplan
                 "wrk", "-t2", "-c20", f"-d{DURATION}s", url,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
-            key = "/services/churn/servers/churner"
-            value = json.dumps({"host": "127.0.0.1", "port": churner.port})
-            changes = 0
-            while wrk.returncode is None:
-                try:
-                    await asyncio.wait_for(asyncio.shield(wrk.wait()), PERIOD)
-                except TimeoutError:
-                    pass
-                else:
-                    break
-                if changes % 2 == 0:
-                    await asyncio.to_thread(stack.put, key, value)
-                else:
-                    await asyncio.to_thread(stack.delete, key)
-                changes += 1
-            output = (await wrk.stdout.read()).decode() if wrk.stdout else ""
+            try:
+                key = "/services/churn/servers/churner"
+                value = json.dumps({"host": "127.0.0.1", "port": churner.port})
+                changes = 0
+                while wrk.returncode is None:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(wrk.wait()), PERIOD)
+                    except TimeoutError:
+                        pass
+                    else:
+                        break
+                    if changes % 2 == 0:
+                        await asyncio.to_thread(stack.put, key, value)
+                    else:
+                        await asyncio.to_thread(stack.delete, key)
+                    changes += 1
+                output = (await wrk.stdout.read()).decode() if wrk.stdout else ""
+            finally:
+                if wrk.returncode is None:  # the loop failed: never leave wrk running, unreaped
+                    wrk.kill()
+                await wrk.wait()
             figures = parse_wrk(output)
             print(f"\nchurn: {changes} changes in {DURATION}s, churner served {churner.hits}; wrk: {figures}")
             assert changes >= DURATION / PERIOD - 4

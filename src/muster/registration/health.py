@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import aiohttp
 
 from muster.errors import ConfigError
 from muster.log import kv
+from muster.resources.commands import reap
 
 __all__ = [
     "Check",
@@ -161,20 +163,25 @@ class CommandCheck:
         self.description = f"cmd {command!r}"
 
     async def __call__(self) -> CheckResult:
-        proc = await asyncio.create_subprocess_shell(
-            self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own group, so a timeout kills its children too
-        )
-        try:
-            output, _ = await proc.communicate()
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            raise
+        # Output goes to an unlinked temp file, not a pipe: a background child that inherits
+        # it cannot keep us waiting for EOF (the probe would hang past its timeout's kill).
+        with tempfile.TemporaryFile() as out:
+            proc = await asyncio.create_subprocess_shell(
+                self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # its own group, so a timeout kills its children too
+            )
+            try:
+                await proc.wait()
+            finally:
+                if proc.returncode is None:  # the probe's timeout, or shutdown
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await reap(proc)  # even if cancelled again: never leave it unreaped
+            out.seek(max(0, os.fstat(out.fileno()).st_size - 4 * _OUTPUT_TAIL))
+            output = out.read()
         tail = output.decode("utf-8", "replace").strip()[-_OUTPUT_TAIL:]
         status = f"exit {proc.returncode}"
         return CheckResult(proc.returncode == 0, f"{status}: {tail}" if tail else status)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from muster.errors import ConfigError
 from muster.log import kv
 from muster.registration.api import Registration
+from muster.resources.commands import reap
 
 __all__ = ["capture_signals", "exit_status", "serve", "supervise"]
 
@@ -169,10 +170,10 @@ async def supervise(
                 return exit_status(proc.returncode)
             return await _stop_child(proc, received[0], drain if was_registered else 0.0, kill_timeout, hurry)
         finally:
-            if proc.returncode is None:  # an error above: never leave the child behind
+            if proc.returncode is None:  # an error or cancellation above: never leave the child behind
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-                await proc.wait()
+                await reap(proc)  # even if cancelled again, or its transport stays open
 
 
 async def _stop_child(

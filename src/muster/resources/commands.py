@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from muster.errors import CommandFailed
 from muster.log import kv
 
-__all__ = ["CommandResult", "expand", "run_command"]
+__all__ = ["CommandResult", "expand", "reap", "run_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +113,44 @@ async def run_command(cmd: str, *, timeout: float, what: str, resource: str = ""
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+    """SIGTERM the command's process group, SIGKILL it after ``KILL_GRACE``; reap the shell.
+
+    A cancellation meanwhile (the daemon stopping during a timed-out command) cuts the grace
+    short but neither the SIGKILL nor the reaping: a child never waited for would run on
+    and leave its transport open, for the garbage collector to warn about much later.
+    """
+    try:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        if grace is None:
-            break
+            os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(KILL_GRACE):
                 await proc.wait()
-                return
-    await proc.wait()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        await reap(proc)
+
+
+async def reap(proc: asyncio.subprocess.Process, limit: float = 10.0) -> None:
+    """Wait for ``proc`` (already signalled to die) to exit, through any cancellation.
+
+    A cancellation is re-raised once the child is reaped, which takes a moment after a
+    SIGKILL; only a child the kernel cannot kill (stuck in uninterruptible I/O) is given up
+    on, after ``limit`` seconds.
+    """
+    waiter = asyncio.ensure_future(proc.wait())
+    deadline = time.monotonic() + limit
+    cancelled: asyncio.CancelledError | None = None
+    while not waiter.done() and time.monotonic() < deadline:
+        try:
+            # wait() rather than a timeout: it never cancels the waiter, and it leaves the
+            # task's cancellation count alone.
+            await asyncio.wait({waiter}, timeout=deadline - time.monotonic())
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if not waiter.done():
+        waiter.cancel()
+        logger.error(kv("command.reap.failed", pid=proc.pid, after=limit))
+    if cancelled is not None:
+        raise cancelled

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -62,3 +65,33 @@ async def test_background_child_holding_stdout_does_not_block() -> None:
     result = await run_command("(sleep 3 &) ; echo done", timeout=10, what="reload")
     assert result.output.startswith("done")
     assert time.monotonic() - started < 2
+
+
+async def test_a_command_cancelled_again_while_being_killed_is_killed_and_reaped(
+    tmp_path: Path,
+) -> None:
+    shell_pid, termed = tmp_path / "sh.pid", tmp_path / "termed"
+    # The shell survives SIGTERM (its trap notes it), so killing it takes the whole grace.
+    cmd = f"trap 'echo > {termed}' TERM; echo $$ > {shell_pid}; while :; do sleep 0.05; done"
+    task = asyncio.create_task(run_command(cmd, timeout=60, what="reload"))
+    try:
+        await wait_for_file(shell_pid)
+        task.cancel()  # the daemon stops: the command gets SIGTERM and a grace period
+        await wait_for_file(termed)
+        task.cancel()  # stopped again (a second signal) within that grace
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        shell = int(shell_pid.read_text())
+        # Not running, and not a zombie either: killed and reaped, so no transport is left
+        # open for the garbage collector to warn about in some later test.
+        assert not Path(f"/proc/{shell}").exists()
+    finally:
+        if shell_pid.exists() and _alive(int(shell_pid.read_text())):
+            os.killpg(int(shell_pid.read_text()), signal.SIGKILL)
+
+
+async def wait_for_file(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()):
+        assert time.monotonic() < deadline, f"no {path}"
+        await asyncio.sleep(0.01)

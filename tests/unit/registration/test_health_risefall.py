@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +193,22 @@ async def test_a_failing_first_probe_is_logged_at_info(caplog: pytest.LogCapture
     # The same record may arrive twice (our handler and root's): count records, not arrivals.
     waiting = {id(r): r for r in caplog.records if "registration.health.waiting" in r.getMessage()}
     assert len(waiting) == 1 and "check=scripted" in next(iter(waiting.values())).getMessage()
+
+
+async def test_a_timed_out_command_check_returns_though_a_detached_child_holds_its_output(
+    tmp_path: Path,
+) -> None:
+    child_pid = tmp_path / "child.pid"
+    # setsid puts the child out of the check's process group, beyond the timeout's kill;
+    # it inherits the check's output. Waiting for that output's end would wait for it.
+    check = CommandCheck(f"setsid sleep 30 & echo $! > {child_pid}; sleep 30")
+    monitor = HealthMonitor(check, lambda _: None, timeout=0.5)
+    started = time.monotonic()
+    try:
+        result = await monitor.probe()
+        assert not result.ok and "timed out" in result.detail
+        assert time.monotonic() - started < 10
+    finally:
+        if child_pid.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(child_pid.read_text()), signal.SIGKILL)
