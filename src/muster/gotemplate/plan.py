@@ -345,7 +345,7 @@ def _call_one(
     (``json $server``, ``getvs (printf ...)``), without the loop over argument specs.
     ``read``: pass the element an element reference refers to (alias mode)."""
     kind, payload, typ, node = spec
-    check = read or not (typ == "string" or typ in _PASS_TYPES)
+    check = not (typ == "string" or typ in _PASS_TYPES)
 
     def op(st: _Caller, dot: Any) -> Any:
         if kind == _VAR:
@@ -361,9 +361,9 @@ def _call_one(
             v = payload(st, dot)
             if v is None:
                 v = NO_VALUE  # a nil interface digs to the invalid value
+        if read and isinstance(v, Ref):
+            v = v.get()
         if check or v is NO_VALUE or (typ == "string" and type(v) is not str):
-            if read and isinstance(v, Ref):
-                v = v.get()
             v = st.validate_type(v, typ)
         try:
             return call(v)
