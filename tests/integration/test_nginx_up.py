@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import select
 import signal
@@ -47,17 +48,51 @@ def process_group(pgid: int) -> list[int]:
 
 
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """The output up to and including ``marker``; fails after ``timeout`` seconds.
+
+    Reads the pipe's descriptor itself: a buffered ``readline`` after ``select`` would keep
+    lines that arrived together in its buffer, where ``select`` cannot see them, and wait
+    for output that never comes (the banner arrives in one burst when we read late).
+    """
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     seen = ""
     deadline = time.monotonic() + timeout
     while marker not in seen:
         left = deadline - time.monotonic()
-        assert left > 0 and proc.poll() is None, f"no {marker!r} in output:\n{seen}"
-        ready, _, _ = select.select([proc.stdout], [], [], left)
+        assert left > 0, f"no {marker!r} in output:\n{seen}"
+        ready, _, _ = select.select([fd], [], [], left)
         if ready:
-            line = proc.stdout.readline()
-            seen += line
+            chunk = os.read(fd, 65536)
+            assert chunk, f"exited ({proc.wait()}) without {marker!r} in output:\n{seen}"
+            seen += decoder.decode(chunk)
     return seen
+
+
+def get_body(url: str, want: str, timeout: float) -> str:
+    """GET ``url`` until it answers ``want`` or ``timeout`` passes; the last answer or error."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                last = resp.read().decode().strip()
+        except OSError as exc:
+            last = repr(exc)
+        if last == want or time.monotonic() > deadline:
+            return last
+        time.sleep(0.1)
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipe (else a failed test would
+    leave an unclosed-file warning to fail whichever test the garbage collector runs in)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @pytest.mark.parametrize("backend", ["etcdv3", "etcd"])
@@ -88,9 +123,7 @@ def test_up_serves_the_demo_and_sigint_stops_every_process(tmp_path: Path, backe
         assert processes_mentioning(str(state)) == []
         assert process_group(master) == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
 
 
 def test_up_after_a_killed_run_stops_what_it_left_and_starts(tmp_path: Path) -> None:
@@ -110,17 +143,16 @@ def test_up_after_a_killed_run_stops_what_it_left_and_starts(tmp_path: Path) -> 
         out = read_until(second, "Ctrl-C stops everything", timeout=90)
         assert "an earlier muster up" in out
         assert process_group(master) == []  # the old nginx and its workers are gone
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
-            assert resp.read().decode().strip() == "hello-1"
+        # The banner may come before the demo server is routed (it waits 10 s at most).
+        assert get_body(f"http://127.0.0.1:{port}/hello/", "hello-1", timeout=30) == "hello-1"
         second.send_signal(signal.SIGINT)
         second.communicate(timeout=60)
         assert second.returncode == 0
         assert processes_mentioning(str(state)) == []
     finally:
         for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                end(proc)
         from muster.stack.local import leftover_processes, stop_processes
 
         stop_processes(leftover_processes(state))
@@ -150,3 +182,59 @@ def test_a_busy_default_port_is_replaced_and_a_requested_one_is_an_error(tmp_pat
                                      f"{relaxed.etcd[0].client_port}"]  # fmt: skip
         finally:
             relaxed.stop()
+
+
+def test_the_state_lock_is_held_by_a_live_run_only(tmp_path: Path) -> None:
+    from muster.errors import ConfigError
+    from muster.stack.up import _StateLock
+
+    path = tmp_path / "muster-up.pid"
+    holder_code = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, b'%d\\n' % os.getpid())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        read_until(holder, "locked", timeout=30)
+        with pytest.raises(ConfigError, match=f"pid {holder.pid}\\) is already running"):
+            _StateLock.take(path)
+    finally:
+        end(holder)  # killed: the kernel drops its lock, its pid stays in the file
+    lock = _StateLock.take(path)
+    assert lock.previous == holder.pid  # a killed run: muster up stops what it left
+    lock.release()
+    assert path.read_text() == ""  # a clean exit
+    # A pid in the file whose process lives but holds no lock is not a run: the dead
+    # run's pid was reused (here by our parent). The lock is taken over.
+    path.write_text(f"{os.getppid()}\n")
+    lock = _StateLock.take(path)
+    assert lock.previous == os.getppid()
+    assert path.read_text() == f"{os.getpid()}\n"
+    lock.release()
+
+
+def test_stop_processes_stops_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
+    from muster.stack.local import stop_processes
+
+    # A leader and two children, all ignoring SIGTERM (the ignored disposition is inherited).
+    leader = subprocess.Popen(
+        ["/bin/sh", "-c", "trap '' TERM; sleep 60 & sleep 60 & echo started; wait"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        read_until(leader, "started", timeout=30)
+        members = process_group(leader.pid)
+        assert len(members) == 3
+        started = time.monotonic()
+        stop_processes([leader.pid, 2**22 + 1], timeout=0.5)  # the second pid exists nowhere
+        assert time.monotonic() - started < 10
+        assert leader.wait(timeout=10) == -signal.SIGKILL
+        assert process_group(leader.pid) == []
+    finally:
+        end(leader)

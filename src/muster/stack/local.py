@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -265,29 +266,122 @@ def leftover_processes(state: Path) -> list[int]:
 
 
 def stop_processes(pids: list[int], timeout: float = 10.0) -> None:
-    """SIGTERM each process and its group (nginx's workers), SIGKILL what is left after ``timeout``."""
-    leaders = set()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if os.getpgid(pid) == pid:  # nginx's master (its workers share its group), etcd, the daemon
-                leaders.add(pid)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """SIGTERM each process and the members of the process group it leads (nginx's
+    workers), SIGKILL what is left after ``timeout``; return once all are gone (zombies
+    count as gone), or after a second ``timeout``.
+
+    Each process is pinned by a pidfd before it is signalled and waited for through it:
+    a process that exits meanwhile can have its pid handed to an unrelated process (pid_max
+    may be 32768), and a plain ``kill(pid)`` 10 s later would hit that one instead.
+    """
+    pinned: dict[int, _Pinned] = {}
+    try:
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        for pid in leaders:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-        deadline = time.monotonic() + timeout
-        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not any(_running(pid) for pid in pids):
-            return
+            _pin(pid, pinned)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            # Group members are collected again for SIGKILL: a master may have forked since.
+            for leader in [p for p in pinned.values() if p.alive() and p.leads_group()]:
+                for member in _group_members(leader.pid):
+                    _pin(member, pinned, pgid=leader.pid)
+            for proc in pinned.values():
+                proc.send(sig)
+            if _wait_gone(list(pinned.values()), timeout):
+                return
+    finally:
+        for proc in pinned.values():
+            proc.close()
+
+
+class _Pinned:
+    """One process, held by a pidfd where the kernel has them (Linux 5.3), else by pid."""
+
+    def __init__(self, pid: int, fd: int | None) -> None:
+        self.pid = pid
+        self.fd = fd
+        self._gone = False
+
+    def alive(self) -> bool:
+        if not self._gone:
+            if self.fd is not None:
+                self._gone = bool(_poll([self.fd], 0.0))  # readable once it exited
+            else:
+                self._gone = not _running(self.pid)
+        return not self._gone
+
+    def leads_group(self) -> bool:
+        return _stat_fields(self.pid)[2:3] == [str(self.pid)] and self.alive()
+
+    def send(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.fd is not None:
+                signal.pidfd_send_signal(self.fd, sig)
+            elif self.alive():
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pin(pid: int, pinned: dict[int, _Pinned], pgid: int | None = None) -> None:
+    """Add ``pid`` to ``pinned`` if it is alive (and, given ``pgid``, still in that group)."""
+    if pid in pinned or pid == os.getpid():
+        return
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (OSError, AttributeError):  # no pidfds here: fall back to the pid
+        fd = None
+    proc = _Pinned(pid, fd)
+    # Read after pinning and confirmed alive after reading: the fields were the pinned
+    # process's, not those of a successor that got its pid.
+    fields = _stat_fields(pid)
+    if fields and fields[0] != "Z" and (pgid is None or fields[2] == str(pgid)) and proc.alive():
+        pinned[pid] = proc
+    else:
+        proc.close()
+
+
+def _wait_gone(procs: list[_Pinned], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        living = [p for p in procs if p.alive()]
+        left = deadline - time.monotonic()
+        if not living or left <= 0:
+            return not living
+        fds = [p.fd for p in living if p.fd is not None]
+        if len(fds) == len(living):
+            _poll(fds, left)  # wakes when any of them exits
+        else:
+            time.sleep(min(0.05, left))
+
+
+def _poll(fds: list[int], timeout: float) -> list[tuple[int, int]]:
+    poller = select.poll()  # not select(): a busy process may hold fds past FD_SETSIZE
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return poller.poll(timeout * 1000)
+
+
+def _group_members(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _stat_fields(int(entry))[2:3] == [str(pgid)]:
+            found.append(int(entry))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ...; [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"

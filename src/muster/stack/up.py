@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -223,32 +224,83 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> in
     finally:
         say("stopping muster, nginx and etcd...")
         await asyncio.to_thread(stack.stop)
-        lock.unlink(missing_ok=True)
+        lock.release()
         say("stopped.")
     return status
 
 
-def _take_lock(state: Path, say: Callable[[str], None]) -> Path:
-    """Refuse to run twice on one state directory; a lock left by a killed run is taken over,
-    and the processes that run left behind (etcd, nginx, the daemon) are stopped first."""
-    state.mkdir(parents=True, exist_ok=True)
-    lock = state / "muster-up.pid"
+class _StateLock:
+    """An exclusive ``flock`` on ``STATE/muster-up.pid``, held while ``muster up`` runs.
+
+    The kernel drops the lock when the process dies, however it dies, so a lock that can
+    be taken means no ``muster up`` runs here now: unlike a pid in a file, it cannot be
+    mistaken for a live run when the dead run's pid has been reused (pid_max may be
+    32768). The file names the pid of the run holding it; a clean exit empties it, so a
+    pid found on taking the lock means that run was killed.
+    """
+
+    def __init__(self, path: Path, fd: int, previous: int) -> None:
+        self.path = path
+        self.previous = previous
+        self._fd = fd
+
+    @classmethod
+    def take(cls, path: Path) -> _StateLock:
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConfigError(
+                        f"muster up (pid {_read_pid(fd) or '?'}) is already running with "
+                        f"state directory {path.parent}"
+                    ) from None
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:  # else we locked a file someone removed: lock the one there now
+                    previous = _read_pid(fd)
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                    return cls(path, fd, previous)
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def release(self) -> None:
+        """Mark a clean exit (an empty file) and unlock."""
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _read_pid(fd: int) -> int:
     try:
-        other = int(lock.read_text().strip())
+        return int(os.pread(fd, 32, 0).decode().strip() or 0)
     except (OSError, ValueError):
-        other = 0
-    if other and other != os.getpid():
-        try:
-            os.kill(other, 0)
-        except ProcessLookupError:
-            left = leftover_processes(state)
-            if left:
-                names = ", ".join(sorted({_process_name(pid) for pid in left}))
-                say(f"stopping what an earlier muster up (pid {other}) left running: {names}...")
-                stop_processes(left)
-        else:
-            raise ConfigError(f"muster up (pid {other}) is already running with state directory {state}")
-    lock.write_text(f"{os.getpid()}\n")
+        return 0
+
+
+def _take_lock(state: Path, say: Callable[[str], None]) -> _StateLock:
+    """Refuse to run twice on one state directory; after a killed run, first stop the
+    processes it left behind (etcd, nginx, the daemon)."""
+    state.mkdir(parents=True, exist_ok=True)
+    lock = _StateLock.take(state / "muster-up.pid")
+    try:
+        # Only after a run that did not exit cleanly: a clean one left nothing, and a user's
+        # own process naming a file in here (``tail -f`` of a log) is none of our business.
+        left = leftover_processes(state) if lock.previous else []
+        if left:
+            names = ", ".join(sorted({_process_name(pid) for pid in left}))
+            say(f"stopping what an earlier muster up (pid {lock.previous}) left running: {names}...")
+            stop_processes(left)
+    except BaseException:
+        lock.release()
+        raise
     return lock
 
 
