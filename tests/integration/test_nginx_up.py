@@ -141,7 +141,8 @@ def test_up_after_a_killed_run_stops_what_it_left_and_starts(tmp_path: Path) -> 
         assert processes_mentioning(str(state))
         second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out = read_until(second, "Ctrl-C stops everything", timeout=90)
-        assert "an earlier muster up" in out
+        stopping = next(line for line in out.splitlines() if "an earlier muster up" in line)
+        assert all(f" {name}" in stopping for name in ("etcd,", "muster confd,", "nginx")), stopping
         assert process_group(master) == []  # the old nginx and its workers are gone
         # The banner may come before the demo server is routed (it waits 10 s at most).
         assert get_body(f"http://127.0.0.1:{port}/hello/", "hello-1", timeout=30) == "hello-1"

@@ -310,8 +310,15 @@ def _process_name(pid: int) -> str:
             args = fh.read().decode(errors="replace").split("\0")
     except OSError:
         return str(pid)
-    name = os.path.basename(args[0])
-    return "muster confd" if "confd" in args[1:4] else name
+    if "confd" in args[1:4]:
+        return "muster confd"
+    # nginx rewrites its argv into one title ("nginx: master process /usr/sbin/nginx -p ..."),
+    # so its first argument is no path: the kernel's name for the process is right for all.
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip() or str(pid)
+    except OSError:
+        return os.path.basename(args[0])
 
 
 @click.command("up")
