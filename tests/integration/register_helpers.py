@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,14 @@ class Agent:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait_output(self, needle: str, timeout: float = 20.0) -> None:
+        """Wait until the agent has logged ``needle`` (it also proves its handlers are set up)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.output():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the agent never logged {needle!r}:\n{self.output()}")
+            time.sleep(0.05)
 
     def signal(self, signum: int) -> int:
         self.proc.send_signal(signum)
