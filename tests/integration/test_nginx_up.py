@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import select
 import signal
 import subprocess
@@ -111,6 +112,11 @@ def test_up_serves_the_demo_and_sigint_stops_every_process(tmp_path: Path, backe
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
                 bodies.add(resp.read().decode().strip())
         assert bodies == {"hello-1", "hello-2"}
+        # The daemon's status server, named in the banner, says it is in step.
+        status = re.search(r"curl (http://127\.0\.0\.1:\d+)/status", banner)
+        assert status is not None, banner
+        with urllib.request.urlopen(f"{status.group(1)}/readyz", timeout=5) as resp:
+            assert resp.status == 200
         started = processes_mentioning(str(state))
         master = int((state / "nginx" / "nginx.pid").read_text())
         assert master in started

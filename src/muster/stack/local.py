@@ -161,6 +161,7 @@ class Stack:
             backend=self.opts.backend,
             log_path=self.state / "logs" / "muster.log",
             extra_args=dataplane if self.lua else ["-dataplane", "reload"],
+            status_port=free_port(),
         )
         self.daemon.start()
         self.daemon.wait_file(self.dest, timeout=30.0)

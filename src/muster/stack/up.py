@@ -178,6 +178,8 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
         value = json.dumps({"host": "127.0.0.1", "port": 9000})
         say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
     say(f"  state and logs: {stack.state}   rendered config: {stack.dest}")
+    if stack.daemon is not None and stack.daemon.status_url:
+        say(f"  muster's own state: curl {stack.daemon.status_url}/status   (/readyz, /metrics)")
     say("Ctrl-C stops everything. Changes under /services:")
 
 
