@@ -192,6 +192,8 @@ pid {self.pid_path};
 error_log stderr notice;
 # Old workers keep idle keep-alive clients for at most this long after a reload.
 worker_shutdown_timeout 10s;
+# The stock template's catch-all location and its rewrite are regexes, matched per request.
+pcre_jit on;
 
 events {{
     worker_connections {self.worker_connections};
