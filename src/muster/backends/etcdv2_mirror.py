@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import ChangeFeed
 from muster.backends.etcdv2 import EtcdV2Client, event_index, follow, is_noop_event
 from muster.backends.keys import matches_prefix, normalize_prefix, prefix_filter
 from muster.backends.options import BackendOptions
@@ -32,7 +33,7 @@ __all__ = ["V2Mirror"]
 _REMOVALS = {"delete", "expire", "compareAndDelete"}
 
 
-class V2Mirror:
+class V2Mirror(ChangeFeed):
     """The leaves under ``seeds``' prefixes, kept current by long polls; see the module doc."""
 
     def __init__(
@@ -41,6 +42,7 @@ class V2Mirror:
         options: BackendOptions,
         seeds: Mapping[str, tuple[Mapping[str, str], int]],
     ) -> None:
+        super().__init__()
         self.client = client
         self.options = options
         self.prefixes = tuple(seeds)
@@ -48,10 +50,7 @@ class V2Mirror:
         self.applied = {p: index for p, (_, index) in seeds.items()}
         #: Changes after this index are all reported; the seed reads hold everything before.
         self.seed_revision = min(self.applied.values()) if self.applied else 0
-        self.latest_change = 0
         self.connected = dict.fromkeys(self.prefixes, True)
-        self.error: BaseException | None = None
-        self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def __repr__(self) -> str:
@@ -88,21 +87,9 @@ class V2Mirror:
                 values.update((k, v) for k, v in part.items() if wanted(k))
         return Snapshot(values, max(self.latest_change, self.seed_revision))
 
-    async def wait_changed(self, since: int) -> int:
-        """The newest change after ``since`` (at once if one is known); raises a follower's error."""
-        if since < self.seed_revision:
-            raise ValueError(f"mirror starts at {self.seed_revision}, cannot report changes after {since}")
-        while True:
-            wakeup = self._wakeup
-            if self.latest_change > since:
-                return self.latest_change
-            if self.error is not None:
-                raise self.error
-            await wakeup.wait()
-
-    def _notify(self) -> None:
-        self._wakeup.set()
-        self._wakeup = asyncio.Event()
+    @property
+    def first_revision(self) -> int:
+        return self.seed_revision
 
     def _set_connected(self, prefix: str, connected: bool) -> None:
         self.connected[prefix] = connected
@@ -117,8 +104,7 @@ class V2Mirror:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: B036 - handed to the waiters, which re-raise it
-            self.error = exc
-            self._notify()
+            self._failed(exc)
 
     def apply(self, prefix: str, event: Mapping[str, Any]) -> None:
         """Apply one v2 watch event seen under ``prefix``."""
@@ -141,5 +127,4 @@ class V2Mirror:
             values[key] = str(node.get("value", ""))
         else:
             return  # an empty directory appeared: no value changed
-        self.latest_change = max(self.latest_change, index)
-        self._notify()
+        self._changed(index)

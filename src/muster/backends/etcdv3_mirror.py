@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import ChangeFeed
 from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchResponse, WatchStream
 from muster.backends.keys import (
     KeyRange,
@@ -58,10 +59,11 @@ def text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class Mirror:
+class Mirror(ChangeFeed):
     """The keys under ``prefixes``, kept current by a background watch; see the module doc."""
 
     def __init__(self, client: EtcdV3Client, options: BackendOptions, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
         self.client = client
         self.options = options
         self.prefixes = prefixes
@@ -72,11 +74,7 @@ class Mirror:
         self.revision = 0
         #: Changes after this revision are all reported; earlier ones may not be.
         self.start_revision = 0
-        #: The newest revision that changed a watched key.
-        self.latest_change = 0
         self.connected = False
-        self.error: BaseException | None = None
-        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -123,21 +121,9 @@ class Mirror:
         wanted = prefix_filter(prefixes)
         return Snapshot({k: v for k, v in self.values.items() if wanted(k)}, self.revision)
 
-    async def wait_changed(self, since: int) -> int:
-        """The newest change after ``since`` (at once if one is known); raises the task's error."""
-        if since < self.start_revision:
-            raise ValueError(f"mirror starts at {self.start_revision}, cannot report changes after {since}")
-        while True:
-            wakeup = self._wakeup
-            if self.latest_change > since:
-                return self.latest_change
-            if self.error is not None:
-                raise self.error
-            await wakeup.wait()
-
-    def _notify(self) -> None:
-        self._wakeup.set()
-        self._wakeup = asyncio.Event()
+    @property
+    def first_revision(self) -> int:
+        return self.start_revision
 
     async def _run(self) -> None:
         try:
@@ -145,9 +131,8 @@ class Mirror:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: B036 - handed to the waiters, which re-raise it
-            self.error = exc
             self.connected = False
-            self._notify()
+            self._failed(exc)
 
     async def _follow(self) -> None:
         delay, failures_in_row = BACKOFF_FIRST, 0
@@ -223,6 +208,5 @@ class Mirror:
         seen = max((ev.mod_revision for ev in msg.events), default=msg.revision)
         self.revision = max(self.revision, seen)
         if changed:
-            self.latest_change = changed
             log.debug(kv("etcd.watch.changed", revision=changed, keys=len(self.values)))
-            self._notify()
+            self._changed(changed)
