@@ -1,29 +1,6 @@
-"""The daemon package's modules export what they name, and its old names still import."""
+"""The names that lived in the old ``muster.daemon`` module still import from it."""
 
 from __future__ import annotations
-
-import importlib
-
-import pytest
-
-MODULES = [
-    "muster.daemon",
-    "muster.daemon.core",
-    "muster.daemon.main",
-    "muster.daemon.report",
-    "muster.daemon.signals",
-    "muster.backends.factory",
-]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_exports_exist_and_are_sorted(name: str) -> None:
-    module = importlib.import_module(name)
-    exported = module.__all__
-    assert exported == sorted(exported), "keep __all__ sorted"
-    missing = [attr for attr in exported if not hasattr(module, attr)]
-    assert missing == []
-    assert module.__doc__ and module.__doc__.strip(), "every module opens with a docstring"
 
 
 def test_names_that_lived_in_the_old_daemon_module_still_import_from_it() -> None:

@@ -1,4 +1,4 @@
-"""Every name the confd-function modules export exists (httpx's exports test)."""
+"""Every name these modules export exists, ``__all__`` is sorted, and each has a docstring."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ MODULES = [
     "muster.backends.env",
     "muster.backends.yamlkeys",
     "muster.render_cmd",
+    "muster.daemon",
+    "muster.daemon.core",
+    "muster.daemon.main",
+    "muster.daemon.report",
+    "muster.daemon.signals",
+    "muster.backends.factory",
+    "muster.backends.changefeed",
+    "muster.dataplane.membership",
+    "muster.status",
 ]
 
 
