@@ -189,6 +189,8 @@ function M.balance(name)
     local c = cache[name]
     local peers = c and c.peers or lookup(name)
     if peers == nil or #peers == 0 then
+        -- Only a location without the `state` check gets here: an exit in the balancer
+        -- phase reaches the client as 500 whatever the status, hence state()'s 404/503.
         return ngx.exit(503)
     end
     local peer
