@@ -41,6 +41,13 @@ server {
         proxy_connect_timeout 1s;
         proxy_pass http://muster_balancer/;
     }
+    # No lookup before the balancer: it alone must notice membership changes.
+    location /plain/ {
+        set $muster_service hello;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://muster_balancer/;
+    }
 }
 """
 
@@ -96,6 +103,34 @@ async def test_membership_changes_need_no_reload(nginx: NginxProcess, admin: Lua
         # An unchanged membership pushes nothing.
         assert await plane.apply({"hello": [Peer("127.0.0.1", port_b)]}) == 0
         assert nginx.worker_pids() == workers, "a membership change must not reload nginx"
+    finally:
+        await a.cleanup()
+        await b.cleanup()
+
+
+async def test_balancer_alone_follows_membership_changes(tmp_path: Path) -> None:
+    # A location that runs no Lua of its own: the balancer once served a worker's cached
+    # peers forever. One worker, so the second round surely meets the cache of the first.
+    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
+    proc = NginxProcess(
+        tmp_path / "nginx",
+        worker_processes=1,
+        main_snippets=[main_block()],
+        http_snippets=[http_block(settings)],
+    )
+    proc.write_config()
+    (proc.include_dir / "hello.conf").write_text(LOCATION % {"port": proc.port})
+    url = f"http://127.0.0.1:{proc.port}/plain/"
+    a, port_a = await text_backend("a")
+    b, port_b = await text_backend("b")
+    try:
+        with proc:
+            async with LuaAdmin(f"unix:{settings.admin_socket}") as admin:
+                plane = DataPlane(admin)
+                await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
+                assert await hits(url, 4) == Counter({"200 a": 4})
+                await plane.apply({"hello": [Peer("127.0.0.1", port_b)]})
+                assert await hits(url, 4) == Counter({"200 b": 4})
     finally:
         await a.cleanup()
         await b.cleanup()

@@ -74,11 +74,12 @@ async def test_lua_mode_routes_new_services_with_no_reload(nginx: NginxProcess, 
         sink = MembershipSink(DataPlane(admin))
         # A service whose only entry is invalid is known but has no server: 503.
         await sink.apply({"/services/web/servers/a": "not json"})
-        assert status(f"{nginx.url}/web/")[0] == 503
+        assert status(f"{nginx.url}/web/") == (503, "no server of web is available\n")
         # Its first valid server: routed at once (the status server echoes the path).
         await sink.apply({"/services/web/servers/a": server(nginx.status_port)})
         assert status(f"{nginx.url}/web/.muster/ping")[0] == 200
         assert status(f"{nginx.url}/web/nothing-here")[0] == 404  # the backend's own 404
         await sink.apply({})
-        assert status(f"{nginx.url}/web/.muster/ping")[0] == 404  # the service is gone
+        assert status(f"{nginx.url}/web/.muster/ping") == (404, "muster: no such service\n")  # gone
+        assert "[error]" not in nginx.log_path.read_text(), "404 and 503 are not errors"
     assert nginx.worker_pids() == workers, "services coming and going must not reload nginx"

@@ -60,7 +60,7 @@ init_worker_by_lua_block {{
 }}
 upstream muster_balancer {{
     server 0.0.0.1:1;  # placeholder: the Lua balancer picks every peer
-    balancer_by_lua_block {{ require("muster_balancer").balance(ngx.var.muster_service) }}
+    balancer_by_lua_block {{ require("muster_balancer").balance() }}
     keepalive {s.keepalive};
 }}
 server {{
