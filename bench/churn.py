@@ -288,6 +288,12 @@ async def compare(
             await proc.wait()
     m, p = statistics.median(totals["muster"]), statistics.median(totals["prototype"])
     print(f"  median: muster {m:.0f}, prototype {p:.0f}: muster serves {m / p:.1%} of the prototype")
+    # The machine's speed drifts over minutes; the two runs of one round are neighbours.
+    ratios = sorted(a / b for a, b in zip(totals["muster"], totals["prototype"], strict=True))
+    print(
+        f"  per round (adjacent runs): muster/prototype median {statistics.median(ratios):.1%}, "
+        f"range {ratios[0]:.1%}-{ratios[-1]:.1%}"
+    )
 
 
 async def main() -> None:
