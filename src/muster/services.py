@@ -42,11 +42,13 @@ from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
 from muster.log import kv
 
 __all__ = [
+    "BAD_SERVICE_NAME",
     "DEFAULT_ROOT",
     "HostResolver",
     "RejectLog",
     "Server",
     "ServiceIndex",
+    "case_clash",
     "index_services",
     "parse_server",
     "service_funcs",
@@ -100,6 +102,14 @@ class Server(GoStruct):
 
     def __hash__(self) -> int:
         return hash((self.Key, self.Host, self.Port, self.Weight))
+
+
+BAD_SERVICE_NAME = "service name is not [A-Za-z0-9._-]"
+
+
+def case_clash(first: str) -> str:
+    """Why a service name is rejected when ``first`` sorts before it and folds to its case."""
+    return f"service name differs only in case from {first}"
 
 
 def valid_name(name: str) -> bool:
@@ -212,11 +222,11 @@ def index_services(
     folded: dict[str, str] = {}
     for name in sorted(names):
         if not valid_name(name):
-            index.rejected[f"{root}/{name}"] = "service name is not [A-Za-z0-9._-]"
+            index.rejected[f"{root}/{name}"] = BAD_SERVICE_NAME
         elif folded.setdefault(name.lower(), name) != name:
             # nginx compares upstream names without case: two would be a duplicate upstream.
             first = folded[name.lower()]
-            index.rejected[f"{root}/{name}"] = f"service name differs only in case from {first}"
+            index.rejected[f"{root}/{name}"] = case_clash(first)
         else:
             index.services[name] = []
     parsed: list[tuple[str, Server]] = []

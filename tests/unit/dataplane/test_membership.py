@@ -77,17 +77,19 @@ def test_a_name_freed_from_a_case_collision_gets_its_servers() -> None:
 
 def test_random_histories_match_a_full_validation() -> None:
     rng = random.Random(7)
-    names = ["a", "b", "B", "c-1", "bad name", "d"]
+    # Three names share one case fold, and invalid names fold onto valid ones.
+    names = ["a", "b", "B", "api", "Api", "API", "c-1", "bad name", "Bad name", "d"]
     values: dict[str, str] = {f"{ROOT}/unrelated": "x", "/elsewhere/a/servers/1": server("10.0.0.9", 1)}
     index = MembershipIndex(ROOT)
     for _ in range(400):
-        key = f"{ROOT}/{rng.choice(names)}/{rng.choice(['servers', 'meta'])}/{rng.randint(1, 4)}"
-        if key in values and rng.random() < 0.4:
-            del values[key]
-        else:
-            host = rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3", "0.0.0.0", "bad host!"])
-            port, weight = rng.randint(0, 3), rng.randint(0, 3)
-            values[key] = rng.choice([server(host, port), server(host, 80, weight), "{"])
+        for _ in range(rng.choice([1, 1, 2, 3])):  # some snapshots carry several changes
+            key = f"{ROOT}/{rng.choice(names)}/{rng.choice(['servers', 'meta'])}/{rng.randint(1, 4)}"
+            if key in values and rng.random() < 0.4:
+                del values[key]
+            else:
+                host = rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3", "0.0.0.0", "bad host!"])
+                port, weight = rng.randint(0, 3), rng.randint(0, 3)
+                values[key] = rng.choice([server(host, port), server(host, 80, weight), "{"])
         before = dict(index.services)
         changed = index.update(dict(values))
         expected = full(values)
