@@ -239,12 +239,19 @@ class KVStore:
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values: dict[str, str] = dict(values)
-        self._children: dict[str | None, dict[str, int]] = {}
+        # The children index and the canonical check are built on first use: a template
+        # that calls no store function (the Lua data plane's stock one) never pays for them.
+        self._children: dict[str | None, dict[str, int]] | None = None
         self._sorted_cache: dict[str | None, list[str]] = {}
         self._keys_sorted: list[str] | None = None
         self._memo: dict[str, tuple[str, ...]] = {}
-        self._canonical = _all_clean(list(self._values))
-        children = self._children
+        self._canonical: bool | None = None
+
+    def _tree(self) -> dict[str | None, dict[str, int]]:
+        if self._children is not None:
+            return self._children
+        children: dict[str | None, dict[str, int]] = {}
+        self._children = children
         root = children[_ROOT] = {}
         for key in self._values:
             parent, sep, leaf = key.rpartition("/")
@@ -254,13 +261,19 @@ class KVStore:
             kids = children.get(parent)
             if kids is None:
                 kids = children[parent] = {}
-                self._add_dir(parent)
+                self._add_dir(children, parent)
             kids[leaf] = kids.get(leaf, 0) | _LEAF
+        return children
 
-    def _add_dir(self, d: str) -> None:
+    def _is_canonical(self) -> bool:
+        if self._canonical is None:
+            self._canonical = _all_clean(list(self._values))
+        return self._canonical
+
+    @staticmethod
+    def _add_dir(children: dict[str | None, dict[str, int]], d: str) -> None:
         # Mark d as a directory in its parent, and so on up while the parents are new:
         # a directory already in the index has all its ancestors there too.
-        children = self._children
         while True:
             parent, sep, name = d.rpartition("/")
             if not sep:
@@ -317,7 +330,7 @@ class KVStore:
     # -- glob --------------------------------------------------------------
 
     def _kids(self, parent: str | None) -> dict[str, int]:
-        return self._children.get(parent, {})
+        return self._tree().get(parent, {})
 
     def _sorted_kids(self, parent: str | None) -> list[str]:
         cached = self._sorted_cache.get(parent)
@@ -355,14 +368,14 @@ class KVStore:
         if cut < 0:
             frontier = [_ROOT]
         else:
-            if pattern[:cut] not in self._children:
+            if pattern[:cut] not in self._tree():
                 return []
             frontier = [pattern[:cut]]
         rest = pattern[cut + 1 :]
         if rest == "*" and cut >= 0:
             # The common "/dir/*": every leaf child of one directory.
             head = pattern[: cut + 1]
-            return [head + c for c, f in self._children[pattern[:cut]].items() if f & _LEAF]
+            return [head + c for c, f in self._tree()[pattern[:cut]].items() if f & _LEAF]
         segs = rest.split("/")
         last = len(segs) - 1
         for i, seg in enumerate(segs):
@@ -425,7 +438,7 @@ class KVStore:
 
     def _fast_dir(self, file_path: str) -> str | None:
         """The index directory for ``file_path`` when memkv's answer is the plain one."""
-        if not self._canonical or not file_path.startswith("/"):
+        if not self._is_canonical() or not file_path.startswith("/"):
             return None
         clean = path_clean(file_path)
         if file_path == clean or (clean != "/" and file_path == clean + "/"):
