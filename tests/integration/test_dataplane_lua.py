@@ -41,6 +41,15 @@ server {
         proxy_connect_timeout 1s;
         proxy_pass http://muster_balancer/;
     }
+    # The README's pattern: a balancer that finds no peer exits with 500, answered here.
+    location /nopeer/ {
+        set $muster_service nopeer;
+        error_page 500 = @muster_no_peer;
+        proxy_pass http://muster_balancer/;
+    }
+    location @muster_no_peer {
+        content_by_lua_block { require("muster_balancer").no_peer() }
+    }
     # No lookup before the balancer: it alone must notice membership changes.
     location /plain/ {
         set $muster_service hello;
@@ -134,6 +143,23 @@ async def test_balancer_alone_follows_membership_changes(tmp_path: Path) -> None
     finally:
         await a.cleanup()
         await b.cleanup()
+
+
+async def test_no_peer_answers_404_for_unknown_and_503_for_empty(
+    nginx: NginxProcess, admin: LuaAdmin
+) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/nopeer/"
+    a, port_a = await text_backend("a")
+    try:
+        # Never pushed: the server's own answer for an unknown path (no `location /` here: 404).
+        assert [k.split(" ", 1)[0] for k in (await hits(url, 2)).elements()] == ["404", "404"]
+        plane = DataPlane(admin)
+        await plane.apply({"nopeer": []})
+        assert await hits(url, 2) == Counter({"503 no server of nopeer is available\n": 2})
+        await plane.apply({"nopeer": [Peer("127.0.0.1", port_a)]})
+        assert await hits(url, 2) == Counter({"200 a": 2})
+    finally:
+        await a.cleanup()
 
 
 async def test_dead_peer_is_retried_on_the_next(nginx: NginxProcess, admin: LuaAdmin) -> None:
