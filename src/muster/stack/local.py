@@ -29,6 +29,7 @@ from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, free_port
 from muster.stack.nginx import NginxProcess
+from muster.stack.process import group_members, stat_fields
 from muster.stack.stock import write_resource_for
 
 __all__ = ["Stack", "UpOptions", "leftover_processes", "stop_processes"]
@@ -282,7 +283,7 @@ def stop_processes(pids: list[int], timeout: float = 10.0) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             # Group members are collected again for SIGKILL: a master may have forked since.
             for leader in [p for p in pinned.values() if p.alive() and p.leads_group()]:
-                for member in _group_members(leader.pid):
+                for member in group_members(leader.pid):
                     _pin(member, pinned, pgid=leader.pid)
             for proc in pinned.values():
                 proc.send(sig)
@@ -310,7 +311,7 @@ class _Pinned:
         return not self._gone
 
     def leads_group(self) -> bool:
-        return _stat_fields(self.pid)[2:3] == [str(self.pid)] and self.alive()
+        return stat_fields(self.pid)[2:3] == [str(self.pid)] and self.alive()
 
     def send(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -338,7 +339,7 @@ def _pin(pid: int, pinned: dict[int, _Pinned], pgid: int | None = None) -> None:
     proc = _Pinned(pid, fd)
     # Read after pinning and confirmed alive after reading: the fields were the pinned
     # process's, not those of a successor that got its pid.
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields and fields[0] != "Z" and (pgid is None or fields[2] == str(pgid)) and proc.alive():
         pinned[pid] = proc
     else:
@@ -366,23 +367,6 @@ def _poll(fds: list[int], timeout: float) -> list[tuple[int, int]]:
     return poller.poll(timeout * 1000)
 
 
-def _group_members(pgid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _stat_fields(int(entry))[2:3] == [str(pgid)]:
-            found.append(int(entry))
-    return found
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ...; [] if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
 def _running(pid: int) -> bool:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return bool(fields) and fields[0] != "Z"

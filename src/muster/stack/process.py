@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-__all__ = ["STOP_GRACE", "ManagedProcess", "group_members", "kill_group", "log_tail"]
+__all__ = ["STOP_GRACE", "ManagedProcess", "group_members", "kill_group", "log_tail", "stat_fields"]
 
 STOP_GRACE = 10.0  # seconds a child gets to shut down cleanly before SIGKILL
 
@@ -26,16 +26,22 @@ def log_tail(path: Path, lines: int, missing: str = "") -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ...; [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes in process group ``pgid``."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[0] != "Z" and fields[2] == str(pgid):
+            fields = stat_fields(int(entry))
+            if fields[:1] != ["Z"] and fields[2:3] == [str(pgid)]:
                 found.append(int(entry))
     return found
 
