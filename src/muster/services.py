@@ -302,6 +302,33 @@ def _printable(key: str) -> str:
     return key.encode("unicode_escape").decode("ascii")
 
 
+class _DaemonThreads(concurrent.futures.Executor):
+    """At most ``size`` calls at once, each in a daemon thread of its own.
+
+    A ThreadPoolExecutor's threads are joined when the interpreter exits, so a lookup
+    stuck on a dead resolver (seconds per attempt) would hold up the daemon's shutdown.
+    A thread per call is cheap here: lookups run only for names the cache lacks.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._slots = threading.BoundedSemaphore(size)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            with self._slots:
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threading.Thread(target=run, name="muster-dns", daemon=True).start()
+        return future
+
+
 class HostResolver:
     """Which DNS names resolve now, asked in parallel under one deadline, with a short cache.
 
@@ -317,7 +344,7 @@ class HostResolver:
     future done finds the answer cached. (Storing it from a done callback added under the
     lock could deadlock: a lookup that finished before the callback was added ran it at
     once, in the caller's thread, on the held lock.) ``executor`` runs the lookups; the
-    default is a private pool of 8 threads.
+    default runs up to 8 at once in daemon threads, which do not hold up the exit.
     """
 
     def __init__(
@@ -350,7 +377,7 @@ class HostResolver:
                     self._pending.add(host)
                     asked.append(host)
             if asked and self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="muster-dns")
+                self._pool = _DaemonThreads(8)
             pool = self._pool
         if not asked:
             return ok

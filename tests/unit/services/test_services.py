@@ -3,9 +3,12 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,6 +222,20 @@ def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPa
         time.sleep(0.01)
     assert resolver(["slow.example"]) == {"slow.example"}
     assert calls == ["slow.example"]
+
+
+def test_a_stuck_lookup_does_not_hold_up_the_exit(tmp_path: Path) -> None:
+    # A resolver that never answers: the process must still exit once its work is done.
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import time\n"
+        "import muster.services as services\n"
+        "services._resolves = lambda host: time.sleep(60) or True\n"
+        "assert services.HostResolver(timeout=0.05)(['stuck.example']) == set()\n"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(script)], check=True, timeout=30)
+    assert time.monotonic() - started < 10
 
 
 class InlineExecutor(concurrent.futures.Executor):
