@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Protocol
 
 from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
 from muster.log import kv
+from muster.threads import DaemonThreadExecutor
 
 __all__ = [
     "BAD_SERVICE_NAME",
@@ -302,33 +303,6 @@ def _printable(key: str) -> str:
     return key.encode("unicode_escape").decode("ascii")
 
 
-class _DaemonThreads(concurrent.futures.Executor):
-    """At most ``size`` calls at once, each in a daemon thread of its own.
-
-    A ThreadPoolExecutor's threads are joined when the interpreter exits, so a lookup
-    stuck on a dead resolver (seconds per attempt) would hold up the daemon's shutdown.
-    A thread per call is cheap here: lookups run only for names the cache lacks.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._slots = threading.BoundedSemaphore(size)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            with self._slots:
-                if not future.set_running_or_notify_cancel():
-                    return
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-        threading.Thread(target=run, name="muster-dns", daemon=True).start()
-        return future
-
-
 class HostResolver:
     """Which DNS names resolve now, asked in parallel under one deadline, with a short cache.
 
@@ -377,7 +351,7 @@ class HostResolver:
                     self._pending.add(host)
                     asked.append(host)
             if asked and self._pool is None:
-                self._pool = _DaemonThreads(8)
+                self._pool = DaemonThreadExecutor(8, "muster-dns")
             pool = self._pool
         if not asked:
             return ok

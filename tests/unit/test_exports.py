@@ -27,7 +27,9 @@ MODULES = [
     "muster.backends.factory",
     "muster.backends.changefeed",
     "muster.dataplane.membership",
+    "muster.dataplane.pusher",
     "muster.status",
+    "muster.threads",
 ]
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from muster.dataplane.admin import AdminError
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.peers import Peer
-from muster.dataplane.pusher import resolve_peers
+from muster.dataplane.pusher import is_ip, resolve_peers
 from muster.log import kv
 from muster.services import DEFAULT_ROOT
 
@@ -32,14 +31,6 @@ def membership(values: Mapping[str, str], root: str = DEFAULT_ROOT) -> dict[str,
     index = MembershipIndex(root)
     index.update(values)
     return index.services
-
-
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
-
-
-def _is_ip(host: str) -> bool:
-    # services.py admits only IP addresses and DNS names, and no DNS name holds a colon.
-    return ":" in host or _IPV4.match(host) is not None
 
 
 class _Closable(Protocol):
@@ -83,13 +74,14 @@ class MembershipSink:
             desired.pop(name, None)
             self._dns_names.discard(name)
         # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
-        for name in (changed & services.keys()) | self._dns_names:
-            entries = services[name]
-            desired[name] = await resolve_peers(entries)
-            if all(_is_ip(host) for host, _, _ in entries):
-                self._dns_names.discard(name)
-            else:
-                self._dns_names.add(name)
+        # Together, so a dead resolver costs one lookup timeout, not one per service.
+        names = (changed & services.keys()) | self._dns_names
+        by_dns = sorted(n for n in names if not all(is_ip(host) for host, _, _ in services[n]))
+        resolved = await asyncio.gather(*(resolve_peers(services[n]) for n in by_dns))
+        for name in names.difference(by_dns):
+            desired[name] = [Peer(host, port, weight) for host, port, weight in services[name]]
+        desired.update(zip(by_dns, resolved, strict=True))
+        self._dns_names = set(by_dns)
         async with self._lock:
             self._desired = desired
             await self.plane.apply(desired)
