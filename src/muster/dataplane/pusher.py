@@ -26,7 +26,7 @@ from muster.dataplane.peers import Peer, encode_peers
 from muster.log import kv
 from muster.threads import DaemonThreadExecutor
 
-__all__ = ["RESOLVE_TIMEOUT", "DataPlane", "is_ip", "resolve_peers"]
+__all__ = ["DataPlane", "RESOLVE_TIMEOUT", "is_ip", "resolve_peers"]
 
 log = logging.getLogger(__name__)
 
