@@ -211,14 +211,8 @@ end
 -- gets the server block's answer for an unknown path, one with no valid server 503.
 function M.no_peer()
     local name = ngx.var.muster_service
-    local state = name and M.state(name) or ""
-    if state == "unknown" then
-        return ngx.exec("/.muster-unknown-service")
-    elseif state == "empty" then
-        ngx.status = 503
-        ngx.header["Content-Type"] = "text/plain"
-        ngx.say("no server of ", name, " is available")
-        return ngx.exit(503)
+    if name and M.state(name) ~= "" then
+        return M.route(name)
     end
     -- Not for want of a peer: the balancer logged why.
     return ngx.exit(500)
