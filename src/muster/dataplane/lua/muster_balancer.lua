@@ -11,6 +11,10 @@
 -- when `gen` moved since it last looked. Failures are counted per worker, as nginx
 -- does for an upstream without `zone`: `max_fails` failures within `fail_timeout`
 -- take a peer out for `fail_timeout`.
+--
+-- No other Lua runs per request: for a service with no peer (never pushed, or none
+-- valid) the balancer exits with 500, and the location's `error_page 500` sends the
+-- request to no_peer(), which answers 404 or 503.
 
 local balancer = require "ngx.balancer"
 local base = require "resty.core.base"
