@@ -28,6 +28,7 @@ MODULES = [
     "muster.backends.changefeed",
     "muster.dataplane.membership",
     "muster.dataplane.pusher",
+    "muster.dataplane.resolve",
     "muster.status",
     "muster.threads",
 ]

@@ -12,11 +12,7 @@ forgets what nginx holds, so the next call pushes everything.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import re
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -24,58 +20,10 @@ from collections.abc import Iterable, Mapping
 from muster.dataplane.admin import AdminError, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
 from muster.log import kv
-from muster.threads import DaemonThreadExecutor
 
-__all__ = ["DataPlane", "RESOLVE_TIMEOUT", "is_ip", "resolve_peers"]
+__all__ = ["DataPlane"]
 
 log = logging.getLogger(__name__)
-
-
-#: Seconds a DNS name gets to resolve before its entry is left out of this push.
-RESOLVE_TIMEOUT = 2.0
-# Lookups run in daemon threads: one stuck on a dead resolver must not hold up the exit.
-_LOOKUPS = DaemonThreadExecutor(8, "muster-dns")
-
-
-async def resolve_peers(entries: Iterable[tuple[str, int, int]], timeout: float | None = None) -> list[Peer]:
-    """Turn ``(host, port, weight)`` into peers, resolving DNS names to every address.
-
-    Names are looked up together under one ``timeout`` (default ``RESOLVE_TIMEOUT``). A
-    name that does not resolve in time is logged and left out: like a bad registry
-    value, it costs only its own entry, and a dead resolver costs one ``timeout`` per
-    push, not a lookup timeout per name.
-    """
-    entries = list(entries)
-    timeout = RESOLVE_TIMEOUT if timeout is None else timeout
-    names = sorted({host for host, _, _ in entries if not is_ip(host)})
-    found = dict(zip(names, await asyncio.gather(*(_addresses(n, timeout) for n in names)), strict=True))
-    peers: list[Peer] = []
-    for host, port, weight in entries:
-        addresses = found[host] if host in found else [host]
-        peers.extend(Peer(address, port, weight) for address in addresses)
-    return peers
-
-
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
-
-
-def is_ip(host: str) -> bool:
-    """Whether ``host``, as ``muster.services`` admits hosts, is an address, not a DNS name.
-
-    services.py admits only IP addresses and DNS names, and no DNS name holds a colon.
-    """
-    return ":" in host or _IPV4.match(host) is not None
-
-
-async def _addresses(host: str, timeout: float) -> list[str]:
-    loop = asyncio.get_running_loop()
-    lookup = functools.partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
-    try:
-        infos = await asyncio.wait_for(loop.run_in_executor(_LOOKUPS, lookup), timeout)
-    except (OSError, TimeoutError) as exc:
-        log.warning(kv("dataplane.resolve.failed", host=host, error=str(exc) or f"no answer in {timeout:g}s"))
-        return []
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class DataPlane:

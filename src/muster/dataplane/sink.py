@@ -16,7 +16,7 @@ from typing import Protocol
 from muster.dataplane.admin import AdminError
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.peers import Peer
-from muster.dataplane.pusher import is_ip, resolve_peers
+from muster.dataplane.resolve import PeerResolver, is_ip
 from muster.log import kv
 from muster.services import DEFAULT_ROOT
 
@@ -57,6 +57,7 @@ class MembershipSink:
         # Only the services a snapshot changed are validated and resolved again.
         self._index = MembershipIndex(self.root)
         self._dns_names: set[str] = set()  # services with servers named by DNS
+        self.resolver = PeerResolver()
         self._lock = asyncio.Lock()
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
@@ -74,14 +75,9 @@ class MembershipSink:
             desired.pop(name, None)
             self._dns_names.discard(name)
         # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
-        # Together, so a dead resolver costs one lookup timeout, not one per service.
         names = (changed & services.keys()) | self._dns_names
-        by_dns = sorted(n for n in names if not all(is_ip(host) for host, _, _ in services[n]))
-        resolved = await asyncio.gather(*(resolve_peers(services[n]) for n in by_dns))
-        for name in names.difference(by_dns):
-            desired[name] = [Peer(host, port, weight) for host, port, weight in services[name]]
-        desired.update(zip(by_dns, resolved, strict=True))
-        self._dns_names = set(by_dns)
+        self._dns_names = {n for n in names if not all(is_ip(host) for host, _, _ in services[n])}
+        desired.update(await self.resolver.resolve({n: services[n] for n in names}))
         async with self._lock:
             self._desired = desired
             await self.plane.apply(desired)

@@ -126,18 +126,24 @@ function M.state(name)
     return #peers == 0 and "empty" or ""
 end
 
+local UNKNOWN_SERVICE = "/.muster-unknown-service"
+
+local function unavailable(name)
+    ngx.status = 503
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.say("no server of ", name, " is available")
+    return ngx.exit(503)
+end
+
 -- Access-phase form of `state` for hand-written locations: an unknown service goes to
 -- the server block's answer for an unknown path (the internal URI has no second slash,
 -- so it cannot match the catch-all again); one with no valid server answers 503.
 function M.route(name)
     local state = M.state(name)
     if state == "unknown" then
-        return ngx.exec("/.muster-unknown-service")
+        return ngx.exec(UNKNOWN_SERVICE)
     elseif state == "empty" then
-        ngx.status = 503
-        ngx.header["Content-Type"] = "text/plain"
-        ngx.say("no server of ", name, " is available")
-        return ngx.exit(503)
+        return unavailable(name)
     end
 end
 
@@ -215,11 +221,15 @@ end
 -- gets the server block's answer for an unknown path, one with no valid server 503.
 function M.no_peer()
     local name = ngx.var.muster_service
-    if name and M.state(name) ~= "" then
-        return M.route(name)
+    if name == nil or name == "" then
+        return ngx.exit(500)  -- the balancer logged why
     end
-    -- Not for want of a peer: the balancer logged why.
-    return ngx.exit(500)
+    if M.state(name) == "unknown" then
+        return ngx.exec(UNKNOWN_SERVICE)
+    end
+    -- No valid server; or, in the moment since the balancer looked, servers were pushed
+    -- (503 is still the truth of that request); or the balancer failed and logged why.
+    return unavailable(name)
 end
 
 -- `name` defaults to $muster_service; configurations muster wrote before pass it.
