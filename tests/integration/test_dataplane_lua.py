@@ -61,18 +61,24 @@ server {
 """
 
 
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[NginxProcess]:
+def lua_nginx(tmp_path: Path, workers: int = 1, server: str = LOCATION) -> NginxProcess:
+    """nginx with the Lua data plane (admin socket ``tmp_path/admin.sock``) and ``server``,
+    a config with ``%(port)d`` for nginx's port; not started."""
     settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
     proc = NginxProcess(
         tmp_path / "nginx",
-        worker_processes=2,
+        worker_processes=workers,
         main_snippets=[main_block()],
         http_snippets=[http_block(settings)],
     )
     proc.write_config()
-    (proc.include_dir / "hello.conf").write_text(LOCATION % {"port": proc.port})
-    with proc:
+    (proc.include_dir / "test.conf").write_text(server % {"port": proc.port})
+    return proc
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[NginxProcess]:
+    with lua_nginx(tmp_path, workers=2) as proc:
         yield proc
 
 
@@ -120,21 +126,13 @@ async def test_membership_changes_need_no_reload(nginx: NginxProcess, admin: Lua
 async def test_balancer_alone_follows_membership_changes(tmp_path: Path) -> None:
     # A location that runs no Lua of its own: the balancer once served a worker's cached
     # peers forever. One worker, so the second round surely meets the cache of the first.
-    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
-    proc = NginxProcess(
-        tmp_path / "nginx",
-        worker_processes=1,
-        main_snippets=[main_block()],
-        http_snippets=[http_block(settings)],
-    )
-    proc.write_config()
-    (proc.include_dir / "hello.conf").write_text(LOCATION % {"port": proc.port})
+    proc = lua_nginx(tmp_path, workers=1)
     url = f"http://127.0.0.1:{proc.port}/plain/"
     a, port_a = await text_backend("a")
     b, port_b = await text_backend("b")
     try:
         with proc:
-            async with LuaAdmin(f"unix:{settings.admin_socket}") as admin:
+            async with LuaAdmin(f"unix:{tmp_path / 'admin.sock'}") as admin:
                 plane = DataPlane(admin)
                 await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
                 assert await hits(url, 4) == Counter({"200 a": 4})
@@ -259,18 +257,14 @@ async def test_unreachable_admin_is_a_clear_error(tmp_path: Path) -> None:
 def test_admin_refuses_clients_from_elsewhere(tmp_path: Path) -> None:
     # The admin location wired into a TCP server whose client address comes from a
     # header (realip): nginx sees 10.1.2.3 and 127.0.0.1 alike, and only the latter may push.
-    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
-    proc = NginxProcess(
-        tmp_path / "nginx", main_snippets=[main_block()], http_snippets=[http_block(settings)]
-    )
-    proc.write_config()
-    (proc.include_dir / "exposed.conf").write_text(
-        "server {\n"
-        f"    listen 127.0.0.1:{proc.port};\n"
+    proc = lua_nginx(
+        tmp_path,
+        server="server {\n"
+        "    listen 127.0.0.1:%(port)d;\n"
         "    set_real_ip_from 127.0.0.1;\n"
         "    real_ip_header X-Real-IP;\n"
         '    location /muster/ { content_by_lua_block { require("muster_admin").handle() } }\n'
-        "}\n"
+        "}\n",
     )
     with proc:
         url = f"{proc.url}/muster/state"
@@ -320,13 +314,9 @@ async def test_ipv6_peers_are_balanced_and_retried(nginx: NginxProcess, admin: L
 
 
 def test_a_location_without_a_service_name_is_a_clear_error(tmp_path: Path) -> None:
-    settings = LuaSettings(admin_socket=tmp_path / "admin.sock")
-    proc = NginxProcess(
-        tmp_path / "nginx", main_snippets=[main_block()], http_snippets=[http_block(settings)]
-    )
-    proc.write_config()
-    (proc.include_dir / "nameless.conf").write_text(
-        f"server {{ listen 127.0.0.1:{proc.port}; location / {{ proxy_pass http://muster_balancer; }} }}\n"
+    proc = lua_nginx(
+        tmp_path,
+        server="server { listen 127.0.0.1:%(port)d; location / { proxy_pass http://muster_balancer; } }\n",
     )
     with proc:
         with pytest.raises(urllib.error.HTTPError) as failed:
