@@ -39,13 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
-from muster.log import kv
+from muster.log import kv, printable
 from muster.threads import DaemonThreadExecutor
 
 __all__ = [
     "BAD_SERVICE_NAME",
     "DEFAULT_ROOT",
     "HostResolver",
+    "NameClaims",
     "RejectLog",
     "Server",
     "ServiceIndex",
@@ -109,8 +110,40 @@ BAD_SERVICE_NAME = "service name is not [A-Za-z0-9._-]"
 
 
 def case_clash(first: str) -> str:
-    """Why a service name is rejected when ``first`` sorts before it and folds to its case."""
-    return f"service name differs only in case from {first}"
+    """Why a service name is rejected when ``first`` holds its case fold."""
+    return f"service name differs only in case from {first}, registered first"
+
+
+class NameClaims:
+    """Which name holds each case fold: nginx compares upstream names without case.
+
+    The name seen first keeps its fold for as long as it is registered, so a newcomer
+    (``Hello`` beside ``hello``) is the one rejected and ``hello``'s clients keep being
+    served. Names seen together for the first time (a daemon starting) are ordered
+    lower-case first, then by code point, so the usual all-lower-case name wins there too.
+    Long-lived: one per registry root, across snapshots.
+    """
+
+    __slots__ = ("_holders",)
+
+    def __init__(self) -> None:
+        self._holders: dict[str, str] = {}
+
+    def judge(self, fold: str, members: Collection[str]) -> str | None:
+        """The holder of ``fold`` among ``members`` (every valid name that folds to it now)."""
+        holder = self._holders.get(fold)
+        if holder is None or holder not in members:
+            if not members:
+                self._holders.pop(fold, None)
+                return None
+            holder = min(members, key=lambda n: (n != n.lower(), n))
+            self._holders[fold] = holder
+        return holder
+
+    def keep_only(self, folds: Collection[str]) -> None:
+        """Forget the folds no name holds any more."""
+        for fold in self._holders.keys() - folds:
+            del self._holders[fold]
 
 
 def valid_name(name: str) -> bool:
@@ -134,7 +167,8 @@ def _is_ip(host: str) -> bool:
     """An address nginx can connect to: not unspecified, not multicast, no IPv6 zone."""
     if _IPV4.match(host):
         first = int(host.split(".", 1)[0])
-        return host != "0.0.0.0" and not 224 <= first <= 239
+        # Unspecified, multicast and the limited broadcast address are no servers.
+        return host not in ("0.0.0.0", "255.255.255.255") and not 224 <= first <= 239
     if ":" not in host:
         return False
     try:
@@ -180,8 +214,11 @@ def parse_server(key: str, value: str) -> Server:
         raise Rejected(f"value larger than {MAX_VALUE_BYTES} bytes")
     try:
         data = json.loads(value)
-    except ValueError:
+    except ValueError:  # also a number of more than 4,300 digits (sys.int_info)
         raise Rejected("value is not JSON") from None
+    except RecursionError:
+        # A few KB of "[[[[..." exhausts the decoder's stack: one entry must not stop a batch.
+        raise Rejected("value is nested too deeply") from None
     if not isinstance(data, dict):
         raise Rejected("value is not a JSON object")
     host = data.get("host")
@@ -207,6 +244,7 @@ def index_services(
     *,
     resolvable: Callable[[Collection[str]], Collection[str]] | None = None,
     cache: dict[str, tuple[str, Server | str]] | None = None,
+    claims: NameClaims | None = None,
 ) -> ServiceIndex:
     """Index ``entries`` (``(key, value)`` under ``ROOT/*/servers/*``) and service ``names``.
 
@@ -215,21 +253,31 @@ def index_services(
     ``resolvable(hosts)`` returns the DNS names among ``hosts`` that resolve; without
     it DNS names are accepted as they are. ``cache`` (key -> value and its parse) is
     read and then replaced by this snapshot's entries, so the next call parses only
-    what changed. Pure: no I/O but what ``resolvable`` does.
+    what changed. ``claims`` remembers which of two names differing only in case came
+    first (see ``NameClaims``); without it the names are judged as if all new. Pure: no
+    I/O but what ``resolvable`` does.
     """
     fresh: dict[str, tuple[str, Server | str]] = {}
     root = root.rstrip("/")
     index = ServiceIndex()
-    folded: dict[str, str] = {}
+    folds: dict[str, list[str]] = {}
     for name in sorted(names):
-        if not valid_name(name):
-            index.rejected[f"{root}/{name}"] = BAD_SERVICE_NAME
-        elif folded.setdefault(name.lower(), name) != name:
-            # nginx compares upstream names without case: two would be a duplicate upstream.
-            first = folded[name.lower()]
-            index.rejected[f"{root}/{name}"] = case_clash(first)
+        if valid_name(name):
+            folds.setdefault(name.lower(), []).append(name)
         else:
-            index.services[name] = []
+            index.rejected[f"{root}/{name}"] = BAD_SERVICE_NAME
+    claims = claims if claims is not None else NameClaims()
+    claims.keep_only(folds.keys())
+    for fold, members in folds.items():
+        # nginx compares upstream names without case: two would be a duplicate upstream.
+        holder = members[0] if len(members) == 1 else claims.judge(fold, members)
+        for name in members:
+            if name == holder:
+                index.services[name] = []
+            else:
+                index.rejected[f"{root}/{name}"] = case_clash(holder or "")
+        if len(members) == 1:
+            claims.judge(fold, members)
     parsed: list[tuple[str, Server]] = []
     for key, value in entries:
         parts = key[len(root) + 1 :].split("/")
@@ -246,6 +294,9 @@ def index_services(
                 result = parse_server(key, value)
             except Rejected as exc:
                 result = str(exc)
+            except Exception as exc:  # a parser bug must cost this entry only, not the batch
+                log.exception(kv("services.entry.parse_crashed", key=printable(key)))
+                result = f"value could not be parsed ({type(exc).__name__})"
         fresh[key] = (value, result)
         if isinstance(result, Server):
             parsed.append((name, result))
@@ -292,15 +343,10 @@ class RejectLog:
         with self._lock:
             for key, reason in rejected.items():
                 if self._seen.get(key) != reason:
-                    log.warning(kv("services.entry.rejected", key=_printable(key), reason=reason))
+                    log.warning(kv("services.entry.rejected", key=printable(key), reason=reason))
             prefix = root.rstrip("/") + "/"
             self._seen = {k: v for k, v in self._seen.items() if not k.startswith(prefix)}
             self._seen.update(rejected)
-
-
-def _printable(key: str) -> str:
-    # A hostile key may hold newlines or escapes: keep the log line one line.
-    return key.encode("unicode_escape").decode("ascii")
 
 
 class HostResolver:
@@ -420,6 +466,7 @@ def service_funcs(
     """
     indexes: dict[str, ServiceIndex] = {}
     parses: dict[str, dict[str, tuple[str, Server | str]]] = {}  # per root, across snapshots
+    claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
     # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
     indexed: list[object] = [None]
 
@@ -436,7 +483,12 @@ def service_funcs(
             names = store.lsdir(root)
             pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
             found = index_services(
-                pairs, names, root, resolvable=resolvable, cache=parses.setdefault(root, {})
+                pairs,
+                names,
+                root,
+                resolvable=resolvable,
+                cache=parses.setdefault(root, {}),
+                claims=claims.setdefault(root, NameClaims()),
             )
             reject_log.report(found.rejected, root)
             indexes[root] = found

@@ -4,8 +4,11 @@ The data plane is fed a whole snapshot per change, but with thousands of service
 change touches one or two of them. ``MembershipIndex.update`` diffs the snapshot
 against the previous one and re-validates only the services whose keys changed, with
 the same rules as the stock template (``muster.services.index_services``). Two service
-names that differ only in case collide in nginx (the first in sorted order wins), so a
-name that comes or goes is rechecked with the others that fold to the same lower case.
+names that differ only in case collide in nginx (the one registered first keeps the name,
+``NameClaims``), so a name that comes or goes is rechecked with the others that fold to
+the same lower case. An exception half way through an update (a bug: hostile values are
+rejected, not raised) forgets everything, so the next update starts from scratch rather
+than from a state that no longer matches nginx.
 With 3,000 services a new server or a new service costs the sink about 2 ms.
 """
 
@@ -14,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from muster.services import BAD_SERVICE_NAME, DEFAULT_ROOT, RejectLog, case_clash, index_services, valid_name
+from muster.services import (
+    BAD_SERVICE_NAME,
+    DEFAULT_ROOT,
+    NameClaims,
+    RejectLog,
+    case_clash,
+    index_services,
+    valid_name,
+)
 
 __all__ = ["Entries", "MembershipIndex"]
 
@@ -35,12 +46,29 @@ class MembershipIndex:
     _rejected: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> key -> reason
     _names_rejected: dict[str, str] = field(default_factory=dict)  # ROOT/NAME -> reason
     _folds: dict[str, set[str]] = field(default_factory=dict)  # lower case -> valid names
+    _claims: NameClaims = field(default_factory=NameClaims)
 
     def __post_init__(self) -> None:
         self.root = self.root.rstrip("/")
 
     def update(self, values: Mapping[str, str]) -> set[str]:
         """Take the snapshot ``values``; return the names whose servers changed (or vanished)."""
+        try:
+            return self._update(values)
+        except BaseException:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        # Every service of the next snapshot then counts as changed and is pushed again.
+        self.services.clear()
+        self._values.clear()
+        self._keys.clear()
+        self._rejected.clear()
+        self._names_rejected.clear()
+        self._folds.clear()
+
+    def _update(self, values: Mapping[str, str]) -> set[str]:
         prefix = self.root + "/"
         new = dict(values)  # a copy in C: the caller may reuse its mapping
         old = self._values
@@ -76,7 +104,7 @@ class MembershipIndex:
             n for n in touched | flipped if n in self._keys and f"{prefix}{n}" not in self._names_rejected
         }
         entries = [item for name in valid for item in self._keys[name].items()]
-        index = index_services(entries, valid, self.root)
+        index = index_services(entries, valid, self.root)  # one name per fold: judged above
         for name in touched | flipped:
             servers = index.services.get(name)
             if servers is None:
@@ -117,14 +145,14 @@ class MembershipIndex:
             elif not valid_name(name):
                 self._names_rejected[prefix + name] = BAD_SERVICE_NAME
         for fold in {n.lower() for n in names if valid_name(n)}:
-            members = sorted(self._folds[fold])
-            if not members:
+            members = self._folds[fold]
+            holder = self._claims.judge(fold, members)
+            if holder is None:
                 del self._folds[fold]
                 continue
-            first = members[0]
-            self._names_rejected.pop(prefix + first, None)
-            for other in members[1:]:
-                self._names_rejected[prefix + other] = case_clash(first)
+            self._names_rejected.pop(prefix + holder, None)
+            for other in members - {holder}:
+                self._names_rejected[prefix + other] = case_clash(holder)
         return {n for n in affected if self._names_rejected.get(prefix + n) != before[n]}
 
     def rejected(self) -> dict[str, str]:

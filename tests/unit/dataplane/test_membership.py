@@ -5,24 +5,24 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
+from muster.dataplane import membership
 from muster.dataplane.membership import Entries, MembershipIndex
-from muster.services import index_services
+from muster.services import NameClaims, index_services
 
 ROOT = "/services"
 
 
-def full(values: dict[str, str]) -> dict[str, Entries]:
-    """The whole snapshot validated at once, as the stock template sees it."""
+def full(
+    values: dict[str, str], claims: NameClaims | None = None
+) -> tuple[dict[str, Entries], dict[str, str]]:
+    """The whole snapshot validated at once, as the stock template sees it: services, rejected."""
     rests = (k[len(ROOT) + 1 :] for k in values if k.startswith(ROOT + "/"))
     names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
-    index = index_services(values.items(), names, ROOT)
-    return {n: [(s.Host, s.Port, s.Weight) for s in servers] for n, servers in index.services.items()}
-
-
-def full_rejected(values: dict[str, str]) -> dict[str, str]:
-    rests = (k[len(ROOT) + 1 :] for k in values if k.startswith(ROOT + "/"))
-    names = {rest.split("/", 1)[0] for rest in rests if "/" in rest}
-    return dict(index_services(values.items(), names, ROOT).rejected)
+    index = index_services(values.items(), names, ROOT, claims=claims)
+    services = {n: [(s.Host, s.Port, s.Weight) for s in servers] for n, servers in index.services.items()}
+    return services, dict(index.rejected)
 
 
 def server(host: str, port: int, weight: int | None = None) -> str:
@@ -66,13 +66,42 @@ def test_a_name_freed_from_a_case_collision_gets_its_servers() -> None:
         f"{ROOT}/api/servers/2": "{",
     }
     index.update(values)
-    assert index.services == {"API": [("10.0.0.1", 80, 1)]}
-    assert set(index.rejected()) == {f"{ROOT}/api"}
-    del values[f"{ROOT}/API/servers/1"]
-    # "api" itself did not change, but it is valid now that "API" is gone.
+    assert index.services == {"api": [("10.0.0.2", 80, 1)]}  # seen together: lower case first
+    assert set(index.rejected()) == {f"{ROOT}/API", f"{ROOT}/api/servers/2"}
+    del values[f"{ROOT}/api/servers/1"], values[f"{ROOT}/api/servers/2"]
+    # "API" itself did not change, but it is valid now that "api" is gone.
     assert index.update(values) == {"API", "api"}
-    assert index.services == {"api": [("10.0.0.2", 80, 1)]}
-    assert set(index.rejected()) == {f"{ROOT}/api/servers/2"}
+    assert index.services == {"API": [("10.0.0.1", 80, 1)]}
+    assert not index.rejected()
+
+
+def test_a_newcomer_differing_only_in_case_does_not_evict_the_first() -> None:
+    index = MembershipIndex(ROOT)
+    values = {f"{ROOT}/hello/servers/1": server("10.0.0.1", 80)}
+    index.update(values)
+    values[f"{ROOT}/Hello/servers/1"] = server("10.0.0.2", 80)
+    assert index.update(values) == set(), "hello keeps its servers; Hello is rejected"
+    assert index.services == {"hello": [("10.0.0.1", 80, 1)]}
+    assert set(index.rejected()) == {f"{ROOT}/Hello"}
+
+
+def test_a_crash_half_way_forgets_everything_so_the_next_update_is_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = MembershipIndex(ROOT)
+    values = {f"{ROOT}/a/servers/1": server("10.0.0.1", 80)}
+    index.update(values)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    values[f"{ROOT}/b/servers/1"] = server("10.0.0.2", 80)
+    with monkeypatch.context() as patch:
+        patch.setattr(membership, "index_services", crash)
+        with pytest.raises(RuntimeError):
+            index.update(values)
+    assert index.update(values) == {"a", "b"}, "every service counts as changed again"
+    assert index.services == {"a": [("10.0.0.1", 80, 1)], "b": [("10.0.0.2", 80, 1)]}
 
 
 def test_random_histories_match_a_full_validation() -> None:
@@ -81,6 +110,7 @@ def test_random_histories_match_a_full_validation() -> None:
     names = ["a", "b", "B", "api", "Api", "API", "c-1", "bad name", "Bad name", "d"]
     values: dict[str, str] = {f"{ROOT}/unrelated": "x", "/elsewhere/a/servers/1": server("10.0.0.9", 1)}
     index = MembershipIndex(ROOT)
+    claims = NameClaims()  # the template's, which sees the same history
     for _ in range(400):
         for _ in range(rng.choice([1, 1, 2, 3])):  # some snapshots carry several changes
             key = f"{ROOT}/{rng.choice(names)}/{rng.choice(['servers', 'meta'])}/{rng.randint(1, 4)}"
@@ -92,7 +122,7 @@ def test_random_histories_match_a_full_validation() -> None:
                 values[key] = rng.choice([server(host, port), server(host, 80, weight), "{"])
         before = dict(index.services)
         changed = index.update(dict(values))
-        expected = full(values)
+        expected, rejected = full(values, claims)
         assert index.services == expected
-        assert index.rejected() == full_rejected(values)
+        assert index.rejected() == rejected
         assert changed == {n for n in before.keys() | expected.keys() if before.get(n) != expected.get(n)}

@@ -16,6 +16,7 @@ import pytest
 from muster.gotemplate import Template
 from muster.services import (
     HostResolver,
+    NameClaims,
     Rejected,
     RejectLog,
     Server,
@@ -148,10 +149,44 @@ def test_index_keeps_good_entries_and_explains_bad_ones() -> None:
     }
 
 
-def test_names_differing_only_in_case_keep_the_first_sorted() -> None:
-    index = index_services([], ["web", "Web"])
-    assert list(index.services) == ["Web"]
-    assert "/services/web" in index.rejected
+def test_names_differing_only_in_case_seen_together_prefer_lower_case() -> None:
+    index = index_services([], ["Web", "web", "WEB"])
+    assert list(index.services) == ["web"]
+    assert set(index.rejected) == {"/services/Web", "/services/WEB"}
+    assert index_services([], ["Web", "WEB"]).services.keys() == {"WEB"}  # then code point order
+
+
+def test_the_name_registered_first_keeps_it_against_a_newcomer() -> None:
+    claims = NameClaims()
+    assert list(index_services([], ["hello"], claims=claims).services) == ["hello"]
+    # "Hello" sorts first and is not lower case, but "hello" was there first.
+    index = index_services([], ["Hello", "hello"], claims=claims)
+    assert list(index.services) == ["hello"]
+    assert index.rejected == {
+        "/services/Hello": "service name differs only in case from hello, registered first"
+    }
+    # Once the holder leaves, the other name takes over, and keeps it when it comes back.
+    assert list(index_services([], ["HELLO"], claims=claims).services) == ["HELLO"]
+    assert list(index_services([], ["hello", "HELLO"], claims=claims).services) == ["HELLO"]
+
+
+def test_hostile_values_cost_only_their_entry() -> None:
+    hostile = [
+        "[" * 2000 + "]" * 2000,
+        '{"host": ' * 3000,
+        '{"host": "10.0.0.1", "port": ' + "9" * 5000 + "}",
+        '{"host": "10.0.0.1", "port": 1e999}',
+        '{"host": "10.0.0.1\u0000", "port": 80}',
+        '{"host": "\udc80", "port": 80}',
+        "\udcff\udcfe",
+        '{"host": "255.255.255.255", "port": 80}',
+    ] + [f'{{"host": "10.0.0.1{chr(c)}", "port": 80}}' for c in range(32)]
+    data = {f"/services/web/servers/h{i}": v for i, v in enumerate(hostile)}
+    data["/services/web/servers/ok"] = value(host="10.0.0.9", port=80)
+    index = index_services(entries(data), ["web"])
+    assert [s.ID for s in index.services["web"]] == ["ok"]
+    assert set(index.rejected) == {k for k in data if not k.endswith("/ok")}
+    assert index.rejected["/services/web/servers/h0"] == "value is nested too deeply"
 
 
 def test_duplicate_address_is_kept_once() -> None:
