@@ -6,7 +6,7 @@ import logging
 import logging.config
 from typing import Any
 
-__all__ = ["configure", "kv"]
+__all__ = ["configure", "kv", "printable"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -20,11 +20,33 @@ LEVELS = {
 }
 
 
+def printable(text: str) -> str:
+    """``text`` with every control or unprintable character escaped (``\\n``, ``\\x1b``, ``\\x00``).
+
+    Registry keys and values are untrusted: a key holding a newline would forge a log
+    line, and ESC would drive the operator's terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    if c in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[c]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def kv(event: str, **fields: Any) -> str:
-    """``event key=value ...``; values with spaces are quoted so logs stay greppable."""
+    """``event key=value ...``; values with spaces are quoted so logs stay greppable, and
+    control characters escaped (``printable``) so no value can forge a line."""
     parts = [event]
     for key, value in fields.items():
-        text = str(value)
+        text = printable(str(value))
         if not text or any(c in text for c in ' "='):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
