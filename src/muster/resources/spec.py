@@ -1,13 +1,15 @@
-"""Template resources: the ``[template]`` tables of ``conf.d/**/*.toml``, read strictly.
+"""Template resources: the ``[template]`` tables of ``conf.d/**/*.toml``, values read strictly.
 
 confd drops unknown keys silently (so the quick-start's ``owner`` never worked) and reports a
 missing ``[template]`` header as "empty src template". muster reads the same files but names
-the file and the key in every error, accepts ``owner``/``group`` by name and per-resource
-command timeouts, and reads ``mode = "644"`` as the octal the user meant (with a warning).
+the file and the key in every error, ignores an unknown key as confd does but with a warning
+naming the file and the key, accepts ``owner``/``group`` by name and per-resource command
+timeouts, and reads ``mode = "644"`` as the octal the user meant (with a warning).
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import grp
 import logging
@@ -15,6 +17,7 @@ import os
 import pwd
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,24 +210,29 @@ def _template_table(data: dict[str, Any], where: str) -> dict[str, Any]:
     if "template" not in tables or not isinstance(tables["template"], dict):
         hint = f" (found {', '.join(map(repr, others))})" if others else ""
         raise ConfigError(f"{where}: missing [template] table{hint}")
-    if others:
-        raise ConfigError(
-            f"{where}: unknown top-level key(s) {', '.join(map(repr, others))}; "
-            "only a [template] table is allowed"
-        )
+    # confd decodes the file into a struct with BurntSushi/toml and never looks at the keys it
+    # left undecoded (real resources carry ``interval = 1``, or tables of other tools): a file
+    # confd renders must render here too. Ignored, but said, since a typo lands here as well.
+    for key in others:
+        _warn_unknown(where, key, "", ["template"])
     table = {k.lower(): v for k, v in tables["template"].items()}
     for alias, key in ALIASES.items():
         if alias in table:
             if key in table:
                 raise ConfigError(f"{where}: [template] sets both {key} and its alias {alias}")
             table[key] = table.pop(alias)
-    unknown = sorted(set(table) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) in [template]: {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(KNOWN_KEYS))})"
-        )
+    for key in sorted(set(table) - KNOWN_KEYS):
+        _warn_unknown(where, key, "template", KNOWN_KEYS | ALIASES.keys())
+        del table[key]
     return table
+
+
+def _warn_unknown(where: str, key: str, table: str, known: Iterable[str]) -> None:
+    close = difflib.get_close_matches(key.lower(), sorted(known), n=1)
+    fields = {"table": table} if table else {}
+    if close:
+        fields["did_you_mean"] = close[0]
+    _warn_once(kv("resource.key.unknown", file=where, key=key, **fields, action="ignored, as confd does"))
 
 
 class _Getter:

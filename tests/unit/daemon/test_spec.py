@@ -1,8 +1,9 @@
-"""Template resource TOML: confd's keys read strictly, errors name the file and the key."""
+"""Template resource TOML: confd's keys read strictly, errors and warnings name the file and the key."""
 
 from __future__ import annotations
 
 import grp
+import io
 import logging
 import os
 import pwd
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from muster.confd_cmd import main
 from muster.errors import ConfigError
 from muster.resources.spec import find_resource_files, go_clean, go_join, load_resource, load_resources
 
@@ -89,15 +91,50 @@ def test_empty_file_is_missing_template(tmp_path: Path) -> None:
         load_resource(resource(tmp_path, ""), tmp_path)
 
 
-def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+def test_unknown_key_is_ignored_with_a_warning_naming_file_and_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = resource(tmp_path, BASIC + 'reload_command = "x"\n')
-    with pytest.raises(ConfigError, match=rf"{path}: unknown key\(s\) in \[template\]: reload_command"):
-        load_resource(path, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="muster.resources.spec"):
+        spec = load_resource(path, tmp_path)
+    assert spec.reload_cmd == ""
+    assert caplog.messages == [
+        f"resource.key.unknown file={path} key=reload_command table=template did_you_mean=reload_cmd "
+        'action="ignored, as confd does"'
+    ]
 
 
-def test_extra_table_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown top-level key"):
-        load_resource(resource(tmp_path, BASIC + "[other]\na = 1\n"), tmp_path)
+def test_extra_top_level_table_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # confd decodes only [template] and never looks at the rest of the file.
+    path = resource(tmp_path, BASIC + "[other]\na = 1\n")
+    with caplog.at_level(logging.WARNING, logger="muster.resources.spec"):
+        spec = load_resource(path, tmp_path)
+    assert spec.keys == ("/app",)
+    assert caplog.messages == [f'resource.key.unknown file={path} key=other action="ignored, as confd does"']
+
+
+def test_a_confd_resource_with_interval_loads_and_renders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real confd resources carry keys confd's decoder skips, such as interval = 1.
+    dest = tmp_path / "out.conf"
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "app.tmpl").write_text('name {{getv "/app/name"}}\n')
+    path = resource(
+        tmp_path, f'[template]\nsrc = "app.tmpl"\ndest = "{dest}"\nkeys = ["/app"]\ninterval = 1\n'
+    )
+    monkeypatch.setenv("APP_NAME", "shop")
+    args = ["-onetime", "-backend", "env", "-confdir", str(tmp_path), "-config-file", str(tmp_path / "none")]
+    err = io.StringIO()
+    with caplog.at_level(logging.WARNING, logger="muster"):
+        assert main([*args, "-log-level", "warning"], stderr=err) == 0, err.getvalue()
+    assert dest.read_text() == "name shop\n"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "muster.resources.spec"]
+    assert warnings == [
+        f'resource.key.unknown file={path} key=interval table=template action="ignored, as confd does"'
+    ]
 
 
 @pytest.mark.parametrize(
