@@ -45,6 +45,7 @@ from muster.threads import DaemonThreadExecutor
 __all__ = [
     "BAD_SERVICE_NAME",
     "DEFAULT_ROOT",
+    "IGNORED_KEY",
     "HostResolver",
     "NameClaims",
     "RejectLog",
@@ -107,6 +108,7 @@ class Server(GoStruct):
 
 
 BAD_SERVICE_NAME = "service name is not [A-Za-z0-9._-]"
+IGNORED_KEY = "ignored: not ROOT/NAME/servers/ID"
 
 
 def case_clash(first: str) -> str:
@@ -280,12 +282,16 @@ def index_services(
             claims.judge(fold, members)
     parsed: list[tuple[str, Server]] = []
     for key, value in entries:
-        parts = key[len(root) + 1 :].split("/")
-        if not key.startswith(root + "/") or len(parts) != 3 or parts[1] != "servers":
+        if not key.startswith(root + "/"):
             continue
+        parts = key[len(root) + 1 :].split("/")
         name = parts[0]
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
+        if len(parts) != 3 or parts[1] != "servers":
+            # Logged once, so a typo (servers/a/b, server/a) is not a silent no-op.
+            index.rejected[key] = IGNORED_KEY
+            continue
         known = cache.get(key) if cache is not None else None
         if known is not None and known[0] == value:
             result = known[1]
@@ -482,6 +488,11 @@ def service_funcs(
         if found is None:
             names = store.lsdir(root)
             pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
+            # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
+            pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
+            pairs += [
+                (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
+            ]
             found = index_services(
                 pairs,
                 names,

@@ -15,6 +15,7 @@ import pytest
 
 from muster.gotemplate import Template
 from muster.services import (
+    IGNORED_KEY,
     HostResolver,
     NameClaims,
     Rejected,
@@ -217,7 +218,7 @@ def test_unresolvable_names_are_left_out() -> None:
     assert asked == [{"good.internal", "gone.internal"}]  # addresses are never looked up
 
 
-def test_other_keys_are_ignored() -> None:
+def test_other_keys_are_ignored_and_said_so() -> None:
     data = {
         "/services/web/config": "{}",
         "/services/web/servers/a/deeper": value(host="10.0.0.1", port=80),
@@ -225,7 +226,25 @@ def test_other_keys_are_ignored() -> None:
     }
     index = index_services(entries(data), ["web"])
     assert index.services == {"web": []}
-    assert index.rejected == {}
+    assert index.rejected == {
+        "/services/web/config": IGNORED_KEY,
+        "/services/web/servers/a/deeper": IGNORED_KEY,
+    }
+
+
+def test_the_template_functions_say_which_keys_they_ignore(caplog: pytest.LogCaptureFixture) -> None:
+    store = KVStore(
+        {
+            "/services/web/servers/a": value(host="10.0.0.1", port=80),
+            "/services/web/servers/a/deeper": value(host="10.0.0.2", port=80),
+            "/services/web/config": "x",
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="muster.services"):
+        funcs = service_funcs(store, reject_log=RejectLog(), resolvable=None)
+        assert [s.ID for s in funcs["servers"].fn("web")] == ["a"]
+    ignored = sorted(line for line in caplog.messages if IGNORED_KEY in line)
+    assert len(ignored) == 2 and "web/config " in ignored[0] and "servers/a/deeper" in ignored[1]
 
 
 def test_host_resolver_caches_and_answers() -> None:
