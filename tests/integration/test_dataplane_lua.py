@@ -228,6 +228,32 @@ async def test_sink_verify_loop_repushes_after_a_restart(nginx: NginxProcess, ad
         await a.cleanup()
 
 
+async def test_a_push_behind_muster_s_back_is_undone_by_the_verify(
+    nginx: NginxProcess, admin: LuaAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await text_backend("a")
+    evil, port_evil = await text_backend("evil")
+    try:
+        plane = DataPlane(admin)
+        await plane.apply({"hello": [Peer("127.0.0.1", port_a)]})
+        # Someone who reached the socket: one service hijacked, one added.
+        await admin.put_service("hello", f"127.0.0.1 {port_evil} 1\n".encode())
+        await admin.put_service("added", f"127.0.0.1 {port_evil} 1\n".encode())
+        assert await hits(url, 2) == Counter({"200 evil": 2})
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}) == 0, "a plain apply trusts its push"
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}, verify=True) == 2
+        assert await hits(url, 2) == Counter({"200 a": 2})
+        assert set((await admin.state()).services) == {"hello"}
+        assert plane.drifted == 2 and plane.last_drift == ["added", "hello"]
+        assert any("dataplane.verify.drift" in m and "count=2" in m for m in caplog.messages)
+        assert await plane.apply({"hello": [Peer("127.0.0.1", port_a)]}, verify=True) == 0
+        assert plane.last_drift == []
+    finally:
+        await a.cleanup()
+        await evil.cleanup()
+
+
 async def test_stale_services_from_an_earlier_muster_are_dropped(admin: LuaAdmin) -> None:
     await DataPlane(admin).apply({"old": [Peer("127.0.0.1", 9)], "hello": [Peer("127.0.0.1", 10)]})
     await DataPlane(admin).apply({"hello": [Peer("127.0.0.1", 10)]})  # a new muster process

@@ -7,7 +7,7 @@ import logging
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiohttp
@@ -26,10 +26,12 @@ class AdminError(Error):
 
 @dataclass(frozen=True, slots=True)
 class AdminState:
-    """What nginx holds now: muster's generation token and, per service, its peer count."""
+    """What nginx holds now: muster's generation token and, per service, its peer count
+    and the MD5 (hex) of its peer list as pushed."""
 
     generation: str
     services: dict[str, int]
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def admin_address_problem(address: str) -> str | None:
@@ -109,11 +111,14 @@ class LuaAdmin:
         text = await self._request("GET", "/muster/state")
         generation = ""
         services: dict[str, int] = {}
+        digests: dict[str, str] = {}
         for line in text.splitlines():
             parts = line.split(" ")
             if parts[0] == "generation":
                 generation = " ".join(parts[1:])
-            elif parts[0] == "service" and len(parts) == 4:
+            elif parts[0] == "service" and len(parts) in (4, 5):
                 services[parts[1]] = int(parts[3])
+                if len(parts) == 5:
+                    digests[parts[1]] = parts[4]
         log.debug(kv("dataplane.state", generation=generation, services=len(services)))
-        return AdminState(generation, services)
+        return AdminState(generation, services, digests)

@@ -6,18 +6,22 @@ the last push, so a change costs one request. Whether nginx still holds what it 
 given is checked on the first call and then by ``apply(..., verify=True)``, which the
 sink runs every couple of seconds: a generation token other than ours means nginx
 started afresh (a restart empties the shared dict; a reload keeps it) or muster itself
-restarted, so everything is pushed again and the token written last. Any failed push
-forgets what nginx holds, so the next call pushes everything.
+restarted, so everything is pushed again and the token written last. Under our token,
+each service's MD5 is compared with what was pushed: a list changed, added or removed
+behind muster's back (anyone who reached the admin socket) is put back and logged as a
+warning, and ``drifted`` counts it. Any failed push forgets what nginx holds, so the
+next call pushes everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 
-from muster.dataplane.admin import AdminError, LuaAdmin
+from muster.dataplane.admin import AdminError, AdminState, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
 from muster.log import kv
 
@@ -34,6 +38,11 @@ class DataPlane:
         self.generation = uuid.uuid4().hex
         self._pushed: dict[str, bytes] | None = None  # None: unknown what nginx holds
         self._encoded: dict[str, tuple[Iterable[Peer], bytes]] = {}
+        self._digests: dict[bytes, str] = {}  # body -> MD5, for the bodies pushed last
+        #: Services found changed behind muster's back (and put back), since start.
+        self.drifted = 0
+        #: The services the last verify found drifted (empty when nginx held what was pushed).
+        self.last_drift: list[str] = []
 
     async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
@@ -55,6 +64,8 @@ class DataPlane:
                 if full:
                     # What nginx holds is unknown: push all, and drop what an earlier muster left.
                     self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
+                else:
+                    self._find_drift(state)
             pushed = await self._push(wanted, full=full)
         except AdminError:
             self._pushed = None
@@ -69,6 +80,35 @@ class DataPlane:
                 )
             )
         return pushed
+
+    def _find_drift(self, state: AdminState) -> None:
+        """Forget the pushes nginx no longer holds as sent, so ``_push`` sends them again."""
+        assert self._pushed is not None
+        drifted = sorted(
+            {n for n, body in self._pushed.items() if state.digests.get(n) != self._digest(body)}
+            | (state.services.keys() - self._pushed.keys())
+        )
+        self.last_drift = drifted
+        if not drifted:
+            return
+        self.drifted += len(drifted)
+        log.warning(
+            kv(
+                "dataplane.verify.drift",
+                services=",".join(drifted[:20]) + (",..." if len(drifted) > 20 else ""),
+                count=len(drifted),
+                note="changed behind muster's back (admin socket); pushing again",
+            )
+        )
+        for name in drifted:
+            # b"\0" is never a pushed body: the push sends it again; a foreign name is deleted.
+            self._pushed[name] = b"\0"
+
+    def _digest(self, body: bytes) -> str:
+        digest = self._digests.get(body)
+        if digest is None:
+            digest = self._digests[body] = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return digest
 
     def _encode(self, desired: Mapping[str, Iterable[Peer]]) -> dict[str, bytes]:
         # The sink passes the same list object for a service it did not touch: with
@@ -96,6 +136,8 @@ class DataPlane:
         if full:
             await self.admin.set_generation(self.generation)
         self._pushed = wanted
+        live = set(wanted.values())
+        self._digests = {b: d for b, d in self._digests.items() if b in live}
         return count
 
     def forget(self) -> None:

@@ -3,10 +3,11 @@
 --   PUT    /muster/services/NAME   body: "ip port weight\n" lines; replaces the list atomically
 --   DELETE /muster/services/NAME
 --   PUT    /muster/generation      body: muster's token for the state it pushed
---   GET    /muster/state           "generation TOKEN\n" then "service NAME VERSION PEERS\n" lines
+--   GET    /muster/state           "generation TOKEN\n" then "service NAME VERSION PEERS MD5\n" lines
 --
 -- nginx keeps the dict across reloads but not across restarts; muster reads the
--- generation back to tell whether nginx still holds what it pushed.
+-- generation back to tell whether nginx still holds what it pushed, and each list's MD5
+-- to undo a push it did not make.
 
 local M = {}
 
@@ -84,7 +85,7 @@ local function state()
         if name then
             local raw = dict:get(key) or ""
             local _, peers = raw:gsub("\n", "")
-            ngx.say("service ", name, " ", dict:get("ver:" .. name) or 0, " ", peers)
+            ngx.say("service ", name, " ", dict:get("ver:" .. name) or 0, " ", peers, " ", ngx.md5(raw))
         end
     end
 end
