@@ -185,7 +185,7 @@ def test_a_busy_default_port_is_replaced_and_a_requested_one_is_an_error(tmp_pat
         relaxed.start()
         try:
             assert relaxed.etcd[0].client_port != taken
-            assert relaxed.notes == [f"port {taken} is in use (a system service?): etcd m0 listens on "
+            assert [n for n in relaxed.notes if n.startswith("port ")] == [f"port {taken} is in use (a system service?): etcd m0 listens on "
                                      f"{relaxed.etcd[0].client_port}"]  # fmt: skip
         finally:
             relaxed.stop()

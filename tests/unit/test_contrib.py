@@ -25,3 +25,13 @@ def test_the_confd_unit_parses_and_validates(tmp_path: Path) -> None:
     assert rest == []
     config = load({**flags, "config_file": str(tmp_path / "none.toml")}, {})
     assert config.watch and config.status_addr == "127.0.0.1:9101"
+
+
+def test_the_nginx_drop_in_keeps_the_admin_socket_private_and_clears_a_stale_one() -> None:
+    text = (UNITS / "nginx.service.d" / "muster.conf").read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["RuntimeDirectory"] == "muster"
+    assert settings["RuntimeDirectoryMode"] == "0700"
+    readme = (UNITS.parents[1] / "README.md").read_text()
+    socket_path = "/run/muster/nginx-admin.sock"
+    assert socket_path in readme and settings["ExecStartPre"] == f"/bin/rm -f {socket_path}"

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import grp
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -24,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, lua_dir, main_block
 from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, free_port
@@ -81,7 +84,9 @@ class Stack:
 
     @property
     def admin_socket(self) -> Path:
-        return self.state / "nginx" / "admin.sock"
+        # In a directory only muster's user can enter: nginx makes every unix listener
+        # 0666, and whoever reaches it can route any service anywhere.
+        return self.state / "run" / "admin.sock"
 
     @property
     def dest(self) -> Path:
@@ -133,6 +138,12 @@ class Stack:
         return port
 
     def _start_nginx(self) -> None:
+        run = self.admin_socket.parent
+        run.mkdir(parents=True, exist_ok=True)
+        run.chmod(0o700)
+        with contextlib.suppress(FileNotFoundError):
+            # Left by a master that was killed: nginx would fail with "Address already in use".
+            self.admin_socket.unlink()
         self.nginx = NginxProcess(
             self.state / "nginx",
             port=self._port(self.opts.port, "--port", "nginx"),
@@ -141,6 +152,7 @@ class Stack:
             access_log=True,
             main_snippets=[main_block()] if self.lua else [],
             http_snippets=[http_block(LuaSettings(admin_socket=self.admin_socket))] if self.lua else [],
+            worker_user=self._worker_user(),
         )
         # The listen line names the port, which may differ from the last run's.
         with contextlib.suppress(OSError):
@@ -148,6 +160,32 @@ class Stack:
         with contextlib.suppress(OSError):
             self.dest.unlink()  # the last run's services are gone with its etcd
         self.nginx.start()
+
+    def _worker_user(self) -> tuple[str, str] | None:
+        """As root, nginx's workers run as the user who ran sudo, else as nobody; as root
+        only if that user cannot read what a worker reads (said in ``notes``)."""
+        if os.geteuid() != 0:
+            return None
+        name = os.environ.get("SUDO_USER") or "nobody"
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            entry = pwd.getpwnam("nobody")
+        user = (entry.pw_name, grp.getgrgid(entry.pw_gid).gr_name)
+        needed = [self.state / "nginx"] + ([lua_dir()] if self.lua else [])
+        for path in needed:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = subprocess.run(
+                ["test", "-r", str(path), "-a", "-x", str(path)],
+                user=entry.pw_uid,
+                group=entry.pw_gid,
+                extra_groups=[],
+                check=False,
+            )
+            if probe.returncode != 0:
+                self.notes.append(f"nginx's workers run as root: {user[0]} cannot read {path}")
+                return None
+        return user
 
     def _start_daemon(self) -> None:
         assert self.nginx is not None

@@ -87,8 +87,11 @@ class NginxProcess(ManagedProcess):
         http_snippets: Sequence[str] = (),
         access_log: bool = False,
         binary: str = NGINX_BINARY,
+        worker_user: tuple[str, str] | None = None,
     ) -> None:
         self.prefix = Path(prefix).absolute()
+        #: (user, group) nginx's workers run as when started by root; None: root's own.
+        self.worker_user = worker_user
         self._fixed_ports = port is not None or status_port is not None
         self.port = port or free_port()
         self.status_port = status_port or free_port()
@@ -185,7 +188,7 @@ class NginxProcess(ManagedProcess):
             access = f"access_log {p}/logs/access.log combined buffer=64k flush=1s;"
         return f"""\
 # Written by muster.stack.nginx at each start: edit the code, not this file.
-{main}{_user_directive()}daemon off;
+{main}{_user_directive(self.worker_user)}daemon off;
 master_process on;
 worker_processes {self.worker_processes};
 pid {self.pid_path};
@@ -378,11 +381,14 @@ def _indent(snippet: str) -> str:
     return "".join(f"    {line}\n" if line.strip() else "\n" for line in lines)
 
 
-def _user_directive() -> str:
-    """Workers run as whoever runs muster: nginx's default (nobody) cannot enter a private
-    state directory. Only root may name a user; for anyone else nginx ignores it."""
+def _user_directive(worker_user: tuple[str, str] | None) -> str:
+    """Workers run as ``worker_user``, else as whoever runs muster: nginx's default (nobody)
+    cannot enter a private state directory. Only root may name a user; for anyone else
+    nginx ignores it."""
     if os.geteuid() != 0:
         return ""
+    if worker_user is not None:
+        return f"user {worker_user[0]} {worker_user[1]};\n"
     user = pwd.getpwuid(os.geteuid()).pw_name
     group = grp.getgrgid(os.getegid()).gr_name
     return f"user {user} {group};\n"
