@@ -6,7 +6,9 @@ import logging
 import logging.config
 from typing import Any
 
-__all__ = ["configure", "kv", "printable"]
+from muster.redact import redact
+
+__all__ = ["RedactingFormatter", "configure", "kv", "printable"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -43,14 +45,22 @@ def _escape(c: str) -> str:
 
 def kv(event: str, **fields: Any) -> str:
     """``event key=value ...``; values with spaces are quoted so logs stay greppable, and
-    control characters escaped (``printable``) so no value can forge a line."""
+    control characters escaped (``printable``) so no value can forge a line. Credentials
+    are masked (``muster.redact``), so a node URL or an error naming one may be logged as is."""
     parts = [event]
     for key, value in fields.items():
-        text = printable(str(value))
+        text = printable(redact(str(value)))
         if not text or any(c in text for c in ' "='):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A ``logging.Formatter`` whose whole output, traceback included, goes through ``redact``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure(level: str = "info") -> None:
@@ -65,7 +75,9 @@ def configure(level: str = "info") -> None:
         {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+            "formatters": {
+                "kv": {"()": RedactingFormatter, "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+            },
             "handlers": {
                 "stderr": {"class": "logging.StreamHandler", "formatter": "kv", "stream": "ext://sys.stderr"}
             },
