@@ -5,9 +5,13 @@ Theory of operation. The processes start in dependency order (etcd, then nginx, 
 once its process answers; then the demo servers start and register through muster's own
 registration agent. While running, one task prints every change under ``/services``
 (read through muster's backend, as the daemon reads it) and another notices a process
-that died. SIGINT or SIGTERM ends it in reverse order: deregister the demo servers
-first (so nginx stops sending them traffic), then stop the daemon, nginx and etcd,
-each by its own pid. Nothing is left running, even when startup fails half way.
+that died. SIGINT, SIGTERM or SIGHUP (the terminal closed) ends it in reverse order:
+deregister the demo servers first (so nginx stops sending them traffic), then stop the
+daemon, nginx and etcd, each by its own pid. Nothing is left running, even when startup
+fails half way. The signals stay captured until everything has stopped, and no print can
+raise: once stdout is gone (a terminal hung up, or the reader of a pipe left, as in
+``muster up | head -3``), the lines are dropped and the stack stops, as a program killed by
+SIGPIPE would have stopped, but without leaving its processes behind.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import fcntl
 import json
 import logging
 import os
+import select
+import signal
+import stat
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -114,12 +121,82 @@ def _show_changes(values: Mapping[str, str], shown: dict[str, str], say: Callabl
     shown.update(now)
 
 
-async def _supervise(stack: Stack) -> str:
-    """Return the name of a process that died; runs until cancelled otherwise."""
+class _Output:
+    """Where ``muster up`` prints: stdout (or ``say``) until it is gone, then nowhere.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader left (``muster up | head -3``;
+    ``| tee log`` ended by the same Ctrl-C) raises ``BrokenPipeError``, and one to a closed
+    terminal ``OSError(EIO)``. No such error may escape into the shutdown path and skip the
+    stop: the first calls ``gone`` with the reason, and every later line is dropped. A
+    descriptor found in error by ``check()`` counts as gone too, so a reader that left is
+    noticed before the next line. stdout's descriptor is then pointed at /dev/null, so the
+    interpreter's final flush of what it still buffers cannot fail either.
+    """
+
+    def __init__(self, gone: Callable[[str], None], say: Callable[[str], None] | None = None) -> None:
+        self._gone = gone
+        self._say = say or click.echo
+        self._fd = _stdout_fd() if say is None else None
+        self.closed = False
+
+    def __call__(self, line: str) -> None:
+        if not self.closed:
+            try:
+                self._say(line)
+            except OSError as exc:
+                self._close(exc.strerror or str(exc))
+
+    def check(self) -> None:
+        """Count stdout as gone if its descriptor is in error (a pipe with no reader left)
+        or hung up (a closed terminal), as the next write would find."""
+        if self.closed or self._fd is None:
+            return
+        poller = select.poll()
+        poller.register(self._fd, 0)  # POLLERR and POLLHUP are always reported
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+            self._close("its reader left" if stat.S_ISFIFO(os.fstat(self._fd).st_mode) else "hung up")
+
+    def _close(self, reason: str) -> None:
+        self.closed = True
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._fd)
+                os.close(devnull)
+        self._gone(reason)
+
+
+def _stdout_fd() -> int | None:
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # None (started with fd 1 closed), or no fd
+        return None
+
+
+@contextlib.contextmanager
+def _sigpipe_ignored() -> Iterator[None]:
+    """SIGPIPE ignored while the stack runs, as Python sets it at startup: an embedding
+    program that restored the default action would have the first write to a pipe with no
+    reader kill ``muster up`` at once, its processes left running."""
+    try:
+        previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signal dispositions cannot be changed here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+
+
+async def _supervise(stack: Stack, out: _Output) -> str:
+    """Return the name of a process that died; runs until cancelled otherwise. Also
+    notices, every half second, a stdout that is gone (``out`` then stops the stack)."""
     while True:
         dead = stack.dead()
         if dead is not None:
             return dead
+        out.check()
         await asyncio.sleep(0.5)
 
 
@@ -183,8 +260,10 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
     say("Ctrl-C stops everything. Changes under /services:")
 
 
-async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> int:
-    """Run the stack until SIGINT/SIGTERM (or a process dies); return the exit status."""
+async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> int:
+    """Run the stack until SIGINT, SIGTERM or SIGHUP, a process dies or stdout is gone;
+    return the exit status. ``say`` prints a line (default: to stdout, watched for a reader
+    that leaves)."""
     from muster.daemon import capture_signals
 
     if not etcd_available():
@@ -193,41 +272,62 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] = click.echo) -> in
         raise ConfigError("nginx is not installed (/usr/sbin/nginx): run scripts/install-deps")
     stack = Stack(opts)
     stop = asyncio.Event()
+
+    def output_gone(reason: str) -> None:
+        if not stop.is_set():
+            log.warning(kv("up.stdout.gone", reason=reason, action="stopping everything"))
+            stop.set()
+
+    out = _Output(output_gone, say)
+    # SIGHUP stops the stack as SIGINT does, unless it was ignored from the start: under
+    # nohup, the user asked for the stack to outlive the terminal.
+    hangup = stop.set if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else _ignore
+    # Captured until everything has stopped: a second signal must not kill this process
+    # half way through stopping the others.
+    with capture_signals(stop, hangup), _sigpipe_ignored():
+        lock = _take_lock(stack.state, out)
+        try:
+            return await _run(stack, stop, out)
+        finally:
+            out("stopping muster, nginx and etcd...")
+            await asyncio.to_thread(stack.stop)
+            lock.release()
+            out("stopped.")
+
+
+def _ignore() -> None:
+    pass
+
+
+async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
+    """Start the stack and the demo servers, wait for ``stop`` or a dead process; the
+    caller stops the stack's processes."""
+    opts = stack.opts
+    members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
+    out(f"starting etcd ({members}), nginx and muster...")
+    # Startup runs in a thread and cannot be interrupted half way: a signal meanwhile
+    # only sets ``stop``, and we stop everything once it returns.
+    await asyncio.to_thread(stack.start)
+    if stop.is_set():
+        return 130
+    for note in stack.notes:
+        out(note)
+    assert stack.nginx is not None
     status = 0
-    lock = _take_lock(stack.state, say)
-    try:
-        with capture_signals(stop, lambda: None):
-            members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
-            say(f"starting etcd ({members}), nginx and muster...")
-            # Startup runs in a thread and cannot be interrupted half way: a signal meanwhile
-            # only sets ``stop``, and we stop everything once it returns.
-            await asyncio.to_thread(stack.start)
-            if stop.is_set():
-                return 130
-            for note in stack.notes:
-                say(note)
-            assert stack.nginx is not None
-            async with _demo_servers(stack, opts.demo) as servers:
-                seen = await _routed_ids(
-                    f"{stack.nginx.url}/{SERVICE}/", {s.server_id for s in servers}, 10.0
-                )
-                _banner(stack, servers, seen, say)
-                async with asyncio.TaskGroup() as tg:
-                    watcher = tg.create_task(_watch_services(stack, say))
-                    supervisor = tg.create_task(_supervise(stack))
-                    stopper = tg.create_task(stop.wait())
-                    await asyncio.wait([supervisor, stopper], return_when=asyncio.FIRST_COMPLETED)
-                    if supervisor.done():
-                        say(f"{supervisor.result()} exited unexpectedly; stopping everything")
-                        status = 1
-                    for task in (watcher, supervisor, stopper):
-                        task.cancel()
-                say("stopping: deregistering the demo servers...")
-    finally:
-        say("stopping muster, nginx and etcd...")
-        await asyncio.to_thread(stack.stop)
-        lock.release()
-        say("stopped.")
+    async with _demo_servers(stack, opts.demo) as servers:
+        seen = await _routed_ids(f"{stack.nginx.url}/{SERVICE}/", {s.server_id for s in servers}, 10.0)
+        _banner(stack, servers, seen, out)
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(_watch_services(stack, out))
+            supervisor = tg.create_task(_supervise(stack, out))
+            stopper = tg.create_task(stop.wait())
+            await asyncio.wait([supervisor, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if supervisor.done():
+                out(f"{supervisor.result()} exited unexpectedly; stopping everything")
+                status = 1
+            for task in (watcher, supervisor, stopper):
+                task.cancel()
+        out("stopping: deregistering the demo servers...")
     return status
 
 
@@ -377,6 +477,7 @@ def up(
     try:
         status = asyncio.run(run_up(opts))
     except Error as exc:
-        click.echo(f"muster up: {exc}", err=True)
+        with contextlib.suppress(OSError):  # stderr may be gone with the terminal
+            click.echo(f"muster up: {exc}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(status)
