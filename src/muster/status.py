@@ -5,16 +5,23 @@ confd gives no sign of whether it is still in step with the registry (confd#5, #
 answers, on ``-status-addr`` (loopback unless told otherwise):
 
 * ``/healthz``: 200 while the daemon's event loop runs (liveness);
-* ``/readyz``: 200 when the last batch read the registry and applied every resource, and
-  a batch succeeded within ``stale_after`` seconds (the periodic resync runs one even when
-  nothing changes); otherwise 503 and the reason;
+* ``/readyz``: 200 when the daemon is in step with the registry: the last batch read the
+  registry and applied every resource, a batch succeeded within ``stale_after`` seconds
+  (the periodic resync runs one even when nothing changes), no batch crashed since, the
+  watch is in touch with the store, and the data plane holds what was pushed (nginx
+  answers its admin endpoint; no push was overwritten behind muster's back); otherwise
+  503 and every reason. It says whether *muster* is in step, not whether nginx serves:
+  nginx keeps serving its last good config meanwhile, so a load balancer in front of
+  nginx must health-check nginx itself, never this endpoint;
 * ``/metrics``: Prometheus text format (batches, failures, files changed, last success);
 * ``/status``: the same as JSON, with the last batch's errors per resource.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +30,13 @@ from typing import Any
 from aiohttp import web
 
 from muster.errors import ConfigError
+from muster.listener import Listener
+from muster.log import kv
+from muster.redact import redact
 
 __all__ = ["Status", "StatusServer", "parse_address"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -46,6 +58,11 @@ class Status:
     #: The last batch's failures: resource name -> error message.
     errors: dict[str, str] = field(default_factory=dict)
     backend_failed: bool = False
+    #: Live conditions asked at each readiness check, by name: each returns why the daemon
+    #: is not in step now (etcd unreachable, nginx gone), or None.
+    checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+    #: Why the last batch crashed (a bug), until a batch completes.
+    crashed: str | None = None
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -60,6 +77,7 @@ class Status:
         seconds: float,
     ) -> None:
         now = self.clock()
+        self.crashed = None
         self.batches += 1
         self.files_changed += changed
         self.batch_seconds += seconds
@@ -80,8 +98,30 @@ class Status:
         if self.errors.pop(name, None) is not None and not self.errors and not self.backend_failed:
             self.last_success = self.clock()
 
+    def crash(self, error: BaseException) -> None:
+        """A batch raised (a bug): not ready until one completes."""
+        self.crashed = f"{type(error).__name__}: {error}"
+
+    def problems(self) -> list[str]:
+        """What the live checks report now, as ``name: reason``."""
+        found = []
+        for name, check in self.checks.items():
+            reason = check()
+            if reason is not None:
+                found.append(f"{name}: {reason}")
+        return found
+
     def readiness(self) -> tuple[bool, str]:
-        """Whether the daemon is in step with the registry, and why not."""
+        """Whether the daemon is in step with the registry, and why not (every reason)."""
+        reasons = self.problems()
+        if self.crashed is not None:
+            reasons.append(f"the last batch crashed: {self.crashed}")
+        ready, reason = self._batch_readiness()
+        if not ready:
+            reasons.append(reason)
+        return (False, "; ".join(reasons)) if reasons else (True, "ok")
+
+    def _batch_readiness(self) -> tuple[bool, str]:
         if self.last_batch is None:
             return False, "no batch has completed yet"
         if self.backend_failed:
@@ -108,6 +148,8 @@ class Status:
             "last_success": self.last_success,
             "revision": self.revision,
             "errors": self.errors,
+            "problems": self.problems(),
+            "crashed": self.crashed,
         }
 
     def metrics(self) -> str:
@@ -143,6 +185,15 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as host and port; ``ConfigError`` if malformed."""
     host, sep, port = address.rpartition(":")
@@ -153,12 +204,28 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class StatusServer:
-    """Serves ``status`` on ``address`` (``HOST:PORT``; port 0 picks one, see ``port``)."""
+    """Serves ``status`` on ``address`` (``HOST:PORT``; port 0 picks one, see ``port``).
 
-    def __init__(self, status: Status, address: str) -> None:
+    The endpoints answer no one in particular and are unauthenticated, so the address is
+    whatever the operator wrote (``-status-addr`` has no default and needs a host); a
+    non-loopback one is logged as a warning. A flood of clients costs at most
+    ``max_connections`` descriptors and little CPU: see ``muster.listener``.
+    """
+
+    def __init__(
+        self,
+        status: Status,
+        address: str,
+        *,
+        max_connections: int = 256,
+        idle_timeout: float = 5.0,
+    ) -> None:
         self.status = status
         self.host, self.port = parse_address(address)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
 
     async def start(self) -> None:
         app = web.Application()
@@ -166,22 +233,43 @@ class StatusServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=self.idle_timeout
+        )
         await runner.setup()
+        assert runner.server is not None
+        listener = Listener(
+            runner.server,
+            self.host,
+            self.port,
+            max_connections=self.max_connections,
+            idle_timeout=self.idle_timeout,
+            name="status",
+        )
         try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
+            await listener.start()
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(
-                f"status-addr: cannot listen on {self.host}:{self.port}: {exc.strerror}"
+                f"status-addr: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             ) from exc
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._runner, self._listener = runner, listener
+        self.port = listener.port
+        if not _is_loopback(self.host):
+            logger.warning(
+                kv(
+                    "status.exposed",
+                    address=f"{self.host}:{self.port}",
+                    note="unauthenticated; bind 127.0.0.1 unless a firewall guards this port",
+                )
+            )
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.aclose()  # aborts every connection, so the cleanup has none to wait for
+        runner, self._runner = self._runner, None
+        if runner is not None:
             await runner.cleanup()
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -189,12 +277,12 @@ class StatusServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, reason = self.status.readiness()
-        return web.Response(status=200 if ready else 503, text=reason + "\n")
+        return web.Response(status=200 if ready else 503, text=redact(reason) + "\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=self.status.metrics(), content_type="text/plain", charset="utf-8")
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.Response(
-            text=json.dumps(self.status.as_json(), indent=1) + "\n", content_type="application/json"
-        )
+        # Unauthenticated: an error quoting a node URL must not hand out its password.
+        text = redact(json.dumps(self.status.as_json(), indent=1))
+        return web.Response(text=text + "\n", content_type="application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 __all__ = ["ChangeFeed"]
 
@@ -18,6 +19,8 @@ class ChangeFeed:
         #: The newest revision that changed a watched key.
         self.latest_change = 0
         self.error: BaseException | None = None
+        #: ``time.monotonic()`` when the follower lost the store, None while in touch.
+        self.down_since: float | None = None
         self._wakeup = asyncio.Event()
 
     @property
@@ -39,6 +42,12 @@ class ChangeFeed:
     def _changed(self, revision: int) -> None:
         self.latest_change = max(self.latest_change, revision)
         self._notify()
+
+    def _reachable(self, up: bool) -> None:
+        if up:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = time.monotonic()
 
     def _failed(self, exc: BaseException) -> None:
         self.error = exc

@@ -93,6 +93,7 @@ class V2Mirror(ChangeFeed):
 
     def _set_connected(self, prefix: str, connected: bool) -> None:
         self.connected[prefix] = connected
+        self._reachable(all(self.connected.values()))
 
     async def _follow(self, prefix: str) -> None:
         try:

@@ -144,6 +144,7 @@ class Mirror(ChangeFeed):
                     await self._consume(stream, outage_since)
             except BackendUnavailable as exc:
                 self.connected = False
+                self._reachable(False)
                 self.client.endpoints.mark_failed(url, exc)
                 if outage_since is None:
                     outage_since = time.monotonic()
@@ -181,6 +182,7 @@ class Mirror(ChangeFeed):
                 raise BackendError(f"watch {stream.url} canceled: {msg.cancel_reason or 'no reason given'}")
             if msg.created:
                 self.connected = True
+                self._reachable(True)
                 if outage_since is not None:
                     outage = f"{time.monotonic() - outage_since:.3f}s"
                     log.info(

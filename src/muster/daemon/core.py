@@ -365,6 +365,8 @@ class Daemon:
                 report = await self.process()
             except Exception as exc:  # a bug must not stop the daemon: log it, retry
                 logger.exception(kv("batch.crashed", error=exc))
+                if self.status is not None:
+                    self.status.crash(exc)
                 report = BatchReport(backend_error=BackendError(str(exc)))
             self._last_batch_end = self.clock()
             if report.backend_error is not None:

@@ -34,9 +34,13 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         await sink.aclose()  # -noop pushes nothing, but renders as the configured mode would
         sink = None
     status = Status(stale_after=stale_after(config))
+    outage = getattr(backend, "outage", None)
+    if outage is not None:
+        status.checks["backend"] = lambda: _outage_reason(outage())
     if isinstance(sink, MembershipSink):
         # A push that failed in a batch is retried by the sink's own verify loop.
         sink.on_verified = lambda: status.recovered("dataplane")
+        status.checks["dataplane"] = sink.problem
     server = StatusServer(status, config.status_addr) if config.status_addr and not config.onetime else None
     daemon = Daemon(
         config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status
@@ -73,3 +77,9 @@ def stale_after(config: Config) -> float:
     """
     period = config.resync_interval if config.watch else config.interval
     return 2 * period + 30 if period else 0.0
+
+
+def _outage_reason(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return f"the registry has been unreachable for {seconds:.0f} s; nginx keeps the last good config"

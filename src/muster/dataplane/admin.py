@@ -32,6 +32,8 @@ class AdminState:
     generation: str
     services: dict[str, int]
     digests: dict[str, str] = field(default_factory=dict)
+    #: False when nginx's master is gone (its workers still serve); None if not reported.
+    master_alive: bool | None = None
 
 
 def admin_address_problem(address: str) -> str | None:
@@ -112,13 +114,16 @@ class LuaAdmin:
         generation = ""
         services: dict[str, int] = {}
         digests: dict[str, str] = {}
+        master_alive: bool | None = None
         for line in text.splitlines():
             parts = line.split(" ")
             if parts[0] == "generation":
                 generation = " ".join(parts[1:])
+            elif parts[0] == "master" and len(parts) == 3:
+                master_alive = parts[2] == "1"
             elif parts[0] == "service" and len(parts) in (4, 5):
                 services[parts[1]] = int(parts[3])
                 if len(parts) == 5:
                     digests[parts[1]] = parts[4]
         log.debug(kv("dataplane.state", generation=generation, services=len(services)))
-        return AdminState(generation, services, digests)
+        return AdminState(generation, services, digests, master_alive)

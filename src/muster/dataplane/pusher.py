@@ -43,6 +43,8 @@ class DataPlane:
         self.drifted = 0
         #: The services the last verify found drifted (empty when nginx held what was pushed).
         self.last_drift: list[str] = []
+        #: Whether nginx's master was alive at the last read of its state (None: not said).
+        self.master_alive: bool | None = None
 
     async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
@@ -58,6 +60,9 @@ class DataPlane:
             full = self._pushed is None
             if full or verify:
                 state = await self.admin.state()
+                if state.master_alive is False and self.master_alive is not False:
+                    log.warning(kv("dataplane.nginx_master_gone", note="workers serve on; restart nginx"))
+                self.master_alive = state.master_alive
                 if not full and state.generation != self.generation:
                     log.info(kv("dataplane.nginx_state_lost", generation=state.generation or "none"))
                     full = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -61,6 +62,7 @@ class MembershipSink:
         self._lock = asyncio.Lock()
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
+        self._unreachable_since: float | None = None  # the last verify's failure, if it failed
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -92,10 +94,30 @@ class MembershipSink:
                 try:
                     await self.plane.apply(self._desired, verify=True)
                 except AdminError as exc:
-                    log.warning(kv("dataplane.verify.failed", error=exc))
+                    if self._unreachable_since is None:
+                        self._unreachable_since = time.monotonic()
+                        log.warning(kv("dataplane.verify.failed", error=exc))
+                    else:
+                        log.debug(kv("dataplane.verify.failed", error=exc))
                 else:
+                    if self._unreachable_since is not None:
+                        log.info(kv("dataplane.verify.recovered"))
+                    self._unreachable_since = None
                     if self.on_verified is not None:
                         self.on_verified()
+
+    def problem(self) -> str | None:
+        """Why nginx may not hold what the registry says, as of the last verify; None if it does."""
+        if self._unreachable_since is not None:
+            down = time.monotonic() - self._unreachable_since
+            return f"nginx's admin endpoint has not answered for {down:.0f} s (nginx stopped?)"
+        if getattr(self.plane, "master_alive", None) is False:
+            return "nginx's master process is gone: its workers serve on, but nginx cannot reload or restart"
+        drifted: list[str] = getattr(self.plane, "last_drift", [])
+        if drifted:
+            names = ",".join(drifted[:5])
+            return f"{len(drifted)} service(s) changed behind muster's back, pushed again: {names}"
+        return None
 
     async def aclose(self) -> None:
         await self.plane.admin.aclose()

@@ -3,13 +3,25 @@
 --   PUT    /muster/services/NAME   body: "ip port weight\n" lines; replaces the list atomically
 --   DELETE /muster/services/NAME
 --   PUT    /muster/generation      body: muster's token for the state it pushed
---   GET    /muster/state           "generation TOKEN\n" then "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", then
+--                                   "service NAME VERSION PEERS MD5\n" lines
 --
 -- nginx keeps the dict across reloads but not across restarts; muster reads the
 -- generation back to tell whether nginx still holds what it pushed, and each list's MD5
 -- to undo a push it did not make.
 
 local M = {}
+
+local ffi = require("ffi")
+local process = require("ngx.process")
+pcall(ffi.cdef, "int getppid(void);")
+
+-- A master killed with SIGKILL leaves its workers serving (and answering here), but
+-- nothing can reload or restart nginx: the worker's parent is then no longer the master.
+local function master_alive()
+    local master = process.get_master_pid()
+    return master, master ~= nil and ffi.C.getppid() == master
+end
 
 local dict = ngx.shared.muster
 local NAME = "^[%w%._%-]+$"
@@ -80,6 +92,8 @@ end
 
 local function state()
     ngx.say("generation ", dict:get("generation") or "")
+    local master, alive = master_alive()
+    ngx.say("master ", master or 0, " ", alive and 1 or 0)
     for _, key in ipairs(dict:get_keys(0)) do
         local name = key:match("^svc:(.+)$")
         if name then
