@@ -249,6 +249,15 @@ class EtcdV2Backend:
             await mirror.aclose()
         await self.client.aclose()
 
+    def outage(self) -> float | None:
+        """Seconds since the watch lost the store (every member), or None while in touch.
+
+        The watch rides out an outage on its own, so without this a daemon whose etcd is
+        gone would look exactly like one whose registry is quiet.
+        """
+        since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
+        return time.monotonic() - min(since) if since else None
+
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every leaf under ``prefixes``; from the watch replica while one is live for them."""
         for mirror in self._mirrors.values():

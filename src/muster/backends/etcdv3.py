@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
@@ -60,6 +61,15 @@ class EtcdV3Backend:
         for mirror in mirrors:
             await mirror.aclose()
         await self.client.aclose()
+
+    def outage(self) -> float | None:
+        """Seconds since the watch lost the store (every member), or None while in touch.
+
+        The watch rides out an outage on its own, so without this a daemon whose etcd is
+        gone would look exactly like one whose registry is quiet.
+        """
+        since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
+        return time.monotonic() - min(since) if since else None
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every key under ``prefixes`` at one revision (see the module doc for the mirror)."""
