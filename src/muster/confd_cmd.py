@@ -11,7 +11,9 @@ same daemon with click options.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import resource
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -21,12 +23,24 @@ import click
 from muster import __version__
 from muster.config import OPTIONS, Config, Option, convert
 from muster.errors import ConfigError, Error
+from muster.log import kv
 
-__all__ = ["FlagError", "HelpRequested", "confd_command", "main", "parse_go_flags", "run_command", "usage"]
+__all__ = [
+    "FlagError",
+    "HelpRequested",
+    "confd_command",
+    "main",
+    "parse_go_flags",
+    "raise_nofile_limit",
+    "run_command",
+    "usage",
+]
 
 # The flags confd defines that are not settings of the daemon.
 VERSION_FLAG = Option(None, "version", None, "bool", "print version and exit")
 FLAGS: dict[str, Option] = {o.flag: o for o in OPTIONS if o.flag} | {"version": VERSION_FLAG}
+logger = logging.getLogger(__name__)
+
 _GO_TYPE = {"str": "string", "int": "int", "duration": "duration", "list": "value", "bool": ""}
 
 
@@ -164,6 +178,7 @@ def _run(flags: Mapping[str, Any], environ: Mapping[str, str] | None, out: TextI
         err.write(f"muster confd: {exc}\n")
         return exc.exit_code
     configure(cfg.log_level or "info")
+    raise_nofile_limit()
     try:
         return asyncio.run(daemon.run(cfg, diff_out=out))
     except Error as exc:
@@ -171,6 +186,34 @@ def _run(flags: Mapping[str, Any], environ: Mapping[str, str] | None, out: TextI
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def raise_nofile_limit() -> None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit, as Go's runtime does at start.
+
+    Most service managers start a process with a soft limit of 1024; the daemon holds
+    connections to etcd, nginx's admin socket, the status server's clients and the
+    commands it runs, and a busy moment should not cost a batch to ``EMFILE``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    # An unlimited hard limit cannot be a soft one everywhere; nr_open is the kernel's cap.
+    target = hard if hard != resource.RLIM_INFINITY else _nr_open()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        logger.debug(kv("daemon.nofile.unchanged", soft=soft, hard=hard, error=exc))
+        return
+    logger.debug(kv("daemon.nofile.raised", soft=target, was=soft))
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return 1 << 20
 
 
 class _RawArgs(click.Command):
