@@ -99,4 +99,10 @@ def test_others_cannot_reach_the_admin_socket_and_a_hijack_is_undone(
         assert "dataplane.verify.drift" in log and "services=hello" in log
         assert processes_mentioning(str(open_state)) == []
     finally:
+        if proc.poll() is None:  # a failed assertion: stop the stack as Ctrl-C would, not kill -9
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
         end(proc)
