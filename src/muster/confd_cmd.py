@@ -24,11 +24,13 @@ from muster import __version__
 from muster.config import OPTIONS, Config, Option, convert
 from muster.errors import ConfigError, Error
 from muster.log import kv
+from muster.redact import add_secret, add_url_secrets, redact
 
 __all__ = [
     "FlagError",
     "HelpRequested",
     "confd_command",
+    "hide_credentials",
     "main",
     "parse_go_flags",
     "raise_nofile_limit",
@@ -175,17 +177,36 @@ def _run(flags: Mapping[str, Any], environ: Mapping[str, str] | None, out: TextI
     try:
         cfg = config_mod.load(flags, os.environ if environ is None else environ)
     except ConfigError as exc:
-        err.write(f"muster confd: {exc}\n")
+        err.write(f"muster confd: {redact(str(exc))}\n")
         return exc.exit_code
+    hide_credentials(cfg)
+    if environ is None:
+        # Not for the commands the daemon runs, nor for templates under -backend env.
+        os.environ.pop("CONFD_PASSWORD", None)
     configure(cfg.log_level or "info")
+    if "password" in flags:
+        logger.warning(
+            kv(
+                "config.password.argv",
+                note="-password is visible to every user in ps; use -password-file or CONFD_PASSWORD",
+            )
+        )
     raise_nofile_limit()
     try:
         return asyncio.run(daemon.run(cfg, diff_out=out))
     except Error as exc:
-        err.write(f"muster confd: {exc}\n")
+        err.write(f"muster confd: {redact(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def hide_credentials(cfg: Config) -> None:
+    """Have every log line, error message and ``/status`` mask the password and node userinfo."""
+    if cfg.password:
+        add_secret(cfg.password)
+    for node in cfg.nodes:
+        add_url_secrets(node)
 
 
 def raise_nofile_limit() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "load",
     "merge",
     "parse_duration",
+    "read_password_file",
     "resolve_srv_nodes",
     "toml_layer",
 ]
@@ -106,6 +107,13 @@ OPTIONS: tuple[Option, ...] = (
     _o("basic_auth", "basic-auth", "basic_auth", "bool", "Use Basic Auth to authenticate"),
     _o("username", "username", "username", "str", "the username to authenticate as"),
     _o("password", "password", "password", "str", "the password to authenticate with"),
+    _o(
+        "password_file",
+        "password-file",
+        "password_file",
+        "str",
+        "read the password from this file (not shown by ps, unlike -password)",
+    ),
     _o("files", "file", "file", "list", "the YAML file to watch for changes (only used with -backend=file)"),
     _o("filter", "filter", "filter", "str", "files filter (only used with -backend=file)"),
     # muster's own additions (confd has no equivalent).
@@ -189,6 +197,8 @@ class Config:
     basic_auth: bool = False
     username: str = ""
     password: str = field(default="", repr=False)
+    #: Where ``password`` was read from, when it came from a file.
+    password_file: str = ""
     files: tuple[str, ...] = ()
     filter: str = "*"
     debounce_window: float = 0.2
@@ -345,7 +355,8 @@ def toml_layer(path: str | os.PathLike[str], *, required: bool = False) -> Layer
         try:
             values[option.name] = convert(option, raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: invalid value {raw!r} for {key!r}: {exc}") from exc
+            shown = "(hidden)" if option.name == "password" else repr(raw)
+            raise ConfigError(f"{source}: invalid value {shown} for {key!r}: {exc}") from exc
     return Layer(source, values)
 
 
@@ -400,6 +411,7 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
     config_file = flags.get("config_file") or env.values.get("config_file") or DEFAULT_CONFIG_FILE
     layers = [layer for layer in (toml_layer(config_file), env, flag_layer) if layer is not None]
     config = merge(layers, Config(config_file=config_file))
+    config = _resolve_password(config, layers)
     if not config.nodes and config.backend in DEFAULT_NODES:
         peers = environ.get("ETCDCTL_PEERS", "")
         nodes = tuple(p.strip() for p in peers.split(",") if p.strip()) if peers else ()
@@ -407,6 +419,46 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
     sources = {name: layer.source for layer in layers for name in layer.values}
     validate(config, sources)
     return config
+
+
+def _resolve_password(config: Config, layers: Sequence[Layer]) -> Config:
+    """The password of the highest layer giving one, as text or as a file; both in one layer is an error."""
+    for layer in reversed(layers):
+        given = [name for name in ("password", "password_file") if name in layer.values]
+        if len(given) == 2:
+            raise ConfigError(f"give password or password-file, not both (from {layer.source})")
+        if given == ["password_file"]:
+            path = layer.values["password_file"]
+            return dataclasses.replace(config, password=read_password_file(path, layer.source))
+        if given == ["password"]:
+            return dataclasses.replace(config, password_file="")
+    return config
+
+
+def read_password_file(path: str, source: str = "") -> str:
+    """The password held in ``path``: its text without trailing line breaks.
+
+    ``ConfigError`` (naming the file and ``source``, never the content) if it cannot be
+    read, is not UTF-8 or is empty. A file every user may read is used, with a warning.
+    """
+    where = f" (from {source})" if source else ""
+    try:
+        with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"password-file {path}: cannot read: {exc.strerror or exc}{where}") from exc
+    try:
+        password = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"password-file {path}: not UTF-8 text{where}") from None
+    if not password:
+        raise ConfigError(f"password-file {path} is empty{where}")
+    if mode & 0o004:
+        logger.warning(
+            kv("config.password_file.readable", path=path, mode=oct(mode & 0o777), note="chmod 600 it")
+        )
+    return password
 
 
 def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from muster.backends.options import BackendOptions
+from muster.config import read_password_file
 from muster.errors import ConfigError, Error, RegistrationError
-from muster.log import configure
+from muster.log import configure, kv
+from muster.redact import add_secret, add_url_secrets, redact
 from muster.registration.api import Registration
 from muster.registration.health import Check, CommandCheck, HttpCheck, TcpCheck, parse_host_port
 from muster.registration.runner import serve, supervise
 from muster.registration.validate import DEFAULT_PREFIX, RegistrationSpec
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
 
 
 def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -28,6 +35,20 @@ def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"key {key!r} given twice", param_hint="--meta")
         meta[key] = value
     return meta
+
+
+def _password(ctx: click.Context, password: str, password_file: str) -> tuple[str, bool]:
+    """The password and whether it came as ``--password``: the command line beats the
+    environment; a literal and a file from the same one are an error."""
+    ranks = {ParameterSource.COMMANDLINE: 2, ParameterSource.ENVIRONMENT: 1}
+    literal = ranks.get(ctx.get_parameter_source("password") or ParameterSource.DEFAULT, 0)
+    from_file = ranks.get(ctx.get_parameter_source("password_file") or ParameterSource.DEFAULT, 0)
+    if literal and literal == from_file:
+        given = "--password or --password-file" if literal == 2 else "MUSTER_PASSWORD or MUSTER_PASSWORD_FILE"
+        raise click.UsageError(f"give {given}, not both")
+    if from_file > literal:
+        return read_password_file(password_file), False
+    return password, literal == 2
 
 
 def _build_check(
@@ -120,7 +141,19 @@ def _build_check(
     help="Seconds to keep retrying deregistration on shutdown if etcd is away.",
 )
 @click.option("--username", default="", help="etcd user.")
-@click.option("--password", default="", envvar="MUSTER_PASSWORD", help="etcd password (or $MUSTER_PASSWORD).")
+@click.option(
+    "--password",
+    default="",
+    envvar="MUSTER_PASSWORD",
+    help="etcd password; visible in ps, so prefer $MUSTER_PASSWORD or --password-file.",
+)
+@click.option(
+    "--password-file",
+    default="",
+    envvar="MUSTER_PASSWORD_FILE",
+    metavar="PATH",
+    help="Read the etcd password from PATH (or $MUSTER_PASSWORD_FILE).",
+)
 @click.option("--client-cert", default="", help="TLS client certificate (PEM).")
 @click.option("--client-key", default="", help="TLS client key (PEM).")
 @click.option("--client-ca-keys", default="", help="CA bundle to verify etcd's certificate (PEM).")
@@ -155,6 +188,7 @@ def register(
     stop_timeout: float,
     username: str,
     password: str,
+    password_file: str,
     client_cert: str,
     client_key: str,
     client_ca_keys: str,
@@ -170,7 +204,9 @@ def register(
     once and muster exits with the child's status. Without a command, SIGTERM/SIGINT
     remove the key and muster exits 0.
     """
+    ctx = click.get_current_context()
     try:
+        password, on_command_line = _password(ctx, password, password_file)
         spec = RegistrationSpec.create(
             service, host, port, server_id=server_id, ttl=ttl, prefix=prefix, meta=_parse_meta(meta)
         )
@@ -197,13 +233,26 @@ def register(
         )
     except (RegistrationError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
+    # The service run as a child and the health check commands do not need it.
+    os.environ.pop("MUSTER_PASSWORD", None)
+    if password:
+        add_secret(password)
+    for node in nodes:
+        add_url_secrets(node)
     configure(log_level)
+    if on_command_line:
+        logger.warning(
+            kv(
+                "register.password.argv",
+                note="--password is visible to every user in ps; use --password-file or MUSTER_PASSWORD",
+            )
+        )
     try:
         if command:
             status = asyncio.run(supervise(registration, command, drain=drain, kill_timeout=kill_timeout))
         else:
             status = asyncio.run(serve(registration))
     except Error as exc:
-        click.echo(f"muster register: error: {exc}", err=True)
+        click.echo(f"muster register: error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(status)
