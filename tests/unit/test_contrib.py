@@ -29,7 +29,8 @@ def test_the_confd_unit_parses_and_validates(tmp_path: Path) -> None:
 
 def test_the_nginx_drop_in_keeps_the_admin_socket_private_and_clears_a_stale_one() -> None:
     text = (UNITS / "nginx.service.d" / "muster.conf").read_text()
-    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    lines = [line for line in text.splitlines() if "=" in line and not line.startswith("#")]
+    settings = dict(line.split("=", 1) for line in lines)
     assert settings["RuntimeDirectory"] == "muster"
     assert settings["RuntimeDirectoryMode"] == "0700"
     readme = (UNITS.parents[1] / "README.md").read_text()
