@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -48,26 +49,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def open_idle(port: int, count: int) -> list[socket.socket]:
+def open_idle(port: int, count: int, failures: Counter[str] | None = None) -> list[socket.socket]:
     """``count`` connections to ``port`` that never send a byte (non-blocking connects).
 
     Each comes from an explicit address and port, 5,000 per address in 127.0.1.0/24:
     with kernel-chosen source ports, Linux's search for a free one slows to milliseconds
-    per ``connect()`` once half its ephemeral range is taken (about 14,000 here).
+    per ``connect()`` once half its ephemeral range is taken (about 14,000 here). Those
+    that cannot be opened are counted in ``failures`` by errno name.
     """
     socks = []
+    failures = Counter() if failures is None else failures
     for i in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A run just before may have left these addresses in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((f"127.0.1.{1 + i // 5000}", 30000 + i % 5000))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            continue  # that source port is taken on every address: one connection fewer
+            failures["bind " + errno.errorcode.get(exc.errno or 0, "?")] += 1
+            continue
         sock.setblocking(False)
         code = sock.connect_ex(("127.0.0.1", port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            continue  # refused (backlog full): the server is entitled to that
+            failures["connect " + errno.errorcode.get(code, "?")] += 1
+            continue
         socks.append(sock)
     return socks
 
@@ -125,7 +132,8 @@ async def test_idle_connection_flood(etcd: EtcdProcess, key_prefix: str, tmp_pat
 
             log_before = log_path.stat().st_size
             cpu_before, t_before = cpu_seconds(proc.pid), time.monotonic()
-            socks = await asyncio.to_thread(open_idle, port, flood)
+            not_opened: Counter[str] = Counter()
+            socks = await asyncio.to_thread(open_idle, port, flood, not_opened)
             opened = time.monotonic() - t_before
 
             # A registry change during the flood is applied at once.
@@ -144,7 +152,8 @@ async def test_idle_connection_flood(etcd: EtcdProcess, key_prefix: str, tmp_pat
             daemon_fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
             growth = log_path.stat().st_size - log_before
             report = (
-                f"{len(socks)} idle connections opened in {opened:.2f}s; change applied in {applied:.2f}s; "
+                f"{len(socks)} idle connections opened in {opened:.2f}s (not opened: {dict(not_opened)}); "
+                f"change applied in {applied:.2f}s; "
                 f"/healthz in {answered:.2f}s; daemon CPU {cpu:.1%} of a core; log +{growth} bytes; "
                 f"daemon fds {daemon_fds}"
             )
@@ -201,6 +210,7 @@ async def test_running_out_of_descriptors_backs_off_quietly(tmp_path: Path) -> N
         await healthz(base, timeout=10)
         cpu_before, t_before = cpu_seconds(proc.pid), time.monotonic()
         socks = await asyncio.to_thread(open_idle, port, 300)
+        assert len(socks) > 200, f"only {len(socks)} connections could be opened"
         await asyncio.sleep(5)
         cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - t_before)
         text = log_path.read_text()
