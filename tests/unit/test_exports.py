@@ -31,6 +31,12 @@ MODULES = [
     "muster.dataplane.resolve",
     "muster.status",
     "muster.threads",
+    "muster.listener",
+    "muster.redact",
+    "muster.log",
+    "muster.services",
+    "muster.dataplane.sink",
+    "muster.dataplane.admin",
 ]
 
 
