@@ -14,7 +14,7 @@ Layout read (the seed post's, and what ``muster register`` writes)::
 * ``NAME`` and ``ID``: ASCII letters, digits, ``.``, ``_``, ``-``, starting with a letter
   or digit, at most 128 characters (the registration agent's rule).
 * ``host``: an IPv4/IPv6 address (not unspecified or multicast) or a DNS name that
-  resolves now; a name nginx cannot resolve would fail ``nginx -t`` for everyone.
+  resolves (see below).
 * ``port``: an integer 1-65535 (a string of digits is accepted). ``weight``: optional
   integer 1-1000, default 1. Other fields are ignored.
 
@@ -22,21 +22,34 @@ Templates call ``services`` (valid service names, sorted) and ``servers NAME`` (
 servers as ``Server`` structs with ``.ID .Key .Host .Port .Weight .Addr``, sorted by ID),
 both taking an optional root (default ``/services``). The pure core is ``index_services``;
 the data plane uses it too, so both modes accept exactly the same entries.
+
+DNS names are resolved by muster, never by nginx: ``.Host`` is the name as registered and
+``.Addr`` an address it resolved to (sorted, IPv4 first), one ``Server`` per address, as
+nginx makes one peer per address of a name. So nginx resolves nothing at ``nginx -t`` or
+reload time, where a slow name used to delay, and a dead one fail, every change.
+``HostResolver`` answers from its last good answer while a background lookup refreshes
+it; only a name it never saw waits, at most ``RESOLVE_DEADLINE``; a name with no answer
+costs its own entries (rejected as ``host does not resolve``, logged once per change of
+state); and whoever subscribed hears of every new answer (the daemon renders again).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import heapq
 import ipaddress
 import json
 import logging
+import random
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
 from muster.log import kv, printable
@@ -45,14 +58,19 @@ from muster.threads import DaemonThreadExecutor
 __all__ = [
     "BAD_SERVICE_NAME",
     "DEFAULT_ROOT",
-    "IGNORED_KEY",
+    "HOST_EVENTS",
+    "Holding",
     "HostResolver",
+    "IGNORED_KEY",
     "NameClaims",
+    "RESOLVE_DEADLINE",
     "RejectLog",
+    "ResolveEvents",
     "Server",
     "ServiceIndex",
     "case_clash",
     "index_services",
+    "lookup_addresses",
     "parse_server",
     "service_funcs",
     "valid_host",
@@ -80,14 +98,22 @@ class Server(GoStruct):
     go_fields: ClassVar[tuple[str, ...]] = ("ID", "Key", "Host", "Port", "Weight", "Addr")
     __slots__ = ("ID", "Key", "Host", "Port", "Weight", "Addr")
 
-    def __init__(self, id: str, key: str, host: str, port: int, weight: int = 1) -> None:
+    def __init__(
+        self, id: str, key: str, host: str, port: int, weight: int = 1, address: str | None = None
+    ) -> None:
         self.ID = id
         self.Key = key
         self.Host = host
         self.Port = port
         self.Weight = weight
+        # ``address``: what a DNS-named host resolved to; nginx is given it, never the name.
+        ip = host if address is None else address
         # IPv6 addresses need brackets wherever a port follows.
-        self.Addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.Addr = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+    def resolved(self, address: str) -> Server:
+        """This server at ``address``, one of its host name's addresses."""
+        return Server(self.ID, self.Key, self.Host, self.Port, self.Weight, address)
 
     def __repr__(self) -> str:
         return f"Server({self.ID!r}, {self.Addr!r}, weight={self.Weight})"
@@ -95,16 +121,17 @@ class Server(GoStruct):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Server):
             return NotImplemented
-        return (self.ID, self.Key, self.Host, self.Port, self.Weight) == (
+        return (self.ID, self.Key, self.Host, self.Port, self.Weight, self.Addr) == (
             other.ID,
             other.Key,
             other.Host,
             other.Port,
             other.Weight,
+            other.Addr,
         )
 
     def __hash__(self) -> int:
-        return hash((self.Key, self.Host, self.Port, self.Weight))
+        return hash((self.Key, self.Host, self.Port, self.Weight, self.Addr))
 
 
 BAD_SERVICE_NAME = "service name is not [A-Za-z0-9._-]"
@@ -244,7 +271,7 @@ def index_services(
     names: Iterable[str],
     root: str = DEFAULT_ROOT,
     *,
-    resolvable: Callable[[Collection[str]], Collection[str]] | None = None,
+    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = None,
     cache: dict[str, tuple[str, Server | str]] | None = None,
     claims: NameClaims | None = None,
 ) -> ServiceIndex:
@@ -252,8 +279,10 @@ def index_services(
 
     ``names`` are the directories under ``root``: a service whose servers are all gone
     or invalid is still listed (with no servers), so a template can answer 503 for it.
-    ``resolvable(hosts)`` returns the DNS names among ``hosts`` that resolve; without
-    it DNS names are accepted as they are. ``cache`` (key -> value and its parse) is
+    ``resolvable(hosts)`` maps the DNS names among ``hosts`` that resolve to their
+    addresses: a server named by one becomes a server per address (``.Addr``), and one
+    whose name is missing is rejected; without it DNS names are kept as they are (the Lua
+    data plane resolves them itself). ``cache`` (key -> value and its parse) is
     read and then replaced by this snapshot's entries, so the next call parses only
     what changed. ``claims`` remembers which of two names differing only in case came
     first (see ``NameClaims``); without it the names are judged as if all new. Pure: no
@@ -312,14 +341,16 @@ def index_services(
         cache.clear()
         cache.update(fresh)
     dns_names = {s.Host for _, s in parsed if not _is_ip(s.Host)}
-    resolved = set(resolvable(dns_names)) if resolvable is not None and dns_names else dns_names
+    addresses = resolvable(dns_names) if resolvable is not None and dns_names else {}
     for name, server in parsed:
-        if server.Host in dns_names and server.Host not in resolved:
+        if resolvable is None or server.Host not in dns_names:
+            index.services[name].append(server)
+        elif found := addresses.get(server.Host):
+            index.services[name].extend(server.resolved(address) for address in found)
+        else:
             index.rejected[server.Key] = "host does not resolve"
-            continue
-        index.services[name].append(server)
     for servers in index.services.values():
-        servers.sort(key=lambda s: s.ID)
+        servers.sort(key=lambda s: s.ID)  # stable: a name's addresses keep their order
         _drop_duplicates(servers, index.rejected)
     return index
 
@@ -328,12 +359,18 @@ def _drop_duplicates(servers: list[Server], rejected: dict[str, str]) -> None:
     """Two IDs registering one address would double its share of traffic: keep the first."""
     seen: set[str] = set()
     keep: list[Server] = []
+    dropped: list[str] = []
     for server in servers:
         if server.Addr in seen:
-            rejected[server.Key] = "address already registered under another ID"
+            dropped.append(server.Key)
         else:
             seen.add(server.Addr)
             keep.append(server)
+    # A DNS-named server keeps its entry while any of its addresses is its own.
+    kept = {server.Key for server in keep}
+    for key in dropped:
+        if key not in kept:
+            rejected[key] = "address already registered under another ID"
     servers[:] = keep
 
 
@@ -355,94 +392,313 @@ class RejectLog:
             self._seen.update(rejected)
 
 
+#: Seconds a render or push waits for a DNS name it has never looked up before.
+RESOLVE_DEADLINE = 0.5
+
+
+class ResolveEvents(NamedTuple):
+    """The log events of one ``HostResolver``: each logged once per change of a name's state."""
+
+    failed: str  #: warning: a lookup failed (first, or after a good one)
+    recovered: str  #: info: a name that had failed answers again
+    late: str  #: warning: a name's first lookup outlived the deadline (once per name)
+
+
+HOST_EVENTS = ResolveEvents("services.host.unresolved", "services.host.resolved", "services.host.late")
+
+
+class Holding:
+    """The DNS names one user (a template root, a data plane sink) serves now.
+
+    A ``HostResolver`` keeps these names fresh (``refresh``) for as long as the holding
+    lives; it holds it weakly, so a template cache that drops its funcs lets them go.
+    """
+
+    __slots__ = ("names", "__weakref__")
+
+    def __init__(self) -> None:
+        self.names: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class _Name:
+    answer: tuple[str, ...] = ()  # the last good answer; () if none yet, or the name is gone
+    state: str = "new"  # of the last lookup that finished: new (none yet), ok or failed
+    stale_at: float = 0.0  # from then on, the next ask or refresh looks it up again
+    running: bool = False  # its one lookup is running (or being submitted)
+    waiters: int = 0  # callers waiting on its first lookup now
+    asked: float = 0.0  # when a caller last asked for it
+    late: bool = False  # its first lookup outlived a caller's deadline (logged)
+
+
 class HostResolver:
-    """Which DNS names resolve now, asked in parallel under one deadline, with a short cache.
+    """DNS names to addresses, stale-while-revalidate: a render or push never waits twice.
 
-    nginx resolves upstream names when it loads its config, and one name it cannot
-    resolve fails the whole load; so an unresolvable name is treated like a bad value.
-    A lookup still running when its deadline passes counts as failed for this render but
-    keeps running: the next render takes its answer without waiting again, so a dead
-    resolver costs one deadline per name, not one per render.
+    Theory of operation. Each name has a state (``new``, ``ok``, ``failed``: how its last
+    lookup ended), its last good answer and a time it goes stale (``ttl`` after a good
+    answer, ``negative_ttl`` after a failure). A caller (``addresses``, or ``begin`` then
+    ``collect`` for an async caller) gets the last good answer of every name at once; a
+    stale name is looked up again in the background, with at most one lookup per name
+    running. Only a ``new`` name (never looked up) makes the caller that started its
+    lookup wait, and at most ``timeout``: a lookup still running then is left to finish
+    (logged once as late) and no later caller waits for it. A lookup that fails
+    definitively (no such name, no address) drops the answer, so the name costs its own
+    entries only; one that fails otherwise (timeout, SERVFAIL, a resolver down) keeps
+    the last good answer, as serve-stale resolvers do. Failures and recoveries are logged
+    once per change of state. When a lookup nobody waits for changes a name's answer,
+    every ``subscribe``d callback is called with the name (from the lookup's thread), so
+    the daemon renders, or the sink pushes, again. ``refresh()`` (called periodically by
+    whoever subscribed) looks up again the stale names held by a live ``Holding`` or
+    asked for within ``forget_after``, and forgets the rest.
 
-    Thread safety: one lock guards the cache and the set of names being looked up. It is
-    held only to read or update them, never while calling out (``submit``) or waiting, and
-    a lookup stores its own answer before its future completes, so a caller that saw the
-    future done finds the answer cached. (Storing it from a done callback added under the
-    lock could deadlock: a lookup that finished before the callback was added ran it at
-    once, in the caller's thread, on the held lock.) ``executor`` runs the lookups; the
-    default runs up to 8 at once in daemon threads, which do not hold up the exit.
+    Thread safety: one lock guards the table. It is held only to read or update it, never
+    while calling out (``submit``, ``lookup``, callbacks) or waiting; a lookup stores its
+    own answer before its future completes, so a caller that saw the future done finds
+    the answer stored. ``executor`` runs the lookups; the default runs up to 8 at once in
+    daemon threads, which do not hold up the exit. ``lookup(host)`` returns the host's
+    addresses or raises ``OSError`` (default: ``lookup_addresses``); ``clock`` is
+    injectable for tests.
     """
 
     def __init__(
         self,
         *,
-        timeout: float = 2.0,
+        timeout: float = RESOLVE_DEADLINE,
         ttl: float = 30.0,
         negative_ttl: float = 5.0,
+        forget_after: float = 600.0,
         executor: concurrent.futures.Executor | None = None,
+        lookup: Callable[[str], Sequence[str]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        events: ResolveEvents = HOST_EVENTS,
     ) -> None:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self._cache: dict[str, tuple[bool, float]] = {}
-        self._pending: set[str] = set()
+        self.forget_after = forget_after
+        self.events = events
+        self._lookup = lookup
+        self._clock = clock
+        self._names: dict[str, _Name] = {}
+        self._holdings: weakref.WeakSet[Holding] = weakref.WeakSet()
+        self._listeners: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._pool = executor
 
-    def __call__(self, hosts: Collection[str]) -> set[str]:
-        now = time.monotonic()
-        ok: set[str] = set()
-        asked: list[str] = []
+    # -- callers -------------------------------------------------------------------------------
+
+    def __call__(self, hosts: Collection[str]) -> dict[str, tuple[str, ...]]:
+        return self.addresses(hosts)
+
+    def addresses(
+        self, hosts: Collection[str], *, holding: Holding | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        """The addresses of each name in ``hosts`` that has an answer; waits only for new names.
+
+        With ``holding``, ``hosts`` become the names it holds (kept fresh by ``refresh``).
+        """
+        waits = self.begin(hosts, holding=holding)
+        if waits:
+            concurrent.futures.wait(waits.values(), timeout=self.timeout)
+        return self.collect(hosts, waits)
+
+    def begin(
+        self, hosts: Collection[str], *, holding: Holding | None = None
+    ) -> dict[str, concurrent.futures.Future[None]]:
+        """Start the lookups ``hosts`` need; return those of new names, for the caller to wait
+        on (at most ``timeout``) before it calls ``collect(hosts, waits)``, which it must."""
+        now = self._clock()
         with self._lock:
+            if holding is not None:
+                holding.names = frozenset(hosts)
+            if len(self._names) > 10_000:
+                self._prune(now)
+            claimed: list[str] = []
+            first: set[str] = set()
             for host in hosts:
-                cached = self._cache.get(host)
-                if cached is not None and cached[1] > now:
-                    if cached[0]:
-                        ok.add(host)
-                elif host not in self._pending:
-                    self._pending.add(host)
-                    asked.append(host)
-            if asked and self._pool is None:
+                entry = self._names.get(host)
+                if entry is None:
+                    entry = self._names[host] = _Name()
+                entry.asked = now
+                if not entry.running and now >= entry.stale_at:
+                    entry.running = True
+                    claimed.append(host)
+                    if entry.state == "new":
+                        entry.waiters += 1
+                        first.add(host)
+        started = self._start(claimed)
+        waits = {host: started[host] for host in first if host in started}
+        if len(waits) < len(first):  # a submit failed: nothing to wait on for those
+            with self._lock:
+                for host in first - waits.keys():
+                    self._names[host].waiters -= 1
+        return waits
+
+    def collect(
+        self, hosts: Collection[str], waits: Mapping[str, concurrent.futures.Future[None]]
+    ) -> dict[str, tuple[str, ...]]:
+        """The answers for ``hosts`` after waiting on ``begin``'s ``waits``."""
+        late: list[str] = []
+        with self._lock:
+            for host in waits:
+                entry = self._names.get(host)
+                if entry is not None:
+                    entry.waiters -= 1
+                    if entry.state == "new" and not entry.late:
+                        entry.late = True
+                        late.append(host)
+            found = {
+                host: e.answer for host in hosts if (e := self._names.get(host)) is not None and e.answer
+            }
+        for host in late:
+            log.warning(
+                kv(self.events.late, host=host, waited_s=self.timeout, note="left out until it answers")
+            )
+        return found
+
+    def answers(self, hosts: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The last good answers for ``hosts``: no lookup, no waiting."""
+        with self._lock:
+            return {host: e.answer for host in hosts if (e := self._names.get(host)) is not None and e.answer}
+
+    def holding(self) -> Holding:
+        """A new ``Holding`` whose names this resolver keeps fresh while it lives."""
+        found = Holding()
+        with self._lock:
+            self._holdings.add(found)
+        return found
+
+    def hold(self, holding: Holding, hosts: Collection[str]) -> None:
+        """``hosts`` are now the names ``holding`` serves."""
+        with self._lock:
+            holding.names = frozenset(hosts)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(host)`` whenever a lookup nobody waits for changes ``host``'s answer;
+        return the function that unsubscribes it. Called from a lookup thread: be quick."""
+        with self._lock:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def refresh(self, limit: int = 64) -> int:
+        """Look up again, in the background, the stale names still in use (the stalest
+        ``limit`` of them: a thread each); forget the others. Returns how many it started."""
+        now = self._clock()
+        with self._lock:
+            self._prune(now)
+            stale = [(e.stale_at, h) for h, e in self._names.items() if not e.running and now >= e.stale_at]
+            claimed = [host for _, host in heapq.nsmallest(limit, stale)]
+            for host in claimed:
+                self._names[host].running = True
+        return len(self._start(claimed))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _prune(self, now: float) -> None:
+        """Forget the names neither held nor asked for within ``forget_after``."""
+        held: set[str] = set()
+        for holding in self._holdings:
+            held |= holding.names
+        for host in [h for h, e in self._names.items() if not e.running and h not in held]:
+            if now - self._names[host].asked > self.forget_after:
+                del self._names[host]
+
+    def _start(self, hosts: list[str]) -> dict[str, concurrent.futures.Future[None]]:
+        if not hosts:
+            return {}
+        with self._lock:
+            if self._pool is None:
                 self._pool = DaemonThreadExecutor(8, "muster-dns")
             pool = self._pool
-        if not asked:
-            return ok
-        assert pool is not None
-        submitted: list[concurrent.futures.Future[None]] = []
+        started: dict[str, concurrent.futures.Future[None]] = {}
         try:
-            for host in asked:
-                submitted.append(pool.submit(self._lookup, host))
+            for host in hosts:
+                started[host] = pool.submit(self._run, host)
         finally:
-            if len(submitted) < len(asked):  # submit failed (a pool shut down): nothing runs for these
+            if len(started) < len(hosts):  # a submit failed (a pool shut down): nothing runs
                 with self._lock:
-                    self._pending.difference_update(asked[len(submitted) :])
-        concurrent.futures.wait(submitted, timeout=self.timeout)
-        with self._lock:
-            ok.update(host for host in asked if self._cache.get(host, (False, 0.0))[0])
-        return ok
+                    for host in hosts:
+                        entry = self._names.get(host)
+                        if host not in started and entry is not None:
+                            entry.running = False
+        return started
 
-    def _lookup(self, host: str) -> None:
-        good = False
+    def _run(self, host: str) -> None:
+        answer: tuple[str, ...] = ()
+        gone = True
+        error = "no address"
         try:
-            good = _resolves(host)
+            lookup = self._lookup if self._lookup is not None else lookup_addresses
+            answer = _sorted_addresses(lookup(host))
+        except (OSError, UnicodeError) as exc:
+            gone = _definitive(exc)
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:  # a resolver bug: like a resolver down, keep the last answer
+            log.exception(kv("services.host.lookup_crashed", host=host))
+            gone = False
+            error = f"{type(exc).__name__}: {exc}"
         finally:
-            # Stored before the future completes, even if the lookup raised: a host left in
-            # ``_pending`` would never be looked up again.
-            self._store(host, good)
+            # Stored before the future completes, even if the lookup raised: a name left
+            # running would never be looked up again.
+            self._store(host, answer, gone, error)
 
-    def _store(self, host: str, good: bool) -> None:
+    def _store(self, host: str, answer: tuple[str, ...], gone: bool, error: str) -> None:
+        now = self._clock()
         with self._lock:
-            self._pending.discard(host)
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[host] = (good, time.monotonic() + (self.ttl if good else self.negative_ttl))
+            entry = self._names.get(host)
+            if entry is None:
+                return
+            entry.running = False
+            before, was = entry.answer, entry.state
+            if answer:
+                # Up to 10 % early, so names registered together do not all expire together.
+                ttl = self.ttl * (1 - random.random() / 10)
+                entry.answer, entry.state, entry.stale_at = answer, "ok", now + ttl
+            else:
+                if gone:
+                    entry.answer = ()
+                entry.state, entry.stale_at = "failed", now + self.negative_ttl
+            using = entry.answer
+            # A caller still waiting takes the answer itself: no need to render again.
+            listeners = list(self._listeners) if entry.answer != before and entry.waiters == 0 else []
+        if not answer and was != "failed":
+            using_text = "the last answer" if using else "nothing: its entries are left out"
+            log.warning(kv(self.events.failed, host=host, error=error, using=using_text))
+        elif answer and was == "failed":
+            log.info(kv(self.events.recovered, host=host, addresses=len(answer)))
+        elif answer != before and was == "ok":
+            log.debug(kv("services.host.changed", host=host, addresses=len(answer)))
+        for listener in listeners:
+            try:
+                listener(host)
+            except Exception:  # one listener's bug must not cost the others their news
+                log.exception(kv("services.host.listener_failed", host=host))
 
 
-def _resolves(host: str) -> bool:
-    try:
-        return bool(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
-    except (OSError, UnicodeError):
-        return False
+def lookup_addresses(host: str) -> list[str]:
+    """Every address of ``host`` (the system resolver: /etc/hosts, then DNS); raises ``OSError``."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _sorted_addresses(found: Iterable[str]) -> tuple[str, ...]:
+    # Usable addresses only (no zone index, not unspecified), IPv4 first, in a stable order:
+    # resolvers rotate their answers, and a rotation must not render a new config.
+    usable = {ipaddress.ip_address(a) for a in found if _is_ip(a)}
+    return tuple(str(a) for a in sorted(usable, key=lambda a: (a.version, a)))
+
+
+_GONE = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _definitive(exc: BaseException) -> bool:
+    """Whether a failed lookup says the name has no address (not that the resolver failed)."""
+    return isinstance(exc, UnicodeError) or (isinstance(exc, socket.gaierror) and exc.errno in _GONE)
 
 
 class ServiceStore(Protocol):
@@ -461,16 +717,18 @@ def service_funcs(
     store: ServiceStore,
     *,
     reject_log: RejectLog = DEFAULT_REJECT_LOG,
-    resolvable: Callable[[Collection[str]], Collection[str]] | None = DEFAULT_RESOLVER,
+    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = DEFAULT_RESOLVER,
 ) -> dict[str, GoFunc]:
     """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``.
 
     Each root is indexed once per snapshot, so a template calling ``servers`` for every
     service costs time in proportion to the entries, not their square. ``store`` may be a
     slot whose ``.store`` attribute is re-pointed at each new snapshot (the daemon's
-    template cache binds functions once and re-executes): the index follows it.
+    template cache binds functions once and re-executes): the index follows it. With a
+    ``HostResolver``, each root's DNS names are held (kept fresh) while these funcs live.
     """
     indexes: dict[str, ServiceIndex] = {}
+    holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
     parses: dict[str, dict[str, tuple[str, Server | str]]] = {}  # per root, across snapshots
     claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
     # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
@@ -497,7 +755,7 @@ def service_funcs(
                 pairs,
                 names,
                 root,
-                resolvable=resolvable,
+                resolvable=_held(resolvable, holdings, root),
                 cache=parses.setdefault(root, {}),
                 claims=claims.setdefault(root, NameClaims()),
             )
@@ -515,3 +773,17 @@ def service_funcs(
         "services": GoFunc(services, (), variadic="string", name="services"),
         "servers": GoFunc(servers, ("string",), variadic="string", name="servers"),
     }
+
+
+def _held(
+    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
+    holdings: dict[str, Holding],
+    root: str,
+) -> Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None:
+    if not isinstance(resolvable, HostResolver):
+        return resolvable
+    resolver = resolvable
+    holding = holdings.get(root)
+    if holding is None:
+        holding = holdings[root] = resolver.holding()
+    return lambda hosts: resolver.addresses(hosts, holding=holding)

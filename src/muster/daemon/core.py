@@ -13,6 +13,12 @@ Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
   added latency. Changes that arrive during a batch, or within ``debounce_window`` after it,
   are folded into one following batch that runs once the changes pause for
   ``debounce_window``, or ``debounce_max`` after the first of them at the latest.
+  A batch in which a resource failed (its check, say) runs again after a backoff of 1 s,
+  doubling up to 30 s while it keeps failing, so a transient failure heals by itself and
+  a lasting one costs a render and a check twice a minute, never a reload storm.
+
+A third task follows the DNS names the templates resolved (``muster.services``: nginx is
+given their addresses, never the names): a name whose answer changes marks the state dirty.
 
 Nothing polls while idle: both tasks block on the backend or an ``Event``. To stop, cancel
 the mode's task; ``hangup()`` (SIGHUP, wired up by ``muster.daemon.main.run``) re-reads conf.d.
@@ -44,6 +50,7 @@ from muster.log import kv
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
 from muster.resources.sync import SyncOptions, apply
+from muster.services import DEFAULT_RESOLVER
 from muster.status import Status
 
 __all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
@@ -56,6 +63,9 @@ Sleep = Callable[[float], Awaitable[None]]
 BACKOFF_START = 0.05
 BACKOFF_MAX = 1.0  # a restarted etcd must be noticed well within a second
 INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop itself
+RETRY_FAILED_START = 1.0  # a batch with a failed resource runs again after this, doubling...
+RETRY_FAILED_MAX = 30.0  # ...up to this: a lasting failure costs a check twice a minute
+NAMES_REFRESH = 2.0  # how often stale DNS names of rendered servers are looked up again
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -130,6 +140,8 @@ class Daemon:
         self._last_change = 0.0
         self._last_batch_end: float | None = None
         self._trigger = "start"
+        self._retry: asyncio.Task[None] | None = None
+        self._retry_in = RETRY_FAILED_START
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -319,11 +331,16 @@ class Daemon:
         """Watch the union of all resources' keys and apply changes as described above; forever."""
         self.load()
         self._mark_dirty("start")
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._processor(), name="muster-processor")
-            tg.create_task(self._watcher(), name="muster-watcher")
-            for sink in self.sinks:
-                tg.create_task(sink.run(), name="muster-sink")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._processor(), name="muster-processor")
+                tg.create_task(self._watcher(), name="muster-watcher")
+                tg.create_task(self._follow_names(), name="muster-dns-follow")
+                for sink in self.sinks:
+                    tg.create_task(sink.run(), name="muster-sink")
+        finally:
+            if self._retry is not None:
+                self._retry.cancel()
 
     async def _sleep_or_hup(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -380,6 +397,57 @@ class Daemon:
             backoff = BACKOFF_START
             self._synced_rev = report.revision
             self._synced.set()
+            self._retry_failures(report)
+
+    def _retry_failures(self, report: BatchReport) -> None:
+        """Run the batch again after a capped backoff while a resource fails; a change may run
+        one sooner (it renders every resource too), which does not reset the backoff."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if not report.failures:
+            self._retry_in = RETRY_FAILED_START
+            return
+        delay = self._retry_in
+        self._retry_in = min(delay * 2, RETRY_FAILED_MAX)
+        (logger.info if delay == RETRY_FAILED_START else logger.debug)(
+            kv(
+                "batch.retry_failed",
+                in_s=delay,
+                resources=",".join(sorted({f.resource for f in report.failures})),
+            )
+        )
+        self._retry = asyncio.create_task(self._mark_dirty_after(delay, "retry"))
+
+    async def _mark_dirty_after(self, seconds: float, trigger: str) -> None:
+        await self.sleep(seconds)
+        self._mark_dirty(trigger)
+
+    async def _follow_names(self) -> None:
+        """Mark dirty when a DNS name the templates resolved answers anew (the stock template
+        renders its addresses: a slow name answering at last, an address that moved), and
+        keep the names fresh. The templates resolve through ``DEFAULT_RESOLVER``."""
+        loop = asyncio.get_running_loop()
+        renamed = asyncio.Event()
+
+        def note(host: str) -> None:  # called in a lookup thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody left to tell
+                loop.call_soon_threadsafe(renamed.set)
+
+        unsubscribe = DEFAULT_RESOLVER.subscribe(note)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(NAMES_REFRESH):
+                        await renamed.wait()
+                if renamed.is_set():
+                    renamed.clear()
+                    if self._dirty.is_set() and self._trigger == "resync":
+                        self._trigger = "dns"  # a resync skips unchanged values: this must render
+                    self._mark_dirty("dns")
+                DEFAULT_RESOLVER.refresh()
+        finally:
+            unsubscribe()
 
     async def _debounce(self) -> None:
         """Wait until changes pause for the window, or the oldest pending change hits the max."""

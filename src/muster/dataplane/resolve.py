@@ -1,37 +1,41 @@
-"""Peers named by DNS, resolved for the data plane: under a deadline, never piling up.
+"""Peers named by DNS, resolved for the data plane: never waiting on a name twice.
 
-The balancer phase cannot resolve names, so muster pushes addresses. A registry entry
-naming its host by DNS is resolved afresh at every push (its addresses move), and a
-push must not wait on a dead resolver, whose lookups can hang for tens of seconds:
+The balancer phase cannot resolve names, so muster pushes addresses. Names are kept by a
+``muster.services.HostResolver`` (the template functions' rules, run from asyncio):
 
-* every name of a push is looked up at once, and the push waits at most ``timeout``;
-* a name has at most one lookup running: a later push waits on the same one, so a
-  stuck name holds one thread, not one per push;
-* a name whose lookup is late keeps its last answer; one that fails, or that never
-  answered, is left out of the push (logged), costing only its own entries.
+* a name with a last good answer never makes a push wait: its answer is pushed, and a
+  stale one is looked up again in the background (one lookup per name at a time);
+* only a name never looked up before waits, at most ``timeout``, together with the
+  other new names of the push; one still running then is left out until it answers;
+* a name that fails costs only its own entries, logged once per change of state;
+* ``subscribe`` hears of every answer that changed after its push, so the sink pushes
+  the services using it again (``MembershipSink``); ``refresh`` keeps held names fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import logging
 import re
-import socket
-from collections.abc import Collection, Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from muster.dataplane.peers import Peer
-from muster.log import kv
+from muster.services import HostResolver, ResolveEvents
 from muster.threads import DaemonThreadExecutor
 
-__all__ = ["PeerResolver", "RESOLVE_TIMEOUT", "is_ip"]
+__all__ = ["PEER_EVENTS", "PeerResolver", "RESOLVE_TIMEOUT", "is_ip"]
 
-log = logging.getLogger(__name__)
+#: Seconds a push waits for the DNS names it holds that were never looked up before.
+RESOLVE_TIMEOUT = 0.5
 
-#: Seconds a push waits for the DNS names it holds.
-RESOLVE_TIMEOUT = 2.0
+#: How the data plane logs a name's changes of state.
+PEER_EVENTS = ResolveEvents(
+    "dataplane.resolve.failed", "dataplane.resolve.recovered", "dataplane.resolve.late"
+)
 
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
+
+Entries = Iterable[tuple[str, int, int]]
 
 
 def is_ip(host: str) -> bool:
@@ -42,71 +46,77 @@ def is_ip(host: str) -> bool:
     return ":" in host or _IPV4.match(host) is not None
 
 
-def _lookup(host: str) -> list[str] | None:
-    """Every address of ``host``, in the resolver's order; None if it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        log.warning(kv("dataplane.resolve.failed", host=host, error=exc))
-        return None
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 class PeerResolver:
-    """Turns services' ``(host, port, weight)`` entries into peers; one per data plane sink."""
+    """Turns services' ``(host, port, weight)`` entries into peers; one per data plane sink.
 
-    def __init__(self, timeout: float | None = None, *, threads: int = 32) -> None:
-        self.timeout = RESOLVE_TIMEOUT if timeout is None else timeout
+    ``lookup`` and ``clock`` are ``HostResolver``'s, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        *,
+        threads: int = 32,
+        lookup: Callable[[str], Sequence[str]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         # Daemon threads: a lookup stuck on a dead resolver must not hold up the exit.
-        self._executor = DaemonThreadExecutor(threads, "muster-dns")
-        self._running: dict[str, concurrent.futures.Future[list[str] | None]] = {}
-        self._last: dict[str, list[str]] = {}
+        self.hosts = HostResolver(
+            timeout=RESOLVE_TIMEOUT if timeout is None else timeout,
+            executor=DaemonThreadExecutor(threads, "muster-dns"),
+            lookup=lookup,
+            clock=time.monotonic if clock is None else clock,
+            events=PEER_EVENTS,
+        )
+        self._holding = self.hosts.holding()
 
-    async def resolve(self, services: Mapping[str, Iterable[tuple[str, int, int]]]) -> dict[str, list[Peer]]:
+    @property
+    def timeout(self) -> float:
+        return self.hosts.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self.hosts.timeout = seconds
+
+    async def resolve(self, services: Mapping[str, Entries]) -> dict[str, list[Peer]]:
         """Each service's peers, its DNS names resolved; see the module docstring."""
         entries = {name: list(items) for name, items in services.items()}
-        names = {host for items in entries.values() for host, _, _ in items if not is_ip(host)}
-        found = await self.addresses(names) if names else {}
+        await self.addresses({host for items in entries.values() for host, _, _ in items if not is_ip(host)})
+        return self.peers(entries)
+
+    async def addresses(self, names: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """The addresses of each name that has an answer, waiting (``timeout``) for new names only."""
+        if not names:
+            return {}
+        waits = self.hosts.begin(names)
+        if waits:
+            # asyncio.wait, not wait_for: a late lookup is left running, and answers later.
+            await asyncio.wait([asyncio.wrap_future(f) for f in waits.values()], timeout=self.timeout)
+        return self.hosts.collect(names, waits)
+
+    def peers(self, services: Mapping[str, Entries]) -> dict[str, list[Peer]]:
+        """Each service's peers from the answers at hand: no lookup, no waiting."""
+        entries = {name: list(items) for name, items in services.items()}
+        found = self.hosts.answers(
+            {host for items in entries.values() for host, _, _ in items if not is_ip(host)}
+        )
         return {
             name: [
                 Peer(address, port, weight)
                 for host, port, weight in items
-                for address in ([host] if is_ip(host) else found.get(host, []))
+                for address in ((host,) if is_ip(host) else found.get(host, ()))
             ]
             for name, items in entries.items()
         }
 
-    async def addresses(self, names: Collection[str]) -> dict[str, list[str]]:
-        """The addresses of each name that answered (or answered before, if late now)."""
-        waits: dict[str, asyncio.Future[list[str] | None]] = {}
-        for name in names:
-            running = self._running.get(name)
-            if running is None:
-                running = self._running[name] = self._executor.submit(_lookup, name)
-            waits[name] = asyncio.wrap_future(running)
-        if not waits:
-            return {}
-        # asyncio.wait, not wait_for: a late lookup is left running for the next push.
-        await asyncio.wait(waits.values(), timeout=self.timeout)
-        found: dict[str, list[str]] = {}
-        for name, wait in waits.items():
-            if not wait.done():
-                last = self._last.get(name)
-                log.warning(
-                    kv(
-                        "dataplane.resolve.late",
-                        host=name,
-                        waited_s=self.timeout,
-                        using="the last answer" if last else "nothing: left out of this push",
-                    )
-                )
-                if last:
-                    found[name] = last
-                continue
-            del self._running[name]
-            answer = wait.result()
-            if answer:
-                found[name] = self._last[name] = answer
-            else:
-                self._last.pop(name, None)
-        return found
+    def hold(self, names: Collection[str]) -> None:
+        """``names`` are every DNS name the sink pushes now: ``refresh`` keeps them fresh."""
+        self.hosts.hold(self._holding, names)
+
+    def refresh(self) -> int:
+        """Look up again, in the background, the held names whose answer is stale."""
+        return self.hosts.refresh()
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """See ``HostResolver.subscribe``: called from a lookup thread."""
+        return self.hosts.subscribe(callback)

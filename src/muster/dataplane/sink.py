@@ -3,12 +3,16 @@
 Membership is read with the same validation as the stock template (``muster.services``),
 so both data planes accept exactly the same entries. ``run`` watches nginx rather than
 the registry: every ``verify_interval`` it reads back the generation token nginx holds,
-and pushes everything again when nginx was restarted (its shared dict starts empty).
+and pushes everything again when nginx was restarted (its shared dict starts empty). It
+also follows DNS: a change pushes only the services it touched, a name with an answer
+never makes it wait (``PeerResolver``), and when a name's answer changes later (a slow
+name answering at last, an address moving) ``run`` pushes the services using it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +62,8 @@ class MembershipSink:
         # Only the services a snapshot changed are validated and resolved again.
         self._index = MembershipIndex(self.root)
         self._dns_names: set[str] = set()  # services with servers named by DNS
+        self._renamed: set[str] = set()  # DNS names whose answer changed since the last push
+        self._rename = asyncio.Event()
         self.resolver = PeerResolver()
         self._lock = asyncio.Lock()
         #: Called after each verify that found (or made) nginx hold the membership.
@@ -72,20 +78,79 @@ class MembershipSink:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
         changed = self._index.update(values)
         services = self._index.services
-        desired = dict(self._desired or {})
-        for name in changed - services.keys():
-            desired.pop(name, None)
-            self._dns_names.discard(name)
-        # Entries naming hosts by DNS are resolved afresh each time: their addresses move.
-        names = (changed & services.keys()) | self._dns_names
-        self._dns_names = {n for n in names if not all(is_ip(host) for host, _, _ in services[n])}
-        desired.update(await self.resolver.resolve({n: services[n] for n in names}))
+        names = changed & services.keys()
+        for name in changed:
+            if name in names and not all(is_ip(host) for host, _, _ in services[name]):
+                self._dns_names.add(name)
+            else:
+                self._dns_names.discard(name)
+        self.resolver.hold(self._hosts(self._dns_names))
+        # Waits only for names never looked up (at most the resolver's timeout); the others
+        # push their last answer, and a later answer is pushed by ``run``.
+        await self.resolver.addresses(self._hosts(names))
         async with self._lock:
+            # Built under the lock from the answers at hand, so a re-push for a name that
+            # answered meanwhile is never overwritten with the answer from before.
+            desired = dict(self._desired or {})
+            for name in changed - names:
+                desired.pop(name, None)
+            desired.update(self.resolver.peers({n: services[n] for n in names}))
             self._desired = desired
             await self.plane.apply(desired)
 
+    def _hosts(self, names: Iterable[str]) -> set[str]:
+        services = self._index.services
+        return {host for n in names for host, _, _ in services.get(n, ()) if not is_ip(host)}
+
     async def run(self) -> None:
-        """Re-push whenever nginx lost what it was given (a restart); forever, until cancelled."""
+        """Re-push whenever nginx lost what it was given (a restart), and the services whose
+        DNS names answer anew; forever, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._follow_names(), name="muster-dns-follow")
+            await self._verify_forever()
+
+    async def _follow_names(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def renamed(host: str) -> None:  # called in a lookup thread
+            def note() -> None:
+                self._renamed.add(host)
+                self._rename.set()
+
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody left to tell
+                loop.call_soon_threadsafe(note)
+
+        unsubscribe = self.resolver.subscribe(renamed)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.verify_interval):
+                        await self._rename.wait()
+                self.resolver.refresh()
+                if self._rename.is_set():
+                    self._rename.clear()
+                    hosts, self._renamed = self._renamed, set()
+                    await self._push_renamed(hosts)
+        finally:
+            unsubscribe()
+
+    async def _push_renamed(self, hosts: set[str]) -> None:
+        services = self._index.services
+        names = {n for n in self._dns_names if any(h in hosts for h, _, _ in services.get(n, ()))}
+        if not names or self._desired is None:
+            return
+        async with self._lock:
+            desired = dict(self._desired)
+            desired.update(self.resolver.peers({n: services[n] for n in names if n in services}))
+            self._desired = desired
+            try:
+                await self.plane.apply(desired)
+            except AdminError as exc:  # the verify loop pushes self._desired again
+                log.warning(
+                    kv("dataplane.push.failed", services=len(names), error=exc, retry="at the next verify")
+                )
+
+    async def _verify_forever(self) -> None:
         while True:
             await asyncio.sleep(self.verify_interval)
             if self._desired is None:

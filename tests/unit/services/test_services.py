@@ -3,6 +3,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -200,12 +201,12 @@ def test_duplicate_address_is_kept_once() -> None:
     assert index.rejected == {"/services/web/servers/b": "address already registered under another ID"}
 
 
-def test_unresolvable_names_are_left_out() -> None:
+def test_unresolvable_names_are_left_out_and_names_render_as_addresses() -> None:
     asked: list[Collection[str]] = []
 
-    def resolvable(hosts: Collection[str]) -> set[str]:
+    def resolvable(hosts: Collection[str]) -> dict[str, tuple[str, ...]]:
         asked.append(set(hosts))
-        return {"good.internal"}
+        return {"good.internal": ("10.0.0.9", "2001:db8::9")}
 
     data = {
         "/services/web/servers/a": value(host="good.internal", port=80),
@@ -213,7 +214,12 @@ def test_unresolvable_names_are_left_out() -> None:
         "/services/web/servers/c": value(host="10.0.0.1", port=80),
     }
     index = index_services(entries(data), ["web"], resolvable=resolvable)
-    assert [s.ID for s in index.services["web"]] == ["a", "c"]
+    # One server per address, as nginx makes one peer per address of a name it resolves.
+    assert [(s.ID, s.Host, s.Addr) for s in index.services["web"]] == [
+        ("a", "good.internal", "10.0.0.9:80"),
+        ("a", "good.internal", "[2001:db8::9]:80"),
+        ("c", "10.0.0.1", "10.0.0.1:80"),
+    ]
     assert index.rejected == {"/services/web/servers/b": "host does not resolve"}
     assert asked == [{"good.internal", "gone.internal"}]  # addresses are never looked up
 
@@ -249,8 +255,9 @@ def test_the_template_functions_say_which_keys_they_ignore(caplog: pytest.LogCap
 
 def test_host_resolver_caches_and_answers() -> None:
     resolver = HostResolver(timeout=5.0)
-    assert resolver(["localhost", "nonexistent.invalid"]) == {"localhost"}
-    assert resolver(["localhost"]) == {"localhost"}
+    found = resolver(["localhost", "nonexistent.invalid"])
+    assert found.keys() == {"localhost"} and "127.0.0.1" in found["localhost"]
+    assert resolver(["localhost"]) == {"localhost": found["localhost"]}
 
 
 def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,22 +266,22 @@ def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPa
     release = threading.Event()
     calls: list[str] = []
 
-    def slow(host: str) -> bool:
+    def slow(host: str) -> list[str]:
         calls.append(host)
         release.wait(5)
-        return True
+        return ["10.0.0.1"]
 
-    monkeypatch.setattr(services, "_resolves", slow)
+    monkeypatch.setattr(services, "lookup_addresses", slow)
     resolver = HostResolver(timeout=0.05)
-    assert resolver(["slow.example"]) == set()  # past the deadline: left out this time
-    assert resolver(["slow.example"]) == set()  # still pending: no second wait, no second lookup
+    assert resolver(["slow.example"]) == {}  # past the deadline: left out this time
+    assert resolver(["slow.example"]) == {}  # still pending: no second wait, no second lookup
     assert calls == ["slow.example"]
     release.set()
     # The lookup now finishes in its thread: wait for its answer to reach the cache.
     deadline = time.monotonic() + 10
-    while resolver(["slow.example"]) != {"slow.example"} and time.monotonic() < deadline:
+    while resolver(["slow.example"]) == {} and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert resolver(["slow.example"]) == {"slow.example"}
+    assert resolver(["slow.example"]) == {"slow.example": ("10.0.0.1",)}
     assert calls == ["slow.example"]
 
 
@@ -284,8 +291,8 @@ def test_a_stuck_lookup_does_not_hold_up_the_exit(tmp_path: Path) -> None:
     script.write_text(
         "import time\n"
         "import muster.services as services\n"
-        "services._resolves = lambda host: time.sleep(60) or True\n"
-        "assert services.HostResolver(timeout=0.05)(['stuck.example']) == set()\n"
+        "services.lookup_addresses = lambda host: time.sleep(60) or ['10.0.0.1']\n"
+        "assert services.HostResolver(timeout=0.05)(['stuck.example']) == {}\n"
     )
     started = time.monotonic()
     subprocess.run([sys.executable, str(script)], check=True, timeout=30)
@@ -320,17 +327,22 @@ def test_host_resolver_survives_a_lookup_that_finishes_before_submit_returns(
 ) -> None:
     import muster.services as services
 
-    monkeypatch.setattr(services, "_resolves", lambda host: host == "up.example")
+    def lookup(host: str) -> list[str]:
+        if host != "up.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return ["10.0.0.1"]
+
+    monkeypatch.setattr(services, "lookup_addresses", lookup)
     resolver = HostResolver(timeout=5.0, executor=InlineExecutor())
     hosts = ["up.example", "down.example"]
-    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example"}
-    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example"}  # from the cache
+    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example": ("10.0.0.1",)}
+    assert call_with_deadline(lambda: resolver(hosts)) == {"up.example": ("10.0.0.1",)}  # cached
 
 
 def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch: pytest.MonkeyPatch) -> None:
     import muster.services as services
 
-    monkeypatch.setattr(services, "_resolves", lambda host: True)
+    monkeypatch.setattr(services, "lookup_addresses", lambda host: ["10.0.0.1"])
     # Threads render at once with fresh names; every lookup is instant, so any answer
     # lost between a future completing and its result being stored shows up here.
     resolver = HostResolver(timeout=10.0, negative_ttl=0.0)
@@ -339,7 +351,7 @@ def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch
     def render(worker: int) -> None:
         for round in range(50):
             hosts = {f"h{worker}-{round}-{i}.example" for i in range(4)}
-            if resolver(hosts) != hosts:
+            if set(resolver(hosts)) != hosts:
                 failures.append(f"worker {worker} round {round}")
 
     threads = [threading.Thread(target=render, args=(n,), daemon=True) for n in range(8)]
@@ -355,18 +367,18 @@ def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch
 def test_host_resolver_retries_a_lookup_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     import muster.services as services
 
-    answers: list[bool | Exception] = [RuntimeError("resolver bug"), True]
+    answers: list[list[str] | Exception] = [RuntimeError("resolver bug"), ["10.0.0.1"]]
 
-    def flaky(host: str) -> bool:
+    def flaky(host: str) -> list[str]:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    monkeypatch.setattr(services, "_resolves", flaky)
+    monkeypatch.setattr(services, "lookup_addresses", flaky)
     resolver = HostResolver(timeout=5.0, negative_ttl=0.0, executor=InlineExecutor())
-    assert resolver(["a.example"]) == set()  # failed: cached as unresolved, not left pending
-    assert resolver(["a.example"]) == {"a.example"}
+    assert resolver(["a.example"]) == {}  # failed: stored as unresolved, not left pending
+    assert resolver(["a.example"]) == {"a.example": ("10.0.0.1",)}
     assert answers == []
 
 
