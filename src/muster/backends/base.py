@@ -61,6 +61,24 @@ class Lease(Protocol):
         """Refresh once; return the remaining TTL. Raises ``LeaseLost`` if it expired."""
         ...
 
+    async def verify(self) -> bool:
+        """After a ``keepalive``: False when the key must be written back with ``restore()``.
+
+        That is when the key is gone, or holds another value, or is bound to no lease (a
+        copy that would outlive its owner). A key that another live lease holds now counts
+        as intact: it belongs to another registration, and taking it back would start a
+        fight costing a write per refresh on each side.
+        """
+        ...
+
+    async def restore(self) -> bool:
+        """Write the key again, bound to this lease, unless it changed since ``verify()``.
+
+        Returns whether it wrote (False: someone else wrote the key meanwhile; the next
+        ``verify()`` judges it). Raises ``LeaseLost`` if the lease itself is gone.
+        """
+        ...
+
     async def revoke(self) -> None:
         """Delete the key now (revoke the lease)."""
         ...

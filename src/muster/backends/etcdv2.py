@@ -53,6 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KEY_NOT_FOUND = 100
+COMPARE_FAILED = 101
 EVENT_INDEX_CLEARED = 401
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 0.5
@@ -183,8 +184,12 @@ class EtcdV2Client:
         return dict(flatten(body.get("node"))), index
 
     async def put(self, key: str, value: str | None = None, *, ttl: int | None = None,
-                  refresh: bool = False, prev_exist: bool | None = None) -> dict[str, Any]:  # fmt: skip
-        """PUT a key (``value`` omitted for a ``refresh``); returns etcd's reply."""
+                  refresh: bool = False, prev_exist: bool | None = None,
+                  prev_index: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """PUT a key (``value`` omitted for a ``refresh``); returns etcd's reply.
+
+        ``prev_index`` makes it a compare-and-swap on the key's ``modifiedIndex``.
+        """
         form: dict[str, str] = {}
         if value is not None:
             form["value"] = value
@@ -194,6 +199,8 @@ class EtcdV2Client:
             form["refresh"] = "true"
         if prev_exist is not None:
             form["prevExist"] = "true" if prev_exist else "false"
+        if prev_index is not None:
+            form["prevIndex"] = str(prev_index)
         body, _ = await self.request("PUT", _key_path(key), form=form)
         return body
 
@@ -344,16 +351,24 @@ class EtcdV2Backend:
         """PUT ``key`` with a TTL, as the seed post's ``curl -d ttl=60`` does."""
         await self.client.put(key, value, ttl=ttl)
         log.debug(kv("etcd.v2.register.complete", key=key, ttl=ttl))
-        return EtcdV2Lease(self.client, key, ttl)
+        return EtcdV2Lease(self.client, key, value, ttl)
 
 
 class EtcdV2Lease:
-    """A v2 key kept alive by TTL refreshes (``muster.backends.base.Lease``)."""
+    """A v2 key kept alive by TTL refreshes (``muster.backends.base.Lease``).
 
-    def __init__(self, client: EtcdV2Client, key: str, ttl: int) -> None:
+    The TTL lives on the key, so a deleted key takes its "lease" with it: the refresh fails
+    with 100 Key not found, ``keepalive`` raises ``LeaseLost`` and the agent writes the key
+    afresh at once, one PUT, as a restore would. ``verify`` costs no request: it compares
+    the value the refresh answered with (a refresh keeps any value someone else wrote).
+    """
+
+    def __init__(self, client: EtcdV2Client, key: str, value: str, ttl: int) -> None:
         self._client = client
         self.key = key
+        self.value = value
         self._ttl = ttl
+        self._seen: tuple[str | None, int] = (value, 0)  # (value, modifiedIndex) at the last refresh
 
     def __repr__(self) -> str:
         return f"<EtcdV2Lease key={self.key!r} ttl={self._ttl}>"
@@ -370,7 +385,25 @@ class EtcdV2Lease:
             if exc.error_code == KEY_NOT_FOUND:
                 raise LeaseLost(f"{self.key} expired or was deleted") from exc
             raise
-        return int(body.get("node", {}).get("ttl", self._ttl))
+        node = body.get("node", {})
+        self._seen = (node.get("value"), int(node.get("modifiedIndex", 0)))
+        return int(node.get("ttl", self._ttl))
+
+    async def verify(self) -> bool:
+        """Whether the last refresh found our value (no request)."""
+        return self._seen[0] == self.value
+
+    async def restore(self) -> bool:
+        """PUT our value with the TTL if the key is as the last refresh saw it."""
+        try:
+            await self._client.put(self.key, self.value, ttl=self._ttl, prev_index=self._seen[1])
+        except V2Error as exc:
+            if exc.error_code == KEY_NOT_FOUND:
+                raise LeaseLost(f"{self.key} expired or was deleted") from exc
+            if exc.error_code == COMPARE_FAILED:
+                return False  # written by someone else since the refresh; the next one looks
+            raise
+        return True
 
     async def revoke(self) -> None:
         """DELETE the key; one already gone is not an error."""

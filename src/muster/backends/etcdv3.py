@@ -20,9 +20,9 @@ import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
-from muster.backends.etcdv3_client import EtcdV3Client
+from muster.backends.etcdv3_client import EtcdV3Client, GatewayError
 from muster.backends.etcdv3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
-from muster.backends.keys import normalize_prefix
+from muster.backends.keys import b64decode, b64encode, normalize_prefix
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
@@ -148,7 +148,7 @@ class EtcdV3Backend:
             await asyncio.shield(self._revoke_quietly(lease_id))
             raise
         log.debug(kv("etcd.lease.granted", key=key, lease=f"{lease_id:x}", ttl=granted))
-        return EtcdV3Lease(self.client, key, lease_id, granted)
+        return EtcdV3Lease(self.client, key, value, lease_id, granted)
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         try:
@@ -158,13 +158,22 @@ class EtcdV3Backend:
 
 
 class EtcdV3Lease:
-    """A key bound to an etcd lease (``muster.backends.base.Lease``)."""
+    """A key bound to an etcd lease (``muster.backends.base.Lease``).
 
-    def __init__(self, client: EtcdV3Client, key: str, lease_id: int, ttl: int) -> None:
+    ``verify`` is one linearizable range of the key: a read, so no raft entry, no revision
+    and no watch event; etcd batches the leader confirmations of concurrent reads. Only a
+    key found missing costs a write: ``restore``, a transaction that puts the key on this
+    lease if its ``mod_revision`` is still the one ``verify`` saw (0: absent), so a writer
+    that got in between is never overwritten.
+    """
+
+    def __init__(self, client: EtcdV3Client, key: str, value: str, lease_id: int, ttl: int) -> None:
         self._client = client
         self.key = key
+        self.value = value
         self.lease_id = lease_id
         self._ttl = ttl
+        self._seen_revision = 0  # mod_revision of the key at the last verify (0: absent)
 
     def __repr__(self) -> str:
         return f"<EtcdV3Lease key={self.key!r} id={self.lease_id:x} ttl={self._ttl}>"
@@ -179,6 +188,40 @@ class EtcdV3Lease:
         if remaining <= 0:
             raise LeaseLost(f"lease {self.lease_id:x} for {self.key} expired or was revoked")
         return remaining
+
+    async def verify(self) -> bool:
+        """Whether the key holds our value on this lease (or belongs to another live lease)."""
+        reply = await self._client.request("/v3/kv/range", {"key": b64encode(self.key)})
+        kvs = reply.get("kvs") or []
+        item = kvs[0] if kvs else {}  # absent: every field at protobuf's zero value
+        self._seen_revision = int(item.get("mod_revision", 0))
+        holder = int(item.get("lease", 0))
+        if holder not in (0, self.lease_id):
+            log.debug(
+                kv("etcd.lease.key_taken", key=self.key, lease=f"{self.lease_id:x}", holder=f"{holder:x}")
+            )
+            return True
+        return holder == self.lease_id and b64decode(item.get("value")) == self.value.encode()
+
+    async def restore(self) -> bool:
+        """Put the key on this lease if it is as ``verify`` saw it; ``LeaseLost`` if the lease is gone."""
+        key = b64encode(self.key)
+        txn = {
+            "compare": [
+                {"target": "MOD", "key": key, "mod_revision": str(self._seen_revision), "result": "EQUAL"}
+            ],
+            "success": [
+                {"request_put": {"key": key, "value": b64encode(self.value), "lease": str(self.lease_id)}}
+            ],
+        }
+        try:
+            reply = await self._client.request("/v3/kv/txn", txn)
+        except GatewayError as exc:
+            if exc.is_lease_not_found:
+                raise LeaseLost(f"lease {self.lease_id:x} for {self.key} expired or was revoked") from exc
+            raise
+        # False: written by someone else since verify(); the next refresh looks at it again.
+        return bool(reply.get("succeeded", False))
 
     async def revoke(self) -> None:
         """Revoke the lease, deleting the key; a lease already gone is not an error."""

@@ -5,6 +5,10 @@ any ``Registrar`` (etcd v3 leases, etcd v2 TTLs, ...), bounds each request with 
 maps every failure to a machine event and sleeps until the machine's next deadline or until
 health or shutdown wakes it. It never gives up while the store is away: only ``stop()`` (or
 cancellation) ends ``run()``, and both deregister first.
+
+A key that vanished behind our back is written again, with the warning
+``registration.key.restored``: on the same lease when only the key went (``Restore``), on a
+new one when the store reported the lease (or the v2 key and its TTL) gone.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from muster.registration.lease import (
     Register,
     Registered,
     RegisterFailed,
+    Restore,
+    Restored,
+    RestoreFailed,
     Revoke,
     Revoked,
     RevokeFailed,
@@ -81,6 +88,8 @@ class Agent:
         self._changed = asyncio.Event()
         self._was_registered = False
         self._failures = 0
+        self._verify_failures = 0
+        self._vanished = False  # the store said our registration is gone; log when it is back
 
     def __repr__(self) -> str:
         return f"<Agent key={self.spec.key} {self.machine!r}>"
@@ -150,6 +159,8 @@ class Agent:
                     await self._register()
                 case Refresh():
                     await self._refresh()
+                case Restore():
+                    await self._restore()
                 case Revoke():
                     await self._revoke()
                 case Wait(until=until):
@@ -198,6 +209,9 @@ class Agent:
         self.machine.handle(Registered(lease.ttl), self._now())
         self._recovered()
         logger.info(kv("registration.register.complete", key=key, ttl=lease.ttl))
+        if self._vanished:
+            self._vanished = False
+            logger.warning(kv("registration.key.restored", key=key, lease="new"))
 
     async def _refresh(self) -> None:
         lease = self._lease
@@ -217,12 +231,56 @@ class Agent:
         if ttl <= 0:
             self._lost(f"keepalive answered TTL {ttl}")
             return
-        self.machine.handle(Refreshed(ttl), self._now())
+        try:
+            intact = await self._verify(lease)
+        except asyncio.CancelledError:
+            self.machine.handle(Refreshed(ttl), self._now())  # the keepalive did go through
+            raise
+        self.machine.handle(Refreshed(ttl, key_intact=intact), self._now())
         self._recovered()
-        logger.debug(kv("registration.keepalive.complete", key=self.spec.key, ttl=ttl))
+        logger.debug(kv("registration.keepalive.complete", key=self.spec.key, ttl=ttl, key_intact=intact))
+
+    async def _verify(self, lease: Lease) -> bool:
+        # The lease is refreshed whatever happens here; a check that fails (timeout, a role
+        # allowed to write but not to read) assumes the key is there until the next refresh.
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                intact = await lease.verify()
+        except Exception as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
+            self._verify_failures += 1
+            fields = {"key": self.spec.key, "error": reason, "attempt": self._verify_failures}
+            if self._verify_failures == 1 or self._verify_failures % _WARN_EVERY == 0:
+                logger.warning(kv("registration.verify.failed", **fields, action="checked next refresh"))
+            return True
+        self._verify_failures = 0
+        return intact
+
+    async def _restore(self) -> None:
+        lease = self._lease
+        assert lease is not None
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                wrote = await lease.restore()
+        except asyncio.CancelledError:
+            self.machine.handle(RestoreFailed("cancelled"), self._now())
+            raise
+        except LeaseLostError as exc:
+            self._lost(str(exc))
+            return
+        except Exception as exc:
+            self.machine.handle(RestoreFailed(self._failed("restore", exc)), self._now())
+            return
+        self.machine.handle(Restored(), self._now())
+        self._recovered()
+        if wrote:
+            logger.warning(kv("registration.key.restored", key=self.spec.key, lease="same"))
+        else:
+            logger.info(kv("registration.restore.skipped", key=self.spec.key, reason="written meanwhile"))
 
     def _lost(self, reason: str) -> None:
         self._lease = None
+        self._vanished = self.machine.wanted
         self.machine.handle(LeaseLost(), self._now())
         self._recovered()
         logger.warning(

@@ -7,9 +7,9 @@ The machine owns *when* to talk to the store; the driver (``agent.py``) owns *ho
 driver loops::
 
     action = machine.next_action(now)
-    Register / Refresh / Revoke  -> do the I/O, then machine.handle(<outcome event>, now)
-    Wait(until)                  -> sleep until ``until`` (None: until some event arrives)
-    Done(clean)                  -> stop
+    Register / Refresh / Restore / Revoke  -> do the I/O, then machine.handle(<outcome event>, now)
+    Wait(until)                            -> sleep until ``until`` (None: until some event arrives)
+    Done(clean)                            -> stop
 
 Health and shutdown arrive at any time (``HealthChanged``, ``Stop``), also while an I/O
 action is in flight; they only change what the *next* action is, so an in-flight request
@@ -21,7 +21,10 @@ The key is *wanted* while the service is healthy and no stop was requested. Stat
      ^                     │                        │  ^  │                 │
      │              RegisterFailed (backoff)        │  └──┼── Refreshed ────┤
      └─────────────────────┘                        │     └── RefreshFailed ┘ (retry, backoff)
-     ^                                              │
+     ^                                              │  ^  │
+     │                                              │  │  └─ Refreshed(key_intact=False) ─> RESTORING
+     │                                              │  └─── Restored ─────────────────────────┘
+     │                                              │       (RestoreFailed: retry, backoff)
      ├──────── LeaseLost / presumed expired ────────┤
      │                                              │ not wanted
      └──────────── Revoked ──────── REVOKING <──────┘ ──RevokeFailed──> REGISTERED (retry)
@@ -39,9 +42,20 @@ Timing rules (``ttl`` is what the store granted, which may exceed what was asked
   (``Backoff``), capped low (2 s by default) so that the key is back within seconds of the
   store's return; a failed refresh is retried no later than the presumed expiry;
 * ``LeaseLost`` means the store answered, so we re-register at once, without backoff;
+* ``failures`` counts consecutive failed requests: any answer (a success, ``LeaseLost``)
+  ends the streak, so the backoff starts again at its first step; a presumed expiry does
+  not, since the store has still said nothing;
 * on ``Stop`` we revoke (deleting the key) and retry a failed revoke until
   ``stop_timeout`` has passed; then we give up (``Done(clean=False)``) and let the TTL
   remove the key.
+
+The key can vanish while its lease lives (``etcdctl del --prefix /services``, a backup put
+back without leases). So every ``Refresh`` also checks the key, and reports it in
+``Refreshed(key_intact=...)``; a missing key is written back on the same lease at once
+(``Restore``), so it is back within one refresh interval. A key that is intact costs no
+write: a put would cost a revision and wake every watcher. A failed restore is retried with
+backoff, not interleaved with refreshes: without its key the lease serves nothing, and if
+it lapses meanwhile we register afresh, which writes the key too.
 """
 
 from __future__ import annotations
@@ -63,6 +77,9 @@ __all__ = [
     "Register",
     "RegisterFailed",
     "Registered",
+    "Restore",
+    "RestoreFailed",
+    "Restored",
     "Revoke",
     "RevokeFailed",
     "Revoked",
@@ -77,6 +94,7 @@ class State(enum.Enum):
     REGISTERING = "registering"  # register request in flight
     REGISTERED = "registered"  # lease held (presumed alive until its expiry)
     REFRESHING = "refreshing"  # keepalive request in flight
+    RESTORING = "restoring"  # writing the vanished key back on the held lease
     REVOKING = "revoking"  # revoke request in flight
     CLOSED = "closed"  # stopped; nothing more to do
 
@@ -91,7 +109,12 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
-    """Keep the lease alive once; report ``Refreshed``, ``RefreshFailed`` or ``LeaseLost``."""
+    """Keep the lease alive, then check its key; report ``Refreshed``, ``RefreshFailed``, ``LeaseLost``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Write the key again on the held lease; report ``Restored``, ``RestoreFailed`` or ``LeaseLost``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +136,7 @@ class Done:
     clean: bool
 
 
-Action = Register | Refresh | Revoke | Wait | Done
+Action = Register | Refresh | Restore | Revoke | Wait | Done
 
 
 # -- events (driver -> machine) ---------------------------------------------------------
@@ -131,7 +154,10 @@ class RegisterFailed:
 
 @dataclass(frozen=True, slots=True)
 class Refreshed:
+    """The lease was kept alive; ``key_intact`` is False when its key is gone or altered."""
+
     ttl: float
+    key_intact: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +168,16 @@ class RefreshFailed:
 @dataclass(frozen=True, slots=True)
 class LeaseLost:
     """The store answered that the lease (or the v2 key) no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreFailed:
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +206,8 @@ Event = (
     | Refreshed
     | RefreshFailed
     | LeaseLost
+    | Restored
+    | RestoreFailed
     | Revoked
     | RevokeFailed
     | HealthChanged
@@ -222,7 +260,9 @@ class LeaseMachine:
         self.ttl: float | None = None  # as granted by the store
         self.failures = 0  # consecutive failed requests, drives the backoff
         self.expires_at: float | None = None  # presumed expiry of the held lease
+        self.refresh_at: float | None = None  # when the held lease is due for a refresh
         self.next_at: float | None = None  # when the next request is due (None: now)
+        self.key_missing = False  # the last refresh found the key gone under a live lease
         self.stop_deadline: float | None = None
         self._issued_at = 0.0
 
@@ -230,7 +270,7 @@ class LeaseMachine:
         return (
             f"<LeaseMachine state={self.state.value} healthy={self.healthy} stopping={self.stopping}"
             f" ttl={self.ttl} failures={self.failures} next_at={self.next_at}"
-            f" expires_at={self.expires_at}>"
+            f" expires_at={self.expires_at} key_missing={self.key_missing}>"
         )
 
     @property
@@ -239,9 +279,9 @@ class LeaseMachine:
         return self.healthy and not self.stopping
 
     def is_registered(self, now: float) -> bool:
-        """Whether we hold a lease we believe to be alive at ``now``."""
-        held = self.state in (State.REGISTERED, State.REFRESHING, State.REVOKING)
-        return held and self.expires_at is not None and now < self.expires_at
+        """Whether the key is in the store: a lease we believe alive at ``now`` holds it."""
+        held = self.state in (State.REGISTERED, State.REFRESHING, State.RESTORING, State.REVOKING)
+        return held and not self.key_missing and self.expires_at is not None and now < self.expires_at
 
     # -- the driver asks what to do ------------------------------------------------------
 
@@ -254,7 +294,7 @@ class LeaseMachine:
         match self.state:
             case State.CLOSED:
                 return Done(clean=True)
-            case State.REGISTERING | State.REFRESHING | State.REVOKING:
+            case State.REGISTERING | State.REFRESHING | State.RESTORING | State.REVOKING:
                 return Wait(None)
             case State.IDLE:
                 return self._idle_action(now)
@@ -280,21 +320,23 @@ class LeaseMachine:
             self._drop_lease()
             self.next_at = None
             return self._idle_action(now)
-        if self.stopping and self.stop_deadline is not None and now >= self.stop_deadline:
+        if self.stop_deadline is not None and now >= self.stop_deadline:  # set once stopping
             self.state = State.CLOSED
             return Done(clean=False)
         due = self.next_at is None or now >= self.next_at
         if due:
-            if self.wanted:
-                return self._issue(State.REFRESHING, Refresh(), now)
-            return self._issue(State.REVOKING, Revoke(), now)
+            if not self.wanted:
+                return self._issue(State.REVOKING, Revoke(), now)
+            if self.key_missing:
+                return self._issue(State.RESTORING, Restore(), now)
+            return self._issue(State.REFRESHING, Refresh(), now)
         assert self.next_at is not None
         until = min(self.next_at, self.expires_at)
-        if self.stopping and self.stop_deadline is not None:
+        if self.stop_deadline is not None:
             until = min(until, self.stop_deadline)
         return Wait(until)
 
-    def _issue(self, state: State, action: Register | Refresh | Revoke, now: float) -> Action:
+    def _issue(self, state: State, action: Register | Refresh | Restore | Revoke, now: float) -> Action:
         self.state = state
         self._issued_at = now
         return action
@@ -302,7 +344,9 @@ class LeaseMachine:
     def _drop_lease(self) -> None:
         self.state = State.IDLE
         self.expires_at = None
+        self.refresh_at = None
         self.ttl = None
+        self.key_missing = False
 
     # -- the driver reports what happened -------------------------------------------------
 
@@ -315,22 +359,28 @@ class LeaseMachine:
                 self._on_stop(now)
             case Registered(ttl=ttl):
                 self._expect(State.REGISTERING, event)
-                self._start_lease(ttl)
+                self._start_lease(ttl, key_intact=True)
             case RegisterFailed():
                 self._expect(State.REGISTERING, event)
                 self.state = State.IDLE
                 self._fail(now)
-            case Refreshed(ttl=ttl):
+            case Refreshed(ttl=ttl, key_intact=key_intact):
                 self._expect(State.REFRESHING, event)
-                self._start_lease(ttl)
+                self._start_lease(ttl, key_intact=key_intact)
             case RefreshFailed():
                 self._expect(State.REFRESHING, event)
+                self._retry_held(now)
+            case Restored():
+                self._expect(State.RESTORING, event)
                 self.state = State.REGISTERED
-                self._fail(now)
-                assert self.expires_at is not None and self.next_at is not None
-                self.next_at = min(self.next_at, self.expires_at)
+                self.key_missing = False
+                self.failures = 0
+                self._schedule(now)
+            case RestoreFailed():
+                self._expect(State.RESTORING, event)
+                self._retry_held(now)
             case LeaseLost():
-                if self.state not in (State.REFRESHING, State.REVOKING):
+                if self.state not in (State.REFRESHING, State.RESTORING, State.REVOKING):
                     raise RuntimeError(f"{event!r} while {self.state.value}: no lease in use")
                 self._lease_gone()
             case Revoked():
@@ -338,25 +388,37 @@ class LeaseMachine:
                 self._lease_gone()
             case RevokeFailed():
                 self._expect(State.REVOKING, event)
-                self.state = State.REGISTERED
-                self._fail(now)
+                self._retry_held(now)
             case _:  # pragma: no cover - typing makes this unreachable
-                raise TypeError(f"not a lease event: {event!r}")
+                raise TypeError(f"not a lease event: {event!r}")  # pragma: no mutate
 
     def _expect(self, state: State, event: Event) -> None:
         if self.state is not state:
             raise RuntimeError(f"{event!r} while {self.state.value}, expected {state.value}")
 
-    def _start_lease(self, ttl: float) -> None:
+    def _start_lease(self, ttl: float, *, key_intact: bool) -> None:
         if ttl <= 0:
             raise ValueError(f"a live lease needs a positive TTL, got {ttl}")
         self.state = State.REGISTERED
         self.ttl = ttl
         self.failures = 0
         self.expires_at = self._issued_at + ttl
-        self.next_at = self._issued_at + ttl / 3
-        if not self.wanted:
-            self.next_at = self._issued_at  # health failed or stop came while in flight
+        self.refresh_at = self._issued_at + ttl / 3
+        self.key_missing = not key_intact
+        self._schedule(self._issued_at)
+
+    def _schedule(self, now: float) -> None:
+        # Revoke at once when health failed or stop came while a request was in flight, and
+        # write a missing key back at once; otherwise refresh on time.
+        assert self.refresh_at is not None
+        urgent = self.key_missing or not self.wanted
+        self.next_at = now if urgent else self.refresh_at
+
+    def _retry_held(self, now: float) -> None:
+        # A failed request on a held lease: retry after backoff. No cap needed here: the
+        # REGISTERED state never waits past the presumed expiry, where it registers afresh.
+        self.state = State.REGISTERED
+        self._fail(now)
 
     def _lease_gone(self) -> None:
         self._drop_lease()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 
 import pytest
@@ -18,6 +20,9 @@ from muster.registration.lease import (
     Register,
     Registered,
     RegisterFailed,
+    Restore,
+    Restored,
+    RestoreFailed,
     Revoke,
     Revoked,
     RevokeFailed,
@@ -243,6 +248,8 @@ def test_stop_after_presumed_expiry_needs_no_revoke() -> None:
         Refreshed(1.0),
         RefreshFailed(),
         LeaseLost(),
+        Restored(),
+        RestoreFailed(),
         Revoked(),
         RevokeFailed(),
     ],
@@ -276,3 +283,310 @@ def test_repr_shows_the_state() -> None:
     m = machine()
     registered(m)
     assert "state=registered" in repr(m) and "ttl=9.0" in repr(m)
+
+
+# -- a key that vanished while its lease lives -----------------------------------------------
+
+
+def missing_key(m: LeaseMachine, ttl: float = 9.0) -> None:
+    """Registered at 0, refreshed at ttl/3, and that refresh found the key gone."""
+    registered(m, ttl=ttl)
+    assert m.next_action(ttl / 3) == Refresh()
+    m.handle(Refreshed(ttl, key_intact=False), ttl / 3)
+
+
+def test_missing_key_is_written_back_on_the_same_lease_at_once() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.key_missing and not m.is_registered(3.0)
+    assert m.expires_at == 12.0  # the lease itself was refreshed
+    assert m.next_action(3.0) == Restore()
+    assert m.state is State.RESTORING
+    assert m.next_action(3.1) == Wait(None)
+    assert not m.is_registered(3.1)
+    m.handle(Restored(), 3.2)
+    assert m.is_registered(3.2) and not m.key_missing
+    # The refresh stays on the lease's schedule (issued at 3, due a third of 9 later).
+    assert m.next_action(3.2) == Wait(6.0)
+    assert m.next_action(6.0) == Refresh()
+    m.handle(Refreshed(9.0), 6.0)
+    assert m.next_action(6.0) == Wait(9.0)
+
+
+def test_restore_slower_than_the_refresh_interval_refreshes_at_once() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(Restored(), 6.5)
+    assert m.next_action(6.5) == Refresh()
+
+
+def test_an_intact_key_costs_no_write() -> None:
+    m = machine()
+    registered(m)
+    for n in range(1, 4):
+        assert m.next_action(3.0 * n) == Refresh()
+        m.handle(Refreshed(9.0, key_intact=True), 3.0 * n)
+        assert not m.key_missing
+    assert m.next_action(9.0) == Wait(12.0)
+
+
+def test_restore_failing_retries_with_backoff_until_expiry_then_registers_afresh() -> None:
+    m = machine(backoff=Backoff(base=1.0, cap=2.0, rng=MaxRandom()))
+    missing_key(m, ttl=6.0)  # refreshed at 2: expires at 8
+    assert m.next_action(2.0) == Restore()
+    m.handle(RestoreFailed("down"), 2.0)
+    assert m.failures == 1 and m.key_missing
+    assert m.next_action(2.0) == Wait(3.0)
+    assert m.next_action(3.0) == Restore()  # not a refresh: the lease is worth nothing without its key
+    m.handle(RestoreFailed("down"), 3.0)
+    assert m.next_action(3.0) == Wait(5.0)
+    assert m.next_action(5.0) == Restore()
+    m.handle(RestoreFailed("down"), 7.0)
+    assert m.next_action(7.0) == Wait(8.0)  # retry at 9 capped by the presumed expiry
+    assert m.next_action(8.0) == Register()
+    assert not m.key_missing and m.refresh_at is None
+    m.handle(Registered(6.0), 8.0)
+    assert m.is_registered(8.0) and m.failures == 0
+    assert m.next_action(8.0) == Wait(10.0)
+
+
+def test_restored_resets_the_failure_count() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(RestoreFailed("down"), 3.0)
+    assert m.next_action(3.1) == Restore()
+    m.handle(Restored(), 3.1)
+    assert m.failures == 0
+
+
+def test_lease_lost_while_restoring_registers_afresh_at_once() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(LeaseLost(), 3.1)
+    assert m.state is State.IDLE and not m.key_missing
+    assert m.next_action(3.1) == Register()
+
+
+def test_a_missing_key_is_not_written_back_once_unwanted() -> None:
+    m = machine()
+    registered(m)
+    assert m.next_action(3.0) == Refresh()
+    m.handle(HealthChanged(False), 3.05)
+    m.handle(Refreshed(9.0, key_intact=False), 3.1)
+    assert m.next_action(3.1) == Revoke()  # the lease goes, never the key back
+
+
+def test_health_failure_during_restore_revokes_after_it_answers() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(HealthChanged(False), 3.05)
+    m.handle(Restored(), 3.1)
+    assert m.next_action(3.1) == Revoke()
+
+
+def test_stop_during_restore_revokes_then_is_done() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(Stop(), 3.05)
+    m.handle(Restored(), 3.1)
+    assert m.next_action(3.1) == Revoke()
+    m.handle(Revoked(), 3.2)
+    assert m.next_action(3.2) == Done(clean=True)
+
+
+# -- the failure count (issue 17): consecutive failures only ---------------------------------
+
+
+def test_failure_count_restarts_after_a_lost_lease() -> None:
+    """The store answered "lease lost", so it is up: a new streak starts at the first step."""
+    m = machine()
+    registered(m)
+    assert m.next_action(3.0) == Refresh()
+    m.handle(RefreshFailed("timeout"), 3.0)
+    assert m.next_action(3.1) == Refresh()
+    m.handle(RefreshFailed("timeout"), 3.1)
+    assert m.failures == 2
+    assert m.next_action(3.5) == Refresh()
+    m.handle(LeaseLost(), 3.5)
+    assert m.failures == 0
+    assert m.next_action(3.5) == Register()
+    m.handle(RegisterFailed("down"), 3.5)
+    assert m.next_action(3.5) == Wait(3.6)  # 0.1: the first step again, not the third (0.4)
+
+
+def test_failure_count_restarts_after_a_revoke() -> None:
+    m = machine()
+    registered(m)
+    m.handle(HealthChanged(False), 1.0)
+    assert m.next_action(1.0) == Revoke()
+    m.handle(RevokeFailed("down"), 1.0)
+    assert m.next_action(1.1) == Revoke()
+    m.handle(Revoked(), 1.1)
+    assert m.failures == 0
+
+
+def test_revoke_failing_retries_after_backoff() -> None:
+    m = machine(backoff=Backoff(base=1.0, cap=1.0, rng=MaxRandom()))
+    registered(m, ttl=30.0)
+    m.handle(HealthChanged(False), 1.0)
+    assert m.next_action(1.0) == Revoke()
+    m.handle(RevokeFailed("down"), 1.5)
+    assert m.state is State.REGISTERED and m.failures == 1
+    assert m.next_action(1.5) == Wait(2.5)
+    assert m.next_action(2.5) == Revoke()
+
+
+# -- the small print: values, defaults and messages -----------------------------------------
+
+ACTIONS_AND_EVENTS = [
+    Register(),
+    Refresh(),
+    Restore(),
+    Revoke(),
+    Wait(1.0),
+    Done(clean=True),
+    Registered(1.0),
+    RegisterFailed(),
+    Refreshed(1.0),
+    RefreshFailed(),
+    LeaseLost(),
+    Restored(),
+    RestoreFailed(),
+    Revoked(),
+    RevokeFailed(),
+    HealthChanged(True),
+    Stop(),
+]
+
+
+@pytest.mark.parametrize("value", ACTIONS_AND_EVENTS, ids=lambda v: type(v).__name__)
+def test_actions_and_events_are_immutable_slotted_values(value: object) -> None:
+    assert value == copy.copy(value) and hash(value) == hash(copy.copy(value))
+    assert not hasattr(value, "__dict__")  # slots: cheap to make one per request
+    fields = getattr(value, "__dataclass_fields__", {})
+    for name in fields:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, name, None)
+
+
+def test_failure_reasons_default_to_empty_and_health_is_compared() -> None:
+    assert RegisterFailed() == RegisterFailed("") and RegisterFailed().reason == ""
+    assert RefreshFailed().reason == RestoreFailed().reason == RevokeFailed().reason == ""
+    assert Refreshed(1.0) == Refreshed(1.0, key_intact=True) != Refreshed(1.0, key_intact=False)
+    assert HealthChanged(True) != HealthChanged(False)
+
+
+def test_repr_of_a_fresh_machine() -> None:
+    assert repr(machine()) == (
+        "<LeaseMachine state=idle healthy=True stopping=False ttl=None failures=0 next_at=None"
+        " expires_at=None key_missing=False>"
+    )
+
+
+def test_states_are_named_in_repr_and_errors() -> None:
+    m = machine()
+    assert m.next_action(0.0) == Register()
+    assert "state=registering" in repr(m)
+    with pytest.raises(
+        RuntimeError, match=r"Refreshed\(ttl=1.0, key_intact=True\) while registering, expected refreshing"
+    ):
+        m.handle(Refreshed(1.0), 0.0)
+    m.handle(Registered(9.0), 0.0)
+    assert m.next_action(3.0) == Refresh()
+    assert "state=refreshing" in repr(m)
+    m.handle(Refreshed(9.0, key_intact=False), 3.0)
+    assert m.next_action(3.0) == Restore()
+    assert "state=restoring" in repr(m) and "key_missing=True" in repr(m)
+    with pytest.raises(RuntimeError, match="while restoring, expected revoking"):
+        m.handle(Revoked(), 3.0)
+    m.handle(Stop(), 3.0)
+    m.handle(Restored(), 3.0)
+    assert m.next_action(3.0) == Revoke()
+    assert "state=revoking" in repr(m)
+    m.handle(Revoked(), 3.0)
+    assert m.next_action(3.0) == Done(clean=True)
+    assert "state=closed" in repr(m) and "stopping=True" in repr(m)
+
+
+def test_lease_lost_while_registering_is_a_bug() -> None:
+    m = machine()
+    assert m.next_action(0.0) == Register()
+    with pytest.raises(RuntimeError, match="LeaseLost.. while registering: no lease in use"):
+        m.handle(LeaseLost(), 0.0)
+
+
+def test_a_dropped_lease_leaves_nothing_behind() -> None:
+    m = machine()
+    missing_key(m)
+    assert m.next_action(3.0) == Restore()
+    m.handle(LeaseLost(), 3.0)
+    assert (m.state, m.ttl, m.expires_at, m.refresh_at, m.next_at, m.key_missing) == (
+        State.IDLE,
+        None,
+        None,
+        None,
+        None,
+        False,
+    )
+
+
+def test_defaults_stop_timeout_five_seconds_and_backoff_capped_at_two() -> None:
+    assert repr(Backoff()) == "Backoff(base=0.1, cap=2.0)"
+    m = LeaseMachine(backoff=Backoff(rng=MaxRandom()))
+    registered(m, ttl=60.0)
+    m.handle(Stop(), 10.0)
+    now, delays = 10.0, []
+    while (action := m.next_action(now)) == Revoke():
+        m.handle(RevokeFailed("down"), now)
+        wait = m.next_action(now)
+        assert isinstance(wait, Wait) and wait.until is not None
+        delays.append(round(wait.until - now, 3))
+        now = wait.until
+    assert action == Done(clean=False) and now == 15.0
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 1.9]  # the last one cut by the stop deadline
+
+
+def test_backoff_rejects_bad_bounds_with_a_message() -> None:
+    with pytest.raises(ValueError, match=r"backoff needs 0 < base <= cap, got base=3 cap=1"):
+        Backoff(base=3, cap=1)
+
+
+def test_a_fresh_machine_holds_nothing() -> None:
+    m = LeaseMachine()
+    assert (m.state, m.healthy, m.stopping, m.failures, m.key_missing) == (State.IDLE, True, False, 0, False)
+    assert (m.ttl, m.expires_at, m.refresh_at, m.next_at, m.stop_deadline) == (None, None, None, None, None)
+    assert not m.is_registered(0.0)
+
+
+def test_registration_ends_exactly_at_the_presumed_expiry() -> None:
+    m = machine()
+    registered(m, ttl=3.0)
+    assert m.is_registered(2.999)
+    assert not m.is_registered(3.0)  # as next_action presumes it expired at 3.0
+    assert m.next_action(3.0) == Register()
+
+
+def test_any_positive_ttl_is_a_lease() -> None:
+    m = machine()
+    assert m.next_action(0.0) == Register()
+    m.handle(Registered(0.9), 0.0)  # v2 TTLs go down to 1 s; a granted TTL is whatever etcd says
+    assert m.next_action(0.0) == Wait(0.3)
+    assert m.next_action(0.3) == Refresh()
+    with pytest.raises(ValueError, match="positive TTL, got -1"):
+        m.handle(Refreshed(-1), 0.3)
+
+
+def test_a_second_stop_keeps_the_first_deadline() -> None:
+    m = machine(stop_timeout=1.0)
+    registered(m, ttl=30.0)
+    m.handle(Stop(), 5.0)
+    assert m.next_action(5.0) == Revoke()
+    m.handle(Stop(), 5.5)
+    m.handle(RevokeFailed("down"), 5.5)
+    assert m.stop_deadline == 6.0
+    assert m.next_action(6.0) == Done(clean=False)
