@@ -14,6 +14,8 @@ Theory of operation, for one batch of rendered resources:
 6. **Rollback.** If a reload fails, every file that command covered is put back as it was
    (content, mode, owner; or removed if it did not exist) and the command runs again, so the
    service goes back to the last good configuration. confd leaves the bad file in place.
+   If any file cannot be restored, the command is not run again over that half-restored
+   set: those resources fail with both errors, and ``rolled_back`` stays false for them.
 
 dest is only ever replaced whole, only after its check passed: never half-written, never
 unchecked.
@@ -145,7 +147,8 @@ def _write_staged(dest: Path, content: bytes, mode: int, uid: int, gid: int) -> 
             os.fsync(fh.fileno())
             st = os.fstat(fh.fileno())
     except OSError as exc:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         raise ResourceError(f"cannot stage {dest}: {exc.strerror or exc}") from exc
     return path, FileState(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
@@ -185,7 +188,8 @@ def stage(spec: ResourceSpec, content: bytes, *, keep: bool = False) -> Staged:
 
 def discard(staged: Staged, *, keep: bool = False) -> None:
     if staged.path is not None and not keep:
-        staged.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a stray stage file is harmless; hiding the real error is not
+            staged.path.unlink(missing_ok=True)
         staged.path = None
 
 
@@ -220,7 +224,8 @@ def swap(staged: Staged) -> None:
                 os.chown(dest, st.st_uid, st.st_gid)
         except OSError as exc2:
             raise ResourceError(f"cannot write {dest}: {exc2.strerror or exc2}") from exc2
-        staged.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # dest is written: a stray stage file is no failure
+            staged.path.unlink(missing_ok=True)
     staged.path = None
     _fsync_dir(dest.parent)
 
@@ -230,7 +235,10 @@ def rollback(staged: Staged) -> None:
     dest = staged.spec.dest
     prev = staged.previous
     if prev.content is None:
-        dest.unlink(missing_ok=True)
+        try:
+            dest.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ResourceError(f"cannot remove {dest}: {exc.strerror or exc}") from exc
         _fsync_dir(dest.parent)
         return
     path, _ = _write_staged(dest, prev.content, prev.mode, prev.uid, prev.gid)
@@ -392,8 +400,18 @@ async def _reload(
                 except ResourceError as exc:
                     restored = False
                     logger.error(kv("resource.rollback.failed", resource=staged.spec.name, error=exc))
-                results[index] = _replace(results[index], error=failure, rolled_back=True)
-            if restored:
+                    error = ResourceError(f"{failure}; then restoring {staged.spec.dest} failed: {exc}")
+                    error.__cause__ = exc
+                    results[index] = _replace(results[index], error=error)
+                else:
+                    results[index] = _replace(results[index], error=failure, rolled_back=True)
+            if not restored:
+                # Reloading now would load a mix of old and new files that no check ever saw
+                # together: leave the service on whatever the failed reload left it with.
+                logger.error(
+                    kv("resource.rollback.incomplete", resources=names, note="not reloaded; fix and re-sync")
+                )
+            else:
                 try:
                     await run_command(cmd, timeout=timeout, what="reload", resource=names)
                     logger.warning(

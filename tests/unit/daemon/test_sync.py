@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import logging
 import os
 import stat
 from pathlib import Path
@@ -203,6 +205,10 @@ def test_stage_compares_content_mode_and_owner(tmp_path: Path) -> None:
         (b"a\na\na\n", b"a\na\na\na\n", "+1 -0 lines at line 4"),
         (b"s 1;\ns 2;\n", b"s 1;\ns 12;\ns 2;\n", "+1 -0 lines at line 2"),
         (b"a\nb\n", b"a\nb", "+1 -1 lines at line 2"),
+        (b"a\nb\nc\n", b"a\nc\n", "+0 -1 lines at line 2"),
+        (b"\nabc\n", b"\nabd\n", "+1 -1 lines at line 2"),
+        (b"a\nx", b"a\nwx", "+1 -1 lines at line 2"),
+        (b"\nx\n", b"y\nx\n", "+1 -1 lines at line 1"),
         (b"same\n", b"same\n", "+0 -0 lines"),
     ],
 )
@@ -257,3 +263,100 @@ async def test_noop_reports_a_mode_only_change(tmp_path: Path) -> None:
     assert result.changed and result.reasons == ("mode 0644->0600",)
     assert out.getvalue() == f"{s.dest}: mode 0644->0600\n"
     assert stat.S_IMODE(s.dest.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "hunk", "summary"),
+    [
+        (None, b"x\n", "@@ -0,0 +1 @@\n+x\n", "+1 -0 lines at line 1"),
+        (b"a\n", b"a\nb", "@@ -1 +1,2 @@\n a\n+b\n\\ No newline at end of file\n", "+1 -0 lines at line 2"),
+        (b"\xff\n", b"\xfe\xff\n", "@@ -1 +1 @@\n-\ufffd\n+\ufffd\ufffd\n", "+1 -1 lines at line 1"),
+    ],
+)
+async def test_noop_diff_of_a_new_an_unterminated_and_a_binary_file(
+    tmp_path: Path, old: bytes | None, new: bytes, hunk: str, summary: str
+) -> None:
+    s = spec(tmp_path)
+    if old is not None:
+        s.dest.write_bytes(old)
+    out = io.StringIO()
+    [result] = await apply([(s, new)], SyncOptions(noop=True, diff_out=out))
+    assert out.getvalue() == f"--- {s.dest}\n+++ {s.dest} (new)\n{hunk}"
+    assert result.changed and result.diff == summary
+
+
+@pytest.mark.parametrize(("content", "noop"), [(b"same", False), (b"new", True)])
+async def test_keep_stage_file_keeps_an_unchanged_or_noop_stage_too(
+    tmp_path: Path, content: bytes, noop: bool
+) -> None:
+    s = spec(tmp_path, mode=0o644)
+    s.dest.write_bytes(b"same")
+    os.chmod(s.dest, 0o644)
+    [result] = await apply(
+        [(s, content)], SyncOptions(keep_stage_file=True, noop=noop, diff_out=io.StringIO())
+    )
+    assert result.changed == noop
+    [kept] = leftovers(tmp_path)
+    assert (tmp_path / kept).read_bytes() == content
+    assert s.dest.read_bytes() == b"same"
+
+
+@pytest.mark.parametrize("noop", [False, True])
+async def test_an_unchanged_or_noop_resource_does_not_end_the_batch(
+    tmp_path: Path, noop: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="muster.resources.sync")
+    first, second = spec(tmp_path, "first"), spec(tmp_path, "second")
+    await apply([(first, b"same")], SyncOptions())
+    results = await apply(
+        [(first, b"same"), (second, b"new"), (spec(tmp_path, "third"), b"new")],
+        SyncOptions(noop=noop, diff_out=io.StringIO()),
+    )
+    assert [r.changed for r in results] == [False, True, True]
+    assert second.dest.exists() != noop
+    assert "resource.sync.unchanged resource=first" in caplog.text
+
+
+async def test_check_timeout_defaults_to_the_batch_option(tmp_path: Path) -> None:
+    s = spec(tmp_path, check_cmd="sleep 30")
+    [result] = await apply([(s, b"x")], SyncOptions(check_timeout=0.2))
+    assert isinstance(result.error, CommandFailed) and result.error.returncode is None
+    assert str(result.error).startswith("check 'sleep 30'")
+    assert not s.dest.exists()
+
+
+async def test_src_in_reload_cmd_is_the_swapped_dest(tmp_path: Path) -> None:
+    s = spec(tmp_path, reload_cmd=f"cp {{{{.src}}}} {tmp_path}/seen")
+    [result] = await apply([(s, b"new")], SyncOptions())
+    assert result.reloaded
+    assert (tmp_path / "seen").read_bytes() == b"new"
+
+
+async def test_at_debug_the_whole_diff_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="muster.resources.sync")
+    s = spec(tmp_path)
+    s.dest.write_bytes(b"a\nb\n")
+    [result] = await apply([(s, b"a\nc\n")], SyncOptions())
+    assert result.diff == "+1 -1 lines at line 2"
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resource.diff")]
+    assert "-b" in logged and "+c" in logged
+
+
+async def test_noop_output_is_flushed_per_resource(tmp_path: Path) -> None:
+    class Recording(io.StringIO):
+        flushed: list[str] = []
+
+        def flush(self) -> None:
+            self.flushed.append(self.getvalue())
+
+    out = Recording()
+    await apply(
+        [(spec(tmp_path, "a"), b"1\n"), (spec(tmp_path, "b"), b"2\n")], SyncOptions(noop=True, diff_out=out)
+    )
+    assert [text.count("+++") for text in out.flushed] == [1, 2]
+
+
+async def test_results_cannot_be_changed_after_the_fact(tmp_path: Path) -> None:
+    [result] = await apply([(spec(tmp_path), b"x")], SyncOptions())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.changed = False  # type: ignore[misc]
