@@ -36,3 +36,22 @@ def test_the_nginx_drop_in_keeps_the_admin_socket_private_and_clears_a_stale_one
     readme = (UNITS.parents[1] / "README.md").read_text()
     socket_path = "/run/muster/nginx-admin.sock"
     assert socket_path in readme and settings["ExecStartPre"] == f"/bin/rm -f {socket_path}"
+
+
+def test_the_nginx_drop_in_restarts_a_dead_master_after_killing_its_orphaned_workers() -> None:
+    text = (UNITS / "nginx.service.d" / "muster.conf").read_text()
+    lines = [line for line in text.splitlines() if "=" in line and not line.startswith("#")]
+    settings = dict(line.split("=", 1) for line in lines)
+    # on-failure: a master killed by a signal (kill -9, a crash) or exiting non-zero.
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartSec"] == "1s"
+    # mixed (or the default control-group) SIGKILLs what is left in the cgroup before the
+    # restart; `process` would leave the orphaned workers holding the port.
+    assert settings.get("KillMode", "control-group") in {"mixed", "control-group"}
+    debian = Path("/lib/systemd/system/nginx.service")
+    if debian.exists():  # the unit the drop-in extends, where the nginx package is installed
+        unit = dict(
+            line.split("=", 1) for line in debian.read_text().splitlines() if "=" in line and line[0] != "#"
+        )
+        assert "Restart" not in unit, "Debian's unit now restarts nginx itself: revisit the drop-in"
+        assert unit.get("KillMode", "control-group") in {"mixed", "control-group"}

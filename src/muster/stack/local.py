@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -66,6 +67,10 @@ class Stack:
     daemon: DaemonProcess | None = None
     #: What the user should know about how the stack started (a port that was taken).
     notes: list[str] = field(default_factory=list)
+    # Held by stop() and restart_nginx(), which run in threads: a stop that comes while
+    # nginx restarts waits for it, then stops the new master, and no restart follows a stop.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _stopped: bool = field(default=False, repr=False, compare=False)
 
     @property
     def state(self) -> Path:
@@ -95,6 +100,7 @@ class Stack:
 
     def start(self) -> None:
         """Start etcd, nginx and the daemon; on failure stop what started and raise ``Error``."""
+        self._stopped = False
         try:
             self._start_etcd()
             self._start_nginx()
@@ -141,9 +147,7 @@ class Stack:
         run = self.admin_socket.parent
         run.mkdir(parents=True, exist_ok=True)
         run.chmod(0o700)
-        with contextlib.suppress(FileNotFoundError):
-            # Left by a master that was killed: nginx would fail with "Address already in use".
-            self.admin_socket.unlink()
+        self._remove_admin_socket()
         self.nginx = NginxProcess(
             self.state / "nginx",
             port=self._port(self.opts.port, "--port", "nginx"),
@@ -160,6 +164,35 @@ class Stack:
         with contextlib.suppress(OSError):
             self.dest.unlink()  # the last run's services are gone with its etcd
         self.nginx.start()
+
+    def _remove_admin_socket(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            # Left by a master that was killed: nginx would fail with "Address already in use".
+            self.admin_socket.unlink()
+
+    def nginx_exit(self) -> str | None:
+        """How nginx's master exited on its own (``killed``, ``status 1``); None while it runs."""
+        return self.nginx.exit_reason() if self.nginx is not None else None
+
+    def restart_nginx(self, timeout: float = 15.0) -> bool:
+        """Start nginx again, on the same ports, after its master exited; False if ``stop()``
+        came first (nothing is started then).
+
+        A master killed hard leaves its workers running, orphaned but still in its process
+        group and holding the listening sockets, and its admin socket on disk: the workers
+        are killed (stopping the dead master reaps it and SIGKILLs its group) and the socket
+        removed before the new master starts. Its shared dict starts empty: the daemon's
+        verify loop finds a generation token not its own and pushes every service again.
+        Raises ``Error`` (the log's tail) if the new master does not serve.
+        """
+        with self._lock:
+            if self._stopped or self.nginx is None:
+                return False
+            self.nginx.stop()
+            self._remove_admin_socket()
+            self.nginx.start(timeout=timeout)
+            self.nginx.wait_serving(timeout=timeout)
+            return True
 
     def _worker_user(self) -> tuple[str, str] | None:
         """As root, nginx's workers run as the user who ran sudo, else as nobody; as root
@@ -251,13 +284,16 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        """Stop the daemon, nginx and etcd, in that order; safe to call twice."""
-        if self.daemon is not None:
-            self.daemon.stop()
-        if self.nginx is not None:
-            self.nginx.stop()
-        for member in self.etcd:
-            member.stop()
+        """Stop the daemon, nginx and etcd, in that order; safe to call twice, and from
+        another thread than a ``restart_nginx()`` under way (it waits for that to end)."""
+        with self._lock:
+            self._stopped = True
+            if self.daemon is not None:
+                self.daemon.stop()
+            if self.nginx is not None:
+                self.nginx.stop()
+            for member in self.etcd:
+                member.stop()
 
 
 def _b64(text: str) -> str:

@@ -33,6 +33,7 @@ import grp
 import os
 import pwd
 import shlex
+import signal
 import sys
 import time
 import urllib.error
@@ -161,6 +162,21 @@ class NginxProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.status_port}"
 
     # -- process state ------------------------------------------------------------------
+
+    def exit_reason(self) -> str | None:
+        """How the master exited on its own (``killed``, ``signal SIGSEGV``, ``status 1``);
+        None while it runs, and once ``stop()`` or ``kill()`` has reaped it."""
+        proc = self._proc
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        if code == -signal.SIGKILL:
+            return "killed"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"signal {signal.Signals(-code).name}"
+            return f"signal {-code}"
+        return f"status {code}"
 
     def worker_pids(self) -> list[int]:
         """The workers taking new connections now (not those draining after a reload)."""

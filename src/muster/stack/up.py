@@ -1,17 +1,19 @@
 """``muster up``: etcd, nginx, the muster daemon and demo servers on loopback, in one command.
 
 Theory of operation. The processes start in dependency order (etcd, then nginx, then
-``muster confd -watch`` with the stock template resource), each driver returning only
-once its process answers; then the demo servers start and register through muster's own
-registration agent. While running, one task prints every change under ``/services``
-(read through muster's backend, as the daemon reads it) and another notices a process
-that died. SIGINT, SIGTERM or SIGHUP (the terminal closed) ends it in reverse order:
-deregister the demo servers first (so nginx stops sending them traffic), then stop the
-daemon, nginx and etcd, each by its own pid. Nothing is left running, even when startup
-fails half way. The signals stay captured until everything has stopped, and no print can
-raise: once stdout is gone (a terminal hung up, or the reader of a pipe left, as in
-``muster up | head -3``), the lines are dropped and the stack stops, as a program killed by
-SIGPIPE would have stopped, but without leaving its processes behind.
+``muster confd -watch`` with the stock template resource), each driver returning only once
+its process answers; then the demo servers start and register through muster's own
+registration agent. While running, one task prints every change under ``/services`` (read
+through muster's backend, as the daemon reads it) and another notices a process that died:
+nginx's master is started again (its orphaned workers killed first; at most ``RESTARTS``
+times in ``RESTART_WINDOW`` seconds, so a crash loop does not spin), and any other process
+that dies stops the stack. SIGINT, SIGTERM or SIGHUP (the terminal closed) ends it in
+reverse order: deregister the demo servers first (so nginx stops sending them traffic),
+then stop the daemon, nginx and etcd, each by its own pid. Nothing is left running, even
+when startup fails half way. The signals stay captured until everything has stopped, and no
+print can raise: once stdout is gone (a terminal hung up, or the reader of a pipe left, as
+in ``muster up | head -3``), the lines are dropped and the stack stops, as a program killed
+by SIGPIPE would have stopped, but without leaving its processes behind.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -49,6 +52,10 @@ log = logging.getLogger(__name__)
 
 SERVICE = "hello"
 DEMO_TTL = 10
+#: nginx's master is restarted at most this many times in any RESTART_WINDOW seconds;
+#: one more exit within the window stops the stack.
+RESTARTS = 5
+RESTART_WINDOW = 60.0
 
 
 # -- the running stack --------------------------------------------------------------------------
@@ -189,13 +196,51 @@ def _sigpipe_ignored() -> Iterator[None]:
         signal.signal(signal.SIGPIPE, previous)
 
 
-async def _supervise(stack: Stack, out: _Output) -> str:
-    """Return the name of a process that died; runs until cancelled otherwise. Also
-    notices, every half second, a stdout that is gone (``out`` then stops the stack)."""
+class _RestartBudget:
+    """At most ``limit`` restarts in any ``window`` seconds, by ``clock``."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def take(self) -> bool:
+        """Count a restart and return True, or False if ``limit`` were counted in the window."""
+        now = self._clock()
+        while self._times and now - self._times[0] >= self.window:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+async def _supervise(stack: Stack, out: _Output, budget: _RestartBudget) -> str:
+    """Restart nginx whenever its master exits, within ``budget``; return the line that
+    says why the stack must stop (a process died, or nginx could not be kept up). Runs
+    until cancelled otherwise. Also notices, every half second, a stdout that is gone
+    (``out`` then stops the stack)."""
     while True:
+        how = stack.nginx_exit()
+        if how is not None:
+            assert stack.nginx is not None
+            where = f"log: {stack.nginx.log_path}"
+            if not budget.take():
+                return (
+                    f"nginx exited ({how}) again, after {budget.limit} restarts within "
+                    f"{budget.window:g} s ({where}); stopping everything"
+                )
+            try:
+                restarted = await asyncio.to_thread(stack.restart_nginx)
+            except (Error, OSError) as exc:
+                return f"nginx exited ({how}) and did not start again: {exc}\nstopping everything"
+            if restarted:
+                out(f"{time.strftime('%H:%M:%S')}  nginx exited ({how}); restarted")
+            continue
         dead = stack.dead()
         if dead is not None:
-            return dead
+            return f"{dead} exited unexpectedly; stopping everything"
         out.check()
         await asyncio.sleep(0.5)
 
@@ -319,11 +364,12 @@ async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
         _banner(stack, servers, seen, out)
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_services(stack, out))
-            supervisor = tg.create_task(_supervise(stack, out))
+            budget = _RestartBudget(RESTARTS, RESTART_WINDOW)
+            supervisor = tg.create_task(_supervise(stack, out, budget))
             stopper = tg.create_task(stop.wait())
             await asyncio.wait([supervisor, stopper], return_when=asyncio.FIRST_COMPLETED)
             if supervisor.done():
-                out(f"{supervisor.result()} exited unexpectedly; stopping everything")
+                out(supervisor.result())
                 status = 1
             for task in (watcher, supervisor, stopper):
                 task.cancel()
