@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from muster.errors import ConfigError
+from muster.guard import GuardSettings
 from muster.log import LEVELS, kv
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
     "Option",
     "env_layer",
     "load",
+    "guard_settings",
     "merge",
+    "panic_grace_for",
     "parse_duration",
     "read_password_file",
     "resolve_srv_nodes",
@@ -138,6 +141,34 @@ OPTIONS: tuple[Option, ...] = (
         "duration",
         "full re-read in watch mode at least this often (0 disables)",
     ),
+    _o(
+        "panic_grace",
+        "panic-grace",
+        "panic_grace",
+        "duration",
+        "keep routing to servers removed en masse for this long (0 disables the panic guard)",
+    ),
+    _o(
+        "panic_grace_for",
+        "panic-grace-for",
+        "panic_grace_for",
+        "list",
+        "per-service panic grace, NAME=DURATION (repeatable; 0 disables the guard for NAME)",
+    ),
+    _o(
+        "panic_max_server_loss",
+        "panic-max-server-loss",
+        "panic_max_server_loss",
+        "int",
+        "hold a removal of more than this percentage of one service's servers",
+    ),
+    _o(
+        "panic_max_service_loss",
+        "panic-max-service-loss",
+        "panic_max_service_loss",
+        "int",
+        "hold every removal of a change in which more than this percentage of services lose servers",
+    ),
     _o("check_timeout", "check-timeout", "check_timeout", "duration", "default check_cmd timeout"),
     _o("reload_timeout", "reload-timeout", "reload_timeout", "duration", "default reload_cmd timeout"),
     _o(
@@ -206,6 +237,10 @@ class Config:
     resync_interval: float = 300.0
     check_timeout: float = 30.0
     reload_timeout: float = 60.0
+    panic_grace: float = 300.0
+    panic_grace_for: tuple[str, ...] = ()
+    panic_max_server_loss: int = 50
+    panic_max_service_loss: int = 50
     dataplane: str = "auto"
     dataplane_admin: str = ""
     dataplane_root: str = "/services"
@@ -489,6 +524,15 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
     for name in ("check_timeout", "reload_timeout"):
         if getattr(config, name) == 0:
             fail(name, f"{name.replace('_', '-')} must be positive")
+    if config.panic_grace < 0:
+        fail("panic_grace", "panic-grace must not be negative")
+    for name in ("panic_max_server_loss", "panic_max_service_loss"):
+        if not 0 <= getattr(config, name) <= 100:
+            fail(name, f"{name.replace('_', '-')} must be a percentage, 0-100")
+    try:
+        panic_grace_for(config.panic_grace_for)
+    except ValueError as exc:
+        fail("panic_grace_for", str(exc))
     if config.debounce_max < config.debounce_window:
         fail("debounce_max", "debounce-max must be at least debounce-window")
     if bool(config.client_cert) != bool(config.client_key):
@@ -540,3 +584,30 @@ def resolve_srv_nodes(config: Config, lookup: Any = None) -> Config:
         nodes = tuple(f"{config.scheme}://{n}" for n in nodes)
     logger.info(kv("config.srv.nodes", record=record, nodes=",".join(nodes)))
     return dataclasses.replace(config, nodes=nodes)
+
+
+def panic_grace_for(items: Sequence[str]) -> dict[str, float]:
+    """``-panic-grace-for web=60s`` items as service -> seconds; ValueError naming a bad item."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, duration = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError("parse error")
+            seconds = parse_duration(duration)
+        except ValueError:
+            raise ValueError(f"panic-grace-for: {item!r} is not NAME=DURATION (e.g. web=60s)") from None
+        if seconds < 0:
+            raise ValueError(f"panic-grace-for: {item!r}: the duration must not be negative")
+        out[name] = seconds
+    return out
+
+
+def guard_settings(config: Config) -> GuardSettings:
+    """The panic guard's settings from ``-panic-*`` (validated by ``load``)."""
+    return GuardSettings(
+        grace=config.panic_grace,
+        max_server_loss=config.panic_max_server_loss / 100,
+        max_service_loss=config.panic_max_service_loss / 100,
+        grace_for=panic_grace_for(config.panic_grace_for),
+    )

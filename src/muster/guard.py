@@ -9,13 +9,16 @@ removed servers for a grace period.
 
 Theory of operation. ``PanicGuard.update(services, changed)`` is given each new
 membership (service name -> its valid servers, any hashable item) and returns what to
-publish. A removal is *held* when, in one update, it would
+publish. The removed servers of a service are *held* when, in one update, it would
 
-* take a service from some servers to none (the service may even vanish), or
-* remove more than ``max_server_loss`` of a service's servers, or
-* be part of an update in which more than ``max_service_loss`` of the services that had
-  servers, and at least ``MASS_MIN_SERVICES``, lose some (one host partitioned away from
+* go from some servers to none (the service may even vanish), or
+* shrink by more than ``max_server_loss`` of its servers, or
+* shrink in an update in which more than ``max_service_loss`` of the services that had
+  servers, and at least ``MASS_MIN_SERVICES``, shrink (one host partitioned away from
   every service it serves).
+
+Shrink counts servers, not names: a server replaced by another (a deploy, an address
+that moved in DNS) is no loss of capacity and is applied at once.
 
 A held server keeps being published until its grace period ends (per service or the
 default; 0 disables the guard), until it comes back (the hold simply ends), or until an
@@ -119,13 +122,17 @@ class PanicGuard(Generic[T]):
         return self.published, touched
 
     def _losing(self, services: Mapping[str, Sequence[T]], names: Collection[str]) -> set[str]:
-        """The names that lose at least one published server in this update."""
+        """The names whose count of registered servers shrinks in this update."""
         out = set()
         for name in names:
-            before = self.published.get(name)
-            if before and not set(before) <= set(services.get(name, ())):
+            registered = self._registered(name)
+            if registered and len(services.get(name, ())) < registered:
                 out.add(name)
         return out
+
+    def _registered(self, name: str) -> int:
+        """How many of ``name``'s published servers the registry still had last time."""
+        return len(self.published.get(name, ())) - len(self._held.get(name, ()))
 
     def _judge(
         self, name: str, before: list[T], current: list[T], mass: bool, now: float, accepted: bool
@@ -149,14 +156,15 @@ class PanicGuard(Generic[T]):
             held = {}
         grace = self.settings.grace_of(name)
         removed = [s for s in before if s not in present and s not in was_held]
-        if removed and grace > 0 and not accepted:
-            # ``before`` includes held servers: judge against what was really registered.
-            registered = len([s for s in before if s not in was_held])
+        # ``before`` includes held servers: judge against what was really registered.
+        registered = len([s for s in before if s not in was_held])
+        lost = registered - len(current)
+        if removed and lost > 0 and grace > 0 and not accepted:
             reason = (
                 "every server of the service is gone"
                 if not current
-                else f"{len(removed)} of {registered} servers gone at once"
-                if len(removed) > self.settings.max_server_loss * registered
+                else f"{lost} of {registered} servers gone at once"
+                if lost > self.settings.max_server_loss * registered
                 else "part of a mass removal across services"
                 if mass
                 else None

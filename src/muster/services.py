@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
+from muster.guard import Guards, PanicGuard
 from muster.log import kv, printable
 from muster.threads import DaemonThreadExecutor
 
@@ -718,6 +719,7 @@ def service_funcs(
     *,
     reject_log: RejectLog = DEFAULT_REJECT_LOG,
     resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = DEFAULT_RESOLVER,
+    guards: Guards | None = None,
 ) -> dict[str, GoFunc]:
     """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``.
 
@@ -726,8 +728,10 @@ def service_funcs(
     slot whose ``.store`` attribute is re-pointed at each new snapshot (the daemon's
     template cache binds functions once and re-executes): the index follows it. With a
     ``HostResolver``, each root's DNS names are held (kept fresh) while these funcs live.
+    With ``guards``, each root's servers pass a ``PanicGuard`` (mass removals stay routed).
     """
     indexes: dict[str, ServiceIndex] = {}
+    guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
     holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
     parses: dict[str, dict[str, tuple[str, Server | str]]] = {}  # per root, across snapshots
     claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
@@ -760,6 +764,12 @@ def service_funcs(
                 claims=claims.setdefault(root, NameClaims()),
             )
             reject_log.report(found.rejected, root)
+            if guards is not None:
+                guard = guarded.get(root)
+                if guard is None:
+                    guard = guarded[root] = guards.new()
+                published = guard.update(found.services)[0]
+                found.services = {name: list(servers) for name, servers in published.items()}
             indexes[root] = found
         return found
 

@@ -63,6 +63,8 @@ class Status:
     checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
     #: Why the last batch crashed (a bug), until a batch completes.
     crashed: str | None = None
+    #: Extra gauges for ``/metrics``: name -> (help, current value).
+    gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -172,6 +174,7 @@ class Status:
             ("muster_resources_failing", "gauge", "Resources that failed in the last batch",
              len(self.errors)),
         ]  # fmt: skip
+        rows += [(name, "gauge", text, get()) for name, (text, get) in self.gauges.items()]
         out = []
         for name, kind, help_text, value in rows:
             if value is None:

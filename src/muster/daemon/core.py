@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
 from muster.backends.base import Backend
-from muster.config import Config
+from muster.config import Config, guard_settings
 from muster.daemon.report import BatchReport, Failure, change_summary
 from muster.errors import (
     BackendError,
@@ -46,6 +46,7 @@ from muster.errors import (
     TemplateError,
     WatchUnsupported,
 )
+from muster.guard import Guards
 from muster.log import kv
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
@@ -127,7 +128,13 @@ class Daemon:
         self.batches = 0
         # With a data plane sink, templates render membership-blind ({{dataplane}} is not "reload").
         mode = dataplane or ("lua" if self.sinks else "reload")
-        self._templates = TemplateCache(dataplane=mode)
+        #: The panic guards of every template view and sink (``muster.guard``).
+        self.guards = Guards(guard_settings(config), clock=clock)
+        self._templates = TemplateCache(dataplane=mode, guards=self.guards)
+        for sink in self.sinks:
+            if hasattr(sink, "guard"):
+                sink.guard = self.guards.new()
+        self._guard_changed = asyncio.Event()
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         self._render_ms: dict[str, float] = {}
@@ -236,6 +243,7 @@ class Daemon:
                 self._applied[result.spec.name] = (result.spec, used[result.spec.name])
             report.changed += result.changed
         self.batches += 1  # counted when done, so tests can wait for a finished batch
+        self._guard_changed.set()
         known = [r for r in revisions if r is not None]
         report.revision = min(known) if known and len(known) == len(revisions) else None
         seconds = self.clock() - started
@@ -336,6 +344,7 @@ class Daemon:
                 tg.create_task(self._processor(), name="muster-processor")
                 tg.create_task(self._watcher(), name="muster-watcher")
                 tg.create_task(self._follow_names(), name="muster-dns-follow")
+                tg.create_task(self._follow_guard(), name="muster-guard")
                 for sink in self.sinks:
                     tg.create_task(sink.run(), name="muster-sink")
         finally:
@@ -349,6 +358,35 @@ class Daemon:
         if self._hup.is_set():
             logger.info(kv("resources.reload", reason="SIGHUP"))
         self._hup.clear()
+
+    def accept_removals(self) -> None:
+        """SIGUSR1: apply every removal the panic guard holds, now."""
+        logger.warning(kv("guard.accept", held=sum(self.guards.held().values()), by="SIGUSR1"))
+        self.guards.accept()
+        self._force_render("accept")
+
+    def _force_render(self, trigger: str) -> None:
+        if self._dirty.is_set() and self._trigger == "resync":
+            self._trigger = trigger  # a resync skips unchanged values: this must render
+        self._mark_dirty(trigger)
+
+    async def _follow_guard(self) -> None:
+        """Run a batch when the earliest hold of the panic guard ends (its removal applies)."""
+        forced: float | None = None
+        while True:
+            deadline = self.guards.next_deadline()
+            if deadline is not None and deadline == forced:
+                deadline = None  # no render updated that guard (its resource is gone): do not spin
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._guard_changed.wait()
+            if self._guard_changed.is_set():
+                self._guard_changed.clear()  # a batch ran: the deadlines may have moved
+            else:
+                forced = deadline
+                self._force_render("guard")
+                await self._guard_changed.wait()  # for that batch, not to spin meanwhile
 
     def hangup(self) -> None:
         """SIGHUP: re-read conf.d and everything now."""

@@ -45,6 +45,11 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
     daemon = Daemon(
         config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status
     )
+    status.checks["guard"] = daemon.guards.problem
+    status.gauges["muster_guard_held_servers"] = (
+        "Servers the registry removed en masse that the panic guard keeps routed",
+        lambda: float(sum(daemon.guards.held().values())),
+    )
     try:
         if config.onetime:
             return await daemon.run_once()
@@ -54,7 +59,7 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         stop = asyncio.Event()
         mode = "watch" if config.watch else "interval"
         logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
-        with capture_signals(stop, daemon.hangup):
+        with capture_signals(stop, daemon.hangup, daemon.accept_removals):
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(raise_when_set(stop))

@@ -11,14 +11,19 @@ __all__ = ["Stopped", "capture_signals", "raise_when_set"]
 
 
 @contextlib.contextmanager
-def capture_signals(stop: asyncio.Event, hangup: Callable[[], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``, SIGHUP calls ``hangup``; the previous handlers are restored."""
+def capture_signals(
+    stop: asyncio.Event, hangup: Callable[[], None], usr1: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``, SIGHUP calls ``hangup``, SIGUSR1 ``usr1`` (if given);
+    the previous handlers are restored."""
     loop = asyncio.get_running_loop()
     handlers: dict[signal.Signals, Callable[[], None]] = {
         signal.SIGINT: stop.set,
         signal.SIGTERM: stop.set,
         signal.SIGHUP: hangup,
     }
+    if usr1 is not None:
+        handlers[signal.SIGUSR1] = usr1
     originals: dict[signal.Signals, object] = {}
 
     def handler_for(action: Callable[[], None]) -> Callable[[int, object], None]:

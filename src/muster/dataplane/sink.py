@@ -22,6 +22,7 @@ from muster.dataplane.admin import AdminError
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.peers import Peer
 from muster.dataplane.resolve import PeerResolver, is_ip
+from muster.guard import PanicGuard
 from muster.log import kv
 from muster.services import DEFAULT_ROOT
 
@@ -69,6 +70,8 @@ class MembershipSink:
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
         self._unreachable_since: float | None = None  # the last verify's failure, if it failed
+        #: Holds mass removals (``muster.guard``); the daemon sets it, None applies every removal.
+        self.guard: PanicGuard[tuple[str, int, int]] | None = None
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -77,7 +80,10 @@ class MembershipSink:
     async def apply(self, values: Mapping[str, str]) -> None:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
         changed = self._index.update(values)
-        services = self._index.services
+        if self.guard is not None:
+            # Mass removals stay routed for the grace period; expired holds come out here too.
+            changed = self.guard.update(self._index.services, changed)[1]
+        services = self._members
         names = changed & services.keys()
         for name in changed:
             if name in names and not all(is_ip(host) for host, _, _ in services[name]):
@@ -98,8 +104,13 @@ class MembershipSink:
             self._desired = desired
             await self.plane.apply(desired)
 
+    @property
+    def _members(self) -> Mapping[str, Entries]:
+        """What nginx is to hold: the registry's servers, and those the guard still keeps."""
+        return self.guard.published if self.guard is not None else self._index.services
+
     def _hosts(self, names: Iterable[str]) -> set[str]:
-        services = self._index.services
+        services = self._members
         return {host for n in names for host, _, _ in services.get(n, ()) if not is_ip(host)}
 
     async def run(self) -> None:
@@ -135,7 +146,7 @@ class MembershipSink:
             unsubscribe()
 
     async def _push_renamed(self, hosts: set[str]) -> None:
-        services = self._index.services
+        services = self._members
         names = {n for n in self._dns_names if any(h in hosts for h, _, _ in services.get(n, ()))}
         if not names or self._desired is None:
             return

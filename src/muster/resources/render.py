@@ -9,6 +9,7 @@ from muster.resources.spec import ResourceSpec, go_join
 
 if TYPE_CHECKING:
     from muster.gotemplate import Template
+    from muster.guard import Guards
     from muster.store import KVStore
 
 __all__ = ["TemplateCache", "render", "strip_prefix"]
@@ -70,7 +71,7 @@ class _StoreSlot:
         return self._s().lsdir(path)
 
 
-def template_funcs(slot: Any, dataplane: str = "reload") -> dict[str, Any]:
+def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None = None) -> dict[str, Any]:
     """confd's function map over ``slot`` (a ``KVStore``, or a slot re-pointed at each
     snapshot) plus muster's own: ``services``/``servers`` (validated registry
     entries, see ``muster.services``) and ``dataplane`` (``"lua"`` when server membership
@@ -80,7 +81,7 @@ def template_funcs(slot: Any, dataplane: str = "reload") -> dict[str, Any]:
     from muster.services import service_funcs
 
     funcs: dict[str, Any] = dict(func_map(slot))
-    funcs.update(service_funcs(slot))
+    funcs.update(service_funcs(slot, guards=guards))
     funcs["dataplane"] = GoFunc(lambda: dataplane, (), name="dataplane")
     return funcs
 
@@ -91,9 +92,10 @@ class TemplateCache:
     Not thread-safe: one render at a time per cache (the daemon renders sequentially).
     """
 
-    def __init__(self, size: int = 64, *, dataplane: str = "reload") -> None:
+    def __init__(self, size: int = 64, *, dataplane: str = "reload", guards: Guards | None = None) -> None:
         self.size = size
         self.dataplane = dataplane
+        self.guards = guards
         self._entries: dict[tuple[str, bytes], tuple[Template, _StoreSlot]] = {}
 
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
@@ -104,7 +106,8 @@ class TemplateCache:
             from muster.gotemplate.values import from_bytes
 
             slot = _StoreSlot()
-            template = Template(name, funcs=template_funcs(slot, self.dataplane)).parse(from_bytes(source))
+            funcs = template_funcs(slot, self.dataplane, self.guards)
+            template = Template(name, funcs=funcs).parse(from_bytes(source))
             if len(self._entries) >= self.size:
                 self._entries.pop(next(iter(self._entries)))
             entry = self._entries[key] = (template, slot)

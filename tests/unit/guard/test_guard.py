@@ -63,6 +63,14 @@ def test_a_mass_removal_across_services_holds_even_small_losses(clock: Clock) ->
     assert published["s0"] == ["h1", "h2"] and touched == {"s0"}
 
 
+def test_a_replaced_server_is_no_loss_and_applies_at_once(clock: Clock) -> None:
+    g = guard(clock, grace=60)
+    g.update({"web": ["old"]})
+    assert g.update({"web": ["new"]})[0] == {"web": ["new"]}, "a deploy or a moved address"
+    g.update({"web": ["a", "b", "c", "d"]})
+    assert g.update({"web": ["a", "x"]})[0] == {"web": ["a", "x"]}, "half replaced, half gone: 50 %"
+
+
 def test_servers_coming_back_end_the_hold_and_new_ones_join_at_once(clock: Clock) -> None:
     g = guard(clock, grace=60)
     g.update({"web": ["a", "b"]})
