@@ -527,13 +527,16 @@ class HostResolver:
                     if entry.state == "new":
                         entry.waiters += 1
                         first.add(host)
-        started = self._start(claimed)
-        waits = {host: started[host] for host in first if host in started}
-        if len(waits) < len(first):  # a submit failed: nothing to wait on for those
+        try:
+            started = self._start(claimed)
+        except BaseException:
+            # A submit failed (a pool shut down): nobody waits on these first lookups, and a
+            # waiter left counted would silence the name's subscribers for good.
             with self._lock:
-                for host in first - waits.keys():
+                for host in first:
                     self._names[host].waiters -= 1
-        return waits
+            raise
+        return {host: started[host] for host in first}
 
     def collect(
         self, hosts: Collection[str], waits: Mapping[str, concurrent.futures.Future[None]]

@@ -272,3 +272,29 @@ def test_refresh_starts_the_stalest_names_first_and_at_most_limit_at_once() -> N
     assert pool.submitted == ["n0.example", "n1.example"], "the stalest first: one thread each"
     assert resolver.refresh(limit=2) == 2 and resolver.refresh(limit=2) == 1
     assert resolver.refresh(limit=2) == 0, "all running: none twice"
+
+
+def test_a_failed_submit_leaves_no_waiter_behind_so_subscribers_still_hear() -> None:
+    class FlakyPool(concurrent.futures.ThreadPoolExecutor):
+        fail = True
+
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            if FlakyPool.fail:
+                FlakyPool.fail = False
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            return super().submit(fn, *args, **kwargs)
+
+    answers = {"a.example": ["10.0.0.1"]}
+    heard: list[str] = []
+    with FlakyPool(2) as pool:
+        resolver = HostResolver(executor=pool, lookup=lambda host: answers[host], ttl=0.0)
+        resolver.subscribe(heard.append)
+        with pytest.raises(RuntimeError):
+            resolver.addresses({"a.example"})
+        assert resolver.addresses({"a.example"}) == {"a.example": ("10.0.0.1",)}
+        answers["a.example"] = ["10.0.0.2"]
+        resolver.refresh()
+        deadline = time.monotonic() + 5
+        while "a.example" not in heard:
+            assert time.monotonic() < deadline, "the changed answer was never announced"
+            time.sleep(0.01)
