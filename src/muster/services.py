@@ -42,7 +42,6 @@ import ipaddress
 import json
 import logging
 import random
-import re
 import socket
 import threading
 import time
@@ -54,6 +53,14 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
 from muster.guard import Guards, PanicGuard
 from muster.log import kv, printable
+from muster.registry.schema import (
+    DEFAULT_ROOT,
+    MAX_VALUE_BYTES,
+    MAX_WEIGHT,
+    is_ip as _is_ip,
+    valid_host,
+    valid_name,
+)
 from muster.threads import DaemonThreadExecutor
 
 __all__ = [
@@ -79,13 +86,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ROOT = "/services"
-MAX_VALUE_BYTES = 64 * 1024
-MAX_WEIGHT = 1000
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z", re.ASCII)
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z", re.ASCII)
 
 
 class Rejected(ValueError):
@@ -174,48 +174,6 @@ class NameClaims:
         """Forget the folds no name holds any more."""
         for fold in self._holders.keys() - folds:
             del self._holders[fold]
-
-
-def valid_name(name: str) -> bool:
-    """Whether ``name`` is a valid service name or server ID."""
-    return bool(_NAME.match(name))
-
-
-def valid_host(host: str) -> bool:
-    """Whether ``host`` is a usable IP address or a syntactically valid DNS name."""
-    return _is_ip(host) or _dns_name(host)
-
-
-# A dotted quad without leading zeros (which ipaddress rejects too); ipaddress is exact but
-# costs more than all the rest of an entry's parsing, and most registries hold IPv4.
-_IPV4 = re.compile(
-    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\Z", re.ASCII
-)
-
-
-def _is_ip(host: str) -> bool:
-    """An address nginx can connect to: not unspecified, not multicast, no IPv6 zone."""
-    if _IPV4.match(host):
-        first = int(host.split(".", 1)[0])
-        # Unspecified, multicast and the limited broadcast address are no servers.
-        return host not in ("0.0.0.0", "255.255.255.255") and not 224 <= first <= 239
-    if ":" not in host:
-        return False
-    try:
-        addr = ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    # nginx cannot parse a zone index; unspecified and multicast are no servers.
-    return addr.scope_id is None and not addr.is_unspecified and not addr.is_multicast
-
-
-def _dns_name(host: str) -> bool:
-    name = host[:-1] if host.endswith(".") else host
-    if not name or len(name) > 253:
-        return False
-    labels = name.split(".")
-    # An all-numeric last label is no TLD: "1.2.3" would be read as the address 1.2.0.3.
-    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
 
 
 def _int_field(data: Mapping[str, Any], name: str, low: int, high: int, default: int | None) -> int:

@@ -32,6 +32,8 @@ MODULES = [
     "muster.status",
     "muster.threads",
     "muster.listener",
+    "muster.registry.schema",
+    "muster.guard",
     "muster.redact",
     "muster.log",
     "muster.services",

@@ -1,9 +1,10 @@
 """What a registration writes (key and JSON value), checked in full before anything is written.
 
 The value keeps the seed post's layout, ``{"host": "10.0.0.5", "port": 8080}``, with the
-port as a JSON number and any metadata as extra string fields. Everything a template later
-reads from it (names, host, metadata) is restricted here, so hostile or mistyped input
-never reaches the registry, nginx's config or a log line.
+port as a JSON number and any metadata as extra string fields. Service names, server IDs,
+hosts, ports and weights follow ``muster.registry.schema``, the rules the daemon reads
+with, so nothing is written that no proxy would use; metadata is restricted here, so
+hostile or mistyped input never reaches the registry, nginx's config or a log line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from muster.errors import RegistrationError
+from muster.registry import schema
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -30,51 +32,50 @@ __all__ = [
     "validate_ttl",
 ]
 
-DEFAULT_PREFIX = "/services"
+DEFAULT_PREFIX = schema.DEFAULT_ROOT
 MAX_TTL = 10_000_000  # seconds; etcd v3 caps leases near 9e9, v2 has no practical cap
 MAX_META_VALUE = 4096
 
-_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_NAME = re.compile(r"[A-Za-z0-9._-]+")  # metadata keys and prefix segments
 _RESERVED = frozenset({"host", "port"})
 
 
 def validate_name(value: str, what: str = "service name") -> str:
-    """A service name, server ID or metadata key: ``[A-Za-z0-9._-]+``, not ``.`` or ``..``."""
+    """A service name or server ID, as the daemon reads them (``registry.schema``)."""
+    problem = schema.name_problem(value, what)
+    if problem is not None:
+        raise RegistrationError(problem)
+    return value
+
+
+def _validate_key_name(value: str, what: str) -> str:
+    """A metadata key: ``[A-Za-z0-9._-]+``, not ``.`` or ``..`` (readers ignore these fields)."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or value in (".", ".."):
         raise RegistrationError(f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-' only")
     return value
 
 
 def validate_host(value: str) -> str:
-    """An IPv4/IPv6 address or an RFC 1123 DNS name; returned in canonical form."""
-    if not isinstance(value, str) or not value:
-        raise RegistrationError("invalid host '': give an IP address or a DNS name")
-    candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-    try:
-        # str() canonicalises IPv6 (``::1``), so the registry holds one spelling per address.
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        pass
-    else:
-        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-            raise RegistrationError(f"invalid host {value!r}: zone IDs (%...) do not work across machines")
-        return str(address)
-    name = value[:-1] if value.endswith(".") else value
-    labels = name.split(".")
-    if (
-        len(name) > 253
-        or not all(_LABEL.fullmatch(label) for label in labels)
-        # A numeric last label would make a typo'd IP address (``10.0.0.256``) a "name".
-        or labels[-1].isdigit()
-    ):
-        raise RegistrationError(f"invalid host {value!r}: give an IP address or a DNS name")
-    return name
+    """A host the daemon will route to (``registry.schema``); IPv6 in canonical form."""
+    candidate = (
+        value[1:-1] if isinstance(value, str) and value.startswith("[") and value.endswith("]") else value
+    )
+    if isinstance(candidate, str) and ":" in candidate:
+        try:
+            # str() canonicalises IPv6 (``::1``), so the registry holds one spelling per address.
+            candidate = str(ipaddress.IPv6Address(candidate))
+        except ValueError:
+            pass
+    problem = schema.host_problem(candidate)
+    if problem is not None:
+        raise RegistrationError(problem.replace(repr(candidate), repr(value), 1))
+    return candidate[:-1] if candidate.endswith(".") else candidate
 
 
 def validate_port(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise RegistrationError(f"invalid port {value!r}: use a number from 1 to 65535")
+    problem = schema.port_problem(value)
+    if problem is not None:
+        raise RegistrationError(problem)
     return value
 
 
@@ -118,17 +119,23 @@ def validate_meta(meta: Mapping[str, str]) -> dict[str, str]:
     """Metadata keys as names (not ``host``/``port``), values as printable strings."""
     clean: dict[str, str] = {}
     for key, value in meta.items():
-        validate_name(key, "metadata key")
+        _validate_key_name(key, "metadata key")
         if key in _RESERVED:
             raise RegistrationError(f"invalid metadata key {key!r}: it would overwrite the server's {key}")
         clean[key] = _check_text(value, f"metadata value for {key!r}")
+        if key == "weight":
+            # The daemon reads "weight" (a number, or a string of digits) to balance by.
+            weight = int(value) if value.isascii() and value.isdigit() else value
+            problem = schema.weight_problem(weight)
+            if problem is not None:
+                raise RegistrationError(problem)
     return clean
 
 
 def default_id(port: int) -> str:
     """``<hostname>-<port>``, the machine's short name made safe for a key segment."""
     host = socket.gethostname().split(".")[0] or "localhost"
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", host)
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", host).lstrip("._-")[:100] or "localhost"
     return f"{host}-{port}"
 
 
@@ -162,7 +169,7 @@ class RegistrationSpec:
     ) -> RegistrationSpec:
         """Validate every part; raise ``RegistrationError`` naming the first bad one."""
         port = validate_port(port)
-        return cls(
+        spec = cls(
             service=validate_name(service, "service name"),
             server_id=validate_name(server_id if server_id is not None else default_id(port), "server ID"),
             host=validate_host(host),
@@ -171,6 +178,9 @@ class RegistrationSpec:
             prefix=validate_prefix(prefix),
             meta=validate_meta(meta or {}),
         )
+        if len(spec.value.encode()) > schema.MAX_VALUE_BYTES:
+            raise RegistrationError(f"invalid metadata: the value exceeds {schema.MAX_VALUE_BYTES} bytes")
+        return spec
 
     @property
     def key(self) -> str:
