@@ -188,6 +188,7 @@ OPTIONS: tuple[Option, ...] = (
         "str",
         "serve /healthz, /readyz, /metrics and /status on HOST:PORT (watch and interval modes)",
     ),
+    _o("separator", "separator", "separator", "str", "the separator replacing / in Redis key names"),
     # Accepted for compatibility with confd's other backends; muster has no use for them.
     _o(None, "auth-type", "auth_type", "str", "Vault auth backend type (unused by muster)"),
     _o(None, "auth-token", "auth_token", "str", "Auth bearer token (unused by muster)"),
@@ -197,7 +198,6 @@ OPTIONS: tuple[Option, ...] = (
     _o(None, "secret-id", "secret_id", "str", "Vault secret-id (unused by muster)"),
     _o(None, "path", "path", "str", "Vault auth mount path (unused by muster)"),
     _o(None, "table", "table", "str", "DynamoDB table (unused by muster)"),
-    _o(None, "separator", "separator", "str", "Redis separator (unused by muster)"),
     _o(None, None, "secret_keyring", "str", "confd <= 0.16 PGP keyring (unused by muster)"),
 )
 
@@ -232,6 +232,7 @@ class Config:
     password_file: str = ""
     files: tuple[str, ...] = ()
     filter: str = "*"
+    separator: str = ""
     debounce_window: float = 0.2
     debounce_max: float = 2.0
     resync_interval: float = 300.0

@@ -31,6 +31,7 @@ def create_backend(config: Config) -> Backend:
         client_insecure=config.client_insecure,
         files=config.files,
         filter=config.filter,
+        separator=config.separator,
     )
     return create(config.backend, options)
 

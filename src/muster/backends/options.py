@@ -29,6 +29,8 @@ class BackendOptions:
     client_insecure: bool = False
     files: tuple[str, ...] = ()
     filter: str = "*"
+    #: Redis: what stands for ``/`` in key names (confd's ``-separator``; "" means ``/``).
+    separator: str = ""
     #: Give up on one request (not on a watch) after this long and try the next node.
     request_timeout: float = 5.0
     dial_timeout: float = 3.0
