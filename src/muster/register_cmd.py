@@ -83,10 +83,10 @@ def _build_check(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["etcdv3", "etcd"]),
+    type=click.Choice(["etcdv3", "etcd", "zookeeper"]),
     default="etcdv3",
     show_default=True,
-    help="etcdv3 (leases) or etcd (the v2 keys API with TTLs).",
+    help="etcdv3 (leases), etcd (the v2 keys API with TTLs) or zookeeper (an ephemeral znode).",
 )
 @click.option(
     "--node",

@@ -145,3 +145,15 @@ def etcd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthEtcd]:
     with EtcdProcess(tmp_path_factory.mktemp("etcd-auth") / "data") as proc:
         enable_auth(proc.client_url, root_password=ROOT_PASSWORD, users={USER: USER_PASSWORD})
         yield AuthEtcd(proc)
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One session-wide standalone ZooKeeper (``.node``); pair it with ``key_prefix``. Do not stop it."""
+    from muster.stack.zookeeper import ZooKeeperProcess, zookeeper_available
+
+    if not zookeeper_available():
+        pytest.skip("Debian's zookeeper package (/usr/share/java/zookeeper.jar) or java is not installed")
+    pytest.importorskip("kazoo", reason="kazoo is not installed (pip install 'muster[zookeeper]')")
+    with ZooKeeperProcess(tmp_path_factory.mktemp("zookeeper")) as server:
+        yield server

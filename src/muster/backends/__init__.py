@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "file": "muster.backends.file:FileBackend",
     "env": "muster.backends.env:EnvBackend",
     "memory": "muster.backends.memory:MemoryBackend",
+    "redis": "muster.backends.redis:RedisBackend",
+    "zookeeper": "muster.backends.zookeeper:ZooKeeperBackend",
 }
 
 

@@ -70,6 +70,45 @@ class EtcdStore:
         await self.writer.delete(key)
 
 
+class KazooWriter:
+    """Znodes written by a separate kazoo client, as ``zkCli.sh`` would (parents made on the way)."""
+
+    def __init__(self, node: str) -> None:
+        from kazoo.client import KazooClient
+
+        self.client = KazooClient(hosts=node)
+        self.client.start(timeout=10)
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.client.ensure_path(key)
+        self.client.set(key, data)
+
+    async def put(self, key: str, value: str) -> None:
+        await asyncio.to_thread(self._put, key, value.encode())
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.client.delete, key, recursive=True)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.client.stop)
+        await asyncio.to_thread(self.client.close)
+
+
+class ZooKeeperStore:
+    string_prefix = False
+    watches = True
+
+    def __init__(self, node: str) -> None:
+        self.backend = create("zookeeper", BackendOptions(nodes=(node,)))
+        self.writer = KazooWriter(node)
+
+    async def put(self, key: str, value: str) -> None:
+        await self.writer.put(key, value)
+
+    async def delete(self, key: str) -> None:
+        await self.writer.delete(key)
+
+
 class FileStore:
     """A YAML file rewritten whole, as an editor saves it (nested maps, confd's layout)."""
 
@@ -120,7 +159,7 @@ class EnvStore:
         self.environ.pop(key.strip("/").replace("/", "_").upper(), None)
 
 
-BACKENDS = ["memory", "file", "env", "etcdv3", "etcd"]
+BACKENDS = ["memory", "file", "env", "etcdv3", "etcd", "zookeeper"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -132,6 +171,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         made = FileStore(tmp_path / "keys.yaml")
     elif request.param == "env":
         made = EnvStore()
+    elif request.param == "zookeeper":
+        made = ZooKeeperStore(request.getfixturevalue("zookeeper").node)
     else:
         etcd: EtcdProcess = request.getfixturevalue("etcd")
         made = EtcdStore(request.param, etcd.client_url)
@@ -211,6 +252,7 @@ def test_every_registered_backend_has_a_driver() -> None:
     from muster.backends import REGISTRY
 
     drivers: dict[str, Callable[..., object]] = {"memory": MemoryStore, "file": FileStore, "env": EnvStore,
-                                                 "etcdv3": EtcdStore, "etcd": EtcdStore}  # fmt: skip
+                                                 "etcdv3": EtcdStore, "etcd": EtcdStore,
+                                                 "zookeeper": ZooKeeperStore}  # fmt: skip
     missing = set(REGISTRY) - drivers.keys()
     assert not missing, f"backends without a contract driver: {sorted(missing)}"
