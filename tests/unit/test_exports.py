@@ -33,6 +33,7 @@ MODULES = [
     "muster.threads",
     "muster.listener",
     "muster.registry.schema",
+    "muster.registry.resolve",
     "muster.guard",
     "muster.redact",
     "muster.log",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import ConfDir, FakeClock, eventually
 
+import muster.registry.resolve as resolve
 from muster.backends.memory import MemoryBackend
 from muster.config import Config
 from muster.daemon import Daemon
@@ -98,10 +99,9 @@ async def test_a_change_while_a_retry_waits_is_applied_at_once(
 async def test_a_dns_answer_that_changes_renders_again(
     confdir: ConfDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import muster.services as services
 
     answers = {"moving.example": ["10.0.0.1"]}
-    monkeypatch.setattr(services, "lookup_addresses", lambda host: answers[host])
+    monkeypatch.setattr(resolve, "lookup_addresses", lambda host: answers[host])
     dest = confdir.add(
         "up",
         '{{ range servers "web" }}{{ .Host }} {{ .Addr }}\n{{ end }}',

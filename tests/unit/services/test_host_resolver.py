@@ -140,7 +140,7 @@ def test_an_answer_a_caller_waited_for_is_no_news() -> None:
 def test_a_name_that_is_gone_costs_its_entries_a_resolver_down_keeps_the_last_answer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="muster.services")
+    caplog.set_level(logging.INFO, logger="muster")
     answers = Answers(a_example=["10.0.0.1"])
     resolver, pool, clock, told = make(answers, timeout=0.0, ttl=30.0, negative_ttl=5.0)
     resolver(["a.example"])
@@ -174,7 +174,7 @@ def test_a_name_that_is_gone_costs_its_entries_a_resolver_down_keeps_the_last_an
 
 
 def test_a_late_new_name_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster")
     resolver, pool, clock, _ = make(Answers(a_example=["10.0.0.1"]), timeout=0.0)
     resolver(["a.example"])
     resolver(["a.example"])

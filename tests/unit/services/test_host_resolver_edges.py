@@ -77,7 +77,7 @@ def test_an_unsubscribed_callback_hears_nothing_more() -> None:
 def test_an_answer_with_no_usable_address_drops_the_name_a_crashing_lookup_keeps_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster")
     answers: list[list[str] | Exception] = [
         list(UP),
         ["0.0.0.0"],  # no usable address: the name is gone
@@ -109,7 +109,7 @@ def test_an_answer_with_no_usable_address_drops_the_name_a_crashing_lookup_keeps
 def test_good_answers_log_no_failure_and_a_changed_one_logs_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="muster.services")
+    caplog.set_level(logging.DEBUG, logger="muster")
     answers = [["10.0.0.1"], ["10.0.0.1"], ["10.0.0.2"]]
     resolver, _, clock = make(lambda host: answers.pop(0), ttl=30.0)
     for _ in range(3):
@@ -121,7 +121,7 @@ def test_good_answers_log_no_failure_and_a_changed_one_logs_at_debug(
 
 
 def test_a_caller_that_got_its_answer_in_time_logs_nothing_late(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster")
     resolver, _, _ = make(lambda host: list(UP))
     assert resolver(["a.example", "b.example"]) == {"a.example": UP, "b.example": UP}
     assert caplog.records == []

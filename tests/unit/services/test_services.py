@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import muster.registry.resolve as resolve
 from muster.gotemplate import Template
 from muster.services import (
     IGNORED_KEY,
@@ -261,7 +262,6 @@ def test_host_resolver_caches_and_answers() -> None:
 
 
 def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    import muster.services as services
 
     release = threading.Event()
     calls: list[str] = []
@@ -271,7 +271,7 @@ def test_host_resolver_waits_once_for_a_slow_lookup(monkeypatch: pytest.MonkeyPa
         release.wait(5)
         return ["10.0.0.1"]
 
-    monkeypatch.setattr(services, "lookup_addresses", slow)
+    monkeypatch.setattr(resolve, "lookup_addresses", slow)
     resolver = HostResolver(timeout=0.05)
     assert resolver(["slow.example"]) == {}  # past the deadline: left out this time
     assert resolver(["slow.example"]) == {}  # still pending: no second wait, no second lookup
@@ -290,8 +290,9 @@ def test_a_stuck_lookup_does_not_hold_up_the_exit(tmp_path: Path) -> None:
     script = tmp_path / "stuck.py"
     script.write_text(
         "import time\n"
+        "import muster.registry.resolve\n"
         "import muster.services as services\n"
-        "services.lookup_addresses = lambda host: time.sleep(60) or ['10.0.0.1']\n"
+        "muster.registry.resolve.lookup_addresses = lambda host: time.sleep(60) or ['10.0.0.1']\n"
         "assert services.HostResolver(timeout=0.05)(['stuck.example']) == {}\n"
     )
     started = time.monotonic()
@@ -325,14 +326,13 @@ def call_with_deadline(fn: Callable[[], Any], seconds: float = 10.0) -> Any:
 def test_host_resolver_survives_a_lookup_that_finishes_before_submit_returns(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import muster.services as services
 
     def lookup(host: str) -> list[str]:
         if host != "up.example":
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return ["10.0.0.1"]
 
-    monkeypatch.setattr(services, "lookup_addresses", lookup)
+    monkeypatch.setattr(resolve, "lookup_addresses", lookup)
     resolver = HostResolver(timeout=5.0, executor=InlineExecutor())
     hosts = ["up.example", "down.example"]
     assert call_with_deadline(lambda: resolver(hosts)) == {"up.example": ("10.0.0.1",)}
@@ -340,9 +340,8 @@ def test_host_resolver_survives_a_lookup_that_finishes_before_submit_returns(
 
 
 def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch: pytest.MonkeyPatch) -> None:
-    import muster.services as services
 
-    monkeypatch.setattr(services, "lookup_addresses", lambda host: ["10.0.0.1"])
+    monkeypatch.setattr(resolve, "lookup_addresses", lambda host: ["10.0.0.1"])
     # Threads render at once with fresh names; every lookup is instant, so any answer
     # lost between a future completing and its result being stored shows up here.
     resolver = HostResolver(timeout=10.0, negative_ttl=0.0)
@@ -365,7 +364,6 @@ def test_host_resolver_answers_each_finished_lookup_under_contention(monkeypatch
 
 
 def test_host_resolver_retries_a_lookup_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    import muster.services as services
 
     answers: list[list[str] | Exception] = [RuntimeError("resolver bug"), ["10.0.0.1"]]
 
@@ -375,7 +373,7 @@ def test_host_resolver_retries_a_lookup_that_raised(monkeypatch: pytest.MonkeyPa
             raise answer
         return answer
 
-    monkeypatch.setattr(services, "lookup_addresses", flaky)
+    monkeypatch.setattr(resolve, "lookup_addresses", flaky)
     resolver = HostResolver(timeout=5.0, negative_ttl=0.0, executor=InlineExecutor())
     assert resolver(["a.example"]) == {}  # failed: stored as unresolved, not left pending
     assert resolver(["a.example"]) == {"a.example": ("10.0.0.1",)}

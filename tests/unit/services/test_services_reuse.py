@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import muster.registry.resolve as resolve
 import muster.services as services
 from muster.gotemplate import Template
 from muster.services import HostResolver, RejectLog, service_funcs
@@ -55,7 +56,7 @@ def pools_built(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         built.append(pool)
         return pool
 
-    monkeypatch.setattr(services, "DaemonThreadExecutor", counting)
+    monkeypatch.setattr(resolve, "DaemonThreadExecutor", counting)
     return built
 
 
