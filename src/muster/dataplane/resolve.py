@@ -1,7 +1,7 @@
 """Peers named by DNS, resolved for the data plane: never waiting on a name twice.
 
 The balancer phase cannot resolve names, so muster pushes addresses. Names are kept by a
-``muster.services.HostResolver`` (the template functions' rules, run from asyncio):
+``muster.registry.resolve.HostResolver`` (the template functions' rules, run from asyncio):
 
 * a name with a last good answer never makes a push wait: its answer is pushed, and a
   stale one is looked up again in the background (one lookup per name at a time);
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from muster.dataplane.peers import Peer
-from muster.services import HostResolver, ResolveEvents
+from muster.registry.resolve import HostResolver, ResolveEvents
 from muster.threads import DaemonThreadExecutor
 
 __all__ = ["PEER_EVENTS", "PeerResolver", "RESOLVE_TIMEOUT", "is_ip"]
