@@ -27,14 +27,14 @@ from muster.guard import GuardSettings
 from muster.log import LEVELS, kv
 
 __all__ = [
-    "DEFAULT_CONFIG_FILE",
-    "OPTIONS",
     "Config",
+    "DEFAULT_CONFIG_FILE",
     "Layer",
+    "OPTIONS",
     "Option",
     "env_layer",
-    "load",
     "guard_settings",
+    "load",
     "merge",
     "panic_grace_for",
     "parse_duration",

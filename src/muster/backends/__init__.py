@@ -13,7 +13,7 @@ from muster.backends.base import Backend, Lease, Registrar, Snapshot
 from muster.backends.options import BackendOptions
 from muster.errors import ConfigError
 
-__all__ = ["REGISTRY", "Backend", "BackendOptions", "Lease", "Registrar", "Snapshot", "create", "load"]
+__all__ = ["Backend", "BackendOptions", "Lease", "REGISTRY", "Registrar", "Snapshot", "create", "load"]
 
 #: backend name (confd's ``-backend``) -> ``"module:Class"``.
 REGISTRY: dict[str, str] = {

@@ -17,8 +17,8 @@ __all__ = [
     "b64encode",
     "matches_prefix",
     "normalize_prefix",
-    "prefix_filter",
     "prefix_end",
+    "prefix_filter",
     "prefix_ranges",
 ]
 

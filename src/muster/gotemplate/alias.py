@@ -29,9 +29,9 @@ from muster.gotemplate.nodes import Tree
 from muster.gotemplate.values import GoFunc, GoSlice
 
 __all__ = [
-    "INDEX",
     "ElemRef",
     "FieldRef",
+    "INDEX",
     "Ref",
     "alias_index",
     "deref",

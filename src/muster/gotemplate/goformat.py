@@ -22,7 +22,7 @@ from muster.gotemplate.gostrconv import (
     quote_to_ascii,
 )
 
-__all__ = ["LDIGITS", "UDIGITS", "Formatter"]
+__all__ = ["Formatter", "LDIGITS", "UDIGITS"]
 
 LDIGITS: Final = "0123456789abcdefx"
 UDIGITS: Final = "0123456789ABCDEFX"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["IS_GRAPHIC", "IS_NOT_PRINT16", "IS_NOT_PRINT32", "IS_PRINT16", "IS_PRINT32"]
+
 # fmt: off
 IS_PRINT16: tuple[int, ...] = (
     0x0020, 0x007e, 0x00a1, 0x0377, 0x037a, 0x037f, 0x0384, 0x0556, 0x0559, 0x058a,

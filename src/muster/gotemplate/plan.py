@@ -34,7 +34,7 @@ from muster.gotemplate.nodes import (
 )
 from muster.gotemplate.values import NO_VALUE, GoFunc
 
-__all__ = ["MISSING_FINAL", "CallOp", "Direct", "Op", "Plan", "build_call", "build_plan", "format_printed"]
+__all__ = ["CallOp", "Direct", "MISSING_FINAL", "Op", "Plan", "build_call", "build_plan", "format_printed"]
 
 
 class _MissingFinal:

@@ -41,23 +41,23 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 __all__ = [
-    "NO_VALUE",
     "GoArray",
     "GoFunc",
     "GoInt",
     "GoMap",
     "GoSlice",
     "GoStruct",
-    "Int8",
     "Int16",
     "Int32",
     "Int64",
+    "Int8",
+    "NO_VALUE",
     "NoValue",
     "Uint",
-    "Uint8",
     "Uint16",
     "Uint32",
     "Uint64",
+    "Uint8",
     "Uintptr",
     "append_cap",
     "appended",
@@ -67,10 +67,10 @@ __all__ = [
     "go_cap",
     "go_method",
     "go_type_name",
-    "share_backing",
-    "written",
     "json_array_cap",
+    "share_backing",
     "to_bytes",
+    "written",
 ]
 
 

@@ -4,3 +4,5 @@
 directly: this package imports nothing itself, so ``python -m muster.nginxctl reload``
 loads only what a reload needs.
 """
+
+__all__: list[str] = []

@@ -19,12 +19,12 @@ from muster.nginxctl.procs import Child, children, read_pid, reload, wait_worker
 from muster.nginxctl.shadow import ShadowError, plan_shadow
 
 __all__ = [
-    "NGINX_BINARY",
     "Child",
+    "NGINX_BINARY",
     "check_config",
     "check_with_replacement",
-    "error_log_flag",
     "children",
+    "error_log_flag",
     "read_pid",
     "reload",
     "signal_all",

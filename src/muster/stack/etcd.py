@@ -38,8 +38,8 @@ from muster.errors import Error
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = [
-    "ETCD_BINARY",
     "CertBundle",
+    "ETCD_BINARY",
     "EtcdCluster",
     "EtcdProcess",
     "enable_auth",

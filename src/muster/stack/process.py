@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-__all__ = ["STOP_GRACE", "ManagedProcess", "group_members", "kill_group", "log_tail", "stat_fields"]
+__all__ = ["ManagedProcess", "STOP_GRACE", "group_members", "kill_group", "log_tail", "stat_fields"]
 
 STOP_GRACE = 10.0  # seconds a child gets to shut down cleanly before SIGKILL
 

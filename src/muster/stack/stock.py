@@ -18,8 +18,8 @@ from pathlib import Path
 from muster.stack.nginx import NginxProcess, python_helper
 
 __all__ = [
-    "STOCK_TEMPLATE",
     "NginxPaths",
+    "STOCK_TEMPLATE",
     "commands",
     "stock_dir",
     "write_resource",
