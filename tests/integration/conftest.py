@@ -157,3 +157,40 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("kazoo", reason="kazoo is not installed (pip install 'muster[zookeeper]')")
     with ZooKeeperProcess(tmp_path_factory.mktemp("zookeeper")) as server:
         yield server
+
+
+def _require_redis() -> None:
+    from muster.stack.redis import redis_available
+
+    if not redis_available():
+        pytest.skip("Debian's redis-server is not installed (scripts/install-deps)")
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'muster[redis]')")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One session-wide private redis-server (``.node``); pair it with ``key_prefix``. Do not stop it."""
+    from muster.stack.redis import RedisProcess
+
+    _require_redis()
+    with RedisProcess(tmp_path_factory.mktemp("redis") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build private redis-servers you may stop, kill or restart; all stopped at teardown."""
+    from muster.stack.redis import RedisProcess
+
+    _require_redis()
+    made: list[RedisProcess] = []
+
+    def factory(**options: Any) -> RedisProcess:
+        server = RedisProcess(tmp_path / f"redis{len(made)}", **options)
+        made.append(server)
+        server.start()
+        return server
+
+    yield factory
+    for server in made:
+        server.stop()

@@ -12,9 +12,11 @@ Watch mode subscribes to keyspace notifications (``__keyspace@DB__:PREFIX*``). T
 in a stock Redis: the backend turns on the classes it needs with ``CONFIG SET`` (adding to
 what is set, never removing), and when the server refuses (``CONFIG`` renamed or denied by
 an ACL, and not already on) it says so and raises ``WatchUnsupported``, so the daemon falls
-back to re-reading every ``-interval``. Redis has no revisions: the watch counts the changes
-it saw, and each (re)subscription counts as one, since a change made while the watch was
-away is lost (a restarted Redis also forgets its ``CONFIG SET``, so it is applied again).
+back to re-reading every ``-interval``. Redis has no revisions: the backend counts the changes
+its watch saw, and a snapshot's revision is that count when the read began. A change made
+while no subscription listened (before the first, during an outage) sends no event, so each
+(re)subscription re-reads the prefixes and counts a change if they differ from the last
+snapshot handed out (a restarted Redis also forgets its ``CONFIG SET``: applied again).
 An ``expire`` event is a TTL refresh (``muster register``) and wakes nobody.
 """
 
@@ -60,6 +62,7 @@ class RedisBackend:
         self.nodes = RedisNodes(self.options)
         self._revision = 0
         self._feed: _Follower | None = None
+        self._last_read: tuple[tuple[str, ...], dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.nodes!r} separator={self.separator!r} watch={self._feed!r}>"
@@ -102,19 +105,24 @@ class RedisBackend:
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every value under ``prefixes``, read as confd reads them (module doc).
 
-        The revision is the watch's change count when a watch runs (so a change during the
-        read wakes the next ``wait_changed`` at once), else None. Not one atomic read:
-        Redis has no snapshot across ``SCAN`` calls; a change during it is seen by the watch.
+        The revision is the count of changes seen when the read began (so a change during
+        the read wakes the next ``wait_changed`` at once). Not one atomic read: Redis has no
+        snapshot across ``SCAN`` calls; a change during it is seen by the watch.
         """
-        feed = self._feed
-        revision = self._revision if feed is not None and feed.error is None else None
-        values: dict[str, str] = {}
-        for prefix in dict.fromkeys(normalize_prefix(p.replace("/*", "")) or "/" for p in prefixes):
-            values.update(
-                await self.nodes.run(f"read {prefix}", functools.partial(self._read, prefix=prefix))
-            )
+        revision = self._revision
+        wanted = _key(prefixes)
+        values = await self.read(wanted)
+        self._last_read = (wanted, values)
         log.debug(kv("redis.get.complete", keys=len(values), revision=revision))
-        return Snapshot(dict(sorted(values.items())), revision)
+        return Snapshot(values, revision)
+
+    async def read(self, prefixes: tuple[str, ...]) -> dict[str, str]:
+        """The values under each of ``prefixes``, sorted by path."""
+        values: dict[str, str] = {}
+        for prefix in prefixes:
+            read = functools.partial(self._read, prefix=prefix)
+            values.update(await self.nodes.run(f"read {prefix}", read))
+        return dict(sorted(values.items()))
 
     async def _read(self, client: object, *, prefix: str) -> dict[str, str]:
         from redis.asyncio import Redis
@@ -147,11 +155,11 @@ class RedisBackend:
     async def wait_changed(self, prefixes: Sequence[str], since: int | None) -> int | None:
         """Block until a key under ``prefixes`` changes after change count ``since``.
 
-        ``since=None`` means from now; a new subscription counts as a change (what happened
-        before it is unknown), as confd returns at once on its first watch. Raises
-        ``WatchUnsupported`` when keyspace notifications are off and cannot be turned on.
+        ``since=None`` means from now. A new subscription compares a fresh read with the last
+        snapshot (module doc), so nothing between that read and the subscription is lost.
+        Raises ``WatchUnsupported`` when keyspace notifications are off and cannot be turned on.
         """
-        wanted = tuple(sorted(dict.fromkeys(normalize_prefix(p.replace("/*", "")) or "/" for p in prefixes)))
+        wanted = _key(prefixes)
         if not wanted:
             await asyncio.Event().wait()  # nothing to watch: wait until cancelled
         if since is None:
@@ -217,8 +225,9 @@ class _Follower(ChangeFeed):
             try:
                 async with self._subscription() as pubsub:
                     self._reachable(True)
-                    self._changed(self.backend._bump())  # whatever happened before is unknown
                     delay = BACKOFF_FIRST
+                    if await self._missed_something():
+                        self._changed(self.backend._bump())
                     await self._listen(pubsub)
             except WatchUnsupported as exc:
                 log.warning(kv("redis.watch.unsupported", error=exc, fallback="re-read every -interval"))
@@ -230,6 +239,13 @@ class _Follower(ChangeFeed):
                 self._reachable(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _missed_something(self) -> bool:
+        """Whether the keys differ from the last snapshot handed out (True when there is none)."""
+        last = self.backend._last_read
+        if last is None or last[0] != self.prefixes:
+            return True
+        return await self.backend.read(self.prefixes) != last[1]
 
     @contextlib.asynccontextmanager
     async def _subscription(self) -> AsyncIterator[object]:
@@ -307,6 +323,11 @@ async def _enable_notifications(client: object) -> int:
         f"keyspace notifications are off (notify-keyspace-events={current!r}) and CONFIG SET was "
         f"refused ({refused}); set notify-keyspace-events to include {NEEDED_EVENTS} in redis.conf"
     )
+
+
+def _key(prefixes: Sequence[str]) -> tuple[str, ...]:
+    # confd strips "/*" from keys; "" and "/" both mean every key.
+    return tuple(sorted(dict.fromkeys(normalize_prefix(p.replace("/*", "")) or "/" for p in prefixes)))
 
 
 def _text(raw: bytes | str) -> str:

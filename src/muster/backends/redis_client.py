@@ -99,7 +99,6 @@ class RedisNodes:
             "password": password or None,
             "socket_connect_timeout": o.dial_timeout,
             "socket_timeout": o.request_timeout,
-            "retry_on_timeout": False,
         }
         if o.client_ca_keys or o.client_cert:
             kwargs.update(

@@ -109,6 +109,26 @@ class ZooKeeperStore:
         await self.writer.delete(key)
 
 
+class RedisStore:
+    """Keys written by a separate redis-py client, as ``redis-cli SET`` would."""
+
+    string_prefix = False
+    watches = True
+
+    def __init__(self, node: str) -> None:
+        import redis.asyncio
+
+        self.backend = create("redis", BackendOptions(nodes=(node,)))
+        host, port = node.rsplit(":", 1)
+        self.writer = redis.asyncio.Redis(host=host, port=int(port))
+
+    async def put(self, key: str, value: str) -> None:
+        await self.writer.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        await self.writer.delete(key)
+
+
 class FileStore:
     """A YAML file rewritten whole, as an editor saves it (nested maps, confd's layout)."""
 
@@ -159,7 +179,7 @@ class EnvStore:
         self.environ.pop(key.strip("/").replace("/", "_").upper(), None)
 
 
-BACKENDS = ["memory", "file", "env", "etcdv3", "etcd", "zookeeper"]
+BACKENDS = ["memory", "file", "env", "etcdv3", "etcd", "zookeeper", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -171,6 +191,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         made = FileStore(tmp_path / "keys.yaml")
     elif request.param == "env":
         made = EnvStore()
+    elif request.param == "redis":
+        made = RedisStore(request.getfixturevalue("redis_server").node)
     elif request.param == "zookeeper":
         made = ZooKeeperStore(request.getfixturevalue("zookeeper").node)
     else:
@@ -253,6 +275,6 @@ def test_every_registered_backend_has_a_driver() -> None:
 
     drivers: dict[str, Callable[..., object]] = {"memory": MemoryStore, "file": FileStore, "env": EnvStore,
                                                  "etcdv3": EtcdStore, "etcd": EtcdStore,
-                                                 "zookeeper": ZooKeeperStore}  # fmt: skip
+                                                 "zookeeper": ZooKeeperStore, "redis": RedisStore}  # fmt: skip
     missing = set(REGISTRY) - drivers.keys()
     assert not missing, f"backends without a contract driver: {sorted(missing)}"
