@@ -275,6 +275,7 @@ def test_every_registered_backend_has_a_driver() -> None:
 
     drivers: dict[str, Callable[..., object]] = {"memory": MemoryStore, "file": FileStore, "env": EnvStore,
                                                  "etcdv3": EtcdStore, "etcd": EtcdStore,
-                                                 "zookeeper": ZooKeeperStore, "redis": RedisStore}  # fmt: skip
+                                                 "zookeeper": ZooKeeperStore,
+                                                 "redis": RedisStore}  # fmt: skip
     missing = set(REGISTRY) - drivers.keys()
     assert not missing, f"backends without a contract driver: {sorted(missing)}"
