@@ -83,10 +83,11 @@ def _build_check(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["etcdv3", "etcd", "zookeeper"]),
+    type=click.Choice(["etcdv3", "etcd", "zookeeper", "redis"]),
     default="etcdv3",
     show_default=True,
-    help="etcdv3 (leases), etcd (the v2 keys API with TTLs) or zookeeper (an ephemeral znode).",
+    help="etcdv3 (leases), etcd (the v2 keys API with TTLs), zookeeper (an ephemeral znode) "
+    "or redis (a key with EXPIRE, refreshed).",
 )
 @click.option(
     "--node",

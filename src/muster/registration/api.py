@@ -35,7 +35,7 @@ from muster.registration.validate import DEFAULT_PREFIX, RegistrationSpec
 
 __all__ = ["Registration", "SyncRegistration", "open_registrar", "registration", "sync_registration"]
 
-BACKENDS = ("etcdv3", "etcd", "zookeeper")
+BACKENDS = ("etcdv3", "etcd", "zookeeper", "redis")
 
 HealthFunc = Callable[[], Awaitable[bool]]
 
