@@ -15,16 +15,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from muster.backends import REGISTRY
+from muster.dataplane.admin import admin_address_problem
 from muster.errors import ConfigError
+from muster.golang.duration import parse_duration
 from muster.guard import GuardSettings
 from muster.log import LEVELS, kv
+from muster.status import parse_address
 
 __all__ = [
     "Config",
@@ -266,37 +269,6 @@ class Layer:
 
 # -- value conversion -------------------------------------------------------------------------
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from a Go duration (``"250ms"``, ``"1m30s"``) or a plain number of seconds."""
-    s = text.strip()
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r} (use e.g. 250ms, 2s, 1m30s)")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError("invalid duration ''")
-    return total
-
 
 def parse_go_bool(text: str) -> bool:
     """Go's ``strconv.ParseBool``."""
@@ -505,8 +477,6 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         where = sources.get(name, "defaults")
         raise ConfigError(f"{message} (from {where})")
 
-    from muster.backends import REGISTRY
-
     if config.backend not in REGISTRY:
         # confd's other backends (consul, vault, redis, ...) end up here, named.
         fail(
@@ -546,14 +516,10 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
     if config.dataplane in ("lua", "haproxy") and not config.dataplane_admin:
         fail("dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)")
     if config.dataplane_admin and config.dataplane != "haproxy":  # haproxy's: a socket path
-        from muster.dataplane.admin import admin_address_problem
-
         problem = admin_address_problem(config.dataplane_admin)
         if problem is not None:
             fail("dataplane_admin", f"dataplane-admin: {problem}")
     if config.status_addr:
-        from muster.status import parse_address
-
         try:
             parse_address(config.status_addr)
         except ConfigError as exc:

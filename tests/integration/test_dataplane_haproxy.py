@@ -19,7 +19,7 @@ from aiohttp import web
 from backend_helpers import ipv6_loopback, text_backend
 
 from muster.backends.etcdv3 import EtcdV3Backend
-from muster.backends.factory import close_backend, create_backend
+from muster.daemon.backend import close_backend, create_backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
 from muster.daemon import Daemon

@@ -8,13 +8,13 @@ Modules, by concept:
 * ``signals``: SIGINT/SIGTERM stop, SIGHUP re-reads; the original handlers come back on exit;
 * ``main``: ``run()``, from a ``Config`` to an exit code.
 
-Opening and closing the backend a ``Config`` names lives in ``muster.backends.factory``; it
+Opening and closing the backend a ``Config`` names lives in ``muster.daemon.backend``; it
 is re-exported here for callers that used to find it in this module.
 """
 
 from __future__ import annotations
 
-from muster.backends.factory import close_backend, create_backend
+from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon, Sink, minimal_prefixes
 from muster.daemon.main import run
 from muster.daemon.report import BatchReport, Failure

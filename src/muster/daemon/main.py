@@ -7,10 +7,12 @@ import logging
 from typing import TextIO
 
 from muster.backends.base import Backend
-from muster.backends.factory import close_backend, create_backend
 from muster.config import Config, resolve_srv_nodes
+from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon
 from muster.daemon.signals import Stopped, capture_signals, raise_when_set
+from muster.daemon.sinks import build_sink
+from muster.dataplane.sink import MembershipSink
 from muster.log import kv
 from muster.resources.spec import require_dir
 from muster.status import Status, StatusServer
@@ -26,8 +28,6 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         require_dir(config.resource_dir)  # a typo in -confdir should not wait for a connection
         config = await asyncio.to_thread(resolve_srv_nodes, config)
         backend = create_backend(config)
-    from muster.dataplane.setup import build_sink
-    from muster.dataplane.sink import MembershipSink
 
     sink, mode = build_sink(config)
     if sink is not None and config.noop:

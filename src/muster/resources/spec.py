@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muster.config import parse_duration
 from muster.errors import ConfigError
+from muster.golang.duration import parse_duration
 from muster.log import kv
 
 __all__ = [

@@ -401,12 +401,12 @@ async def test_run_onetime_returns_exit_code(confdir: ConfDir, tmp_path: Path) -
 
 
 async def test_a_backend_that_will_not_close_does_not_hang_shutdown(caplog: pytest.LogCaptureFixture) -> None:
-    from muster.backends.factory import close_backend
+    from muster.daemon.backend import close_backend
 
     class StuckBackend(MemoryBackend):
         async def aclose(self) -> None:
             await asyncio.Event().wait()  # e.g. a half-open connection that never answers
 
-    with caplog.at_level(logging.WARNING, logger="muster.backends.factory"):
+    with caplog.at_level(logging.WARNING, logger="muster.daemon.backend"):
         await asyncio.wait_for(close_backend(StuckBackend(), timeout=0.1), 5)
     assert "backend.close.timeout" in caplog.text

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import ConfDir, eventually
 
-from muster.backends.factory import create_backend
+from muster.daemon.backend import create_backend
 from muster.config import Config
 from muster.daemon import Daemon
 

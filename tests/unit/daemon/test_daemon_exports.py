@@ -7,8 +7,7 @@ def test_names_that_lived_in_the_old_daemon_module_still_import_from_it() -> Non
     # muster.daemon was one module until split by concept; callers (stack.up's signal
     # handling, confd_cmd's ``daemon.run``, the tests) import these from it.
     from muster import daemon
-    from muster.backends import factory
-    from muster.daemon import core, main, report, signals
+    from muster.daemon import backend, core, main, report, signals
 
     assert daemon.Daemon is core.Daemon
     assert daemon.minimal_prefixes is core.minimal_prefixes
@@ -16,5 +15,5 @@ def test_names_that_lived_in_the_old_daemon_module_still_import_from_it() -> Non
     assert daemon.BatchReport is report.BatchReport
     assert daemon.Failure is report.Failure
     assert daemon.capture_signals is signals.capture_signals
-    assert daemon.create_backend is factory.create_backend
-    assert daemon.close_backend is factory.close_backend
+    assert daemon.create_backend is backend.create_backend
+    assert daemon.close_backend is backend.close_backend
