@@ -34,6 +34,7 @@ from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, free_port
 from muster.stack.nginx import NginxProcess
 from muster.stack.process import group_members, stat_fields
+from muster.stack.redis import RedisProcess
 from muster.stack.stock import write_resource_for
 
 __all__ = ["Stack", "UpOptions", "leftover_processes", "stop_processes"]
@@ -63,6 +64,7 @@ class Stack:
 
     opts: UpOptions
     etcd: list[EtcdProcess] = field(default_factory=list)
+    redis: RedisProcess | None = None
     nginx: NginxProcess | None = None
     daemon: DaemonProcess | None = None
     #: What the user should know about how the stack started (a port that was taken).
@@ -79,6 +81,11 @@ class Stack:
     @property
     def etcd_urls(self) -> list[str]:
         return [m.client_url for m in self.etcd]
+
+    @property
+    def nodes(self) -> list[str]:
+        """The registry's endpoints as ``-node`` takes them: etcd's URLs, or redis's host:port."""
+        return [self.redis.node] if self.redis is not None else self.etcd_urls
 
     @property
     def lua(self) -> bool:
@@ -102,7 +109,10 @@ class Stack:
         """Start etcd, nginx and the daemon; on failure stop what started and raise ``Error``."""
         self._stopped = False
         try:
-            self._start_etcd()
+            if self.opts.backend == "redis":
+                self._start_redis()
+            else:
+                self._start_etcd()
             self._start_nginx()
             self._start_daemon()
         except BaseException:
@@ -133,6 +143,12 @@ class Stack:
             member.start(wait=False)
         for member in self.etcd:
             member.wait_healthy(timeout=30.0)
+
+    def _start_redis(self) -> None:
+        base = self.state / "redis"
+        shutil.rmtree(base, ignore_errors=True)  # a fresh store, as etcd's: the last run's keys died with it
+        self.redis = RedisProcess(base / "data")  # a free port: Debian's redis-server may hold 6379
+        self.redis.start()
 
     def _port(self, preferred: int, flag: str, what: str) -> int:
         if _is_free(preferred):
@@ -229,7 +245,7 @@ class Stack:
         dataplane = ["-dataplane", "lua", "-dataplane-admin", f"unix:{self.admin_socket}"]
         self.daemon = DaemonProcess(
             confdir,
-            self.etcd_urls,
+            self.nodes,
             backend=self.opts.backend,
             log_path=self.state / "logs" / "muster.log",
             extra_args=dataplane if self.lua else ["-dataplane", "reload"],
@@ -240,11 +256,17 @@ class Stack:
         nginx.wait_serving(timeout=15.0)
 
     def put(self, key: str, value: str) -> None:
-        """Write ``key`` in the keyspace the daemon reads (v3, or v2 with ``--backend etcd``)."""
+        """Write ``key`` in the keyspace the daemon reads (v3, v2 with ``--backend etcd``, redis)."""
+        if self.redis is not None:
+            self.redis.call("SET", key, value)
+            return
         self._etcd_call(key, value)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` from the keyspace the daemon reads."""
+        if self.redis is not None:
+            self.redis.call("DEL", key)
+            return
         self._etcd_call(key, None)
 
     def _etcd_call(self, key: str, value: str | None) -> None:
@@ -281,6 +303,8 @@ class Stack:
         for member in self.etcd:
             if not member.running:
                 return f"etcd {member.name} (log: {member.log_path})"
+        if self.redis is not None and not self.redis.running:
+            return f"redis-server (log: {self.redis.log_path})"
         return None
 
     def stop(self) -> None:
@@ -294,6 +318,8 @@ class Stack:
                 self.nginx.stop()
             for member in self.etcd:
                 member.stop()
+            if self.redis is not None:
+                self.redis.stop()
 
 
 def _b64(text: str) -> str:

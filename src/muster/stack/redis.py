@@ -135,6 +135,32 @@ class RedisProcess(ManagedProcess):
         super()._reaped(proc)
         _RUNNING.discard(self)
 
+    def call(self, *args: str, timeout: float = 5.0) -> bytes:
+        """Send one command (``call("SET", key, value)``) and return the raw reply's first line.
+
+        Enough for the stack's own writes, with no client library: raises ``Error`` on an
+        error reply or when the server cannot be reached.
+        """
+        request = f"*{len(args)}\r\n".encode()
+        for arg in args:
+            raw = arg.encode()
+            request += b"$%d\r\n%s\r\n" % (len(raw), raw)
+        if self.password:
+            auth = self.password.encode()
+            request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(auth), auth) + request
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+                sock.sendall(request)
+                with sock.makefile("rb") as replies:
+                    if self.password:
+                        replies.readline()
+                    reply = replies.readline().rstrip(b"\r\n")
+        except OSError as exc:
+            raise Error(f"redis-server at {self.node} unreachable: {exc}") from exc
+        if reply.startswith(b"-"):
+            raise Error(f"redis-server refused {args[0]}: {reply[1:].decode(errors='replace')}")
+        return reply
+
     def restart(self) -> None:
         """Stop and start again on the same port and directory."""
         self.stop()

@@ -86,7 +86,7 @@ async def _watch_services(stack: Stack, say: Callable[[str], None]) -> None:
     """Print each service/server change under ``/services`` until cancelled."""
     from muster.backends import BackendOptions, create
 
-    backend = create(stack.opts.backend, BackendOptions(nodes=tuple(stack.etcd_urls)))
+    backend = create(stack.opts.backend, BackendOptions(nodes=tuple(stack.nodes)))
     shown: dict[str, str] = {}
     revision: int | None = None
     try:
@@ -264,7 +264,7 @@ async def _demo_servers(stack: Stack, count: int) -> AsyncIterator[list[DemoServ
                 server_id=server.server_id,
                 ttl=DEMO_TTL,
                 backend=stack.opts.backend,
-                nodes=stack.etcd_urls,
+                nodes=stack.nodes,
             )
             regs.append(await exits.enter_async_context(reg))
         with contextlib.suppress(TimeoutError):
@@ -278,9 +278,10 @@ async def _demo_servers(stack: Stack, count: int) -> AsyncIterator[list[DemoServ
 def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callable[[str], None]) -> None:
     assert stack.nginx is not None
     url = stack.nginx.url
-    etcd = stack.etcd_urls[0]
+    etcd = stack.nodes[0]
+    store = "redis" if stack.redis is not None else "etcd"
     say("")
-    say(f"muster is up: nginx on {url}, etcd on {', '.join(stack.etcd_urls)} ({stack.opts.backend})")
+    say(f"muster is up: nginx on {url}, {store} on {', '.join(stack.nodes)} ({stack.opts.backend})")
     if servers:
         state = "all routed" if len(seen) >= len(servers) else f"{len(seen)} of {len(servers)} routed so far"
         plural = "s, round robin" if len(servers) > 1 else ""
@@ -288,7 +289,7 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
     say("  register your own server (kept while the command runs):")
     say(
         f"    muster register --service api --host 127.0.0.1 --port 9000 --node {etcd}"
-        + (" --backend etcd" if stack.opts.backend == "etcd" else "")
+        + (f" --backend {stack.opts.backend}" if stack.opts.backend != "etcdv3" else "")
     )
     if stack.opts.backend == "etcd":
         say("  or as in the seed post, with curl and a TTL:")
@@ -296,6 +297,9 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
             f"    curl {etcd}/v2/keys/services/api/servers/$(hostname -s) "
             '-d value=\'{"host":"127.0.0.1","port":9000}\' -d ttl=60 -X PUT'
         )
+    elif stack.redis is not None:
+        value = json.dumps({"host": "127.0.0.1", "port": 9000})
+        say(f"  or by hand:  redis-cli -p {stack.redis.port} SET /services/api/servers/one '{value}'")
     else:
         value = json.dumps({"host": "127.0.0.1", "port": 9000})
         say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
@@ -311,7 +315,12 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
     that leaves)."""
     from muster.daemon import capture_signals
 
-    if not etcd_available():
+    if opts.backend == "redis":
+        from muster.stack.redis import redis_available
+
+        if not redis_available():
+            raise ConfigError("redis-server is not installed: run scripts/install-deps")
+    elif not etcd_available():
         raise ConfigError("etcd is not installed (/usr/bin/etcd): run scripts/install-deps")
     if not nginx_available():
         raise ConfigError("nginx is not installed (/usr/sbin/nginx): run scripts/install-deps")
@@ -349,7 +358,8 @@ async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
     caller stops the stack's processes."""
     opts = stack.opts
     members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
-    out(f"starting etcd ({members}), nginx and muster...")
+    store = "redis-server" if opts.backend == "redis" else f"etcd ({members})"
+    out(f"starting {store}, nginx and muster...")
     # Startup runs in a thread and cannot be interrupted half way: a signal meanwhile
     # only sets ``stop``, and we stop everything once it returns.
     await asyncio.to_thread(stack.start)
@@ -473,8 +483,9 @@ def _process_name(pid: int) -> str:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="nginx's port.")
 @click.option("--etcd-port", type=click.IntRange(1, 65535), default=2379, show_default=True)
 @click.option("--etcd-nodes", type=click.Choice(["1", "3"]), default="1", show_default=True)
-@click.option("--backend", type=click.Choice(["etcdv3", "etcd"]), default="etcdv3", show_default=True,
-              help="etcd's v3 API, or the v2 keys API of the seed post.")  # fmt: skip
+@click.option("--backend", type=click.Choice(["etcdv3", "etcd", "redis"]), default="etcdv3",
+              show_default=True,
+              help="etcd's v3 API, the v2 keys API of the seed post, or a redis-server.")  # fmt: skip
 @click.option(
     "--demo", type=click.IntRange(0, 50), default=3, show_default=True, help="Demo servers of 'hello'."
 )
