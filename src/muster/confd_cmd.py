@@ -22,7 +22,7 @@ import click
 
 from muster import __version__
 from muster.config import OPTIONS, Config, Option, convert
-from muster.errors import ConfigError, Error
+from muster.errors import ConfigError, Error, FlagError
 from muster.log import kv
 from muster.redact import add_secret, add_url_secrets, redact
 
@@ -44,10 +44,6 @@ FLAGS: dict[str, Option] = {o.flag: o for o in OPTIONS if o.flag} | {"version": 
 logger = logging.getLogger(__name__)
 
 _GO_TYPE = {"str": "string", "int": "int", "duration": "duration", "list": "value", "bool": ""}
-
-
-class FlagError(Exception):
-    """A command line Go's ``flag`` package would reject; the message is Go's."""
 
 
 class HelpRequested(Exception):

@@ -20,6 +20,7 @@ from typing import Any, Final
 from muster import gosort
 from muster.dnslookup import SRV, lookup_ip, lookup_srv
 from muster.gojson import JSONError, unmarshal_array, unmarshal_object
+from muster.gotemplate.funcs import GoError  # one Go error type for every template function
 from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.gotime import GoTime
 from muster.gotemplate.values import GoFunc, GoSlice, appended, share_backing, to_bytes, written
@@ -43,10 +44,6 @@ def _wrap(x: int) -> int:
     """Go's 64-bit ``int`` arithmetic wraps around."""
     x &= (1 << 64) - 1
     return x - (1 << 64) if x > _INT64_MAX else x
-
-
-class GoError(Exception):
-    """A Go ``error`` (or recovered panic) returned by a template function."""
 
 
 # --- store functions (memkv) ----------------------------------------------------

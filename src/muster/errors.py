@@ -3,6 +3,7 @@
 ```
 Error                              exit 1
 ├── ConfigError                    exit 2   bad TOML, unknown backend, invalid flag
+│   └── FlagError                           a command line Go's flag package rejects
 ├── TemplateError
 │   ├── TemplateSyntaxError        name, line, col
 │   └── TemplateExecError          name, line, col
@@ -11,7 +12,10 @@ Error                              exit 1
 │   ├── WatchUnsupported
 │   └── RevisionCompacted          triggers a full re-sync
 ├── ResourceError
-│   └── CommandFailed              cmd, returncode, output (check or reload)
+│   ├── CommandFailed              cmd, returncode, output (check or reload)
+│   └── ShadowError                the nginx config cannot be shadowed for a check
+├── AdminError                     a data plane's admin endpoint failed (nginx's Lua, HAProxy)
+│   └── RuntimeAPIError            HAProxy's runtime API in particular
 └── RegistrationError
     └── LeaseLost
 ```
@@ -25,15 +29,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AdminError",
     "BackendError",
     "BackendUnavailable",
     "CommandFailed",
     "ConfigError",
     "Error",
+    "FlagError",
     "LeaseLost",
     "RegistrationError",
     "ResourceError",
     "RevisionCompacted",
+    "RuntimeAPIError",
+    "ShadowError",
     "TemplateError",
     "TemplateExecError",
     "TemplateSyntaxError",
@@ -128,3 +136,22 @@ class RegistrationError(Error):
 
 class LeaseLost(RegistrationError):
     """The lease or TTL behind a registration expired; the agent registers again."""
+
+
+class FlagError(ConfigError):
+    """A command line Go's ``flag`` package would reject; the message is Go's."""
+
+
+class ShadowError(ResourceError):
+    """The configuration cannot be shadowed (replaced file not included, unreadable file)."""
+
+
+class AdminError(Error):
+    """A data plane's admin endpoint is unreachable or refused a push."""
+
+
+class RuntimeAPIError(AdminError):
+    """HAProxy's stats socket is unreachable, refused a command, or answered unreadably.
+
+    An ``AdminError``: whoever drives a data plane (``MembershipSink``) handles both alike.
+    """

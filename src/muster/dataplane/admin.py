@@ -12,16 +12,12 @@ from types import TracebackType
 
 import aiohttp
 
-from muster.errors import Error
+from muster.errors import AdminError
 from muster.log import kv
 
 __all__ = ["AdminError", "AdminState", "LuaAdmin", "admin_address_problem"]
 
 log = logging.getLogger(__name__)
-
-
-class AdminError(Error):
-    """nginx's admin endpoint is unreachable or refused a push."""
 
 
 @dataclass(frozen=True, slots=True)

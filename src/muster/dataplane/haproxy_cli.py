@@ -13,7 +13,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from muster.dataplane.admin import AdminError
+from muster.errors import RuntimeAPIError
 from muster.log import kv
 
 __all__ = ["HAProxyCLI", "RuntimeAPIError", "query"]
@@ -23,13 +23,6 @@ log = logging.getLogger(__name__)
 _PROMPT = "\n> "
 # Commands per connection: HAProxy reads them as they come, this only bounds one answer's size.
 _BATCH = 500
-
-
-class RuntimeAPIError(AdminError):
-    """HAProxy's stats socket is unreachable, refused a command, or answered unreadably.
-
-    An ``AdminError``: whoever drives a data plane (``MembershipSink``) handles both alike.
-    """
 
 
 class HAProxyCLI:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muster.errors import ShadowError
+
 __all__ = [
     "IncludeStatement",
     "ShadowError",
@@ -38,10 +40,6 @@ __all__ = [
 
 _MAX_DEPTH = 32  # nginx itself has no limit, but an include cycle must not hang us
 _GLOB_MAGIC = set("*?[")
-
-
-class ShadowError(Exception):
-    """The configuration cannot be shadowed (replaced file not included, unreadable file)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 
 from muster.backends.base import Lease, Registrar
-from muster.errors import ConfigError, Error, LeaseLost as LeaseLostError
+from muster.errors import ConfigError, Error, LeaseLost
 from muster.log import kv
 from muster.registration.lease import (
     Backoff,
     Done,
     HealthChanged,
-    LeaseLost,
+    LeaseGone,
     LeaseMachine,
     Refresh,
     Refreshed,
@@ -222,7 +222,7 @@ class Agent:
         except asyncio.CancelledError:
             self.machine.handle(RefreshFailed("cancelled"), self._now())
             raise
-        except LeaseLostError as exc:
+        except LeaseLost as exc:
             self._lost(str(exc))
             return
         except Exception as exc:
@@ -265,7 +265,7 @@ class Agent:
         except asyncio.CancelledError:
             self.machine.handle(RestoreFailed("cancelled"), self._now())
             raise
-        except LeaseLostError as exc:
+        except LeaseLost as exc:
             self._lost(str(exc))
             return
         except Exception as exc:
@@ -281,7 +281,7 @@ class Agent:
     def _lost(self, reason: str) -> None:
         self._lease = None
         self._vanished = self.machine.wanted
-        self.machine.handle(LeaseLost(), self._now())
+        self.machine.handle(LeaseGone(), self._now())
         self._recovered()
         logger.warning(
             kv("registration.lease.lost", key=self.spec.key, reason=reason, action="registering again")
@@ -296,7 +296,7 @@ class Agent:
         except asyncio.CancelledError:
             self.machine.handle(RevokeFailed("cancelled"), self._now())
             raise
-        except LeaseLostError:
+        except LeaseLost:
             pass  # already gone: that is what we wanted
         except Exception as exc:
             self.machine.handle(RevokeFailed(self._failed("deregister", exc)), self._now())

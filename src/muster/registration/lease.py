@@ -25,7 +25,7 @@ The key is *wanted* while the service is healthy and no stop was requested. Stat
      │                                              │  │  └─ Refreshed(key_intact=False) ─> RESTORING
      │                                              │  └─── Restored ─────────────────────────┘
      │                                              │       (RestoreFailed: retry, backoff)
-     ├──────── LeaseLost / presumed expired ────────┤
+     ├──────── LeaseGone / presumed expired ────────┤
      │                                              │ not wanted
      └──────────── Revoked ──────── REVOKING <──────┘ ──RevokeFailed──> REGISTERED (retry)
 
@@ -41,8 +41,8 @@ Timing rules (``ttl`` is what the store granted, which may exceed what was asked
 * every failure (store down, timeout, refused) retries after a jittered exponential backoff
   (``Backoff``), capped low (2 s by default) so that the key is back within seconds of the
   store's return; a failed refresh is retried no later than the presumed expiry;
-* ``LeaseLost`` means the store answered, so we re-register at once, without backoff;
-* ``failures`` counts consecutive failed requests: any answer (a success, ``LeaseLost``)
+* ``LeaseGone`` means the store answered, so we re-register at once, without backoff;
+* ``failures`` counts consecutive failed requests: any answer (a success, ``LeaseGone``)
   ends the streak, so the backoff starts again at its first step; a presumed expiry does
   not, since the store has still said nothing;
 * on ``Stop`` we revoke (deleting the key) and retry a failed revoke until
@@ -69,7 +69,7 @@ __all__ = [
     "Done",
     "Event",
     "HealthChanged",
-    "LeaseLost",
+    "LeaseGone",
     "LeaseMachine",
     "Refresh",
     "RefreshFailed",
@@ -109,12 +109,12 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
-    """Keep the lease alive, then check its key; report ``Refreshed``, ``RefreshFailed``, ``LeaseLost``."""
+    """Keep the lease alive, then check its key; report ``Refreshed``, ``RefreshFailed``, ``LeaseGone``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Write the key again on the held lease; report ``Restored``, ``RestoreFailed`` or ``LeaseLost``."""
+    """Write the key again on the held lease; report ``Restored``, ``RestoreFailed`` or ``LeaseGone``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,7 @@ class RefreshFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseLost:
+class LeaseGone:
     """The store answered that the lease (or the v2 key) no longer exists."""
 
 
@@ -205,7 +205,7 @@ Event = (
     | RegisterFailed
     | Refreshed
     | RefreshFailed
-    | LeaseLost
+    | LeaseGone
     | Restored
     | RestoreFailed
     | Revoked
@@ -379,7 +379,7 @@ class LeaseMachine:
             case RestoreFailed():
                 self._expect(State.RESTORING, event)
                 self._retry_held(now)
-            case LeaseLost():
+            case LeaseGone():
                 if self.state not in (State.REFRESHING, State.RESTORING, State.REVOKING):
                     raise RuntimeError(f"{event!r} while {self.state.value}: no lease in use")
                 self._lease_gone()

@@ -12,7 +12,7 @@ from muster.registration.lease import (
     Backoff,
     Done,
     HealthChanged,
-    LeaseLost,
+    LeaseGone,
     LeaseMachine,
     Refresh,
     Refreshed,
@@ -125,7 +125,7 @@ def test_lease_lost_reregisters_at_once_without_backoff() -> None:
     m = machine()
     registered(m)
     assert m.next_action(3.0) == Refresh()
-    m.handle(LeaseLost(), 3.1)
+    m.handle(LeaseGone(), 3.1)
     assert m.state is State.IDLE
     assert not m.is_registered(3.1)
     assert m.next_action(3.1) == Register()
@@ -229,7 +229,7 @@ def test_revoke_of_a_lost_lease_counts_as_revoked() -> None:
     registered(m)
     m.handle(Stop(), 1.0)
     assert m.next_action(1.0) == Revoke()
-    m.handle(LeaseLost(), 1.1)
+    m.handle(LeaseGone(), 1.1)
     assert m.next_action(1.1) == Done(clean=True)
 
 
@@ -247,7 +247,7 @@ def test_stop_after_presumed_expiry_needs_no_revoke() -> None:
         RegisterFailed(),
         Refreshed(1.0),
         RefreshFailed(),
-        LeaseLost(),
+        LeaseGone(),
         Restored(),
         RestoreFailed(),
         Revoked(),
@@ -365,7 +365,7 @@ def test_lease_lost_while_restoring_registers_afresh_at_once() -> None:
     m = machine()
     missing_key(m)
     assert m.next_action(3.0) == Restore()
-    m.handle(LeaseLost(), 3.1)
+    m.handle(LeaseGone(), 3.1)
     assert m.state is State.IDLE and not m.key_missing
     assert m.next_action(3.1) == Register()
 
@@ -412,7 +412,7 @@ def test_failure_count_restarts_after_a_lost_lease() -> None:
     m.handle(RefreshFailed("timeout"), 3.1)
     assert m.failures == 2
     assert m.next_action(3.5) == Refresh()
-    m.handle(LeaseLost(), 3.5)
+    m.handle(LeaseGone(), 3.5)
     assert m.failures == 0
     assert m.next_action(3.5) == Register()
     m.handle(RegisterFailed("down"), 3.5)
@@ -454,7 +454,7 @@ ACTIONS_AND_EVENTS = [
     RegisterFailed(),
     Refreshed(1.0),
     RefreshFailed(),
-    LeaseLost(),
+    LeaseGone(),
     Restored(),
     RestoreFailed(),
     Revoked(),
@@ -516,15 +516,15 @@ def test_states_are_named_in_repr_and_errors() -> None:
 def test_lease_lost_while_registering_is_a_bug() -> None:
     m = machine()
     assert m.next_action(0.0) == Register()
-    with pytest.raises(RuntimeError, match="LeaseLost.. while registering: no lease in use"):
-        m.handle(LeaseLost(), 0.0)
+    with pytest.raises(RuntimeError, match="LeaseGone.. while registering: no lease in use"):
+        m.handle(LeaseGone(), 0.0)
 
 
 def test_a_dropped_lease_leaves_nothing_behind() -> None:
     m = machine()
     missing_key(m)
     assert m.next_action(3.0) == Restore()
-    m.handle(LeaseLost(), 3.0)
+    m.handle(LeaseGone(), 3.0)
     assert (m.state, m.ttl, m.expires_at, m.refresh_at, m.next_at, m.key_missing) == (
         State.IDLE,
         None,
