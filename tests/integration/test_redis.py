@@ -242,3 +242,33 @@ async def test_register_keeps_restores_and_deregisters(
 
 async def _has_ttl(raw: Any, key: str) -> bool:
     return bool(await raw.ttl(key) > 0)
+
+
+async def test_tls_with_the_client_flags_or_a_rediss_url(
+    redis_server_factory: Callable[..., Any], tmp_path: Any, key_prefix: str
+) -> None:
+    from muster.stack.etcd import free_port, make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    tls_port = free_port()
+    redis_server_factory(
+        extra_args=[
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            str(certs.server_cert),
+            "--tls-key-file",
+            str(certs.server_key),
+            "--tls-ca-cert-file",
+            str(certs.ca),
+            "--tls-auth-clients",
+            "optional",
+        ]  # fmt: skip
+    )
+    ca = str(certs.ca)
+    for node in (f"127.0.0.1:{tls_port}", f"rediss://127.0.0.1:{tls_port}"):
+        async with backend(node, client_ca_keys=ca) as b:
+            assert dict((await b.get_values([key_prefix])).values) == {}
+    async with backend(f"rediss://127.0.0.1:{tls_port}") as b:  # no CA: the server is not trusted
+        with pytest.raises(BackendUnavailable, match="certificate verify failed"):
+            await b.get_values([key_prefix])

@@ -130,10 +130,13 @@ class RedisNodes:
             kwargs["retry"] = Retry(ExponentialBackoff(cap=0.1, base=0.01), retries)
             url = target.pop("url", None)
             if url is not None:
-                kwargs = {k: v for k, v in kwargs.items() if v is not None and not k.startswith("ssl")}
-                if not (kwargs.get("password") or kwargs.get("username")):
-                    kwargs.pop("username", None)
-                    kwargs.pop("password", None)
+                # The URL's scheme says whether to use TLS (rediss://); the TLS files still apply.
+                tls = url.startswith("rediss://")
+                kwargs = {
+                    k: v
+                    for k, v in kwargs.items()
+                    if v is not None and k != "ssl" and (tls or not k.startswith("ssl"))
+                }
                 found = Redis.from_url(url, **kwargs)
             else:
                 found = Redis(**target, **kwargs)
