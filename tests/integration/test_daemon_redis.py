@@ -40,7 +40,8 @@ async def _latencies(dest: Path, cfg: Any, put: Any, root: str) -> list[float]:
         await eventually(lambda: daemon.batches >= 1)
         await asyncio.sleep(0.3)  # the watch is subscribed
         for i in range(CHANGES):
-            await asyncio.sleep(0.05)  # a lone change each time
+            # A lone change each time: past the debounce window (0.2 s) after the last batch.
+            await asyncio.sleep(0.25)
             value = f"10.1.{i // 250}.{i % 250}:80"
             await put(f"{root}/services/web/servers/{i:03d}", value)
             out.append(await eventually(lambda v=value: v in read(dest), timeout=5))
