@@ -118,3 +118,24 @@ async def test_server_restart(redis_server_factory: Callable[..., Any], tmp_path
         await writer.aclose()
     print(f"\nredis: change applied {restart:.3f}s after the restart")
     assert restart < 1.0, restart
+
+
+async def test_notifications_refused_falls_back_to_the_interval(
+    redis_server_factory: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CONFIG renamed away and notifications off: said at start, and changes still arrive."""
+    server = redis_server_factory(extra_args=["--rename-command", "CONFIG", ""])
+    confdir = ConfDir(tmp_path)
+    dest = confdir.add("nginx")
+    writer = redis.asyncio.Redis(host="127.0.0.1", port=server.port)
+    try:
+        with caplog.at_level("WARNING", logger="muster"):
+            async with running(daemon_config(confdir, "redis", server.node, interval=1)) as daemon:
+                await eventually(lambda: daemon.batches >= 1)
+                await eventually(lambda: "keyspace notifications are off" in caplog.text, timeout=5)
+                await writer.set("/services/web/servers/a", "10.0.0.1:80")
+                took = await eventually(lambda: "10.0.0.1:80" in read(dest), timeout=5)
+    finally:
+        await writer.aclose()
+    assert "watch.unsupported" in caplog.text
+    assert took < 2.5, took
