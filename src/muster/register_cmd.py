@@ -159,6 +159,7 @@ def _build_check(
 @click.option("--client-key", default="", help="TLS client key (PEM).")
 @click.option("--client-ca-keys", default="", help="CA bundle to verify etcd's certificate (PEM).")
 @click.option("--client-insecure", is_flag=True, help="Do not verify etcd's certificate.")
+@click.option("--separator", default="", help="redis: what stands for / in keys (the daemon's -separator).")
 @click.option(
     "--log-level",
     default="info",
@@ -194,6 +195,7 @@ def register(
     client_key: str,
     client_ca_keys: str,
     client_insecure: bool,
+    separator: str,
     log_level: str,
     command: tuple[str, ...],
 ) -> None:
@@ -220,6 +222,7 @@ def register(
             client_key=client_key,
             client_ca_keys=client_ca_keys,
             client_insecure=client_insecure,
+            separator=separator,
         )
         registration = Registration(
             spec,

@@ -272,3 +272,19 @@ async def test_tls_with_the_client_flags_or_a_rediss_url(
     async with backend(f"rediss://127.0.0.1:{tls_port}") as b:  # no CA: the server is not trusted
         with pytest.raises(BackendUnavailable, match="certificate verify failed"):
             await b.get_values([key_prefix])
+
+
+async def test_register_with_a_separator_writes_what_the_daemon_reads(
+    redis_server: Any, raw: Any, spawn: SpawnAgent, key_prefix: str
+) -> None:
+    agent = spawn(redis_server.node, "redis", key_prefix, "--separator", ":", ttl=TTL)
+    name = agent.key.lstrip("/").replace("/", ":")
+
+    async def present() -> bool:
+        return bool(await raw.exists(name))
+
+    await _wait_for(present, 15)
+    async with backend(redis_server.node, separator=":") as b:
+        assert list((await b.get_values([key_prefix])).values) == [agent.key]
+    assert await asyncio.to_thread(agent.signal, signal.SIGTERM) == 0
+    assert not await present()
