@@ -237,6 +237,10 @@ class _Follower(ChangeFeed):
                 if self.down_since is None:
                     log.warning(kv("redis.watch.lost", error=exc, action="reconnecting"))
                 self._reachable(False)
+            except Exception as exc:  # a bug here must end the wait, not leave it hanging
+                log.exception(kv("redis.watch.failed", error=exc))
+                self._failed(BackendError(f"redis watch failed: {exc!r}"))
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -258,9 +262,10 @@ class _Follower(ChangeFeed):
         async with nodes.pubsub() as pubsub:
             with mapped("subscribe"):
                 await pubsub.psubscribe(*patterns)
-                for _ in patterns:  # the confirmations: from here on no event is missed
-                    while await pubsub.get_message(timeout=nodes.options.request_timeout) is None:
-                        pass
+                async with asyncio.timeout(nodes.options.request_timeout):
+                    for _ in patterns:  # the confirmations: from here on no event is missed
+                        while await pubsub.get_message(timeout=nodes.options.request_timeout) is None:
+                            pass
             log.info(kv("redis.watch.subscribed", node=nodes.current, patterns=len(patterns)))
             yield pubsub
 
