@@ -62,6 +62,7 @@ def test_up_on_redis_serves_the_demo_and_sigint_stops_every_process(tmp_path: Pa
         # redis-server retitles itself ("redis-server 127.0.0.1:PORT"): found by its address.
         redis_pids = processes_mentioning(f"redis-server 127.0.0.1:{redis_port}")
         assert redis_pids, "no redis-server process"
+        assert set(redis_pids) <= set(started)  # its title names its directory: a killed run's is found
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
@@ -98,3 +99,12 @@ class _DemoServer:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
+
+
+def test_a_redis_server_left_by_a_killed_run_is_found_in_its_state_dir(tmp_path: Path) -> None:
+    from muster.stack.local import leftover_processes
+    from muster.stack.redis import RedisProcess
+
+    with RedisProcess(tmp_path / "state" / "redis" / "data") as server:
+        assert server.pid in leftover_processes(tmp_path / "state")
+    assert leftover_processes(tmp_path / "state") == []

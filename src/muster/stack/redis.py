@@ -5,6 +5,8 @@ Contracts, as ``stack.etcd.EtcdProcess``: ``start()`` returns once the server an
 restarted server keeps its port and its directory. The server is Debian's binary run as a
 child with a config on the command line: no system service, no config file, nothing saved
 (``--save ''``) unless ``appendonly`` is asked for, in which case a restart keeps the data.
+redis-server rewrites its process title; the title keeps the path of an (empty) config file
+in ``directory``, so ``stack.local.leftover_processes`` finds a server a killed run left.
 """
 
 from __future__ import annotations
@@ -74,10 +76,16 @@ class RedisProcess(ManagedProcess):
         """The node as muster's ``-node`` takes it (``host:port``)."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def config_path(self) -> Path:
+        return self.directory.absolute() / "redis.conf"
+
     def command(self) -> list[str]:
         """The redis-server command line."""
         cmd = [
             self.binary,
+            str(self.config_path),
+            "--proc-title-template", "{title} {listen-addr} {config-file}",
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.directory),
@@ -97,6 +105,7 @@ class RedisProcess(ManagedProcess):
         if self.running:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text("# written by muster: every setting is on the command line\n")
         for attempt in range(3):
             self._spawn(self.command(), self.log_path)
             _RUNNING.add(self)
