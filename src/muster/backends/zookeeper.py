@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NODE = "127.0.0.1:2181"
 SESSION_TIMEOUT = 10.0
+#: A session handshake (one round trip) still unanswered after this long is cut and retried,
+#: doubling each time until a connect succeeds (see ``_unstick``).
+HANDSHAKE_STALL = 0.5
 _T = TypeVar("_T")
 _UNAVAILABLE = (ConnectionLoss, ConnectionClosedError, SessionExpiredError, KazooTimeoutError)
 
@@ -106,9 +110,11 @@ class ZooKeeperBackend:
         self._fired: dict[str, int] = {}  # path -> revision of its last watch event
         self._armed: dict[str, int] = {}  # prefix -> revision its last read started at
         self._changed = asyncio.Event()
+        self._up = asyncio.Event()  # connected, as last reported by kazoo
         self._down_since: float | None = None
         self._was_down = False
         self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         state = self._client.state if self._client is not None else "unstarted"
@@ -122,6 +128,8 @@ class ZooKeeperBackend:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         client, self._client = self._client, None
         if client is not None:
             await self._run(self._stop, client)
@@ -162,9 +170,10 @@ class ZooKeeperBackend:
                     "max_tries": -1,
                     "delay": 0.05,
                     "backoff": 2,
-                    "max_delay": 0.5,
+                    "max_delay": 0.25,  # back within 1 s of the server (and cheap: a refused connect)
                     "max_jitter": 0.05,
-                },  # fmt: skip
+                },
+                logger=logging.getLogger(f"{__name__}.kazoo"),  # under muster's log config  # fmt: skip
             )
             client.add_listener(self._on_state)
             log.debug(kv("zookeeper.connect.started", hosts=self.hosts))
@@ -176,15 +185,42 @@ class ZooKeeperBackend:
                 raise
             log.debug(kv("zookeeper.connect.complete", hosts=self.hosts, session=hex(client.client_id[0])))
             self._client = client
+            self._up.set()
+            self._watchdog = asyncio.create_task(self._unstick(client), name="zookeeper-handshake-watchdog")
             return client
+
+    async def _unstick(self, client: KazooClient) -> None:
+        """Cut a reconnect whose handshake hangs, so it is retried at once.
+
+        A server still starting accepts connections before it serves them; ZooKeeper 3.8
+        can then fail to close one (an NPE in ``NIOServerCnxn.close``), and kazoo would wait
+        its whole connect timeout (session timeout / nodes: 10 s) on it. While disconnected,
+        a socket kazoo holds longer than ``HANDSHAKE_STALL`` is shut down (kazoo sees a
+        dropped connection and tries again); the limit doubles after each cut, so a merely
+        slow server is waited for, and resets once connected.
+        """
+        limit, seen, since = HANDSHAKE_STALL, None, 0.0
+        while True:
+            await asyncio.sleep(0.1)
+            if self._up.is_set():
+                limit, seen = HANDSHAKE_STALL, None
+                continue
+            sock = getattr(getattr(client, "_connection", None), "_socket", None)  # kazoo internals
+            if sock is not seen:
+                seen, since = sock, time.monotonic()
+            elif sock is not None and time.monotonic() - since > limit:
+                log.info(kv("zookeeper.handshake.stalled", after_s=round(limit, 2), action="reconnect"))
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                limit, seen = limit * 2, None
 
     def _on_state(self, state: str) -> None:
         """kazoo's thread: the connection went away (SUSPENDED), the session too (LOST), or back."""
         self._call_in_loop(self._state_changed, state)
 
     def _on_watch(self, event: Any) -> None:
-        """kazoo's thread: a one-shot watch fired for ``event.path``."""
-        self._call_in_loop(self._mark, event.path)
+        """kazoo's thread: a one-shot watch fired for ``event.path`` (None: the session ended)."""
+        self._call_in_loop(self._mark, event.path or "/")
 
     def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -196,12 +232,14 @@ class ZooKeeperBackend:
         if self._closed:
             return
         if state == KazooState.CONNECTED:
+            self._up.set()
             if self._was_down:
                 outage = f"{self.outage() or 0:.3f}s"
                 log.info(kv("zookeeper.reconnected", outage=outage, session=hex(self.session_id or 0)))
                 self._down_since, self._was_down = None, False
                 self._mark("/")  # watches may be gone (a new session) or changes missed: re-read all
             return
+        self._up.clear()
         if self._down_since is None:
             self._down_since = time.monotonic()
         self._was_down = True
@@ -219,9 +257,17 @@ class ZooKeeperBackend:
         """Every leaf znode under ``prefixes`` (confd's nodeWalk), leaving watches on all read."""
         client = await self._connected()
         unique = list(dict.fromkeys(normalize_prefix(p) or "/" for p in prefixes))
-        revision = self._revision
-        with map_exceptions(f"read {unique}"):
-            values = await self._run(self._walk, client, unique)
+        for attempt in range(2):
+            revision = self._revision
+            try:
+                with map_exceptions(f"read {unique}"):
+                    values = await self._run(self._walk, client, unique)
+                break
+            except BackendUnavailable:
+                # Cut off mid-read (or the session just expired): kazoo reconnects on its own,
+                # so wait for that once rather than fail the read.
+                if attempt or not await self._wait_up(self.options.request_timeout):
+                    raise
         for prefix in unique:
             self._armed[prefix] = revision
         log.debug(kv("zookeeper.get.complete", keys=len(values), revision=revision))
@@ -264,6 +310,14 @@ class ZooKeeperBackend:
             if not frontier:
                 break
         return values
+
+    async def _wait_up(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._up.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def wait_changed(self, prefixes: Sequence[str], since: int | None) -> int | None:
         """Block until a znode under ``prefixes`` changes after revision ``since``; return the new one.

@@ -2,7 +2,7 @@
 
 Never the system service: the JVM runs ``QuorumPeerMain`` with a ``zoo.cfg`` written in its
 own directory (a free ``clientPort`` on 127.0.0.1, the admin server off, ``ruok`` allowed),
-and is ready once it answers ``ruok`` with ``imok``.
+and is ready once it answers ``ruok`` with ``imok`` and ``srvr`` with its mode.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ __all__ = ["ZOOKEEPER_JAR", "ZooKeeperProcess", "zookeeper_available"]
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"  # its manifest's Class-Path names the rest
 JAVA = "/usr/bin/java"
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+# The jar's manifest leaves SLF4J unbound (the server would log nothing); these bind it to log4j.
+LOG_JARS = ("/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar")
 
 _RUNNING: set[ZooKeeperProcess] = set()
 
@@ -98,7 +100,8 @@ class ZooKeeperProcess(ManagedProcess):
             java, "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
             "-Dzookeeper.jmx.log4j.disable=true",
             f"-Dlog4j.configuration=file:{cfg.parent / 'log4j.properties'}",
-            "-cp", f"{cfg.parent}:{self.jar}", MAIN, str(cfg),
+            "-cp", ":".join([str(cfg.parent), self.jar, *(j for j in LOG_JARS if os.path.exists(j))]),
+            MAIN, str(cfg),
         ]  # fmt: skip
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> None:
@@ -121,15 +124,26 @@ class ZooKeeperProcess(ManagedProcess):
                     raise
                 self.client_port = free_port()
 
-    def ruok(self, timeout: float = 0.5) -> bool:
-        """The four-letter ``ruok``: True when the server answers ``imok``."""
+    def four_letter(self, word: str, timeout: float = 0.5) -> str:
+        """The reply to a four-letter word (``ruok``, ``srvr``); "" if none."""
+        chunks = []
         try:
             with socket.create_connection(("127.0.0.1", self.client_port), timeout=timeout) as sock:
-                sock.sendall(b"ruok")
+                sock.sendall(word.encode())
                 sock.settimeout(timeout)
-                return sock.recv(16) == b"imok"
+                while chunk := sock.recv(4096):
+                    chunks.append(chunk)
         except OSError:
-            return False
+            pass
+        return b"".join(chunks).decode(errors="replace")
+
+    def ruok(self, timeout: float = 0.5) -> bool:
+        """``ruok`` answers ``imok`` and ``srvr`` a mode: the server serves sessions.
+
+        ``imok`` alone comes as soon as the port listens, while the database may still be
+        loading: a client connecting then can wait out its whole connect timeout.
+        """
+        return self.four_letter("ruok", timeout) == "imok" and "Mode: " in self.four_letter("srvr", timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll ``ruok``; ``Error`` with the log tail on timeout or exit."""
