@@ -16,10 +16,10 @@ import pytest
 
 from muster.backends.etcdv2 import EtcdV2Backend
 from muster.backends.etcdv3 import EtcdV3Backend
-from muster.daemon.backend import close_backend, create_backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
 from muster.daemon import Daemon
+from muster.daemon.backend import close_backend, create_backend
 
 UPSTREAMS = (
     '{{range $dir := lsdir "/services"}}upstream {{$dir}} {\n'

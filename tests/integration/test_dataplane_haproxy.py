@@ -19,10 +19,10 @@ from aiohttp import web
 from backend_helpers import ipv6_loopback, text_backend
 
 from muster.backends.etcdv3 import EtcdV3Backend
-from muster.daemon.backend import close_backend, create_backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
 from muster.daemon import Daemon
+from muster.daemon.backend import close_backend, create_backend
 from muster.dataplane import Peer
 from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
 from muster.dataplane.haproxy_cli import HAProxyCLI

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from daemon_helpers import ConfDir, eventually
 
-from muster.daemon.backend import create_backend
 from muster.config import Config
 from muster.daemon import Daemon
+from muster.daemon.backend import create_backend
 
 
 def config(confdir: ConfDir, **kw: object) -> Config:
