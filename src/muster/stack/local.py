@@ -36,6 +36,7 @@ from muster.stack.nginx import NginxProcess
 from muster.stack.process import group_members, stat_fields
 from muster.stack.redis import RedisProcess
 from muster.stack.stock import write_resource_for
+from muster.stack.zookeeper import ZooKeeperProcess
 
 __all__ = ["Stack", "UpOptions", "leftover_processes", "stop_processes"]
 
@@ -65,6 +66,7 @@ class Stack:
     opts: UpOptions
     etcd: list[EtcdProcess] = field(default_factory=list)
     redis: RedisProcess | None = None
+    zookeeper: ZooKeeperProcess | None = None
     nginx: NginxProcess | None = None
     daemon: DaemonProcess | None = None
     #: What the user should know about how the stack started (a port that was taken).
@@ -85,6 +87,8 @@ class Stack:
     @property
     def nodes(self) -> list[str]:
         """The registry's endpoints as ``-node`` takes them: etcd's URLs, or redis's host:port."""
+        if self.zookeeper is not None:
+            return [self.zookeeper.node]
         return [self.redis.node] if self.redis is not None else self.etcd_urls
 
     @property
@@ -111,6 +115,8 @@ class Stack:
         try:
             if self.opts.backend == "redis":
                 self._start_redis()
+            elif self.opts.backend == "zookeeper":
+                self._start_zookeeper()
             else:
                 self._start_etcd()
             self._start_nginx()
@@ -149,6 +155,12 @@ class Stack:
         shutil.rmtree(base, ignore_errors=True)  # a fresh store, as etcd's: the last run's keys died with it
         self.redis = RedisProcess(base / "data")  # a free port: Debian's redis-server may hold 6379
         self.redis.start()
+
+    def _start_zookeeper(self) -> None:
+        base = self.state / "zookeeper"
+        shutil.rmtree(base, ignore_errors=True)  # a fresh store, as etcd's
+        self.zookeeper = ZooKeeperProcess(base)  # a free port: a system ZooKeeper may hold 2181
+        self.zookeeper.start()
 
     def _port(self, preferred: int, flag: str, what: str) -> int:
         if _is_free(preferred):
@@ -260,12 +272,18 @@ class Stack:
         if self.redis is not None:
             self.redis.call("SET", key, value)
             return
+        if self.zookeeper is not None:
+            self.zookeeper.put(key, value)
+            return
         self._etcd_call(key, value)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` from the keyspace the daemon reads."""
         if self.redis is not None:
             self.redis.call("DEL", key)
+            return
+        if self.zookeeper is not None:
+            self.zookeeper.put(key, None)
             return
         self._etcd_call(key, None)
 
@@ -305,6 +323,8 @@ class Stack:
                 return f"etcd {member.name} (log: {member.log_path})"
         if self.redis is not None and not self.redis.running:
             return f"redis-server (log: {self.redis.log_path})"
+        if self.zookeeper is not None and not self.zookeeper.running:
+            return f"zookeeper (log: {self.zookeeper.log_path})"
         return None
 
     def stop(self) -> None:
@@ -320,6 +340,8 @@ class Stack:
                 member.stop()
             if self.redis is not None:
                 self.redis.stop()
+            if self.zookeeper is not None:
+                self.zookeeper.stop()
 
 
 def _b64(text: str) -> str:

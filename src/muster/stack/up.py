@@ -279,7 +279,7 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
     assert stack.nginx is not None
     url = stack.nginx.url
     etcd = stack.nodes[0]
-    store = "redis" if stack.redis is not None else "etcd"
+    store = "redis" if stack.redis is not None else "zookeeper" if stack.zookeeper is not None else "etcd"
     say("")
     say(f"muster is up: nginx on {url}, {store} on {', '.join(stack.nodes)} ({stack.opts.backend})")
     if servers:
@@ -300,6 +300,8 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
     elif stack.redis is not None:
         value = json.dumps({"host": "127.0.0.1", "port": 9000})
         say(f"  or by hand:  redis-cli -p {stack.redis.port} SET /services/api/servers/one '{value}'")
+    elif stack.zookeeper is not None:
+        pass  # zkCli.sh makes no parent znodes: `muster register` above is the way
     else:
         value = json.dumps({"host": "127.0.0.1", "port": 9000})
         say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
@@ -320,6 +322,11 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
 
         if not redis_available():
             raise ConfigError("redis-server is not installed: run scripts/install-deps")
+    elif opts.backend == "zookeeper":
+        from muster.stack.zookeeper import zookeeper_available
+
+        if not zookeeper_available():
+            raise ConfigError("zookeeper (and java) is not installed: run scripts/install-deps")
     elif not etcd_available():
         raise ConfigError("etcd is not installed (/usr/bin/etcd): run scripts/install-deps")
     if not nginx_available():
@@ -358,7 +365,7 @@ async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
     caller stops the stack's processes."""
     opts = stack.opts
     members = f"{opts.etcd_nodes} member" + ("s" if opts.etcd_nodes > 1 else "")
-    store = "redis-server" if opts.backend == "redis" else f"etcd ({members})"
+    store = {"redis": "redis-server", "zookeeper": "zookeeper"}.get(opts.backend, f"etcd ({members})")
     out(f"starting {store}, nginx and muster...")
     # Startup runs in a thread and cannot be interrupted half way: a signal meanwhile
     # only sets ``stop``, and we stop everything once it returns.
@@ -483,9 +490,9 @@ def _process_name(pid: int) -> str:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="nginx's port.")
 @click.option("--etcd-port", type=click.IntRange(1, 65535), default=2379, show_default=True)
 @click.option("--etcd-nodes", type=click.Choice(["1", "3"]), default="1", show_default=True)
-@click.option("--backend", type=click.Choice(["etcdv3", "etcd", "redis"]), default="etcdv3",
+@click.option("--backend", type=click.Choice(["etcdv3", "etcd", "redis", "zookeeper"]), default="etcdv3",
               show_default=True,
-              help="etcd's v3 API, the v2 keys API of the seed post, or a redis-server.")  # fmt: skip
+              help="etcd's v3 API, the seed post's v2 keys API, a redis-server or a ZooKeeper.")  # fmt: skip
 @click.option(
     "--demo", type=click.IntRange(0, 50), default=3, show_default=True, help="Demo servers of 'hello'."
 )

@@ -8,6 +8,7 @@ and is ready once it answers ``ruok`` with ``imok`` and ``srvr`` with its mode.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -156,6 +157,24 @@ class ZooKeeperProcess(ManagedProcess):
             if time.monotonic() > deadline:
                 raise Error(f"zookeeper not ready after {timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def put(self, key: str, value: str | None) -> None:
+        """Write ``key`` as a persistent znode (parents made on the way), or delete it (None)."""
+        from kazoo.client import KazooClient  # the zookeeper extra
+        from kazoo.exceptions import NoNodeError
+
+        client = KazooClient(hosts=self.node)
+        client.start(timeout=10)
+        try:
+            if value is None:
+                with contextlib.suppress(NoNodeError):
+                    client.delete(key)
+            else:
+                client.ensure_path(key)
+                client.set(key, value.encode())
+        finally:
+            client.stop()
+            client.close()
 
     def _reaped(self, proc: subprocess.Popen[bytes]) -> None:
         super()._reaped(proc)
