@@ -19,8 +19,8 @@ def test_registry_names() -> None:
 
 
 def test_unknown_backend_is_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown backend 'zookeeper'; choose one of"):
-        load("zookeeper")
+    with pytest.raises(ConfigError, match="unknown backend 'consul'; choose one of"):
+        load("consul")
 
 
 async def test_create_passes_options() -> None:

@@ -103,10 +103,10 @@ def test_main_version() -> None:
 def test_main_config_error_exits_2(tmp_path: Path) -> None:
     err = io.StringIO()
     code = main(
-        ["-onetime", "-backend", "zookeeper", "-config-file", str(tmp_path / "none")], stderr=err, environ={}
+        ["-onetime", "-backend", "consul", "-config-file", str(tmp_path / "none")], stderr=err, environ={}
     )
     assert code == 2
-    assert "unsupported backend 'zookeeper'" in err.getvalue()
+    assert "unsupported backend 'consul'" in err.getvalue()
 
 
 def test_main_missing_confdir_exits_2(tmp_path: Path) -> None:
