@@ -85,9 +85,11 @@ def test_ephemeral_restored_renewed_and_removed(
     assert entry is not None and entry[0] == value and entry[1] not in (0, owner), entry
     assert took < INTERVAL + 1.0, f"{took:.2f}s\n{agent.output()}"
 
-    # SIGTERM: removed at once, exit 0.
+    # SIGTERM: removed at once, exit 0, with the parents it left empty (else confd's reading
+    # would see a key ``.../web/servers`` = "", a service without servers).
     assert agent.signal(signal.SIGTERM) == 0
     assert read(probe, agent.key) is None
+    assert probe.exists(f"{key_prefix}/web") is None
 
 
 def test_a_killed_agent_leaves_nothing_behind(

@@ -37,6 +37,7 @@ from kazoo.exceptions import (
     KazooException,
     NodeExistsError,
     NoNodeError,
+    NotEmptyError,
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
@@ -372,6 +373,8 @@ class ZooKeeperBackend:
             try:
                 client.create(key, value.encode(), ephemeral=True, makepath=True)
                 return session
+            except NoNodeError:
+                continue  # a parent was removed (by a revoke's cleanup) in between: make it again
             except NodeExistsError:
                 _data, stat = client.get(key)
                 if stat.ephemeralOwner == session:
@@ -468,3 +471,13 @@ class ZooKeeperLease:
                 self._client.delete(self.key, version=stat.version)
         except NoNodeError:
             pass
+        # The parents ``makepath`` created stay as empty leaf znodes, which confd's reading
+        # turns into keys (``/services/web/servers`` = ""): a service with no servers where
+        # etcd would have none. Remove those left empty, up to the top-level znode.
+        parent = self.key.rsplit("/", 1)[0]
+        while parent.count("/") >= 2:
+            try:
+                self._client.delete(parent)  # refused while it has children
+            except (NotEmptyError, NoNodeError):
+                return
+            parent = parent.rsplit("/", 1)[0]
