@@ -58,6 +58,7 @@ SESSION_TIMEOUT = 10.0
 #: A session handshake (one round trip) still unanswered after this long is cut and retried,
 #: doubling each time until a connect succeeds (see ``_unstick``).
 HANDSHAKE_STALL = 0.5
+_FIRED_KEPT = 4096
 _T = TypeVar("_T")
 _UNAVAILABLE = (ConnectionLoss, ConnectionClosedError, SessionExpiredError, KazooTimeoutError)
 
@@ -271,6 +272,10 @@ class ZooKeeperBackend:
                     raise
         for prefix in unique:
             self._armed[prefix] = revision
+        if len(self._fired) > _FIRED_KEPT:
+            # Ephemeral keys come and go under new names: forget events every prefix has read past.
+            floor = min(self._armed.values())
+            self._fired = {path: rev for path, rev in self._fired.items() if rev > floor}
         log.debug(kv("zookeeper.get.complete", keys=len(values), revision=revision))
         return Snapshot(dict(sorted(values.items())), revision)
 
