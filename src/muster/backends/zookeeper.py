@@ -15,10 +15,12 @@ which path changed, so a wait ends only for changes under its prefixes. The tree
 kept as a replica; a later read re-reads only the znodes whose watches fired (re-arming
 them), so a change costs a few round trips however many keys there are (kazoo manages
 about 0.3 ms a znode: a full walk of 1,000 keys takes ~0.3 s, the read after one change
-~3 ms). A wait on a prefix whose watches have fired since its last read re-reads it first. kazoo keeps retrying the
-connection (backoff capped at 0.5 s); after a disconnect, and after a lost session (whose
-watches the server dropped), the reconnect counts as a change to every prefix, so the daemon
-re-reads and re-arms. ``outage()`` reports how long the connection has been down.
+~3 ms). A wait on a prefix whose watches have fired since its last read re-reads it first.
+
+kazoo keeps retrying the connection (backoff capped at 0.25 s; a handshake that hangs is cut,
+see ``_unstick``); after a disconnect, and after a lost session (whose watches the server
+dropped), the reconnect counts as a change to every prefix, so the daemon walks them afresh
+and re-arms. ``outage()`` reports how long the connection has been down.
 """
 
 from __future__ import annotations
