@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,3 +78,43 @@ async def test_the_replica_follows_every_kind_of_change(zookeeper: Any, writer: 
     finally:
         await backend.aclose()
         await fresh.aclose()
+
+
+async def test_a_reconnect_whose_handshake_hangs_is_cut_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that accepts but never answers (ZooKeeper 3.8 starting up can leave one so) must
+    not hold the backend for its whole connect timeout (the session timeout, 10 s)."""
+    import logging
+    import socket
+
+    from muster.stack.zookeeper import ZooKeeperProcess
+
+    caplog.set_level(logging.INFO, logger="muster.backends.zookeeper")
+    with ZooKeeperProcess(tmp_path / "zk") as server:
+        backend = ZooKeeperBackend(options=BackendOptions(nodes=(server.node,)))
+        try:
+            await backend.get_values(["/"])
+            await asyncio.to_thread(server.stop)
+            silent = socket.create_server(("127.0.0.1", server.client_port))
+            held: list[socket.socket] = []
+            try:
+                deadline = time.monotonic() + 5
+                while "zookeeper.handshake.stalled" not in caplog.text and time.monotonic() < deadline:
+                    try:
+                        silent.settimeout(0.05)
+                        held.append(silent.accept()[0])  # accepted, never answered
+                    except TimeoutError:
+                        pass
+                    await asyncio.sleep(0)
+                assert "zookeeper.handshake.stalled" in caplog.text
+            finally:
+                for conn in held:
+                    conn.close()
+                silent.close()
+            await asyncio.to_thread(server.start)
+            back = time.monotonic()
+            await asyncio.wait_for(backend._up.wait(), timeout=5)
+            assert time.monotonic() - back < 1.0
+        finally:
+            await backend.aclose()
