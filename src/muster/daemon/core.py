@@ -428,7 +428,7 @@ class Daemon:
                 # The files stay as they are; try again soon, the watcher may wake us earlier.
                 log = logger.warning if backoff == BACKOFF_START else logger.debug
                 log(kv("batch.retry", in_s=round(backoff, 2), error=report.backend_error))
-                await self.sleep(backoff)
+                await self._sleep_unless_dirty(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 self._mark_dirty("retry")
                 continue
@@ -436,6 +436,19 @@ class Daemon:
             self._synced_rev = report.revision
             self._synced.set()
             self._retry_failures(report)
+
+    async def _sleep_unless_dirty(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if something marks the state dirty meanwhile: a backend
+        that comes back reports a change at once, which must not wait out the backoff (after
+        etcd regained quorum this cost up to BACKOFF_MAX on top of the convergence)."""
+        sleeper = asyncio.ensure_future(self.sleep(seconds))
+        dirty = asyncio.ensure_future(self._dirty.wait())
+        try:
+            await asyncio.wait({sleeper, dirty}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (sleeper, dirty):
+                fut.cancel()
+            await asyncio.gather(sleeper, dirty, return_exceptions=True)
 
     def _retry_failures(self, report: BatchReport) -> None:
         """Run the batch again after a capped backoff while a resource fails; a change may run
