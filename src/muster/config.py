@@ -152,6 +152,13 @@ OPTIONS: tuple[Option, ...] = (
         "keep routing to servers removed en masse for this long (0 disables the panic guard)",
     ),
     _o(
+        "panic_window",
+        "panic-window",
+        "panic_window",
+        "duration",
+        "removals within this long count together for the panic guard (leases expiring apart)",
+    ),
+    _o(
         "panic_grace_for",
         "panic-grace-for",
         "panic_grace_for",
@@ -243,6 +250,7 @@ class Config:
     reload_timeout: float = 60.0
     panic_grace: float = 300.0
     panic_grace_for: tuple[str, ...] = ()
+    panic_window: float = 30.0
     panic_max_server_loss: int = 50
     panic_max_service_loss: int = 50
     dataplane: str = "auto"
@@ -497,6 +505,8 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
             fail(name, f"{name.replace('_', '-')} must be positive")
     if config.panic_grace < 0:
         fail("panic_grace", "panic-grace must not be negative")
+    if config.panic_window < 0:
+        fail("panic_window", "panic-window must not be negative")
     for name in ("panic_max_server_loss", "panic_max_service_loss"):
         if not 0 <= getattr(config, name) <= 100:
             fail(name, f"{name.replace('_', '-')} must be a percentage, 0-100")
@@ -577,4 +587,5 @@ def guard_settings(config: Config) -> GuardSettings:
         max_server_loss=config.panic_max_server_loss / 100,
         max_service_loss=config.panic_max_service_loss / 100,
         grace_for=panic_grace_for(config.panic_grace_for),
+        window=config.panic_window,
     )

@@ -18,7 +18,11 @@ publish. The removed servers of a service are *held* when, in one update, it wou
   every service it serves).
 
 Shrink counts servers, not names: a server replaced by another (a deploy, an address
-that moved in DNS) is no loss of capacity and is applied at once.
+that moved in DNS) is no loss of capacity and is applied at once. Shrink is counted over
+``window`` seconds, not one update: leases that expire a few seconds apart (every agent
+of a host cut off from etcd) arrive in separate updates, 3 -> 2 -> 1 -> 0, each under
+half; once the losses of the window add up past the share, the servers removed earlier
+in it are published again and held too.
 
 A held server keeps being published until its grace period ends (per service or the
 default; 0 disables the guard), until it comes back (the hold simply ends), or until an
@@ -60,6 +64,8 @@ class GuardSettings:
     max_service_loss: float = 0.5
     #: Grace per service name, overriding ``grace`` (0 turns the guard off for that service).
     grace_for: Mapping[str, float] = field(default_factory=dict)
+    #: Removals within this many seconds count together (see the module docstring).
+    window: float = 30.0
 
     def grace_of(self, service: str) -> float:
         return self.grace_for.get(service, self.grace)
@@ -74,6 +80,7 @@ class PanicGuard(Generic[T]):
         #: What was last published, per service.
         self.published: dict[str, list[T]] = {}
         self._held: dict[str, dict[T, float]] = {}  # service -> held server -> deadline
+        self._recent: dict[str, dict[T, float]] = {}  # service -> removal applied -> when
         self._accepted = False
 
     def __repr__(self) -> str:
@@ -156,32 +163,47 @@ class PanicGuard(Generic[T]):
             held = {}
         grace = self.settings.grace_of(name)
         removed = [s for s in before if s not in present and s not in was_held]
-        # ``before`` includes held servers: judge against what was really registered.
-        registered = len([s for s in before if s not in was_held])
+        recent = {
+            s: t
+            for s, t in self._recent.pop(name, {}).items()
+            if now - t < self.settings.window and s not in present and s not in held
+        }
+        # ``before`` includes held servers: judge against what was really registered, plus
+        # what this window already removed.
+        registered = len([s for s in before if s not in was_held]) + len(recent)
         lost = registered - len(current)
+        reason = None
         if removed and lost > 0 and grace > 0 and not accepted:
             reason = (
                 "every server of the service is gone"
                 if not current
-                else f"{lost} of {registered} servers gone at once"
+                else f"{lost} of {registered} servers gone within {self.settings.window:.0f} s"
                 if lost > self.settings.max_server_loss * registered
                 else "part of a mass removal across services"
                 if mass
                 else None
             )
-            if reason is not None:
-                deadline = now + grace
-                held.update(dict.fromkeys(removed, deadline))
-                log.warning(
-                    kv(
-                        "guard.holding",
-                        service=name,
-                        servers=len(removed),
-                        reason=reason,
-                        grace_s=grace,
-                        note="still routed until the grace ends, they return, or SIGUSR1 accepts",
-                    )
+        if reason is None:
+            # Only a shrink counts toward the window: a server replaced by another is no loss.
+            shrink = registered - len(recent) - len(current)  # this update's own loss
+            recent.update(dict.fromkeys(removed[: max(shrink, 0)], now))
+            if recent:
+                self._recent[name] = recent
+        else:
+            deadline = now + grace
+            held.update(dict.fromkeys(removed, deadline))
+            # Removed earlier in the window: routed again, for what is left of their grace.
+            held.update({s: t + grace for s, t in recent.items() if t + grace > now})
+            log.warning(
+                kv(
+                    "guard.holding",
+                    service=name,
+                    servers=len(removed) + len(recent),
+                    reason=reason,
+                    grace_s=grace,
+                    note="still routed until the grace ends, they return, or SIGUSR1 accepts",
                 )
+            )
         if held:
             self._held[name] = held
         return held

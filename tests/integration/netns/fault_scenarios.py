@@ -281,6 +281,7 @@ def service_partition(bed: Bed, extra_seconds: float = 3.0, stagger: float = 0.0
                     fewest = _fewer(fewest, bed.sample_peers(stagger))
             fewest = _fewer(fewest, bed.sample_peers(bed.ttl + extra_seconds))
             keys_during = len(bed.keys("/services/"))
+            at_end = [bed.peers(0) or 0, bed.peers(1) or 0]
         finally:
             for fault in faults:
                 healed = bed.heal(fault)
@@ -299,6 +300,7 @@ def service_partition(bed: Bed, extra_seconds: float = 3.0, stagger: float = 0.0
         "heal -> every agent registered again and both proxies route all three",
         keys_left_during=keys_during,
         fewest_hello_peers=fewest,
+        hello_peers_at_end=at_end,
         ttl_s=bed.ttl,
     )
 

@@ -9,10 +9,8 @@ and a table printed when the module ends).
 The proxy partition lasts 60 s, as the issue asks; ``MUSTER_FAULTS_PARTITION_S=15``
 shortens it (the module then takes about 1.7 minutes instead of 2.5).
 
-Two known muster weaknesses are marked xfail with the reason, so that a fix shows up as
-XPASS (strict) or a plain pass: a daemon whose etcd member goes silent stays blind for up
-to ~13 s, and the panic guard keeps only the last server of a service whose leases expire
-one by one.
+A convergence after quorum over 1 s is an xfail with its reason (a reconnect in flight
+when quorum returns); anything over ``BLIND_S`` fails.
 """
 
 from __future__ import annotations
@@ -165,20 +163,10 @@ def test_service_hosts_partitioned_past_their_ttl_keep_serving(
     assert outcome.failed == 0, why
     # The guard kept the service routed (how many of its servers: see the next test).
     assert min(outcome.notes["fewest_hello_peers"]) >= 1, why
+    assert outcome.notes["hello_peers_at_end"] == [3, 3], "the guard kept every server\n" + why
     assert outcome.convergence is not None and outcome.convergence <= 10.0, why
 
 
-class GuardLetServersGo(AssertionError):
-    """A proxy stopped routing to a partitioned server the guard should have kept."""
-
-
-@pytest.mark.xfail(
-    raises=GuardLetServersGo,
-    strict=True,
-    reason="the panic guard judges each batch alone: leases that expire one by one are "
-    "removed one by one (3 -> 2 and 2 -> 1 are no more than half) until the last, which "
-    "alone is held, so a partitioned service shrinks to one server",
-)
 def test_service_hosts_partitioned_one_after_another_are_all_kept(
     bed: Bed, record_property: RecordProperty
 ) -> None:
@@ -186,8 +174,10 @@ def test_service_hosts_partitioned_one_after_another_are_all_kept(
     why = _record(outcome, bed, record_property)
     assert outcome.notes["keys_left_during"] == 0, "the leases did not expire\n" + why
     assert outcome.failed == 0, why
-    if outcome.notes["fewest_hello_peers"] != [3, 3]:
-        raise GuardLetServersGo(why)
+    # The first lease to expire (one of three) is ordinary churn; the second adds up to two
+    # of three within the guard's window, and both come back, held with the third.
+    assert min(outcome.notes["fewest_hello_peers"]) >= 2, why
+    assert outcome.notes["hello_peers_at_end"] == [3, 3], why
 
 
 def test_delete_prefix_services_removes_nothing_and_agents_restore(

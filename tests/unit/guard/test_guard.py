@@ -71,6 +71,25 @@ def test_a_replaced_server_is_no_loss_and_applies_at_once(clock: Clock) -> None:
     assert g.update({"web": ["a", "x"]})[0] == {"web": ["a", "x"]}, "half replaced, half gone: 50 %"
 
 
+def test_losses_a_few_seconds_apart_add_up_within_the_window(clock: Clock) -> None:
+    # Three agents cut off from etcd: their leases expire in three updates, each under half.
+    g = guard(clock, grace=60, window=30)
+    g.update({"web": ["a", "b", "c"]})
+    assert g.update({"web": ["b", "c"]})[0] == {"web": ["b", "c"]}, "one of three: applied"
+    clock.now += 3
+    published, touched = g.update({"web": ["c"]})
+    assert published == {"web": ["c", "b", "a"]} and touched == {"web"}, "two of three within 30 s"
+    assert g.next_deadline() == 1000.0 + 60, "a's grace counts from its own removal"
+    clock.now += 3
+    assert g.update({"web": []})[0] == {"web": ["b", "a", "c"]}
+    # Outside the window, a slow decline is ordinary churn.
+    slow = guard(clock, grace=60, window=30)
+    slow.update({"web": ["a", "b", "c"]})
+    slow.update({"web": ["b", "c"]})
+    clock.now += 31
+    assert slow.update({"web": ["c"]})[0] == {"web": ["c"]}
+
+
 def test_servers_coming_back_end_the_hold_and_new_ones_join_at_once(clock: Clock) -> None:
     g = guard(clock, grace=60)
     g.update({"web": ["a", "b"]})
