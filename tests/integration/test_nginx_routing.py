@@ -112,7 +112,10 @@ def _routing(base: Path, general: bool) -> Iterator[Routing]:
             write_resource_general(base / "confd", paths)
         else:
             write_resource_for(base / "confd", nginx)  # what muster up runs
-        with DaemonProcess(base / "confd", [etcd.client_url], log_path=base / "muster.log") as daemon:
+        # No panic guard: these tests watch servers (even a service's last) leave as they go.
+        with DaemonProcess(
+            base / "confd", [etcd.client_url], log_path=base / "muster.log", extra_args=["-panic-grace", "0"]
+        ) as daemon:
             try:
                 daemon.wait_file(nginx.dest, timeout=20)
             except Error:
