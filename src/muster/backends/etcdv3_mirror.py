@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 0.5  # short: after an outage a change must be seen within a second
+RACE_TIMEOUT = 0.5  # how long a reconnect waits for any member's status (see _find_member)
 
 
 def unique_ranges(prefixes: Sequence[str]) -> list[KeyRange]:
@@ -151,6 +152,8 @@ class Mirror(ChangeFeed):
                     log.warning(
                         kv("etcd.watch.disconnected", endpoint=url, revision=self.revision, error=exc)
                     )
+                if await self._find_member():
+                    continue  # a member with a leader answered: resume the watch there at once
                 failures_in_row += 1
                 if failures_in_row >= len(self.client.endpoints.urls):
                     await asyncio.sleep(delay)  # every member failed once: back off
@@ -163,6 +166,37 @@ class Mirror(ChangeFeed):
                 await self.client.reauthenticate(url)
                 continue
             outage_since, delay, failures_in_row = None, BACKOFF_FIRST, 0
+
+    async def _find_member(self) -> bool:
+        """Ask every member's status at once and move to the first that answers (it has a
+        leader); False if none does within ``RACE_TIMEOUT``.
+
+        Trying members in turn cost a full connect timeout for each one cut off: a watch
+        that lost its member while quorum was gone came back up to 1.5 s after quorum did.
+        """
+        urls = self.client.endpoints.urls
+        if len(urls) < 2:
+            return False
+        asks = {asyncio.ensure_future(self.client.status(url, timeout=RACE_TIMEOUT)): url for url in urls}
+        pending = set(asks)
+        deadline = asyncio.get_running_loop().time() + RACE_TIMEOUT
+        try:
+            while pending:
+                left = deadline - asyncio.get_running_loop().time()
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(left, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    return False
+                for fut in done:
+                    if not fut.cancelled() and fut.exception() is None:
+                        self.client.endpoints.mark_good(asks[fut])
+                        return True
+            return False
+        finally:
+            for fut in pending:
+                fut.cancel()
+            await asyncio.gather(*asks, return_exceptions=True)
 
     async def _consume(self, stream: WatchStream, outage_since: float | None) -> None:
         probe = self.options.watch_probe_interval
