@@ -152,11 +152,14 @@ class Mirror(ChangeFeed):
                     log.warning(
                         kv("etcd.watch.disconnected", endpoint=url, revision=self.revision, error=exc)
                     )
+                raced = time.monotonic()
                 if await self._find_member():
                     continue  # a member with a leader answered: resume the watch there at once
                 failures_in_row += 1
                 if failures_in_row >= len(self.client.endpoints.urls):
-                    await asyncio.sleep(delay)  # every member failed once: back off
+                    # Every member failed once: back off, counting the race's own wait, so a
+                    # healed partition is found within about RACE_TIMEOUT, not twice that.
+                    await asyncio.sleep(max(0.0, delay - (time.monotonic() - raced)))
                     delay = min(delay * 2, BACKOFF_MAX)
                     failures_in_row = 0
                 continue
