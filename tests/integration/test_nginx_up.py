@@ -96,6 +96,34 @@ def end(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
+def assert_demo_routed(port: int, banner: str) -> None:
+    """Both demo servers answer through nginx, and the status server named in the banner is ready."""
+    bodies = set()
+    for _ in range(10):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
+            bodies.add(resp.read().decode().strip())
+    assert bodies == {"hello-1", "hello-2"}
+    status = re.search(r"curl (http://127\.0\.0\.1:\d+)/status", banner)
+    assert status is not None, banner
+    with urllib.request.urlopen(f"{status.group(1)}/readyz", timeout=5) as resp:
+        assert resp.status == 200
+
+
+def assert_sigint_leaves_nothing(proc: subprocess.Popen[str], state: Path) -> None:
+    """Ctrl-C stops ``muster up`` cleanly, and no process of its state dir or nginx's group is left."""
+    started = processes_mentioning(str(state))
+    master = int((state / "nginx" / "nginx.pid").read_text())
+    assert master in started
+    assert len(started) >= 3  # the store, nginx's master, the daemon
+    assert process_group(master)  # nginx's master and workers
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped." in out
+    assert processes_mentioning(str(state)) == []
+    assert process_group(master) == []
+
+
 @pytest.mark.parametrize("backend", ["etcdv3", "etcd"])
 def test_up_serves_the_demo_and_sigint_stops_every_process(tmp_path: Path, backend: str) -> None:
     state = tmp_path / "state"
@@ -107,27 +135,8 @@ def test_up_serves_the_demo_and_sigint_stops_every_process(tmp_path: Path, backe
         banner = read_until(proc, "Ctrl-C stops everything", timeout=90)
         assert f"curl http://127.0.0.1:{port}/hello/" in banner
         assert "all routed" in banner
-        bodies = set()
-        for _ in range(10):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
-                bodies.add(resp.read().decode().strip())
-        assert bodies == {"hello-1", "hello-2"}
-        # The daemon's status server, named in the banner, says it is in step.
-        status = re.search(r"curl (http://127\.0\.0\.1:\d+)/status", banner)
-        assert status is not None, banner
-        with urllib.request.urlopen(f"{status.group(1)}/readyz", timeout=5) as resp:
-            assert resp.status == 200
-        started = processes_mentioning(str(state))
-        master = int((state / "nginx" / "nginx.pid").read_text())
-        assert master in started
-        assert len(started) >= 3  # etcd, nginx's master, the daemon
-        assert process_group(master)  # nginx's master and workers
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
-        assert "stopped." in out
-        assert processes_mentioning(str(state)) == []
-        assert process_group(master) == []
+        assert_demo_routed(port, banner)  # and the daemon's status server says it is in step
+        assert_sigint_leaves_nothing(proc, state)
     finally:
         end(proc)
 

@@ -4,14 +4,19 @@ Ctrl-C leaves nothing behind (the redis-server included)."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_nginx_up import end, get_body, process_group, processes_mentioning, read_until
+from test_nginx_up import (
+    assert_demo_routed,
+    assert_sigint_leaves_nothing,
+    end,
+    get_body,
+    processes_mentioning,
+    read_until,
+)
 
 from muster.stack.etcd import free_port
 from muster.stack.nginx import nginx_available
@@ -35,15 +40,7 @@ def test_up_on_redis_serves_the_demo_and_sigint_stops_every_process(tmp_path: Pa
         assert re.search(r"redis on 127\.0\.0\.1:\d+ \(redis\)", banner), banner
         assert "--backend redis" in banner and "redis-cli -p" in banner
         assert "all routed" in banner
-        bodies = set()
-        for _ in range(10):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
-                bodies.add(resp.read().decode().strip())
-        assert bodies == {"hello-1", "hello-2"}
-        status = re.search(r"curl (http://127\.0\.0\.1:\d+)/status", banner)
-        assert status is not None, banner
-        with urllib.request.urlopen(f"{status.group(1)}/readyz", timeout=5) as resp:
-            assert resp.status == 200
+        assert_demo_routed(port, banner)
 
         # A server registered by hand with redis-cli's command, as the banner shows, routes too.
         redis_port = int(re.search(r"redis-cli -p (\d+)", banner).group(1))  # type: ignore[union-attr]
@@ -55,21 +52,13 @@ def test_up_on_redis_serves_the_demo_and_sigint_stops_every_process(tmp_path: Pa
             writer.call("SET", "/services/api/servers/one", f'{{"host":"127.0.0.1","port":{backend_port}}}')
             assert get_body(f"http://127.0.0.1:{port}/api/", "by-hand", timeout=10) == "by-hand"
 
-        started = processes_mentioning(str(state))
-        master = int((state / "nginx" / "nginx.pid").read_text())
-        assert master in started
-        assert len(started) >= 3  # redis-server, nginx's master, the daemon
         # redis-server retitles itself ("redis-server 127.0.0.1:PORT"): found by its address.
         redis_pids = processes_mentioning(f"redis-server 127.0.0.1:{redis_port}")
         assert redis_pids, "no redis-server process"
-        assert set(redis_pids) <= set(started)  # its title names its directory: a killed run's is found
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
-        assert "stopped." in out
-        assert processes_mentioning(str(state)) == []
+        # Its title names its directory too, so a killed run's is found.
+        assert set(redis_pids) <= set(processes_mentioning(str(state)))
+        assert_sigint_leaves_nothing(proc, state)
         assert processes_mentioning(f"redis-server 127.0.0.1:{redis_port}") == []
-        assert process_group(master) == []
     finally:
         end(proc)
 

@@ -7,11 +7,17 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_nginx_up import end, get_body, process_group, processes_mentioning, read_until
+from test_nginx_up import (
+    assert_demo_routed,
+    assert_sigint_leaves_nothing,
+    end,
+    get_body,
+    processes_mentioning,
+    read_until,
+)
 
 from muster.stack.etcd import free_port
 from muster.stack.nginx import nginx_available
@@ -35,15 +41,7 @@ def test_up_on_zookeeper_serves_the_demo_and_sigint_stops_every_process(tmp_path
         found = re.search(r"zookeeper on (127\.0\.0\.1:\d+) \(zookeeper\)", banner)
         assert found is not None, banner
         assert "--backend zookeeper" in banner and "all routed" in banner
-        bodies = set()
-        for _ in range(10):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
-                bodies.add(resp.read().decode().strip())
-        assert bodies == {"hello-1", "hello-2"}
-        status = re.search(r"curl (http://127\.0\.0\.1:\d+)/status", banner)
-        assert status is not None, banner
-        with urllib.request.urlopen(f"{status.group(1)}/readyz", timeout=5) as resp:
-            assert resp.status == 200
+        assert_demo_routed(port, banner)
 
         # A server registered with the command the banner shows routes too.
         backend_port = free_port()
@@ -66,16 +64,7 @@ def test_up_on_zookeeper_serves_the_demo_and_sigint_stops_every_process(tmp_path
             server.kill()
             server.wait()
 
-        started = processes_mentioning(str(state))
-        master = int((state / "nginx" / "nginx.pid").read_text())
-        assert master in started
-        assert len(started) >= 3  # the ZooKeeper JVM, nginx's master, the daemon
         assert processes_mentioning(str(state / "zookeeper")), "no ZooKeeper process under the state dir"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
-        assert "stopped." in out
-        assert processes_mentioning(str(state)) == []
-        assert process_group(master) == []
+        assert_sigint_leaves_nothing(proc, state)
     finally:
         end(proc)
