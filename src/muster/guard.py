@@ -110,9 +110,11 @@ class PanicGuard(Generic[T]):
         names = set(self.published) | set(services) if changed is None else set(changed)
         names |= set(self._held)  # a hold may end by time or by acceptance
         losing = self._losing(services, names)
-        had_servers = sum(1 for servers in self.published.values() if servers)
         # A mass event needs a few services: in a fleet of one or two, any loss is "most".
-        mass = len(losing) >= MASS_MIN_SERVICES and len(losing) > self.settings.max_service_loss * had_servers
+        # Counting the fleet walks every service, so only when a few are losing servers.
+        mass = len(losing) >= MASS_MIN_SERVICES and len(losing) > self.settings.max_service_loss * sum(
+            1 for servers in self.published.values() if servers
+        )
         accepted, self._accepted = self._accepted, False
         touched: set[str] = set()
         for name in names:
