@@ -493,9 +493,7 @@ class Daemon:
                         await renamed.wait()
                 if renamed.is_set():
                     renamed.clear()
-                    if self._dirty.is_set() and self._trigger == "resync":
-                        self._trigger = "dns"  # a resync skips unchanged values: this must render
-                    self._mark_dirty("dns")
+                    self._force_render("dns")
                 DEFAULT_RESOLVER.refresh()
         finally:
             unsubscribe()
