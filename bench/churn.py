@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from muster.dataplane.nginxconf import main_block
+from muster.dataplane.nginx.conf import main_block
 from muster.stack.etcd import free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import NginxProcess

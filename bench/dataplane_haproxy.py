@@ -24,13 +24,13 @@ from pathlib import Path
 
 import aiohttp
 
-from muster.dataplane.haproxy import HAProxyDataPlane
-from muster.dataplane.haproxy_cli import HAProxyCLI
+from muster.confd.store import KVStore
+from muster.dataplane.haproxy.plane import HAProxyDataPlane
+from muster.dataplane.haproxy.runtime import HAProxyCLI
 from muster.dataplane.peers import Peer
 from muster.resources.render import _StoreSlot, template_funcs
 from muster.stack.etcd import free_port
 from muster.stack.haproxy import HAProxyProcess, stock_dir
-from muster.store import KVStore
 
 BACKEND = """
 import sys
@@ -157,7 +157,7 @@ async def scale(haproxy: HAProxyProcess, peers: list[Peer], services: int) -> No
 
 async def registration(haproxy: HAProxyProcess, plane: HAProxyDataPlane, peers: list[Peer], n: int) -> None:
     """Registration in a real etcd to the first request routed to the new server."""
-    from muster.backends.etcdv3 import EtcdV3Backend
+    from muster.backends.etcd.v3 import EtcdV3Backend
     from muster.backends.options import BackendOptions
     from muster.dataplane.sink import MembershipSink
     from muster.stack.etcd import EtcdProcess, etcd_available

@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from muster.backends.etcdv3_client import EtcdV3Client
+from muster.backends.etcd.v3_client import EtcdV3Client
 from muster.backends.options import BackendOptions
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import free_port

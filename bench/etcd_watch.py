@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from muster.backends import create
-from muster.backends.etcdv2 import EtcdV2Backend
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v2 import EtcdV2Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.stack.etcd import EtcdProcess
 

@@ -49,9 +49,9 @@ def make_keys(services: int) -> dict[str, str]:
 
 def run_one(services: int) -> dict[str, object]:
     """Render once in this process; return figures (called in the child)."""
-    from muster.confdfuncs import func_map
+    from muster.confd.funcs import func_map
+    from muster.confd.store import KVStore
     from muster.gotemplate import Template
-    from muster.store import KVStore
 
     source = TEMPLATE.read_text()
     keys = make_keys(services)

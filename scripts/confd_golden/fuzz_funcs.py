@@ -20,10 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from muster.confdfuncs import func_map
+from muster.confd.funcs import func_map
+from muster.confd.store import KVStore
 from muster.errors import TemplateError
 from muster.gotemplate import Template
-from muster.store import KVStore
 
 FUNCS_DIR = Path(__file__).parent / "funcs"
 SEGS = ["a", "b", "app", "db", "web1", "web2", "x.y", "10", "9", "é"]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE.parents[1] / "tests" / "unit" / "gotemplate"))
 
 from test_gofmt import decode  # noqa: E402
 
-from muster.gotemplate.gofmt import sprint, sprintf, sprintln  # noqa: E402
+from muster.golang.fmt import sprint, sprintf, sprintln  # noqa: E402
 
 
 def fbits(f: float) -> str:

@@ -1,4 +1,4 @@
-"""Generate src/muster/gotemplate/goisprint.py from Go's strconv/isprint.go tables."""
+"""Generate src/muster/golang/isprint.py from Go's strconv/isprint.go tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 GOROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/go-1.19")
-OUT = Path(__file__).resolve().parents[2] / "src/muster/gotemplate/goisprint.py"
+OUT = Path(__file__).resolve().parents[2] / "src/muster/golang/isprint.py"
 
 
 def main() -> None:

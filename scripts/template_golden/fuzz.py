@@ -41,10 +41,10 @@ sys.path.insert(0, str(HERE.parents[1] / "tests" / "conformance"))
 
 from test_realistic import readme_data  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
-from muster.confdfuncs import func_map  # noqa: E402
+from muster.confd.funcs import func_map  # noqa: E402
+from muster.confd.store import KVStore  # noqa: E402
 from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
-from muster.store import KVStore  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # Data

@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from muster.confdfuncs import func_map
+from muster.confd.funcs import func_map
+from muster.confd.store import KVStore
 from muster.errors import TemplateError
 from muster.gotemplate import Template
-from muster.store import KVStore
 
 KEYS = {
     "/app/a": "1",

@@ -25,7 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
-from muster.store import KeyNotFound, KVStore  # noqa: E402
+from muster.confd.store import KeyNotFound, KVStore  # noqa: E402
 
 PARTS = ["a", "b", "ab", "services", "web", "servers", "1", "10", "9", "x.y", "é", "A", "-", "_", " "]
 ODD = ["", ".", "..", "*", "?", "[", "]", "\\", "a*", "[ab]", "[!a]", "[a-c]", "{a}", "a\\*"]

@@ -4,7 +4,7 @@ Precedence is the one confd documents (its code gets it wrong, see confd.md b.1)
 
     defaults  <  confd.toml (``-config-file``)  <  ``CONFD_*`` environment  <  flags
 
-Every option is described once in ``OPTIONS``; the flag parser (``muster.confd_cmd``), the
+Every option is described once in ``OPTIONS``; the flag parser (``muster.cli.confd``), the
 TOML reader and the environment reader all work from that table, so a new option is one line.
 Each layer converts its raw values and names its source in any ``ConfigError``; ``load()``
 validates the merged result once.
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from muster.backends import REGISTRY
-from muster.dataplane.admin import admin_address_problem
+from muster.dataplane.nginx.admin import admin_address_problem
 from muster.errors import ConfigError
 from muster.golang.duration import parse_duration
-from muster.guard import GuardSettings
 from muster.log import LEVELS, kv
+from muster.registry.guard import GuardSettings
 from muster.status import parse_address
 
 __all__ = [
@@ -552,7 +552,7 @@ def resolve_srv_nodes(config: Config, lookup: Any = None) -> Config:
     if not record or config.backend == "env":
         return config
     if lookup is None:
-        from muster.dnslookup import lookup_srv as lookup
+        from muster.confd.dns import lookup_srv as lookup
     answers = lookup("", "", record)
     nodes = tuple(f"{a.Target.rstrip('.')}:{int(a.Port)}" for a in answers)
     if not nodes:

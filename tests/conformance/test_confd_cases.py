@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from muster.cli import main
+from muster.cli.main import main
 
 CASES = Path(__file__).parent / "gotemplate" / "cases"
 CONFD_CASES = sorted(p for p in CASES.iterdir() if p.name.startswith("confd-"))

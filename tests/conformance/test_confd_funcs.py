@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from muster.render_cmd import render
+from muster.cli.render import render
 
 CASES = sorted(p for p in (Path(__file__).parent / "confd_funcs").iterdir() if (p / "template.tmpl").exists())
 

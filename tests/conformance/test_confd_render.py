@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from muster.render_cmd import render
+from muster.cli.render import render
 
 CASES = Path(__file__).parent / "gotemplate" / "cases"
 CONFD_CASES = sorted(p for p in CASES.iterdir() if p.name.startswith("confd-"))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from muster.errors import TemplateError
-from muster.gojson import unmarshal_any
+from muster.golang.json import unmarshal_any
 from muster.gotemplate import Template
 
 CASES = Path(__file__).parent / "gotemplate" / "cases"

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from muster.backends.file import load_key_files
-from muster.cli import main
+from muster.cli.main import main
 from muster.errors import Error
 
 CASES = Path(__file__).parent.parent / "conformance" / "gotemplate" / "cases"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from muster.backends.etcdv2 import EtcdV2Backend
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v2 import EtcdV2Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.config import Config
 from muster.daemon import Daemon

@@ -87,7 +87,7 @@ async def test_tls_client_certificates(etcd_tls: EtcdProcess, key_prefix: str, t
     assert certs is not None
     confdir = ConfDir(tmp_path)
     dest = confdir.add("nginx", prefix=key_prefix)
-    from muster.backends.etcdv3 import EtcdV3Backend
+    from muster.backends.etcd.v3 import EtcdV3Backend
     from muster.backends.options import BackendOptions
 
     writer = EtcdV3Backend(
@@ -149,7 +149,7 @@ async def test_tls_client_certificates(etcd_tls: EtcdProcess, key_prefix: str, t
 async def test_username_password(etcd_auth: Any, key_prefix: str, tmp_path: Path) -> None:
     confdir = ConfDir(tmp_path)
     dest = confdir.add("nginx", prefix=key_prefix)
-    from muster.backends.etcdv3 import EtcdV3Backend
+    from muster.backends.etcd.v3 import EtcdV3Backend
     from muster.backends.options import BackendOptions
 
     writer = EtcdV3Backend(

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from daemon_it_helpers import ConfDir, Writer, read
 
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.stack.etcd import EtcdProcess, free_port
 

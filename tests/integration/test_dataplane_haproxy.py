@@ -18,22 +18,22 @@ import pytest
 from aiohttp import web
 from backend_helpers import ipv6_loopback, text_backend
 
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
+from muster.confd.store import KVStore
 from muster.config import Config
 from muster.daemon import Daemon
 from muster.daemon.backend import close_backend, create_backend
 from muster.dataplane import Peer
-from muster.dataplane.haproxy import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
-from muster.dataplane.haproxy_cli import HAProxyCLI
-from muster.dataplane.haproxy_slots import parse_servers_state
+from muster.dataplane.haproxy.plane import HAProxyDataPlane, RuntimeAPIError, haproxy_sink
+from muster.dataplane.haproxy.runtime import HAProxyCLI
+from muster.dataplane.haproxy.slots import parse_servers_state
 from muster.dataplane.sink import MembershipSink, membership
 from muster.gotemplate import Template
 from muster.resources.render import _StoreSlot, template_funcs
 from muster.resources.spec import load_resources
 from muster.stack.etcd import EtcdProcess
 from muster.stack.haproxy import HAProxyProcess, haproxy_available, stock_dir, write_resource_for
-from muster.store import KVStore
 
 pytestmark = [
     pytest.mark.integration,

@@ -15,8 +15,8 @@ import pytest
 from backend_helpers import ipv6_loopback, text_backend
 
 from muster.dataplane import AdminError, DataPlane, LuaAdmin, Peer
-from muster.dataplane.admin import admin_address_problem
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.dataplane.nginx.admin import admin_address_problem
+from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, main_block
 from muster.stack.nginx import NginxProcess, nginx_available
 
 pytestmark = [

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from backend_helpers import text_backend
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, main_block
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, etcd_available
 from muster.stack.nginx import NginxProcess, nginx_available

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from muster.backends import create
-from muster.backends.etcdv2 import EtcdV2Backend
+from muster.backends.etcd.v2 import EtcdV2Backend
 from muster.backends.options import BackendOptions
 from muster.errors import LeaseLost, RevisionCompacted
 from muster.stack.etcd import EtcdCluster, EtcdProcess

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from muster.backends import create
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.stack.etcd import EtcdCluster, EtcdProcess, enable_auth

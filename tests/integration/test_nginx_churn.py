@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.nginx.conf import lua_available
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.local import Stack, UpOptions

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from muster.confd.store import KVStore
 from muster.errors import CommandFailed, ResourceError
 from muster.nginxctl.control import check_with_replacement, children, reload
 from muster.resources.render import TemplateCache
 from muster.stack.nginx import NGINX_BINARY, NginxProcess, nginx_available
 from muster.stack.stock import STOCK_TEMPLATE, stock_dir
-from muster.store import KVStore
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason=f"nginx is not installed at {NGINX_BINARY}")
 

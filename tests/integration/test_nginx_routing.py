@@ -122,7 +122,7 @@ def _routing(base: Path, general: bool) -> Iterator[Routing]:
                 tail = daemon.log_tail().replace('\\"', '"')
                 if 'function "services" not defined' in tail:
                     pytest.fail(
-                        "the daemon's template functions lack muster.services.service_funcs: "
+                        "the daemon's template functions lack muster.registry.index.service_funcs: "
                         "resources/render.py must merge service_funcs(store) into func_map(store)"
                     )
                 raise

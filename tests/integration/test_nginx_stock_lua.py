@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.confd.store import KVStore
+from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, main_block
 from muster.resources.render import TemplateCache
 from muster.stack.nginx import NginxProcess, nginx_available
 from muster.stack.stock import STOCK_TEMPLATE, stock_dir
-from muster.store import KVStore
 
 pytestmark = [
     pytest.mark.skipif(not nginx_available(), reason="nginx is not installed"),

@@ -18,7 +18,7 @@ import pytest
 from test_hostile_values import text_backend_process, wait_body
 from test_readyz_truth import wait_readyz
 
-from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.nginx.conf import lua_available
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import nginx_available

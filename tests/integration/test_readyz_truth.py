@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.nginx.conf import lua_available
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import nginx_available

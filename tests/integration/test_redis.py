@@ -16,8 +16,8 @@ import pytest
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 
 from muster.backends import BackendOptions, create
-from muster.backends.redis import RedisBackend
-from muster.backends.redis_client import parse_node
+from muster.backends.redis.backend import RedisBackend
+from muster.backends.redis.client import parse_node
 from muster.errors import BackendError, BackendUnavailable, WatchUnsupported
 
 TTL = 3

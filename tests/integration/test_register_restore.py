@@ -22,8 +22,8 @@ import pytest
 from register_helpers import SpawnAgent, spawn_fixture  # noqa: F401  (the ``spawn`` fixture)
 from registry_probe import Entry, RegistryProbe
 
-from muster.backends.etcdv2 import EtcdV2Backend
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.v2 import EtcdV2Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
 from muster.errors import LeaseLost
 from muster.registration import registration

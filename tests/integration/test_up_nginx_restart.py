@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_nginx_up import end, process_group, processes_mentioning, read_until
 
-from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.nginx.conf import lua_available
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.nginx import nginx_available
 from muster.stack.process import stat_fields

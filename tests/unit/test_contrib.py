@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from muster.confd_cmd import parse_go_flags
+from muster.cli.confd import parse_go_flags
 from muster.config import load
 
 UNITS = Path(__file__).parents[2] / "contrib" / "systemd"

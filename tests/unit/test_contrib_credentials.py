@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from muster.cli.register import register
 from muster.config import load
-from muster.register_cmd import register
 
 UNITS = Path(__file__).parents[2] / "contrib" / "systemd"
 

@@ -18,7 +18,7 @@ MODULES = sorted(
 
 
 def test_the_walk_finds_the_package() -> None:
-    assert {"muster.services", "muster.registry.schema", "muster.gotemplate.exec"} <= set(MODULES)
+    assert {"muster.registry.index", "muster.registry.schema", "muster.gotemplate.exec"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

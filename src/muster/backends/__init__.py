@@ -17,12 +17,12 @@ __all__ = ["Backend", "BackendOptions", "Lease", "REGISTRY", "Registrar", "Snaps
 
 #: backend name (confd's ``-backend``) -> ``"module:Class"``.
 REGISTRY: dict[str, str] = {
-    "etcdv3": "muster.backends.etcdv3:EtcdV3Backend",
-    "etcd": "muster.backends.etcdv2:EtcdV2Backend",
+    "etcdv3": "muster.backends.etcd.v3:EtcdV3Backend",
+    "etcd": "muster.backends.etcd.v2:EtcdV2Backend",
     "file": "muster.backends.file:FileBackend",
     "env": "muster.backends.env:EnvBackend",
     "memory": "muster.backends.memory:MemoryBackend",
-    "redis": "muster.backends.redis:RedisBackend",
+    "redis": "muster.backends.redis.backend:RedisBackend",
     "zookeeper": "muster.backends.zookeeper:ZooKeeperBackend",
 }
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from muster.backends.base import Snapshot
 from muster.backends.options import BackendOptions
-from muster.confdfuncs import go_to_lower, go_to_upper
+from muster.confd.funcs import go_to_lower, go_to_upper
 from muster.errors import WatchUnsupported
 
 __all__ = ["EnvBackend", "env_key", "env_values"]

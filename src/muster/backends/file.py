@@ -21,12 +21,12 @@ import os
 import stat
 from collections.abc import Sequence
 
-from muster import gomatch
 from muster.backends.base import Snapshot
 from muster.backends.filewatch import open_watch
 from muster.backends.options import BackendOptions
 from muster.backends.yamlkeys import KeyFileError, load_json_keys, load_yaml_keys
 from muster.errors import BackendError, BackendUnavailable, ConfigError
+from muster.golang import path as gomatch
 from muster.log import kv
 
 __all__ = ["FileBackend", "find_key_files", "load_key_files"]

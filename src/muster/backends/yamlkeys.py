@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import yaml
 
-from muster.gotemplate.gostrconv import format_float
-from muster.store import path_clean
+from muster.confd.store import path_clean
+from muster.golang.strconv import format_float
 
 __all__ = ["KeyFileError", "flatten", "load_json_keys", "load_yaml_keys", "resolve_plain"]
 

@@ -17,7 +17,7 @@ Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
   doubling up to 30 s while it keeps failing, so a transient failure heals by itself and
   a lasting one costs a render and a check twice a minute, never a reload storm.
 
-A third task follows the DNS names the templates resolved (``muster.services``: nginx is
+A third task follows the DNS names the templates resolved (``muster.registry.index``: nginx is
 given their addresses, never the names): a name whose answer changes marks the state dirty.
 
 Nothing polls while idle: both tasks block on the backend or an ``Event``. To stop, cancel
@@ -46,12 +46,12 @@ from muster.errors import (
     TemplateError,
     WatchUnsupported,
 )
-from muster.guard import Guards
 from muster.log import kv
+from muster.registry.guard import Guards
+from muster.registry.index import DEFAULT_RESOLVER
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
 from muster.resources.sync import SyncOptions, apply
-from muster.services import DEFAULT_RESOLVER
 from muster.status import Status
 
 __all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
@@ -128,7 +128,7 @@ class Daemon:
         self.batches = 0
         # With a data plane sink, templates render membership-blind ({{dataplane}} is not "reload").
         mode = dataplane or ("lua" if self.sinks else "reload")
-        #: The panic guards of every template view and sink (``muster.guard``).
+        #: The panic guards of every template view and sink (``muster.registry.guard``).
         self.guards = Guards(guard_settings(config), clock=clock)
         self._templates = TemplateCache(dataplane=mode, guards=self.guards)
         for sink in self.sinks:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from muster.config import Config
-from muster.dataplane.admin import LuaAdmin
-from muster.dataplane.nginxconf import lua_available
-from muster.dataplane.pusher import DataPlane
+from muster.dataplane.nginx.admin import LuaAdmin
+from muster.dataplane.nginx.conf import lua_available
+from muster.dataplane.nginx.pusher import DataPlane
 from muster.dataplane.sink import MembershipSink
 from muster.log import kv
 
@@ -48,7 +48,7 @@ def build_sink(config: Config) -> tuple[MembershipSink | None, str]:
     ``lua`` and ``auto`` go through ``lua_sink``; anything else renders and reloads.
     """
     if config.dataplane == "haproxy":
-        from muster.dataplane.haproxy import haproxy_sink
+        from muster.dataplane.haproxy.plane import haproxy_sink
 
         log.info(kv("dataplane.haproxy", admin=config.dataplane_admin, root=config.dataplane_root))
         return haproxy_sink(config.dataplane_admin, config.dataplane_root), "haproxy"

@@ -7,8 +7,8 @@ over the admin endpoint, so a server joining or leaving costs no reload.
 
 from __future__ import annotations
 
-from muster.dataplane.admin import AdminError, LuaAdmin
+from muster.dataplane.nginx.admin import AdminError, LuaAdmin
+from muster.dataplane.nginx.pusher import DataPlane
 from muster.dataplane.peers import Peer, encode_peers
-from muster.dataplane.pusher import DataPlane
 
 __all__ = ["AdminError", "DataPlane", "LuaAdmin", "Peer", "encode_peers"]

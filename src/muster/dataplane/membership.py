@@ -3,7 +3,7 @@
 The data plane is fed a whole snapshot per change, but with thousands of services a
 change touches one or two of them. ``MembershipIndex.update`` diffs the snapshot
 against the previous one and re-validates only the services whose keys changed, with
-the same rules as the stock template (``muster.services.index_services``). Two service
+the same rules as the stock template (``muster.registry.index.index_services``). Two service
 names that differ only in case collide in nginx (the one registered first keeps the name,
 ``NameClaims``), so a name that comes or goes is rechecked with the others that fold to
 the same lower case. An exception half way through an update (a bug: hostile values are
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from muster.services import (
+from muster.registry.index import (
     BAD_SERVICE_NAME,
     DEFAULT_ROOT,
     NameClaims,

@@ -39,7 +39,7 @@ Entries = Iterable[tuple[str, int, int]]
 
 
 def is_ip(host: str) -> bool:
-    """Whether ``host``, as ``muster.services`` admits hosts, is an address, not a DNS name.
+    """Whether ``host``, as ``muster.registry.index`` admits hosts, is an address, not a DNS name.
 
     services.py admits only IP addresses and DNS names, and no DNS name holds a colon.
     """

@@ -1,6 +1,6 @@
 """Feed the data plane from registry snapshots: the daemon calls ``apply`` on each change.
 
-Membership is read with the same validation as the stock template (``muster.services``),
+Membership is read with the same validation as the stock template (``muster.registry.index``),
 so both data planes accept exactly the same entries. ``run`` watches nginx rather than
 the registry: every ``verify_interval`` it reads back the generation token nginx holds,
 and pushes everything again when nginx was restarted (its shared dict starts empty). It
@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from muster.dataplane.admin import AdminError
 from muster.dataplane.membership import Entries, MembershipIndex
+from muster.dataplane.nginx.admin import AdminError
 from muster.dataplane.peers import Peer
 from muster.dataplane.resolve import PeerResolver, is_ip
-from muster.guard import PanicGuard
 from muster.log import kv
-from muster.services import DEFAULT_ROOT
+from muster.registry.guard import PanicGuard
+from muster.registry.index import DEFAULT_ROOT
 
 __all__ = ["MembershipSink", "Plane", "membership"]
 
@@ -70,7 +70,7 @@ class MembershipSink:
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
         self._unreachable_since: float | None = None  # the last verify's failure, if it failed
-        #: Holds mass removals (``muster.guard``); the daemon sets it, None applies every removal.
+        #: Holds mass removals (``muster.registry.guard``); the daemon sets it, None applies every removal.
         self.guard: PanicGuard[tuple[str, int, int]] | None = None
 
     @property

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from muster.golang.values import GoFunc, GoSlice
 from muster.gotemplate.funcs import BUILTINS, indirect_interface, slice_index, truth
 from muster.gotemplate.nodes import Tree
-from muster.gotemplate.values import GoFunc, GoSlice
 
 __all__ = [
     "ElemRef",

@@ -13,10 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn, Protocol
 
-from muster.gotemplate import gofmt
+from muster.golang import fmt as gofmt
+from muster.golang.types import can_be_nil, go_kind, make_int, zero_value
+from muster.golang.values import (
+    NO_VALUE,
+    GoFunc,
+    GoSlice,
+    GoStruct,
+    go_type_name,
+)
 from muster.gotemplate.alias import INDEX, Ref, alias_index
 from muster.gotemplate.funcs import BUILTINS, InterfaceValue, truth as is_true
-from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, zero_value
 from muster.gotemplate.nodes import (
     BoolNode,
     ChainNode,
@@ -31,13 +38,6 @@ from muster.gotemplate.nodes import (
     VariableNode,
 )
 from muster.gotemplate.plan import MISSING_FINAL
-from muster.gotemplate.values import (
-    NO_VALUE,
-    GoFunc,
-    GoSlice,
-    GoStruct,
-    go_type_name,
-)
 
 __all__ = ["Calls"]
 

@@ -28,13 +28,17 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn
 
 from muster.errors import TemplateExecError
-from muster.gotemplate import gofmt
+from muster.golang import fmt as gofmt
+from muster.golang.types import sorted_keys
+from muster.golang.values import (
+    NO_VALUE,
+    GoFunc,
+)
 from muster.gotemplate.alias import Ref, element_refs, uses_mutators
 from muster.gotemplate.calls import Calls
 from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.fields import Fields, holds_interfaces
 from muster.gotemplate.funcs import printable, truth as is_true
-from muster.gotemplate.gotypes import sorted_keys
 from muster.gotemplate.nodes import (
     ActionNode,
     BoolNode,
@@ -60,10 +64,6 @@ from muster.gotemplate.nodes import (
     WithNode,
 )
 from muster.gotemplate.plan import MISSING_FINAL, CallOp, Plan, build_call, build_plan, format_printed
-from muster.gotemplate.values import (
-    NO_VALUE,
-    GoFunc,
-)
 
 __all__ = ["MAX_EXEC_DEPTH", "execute", "is_true"]
 

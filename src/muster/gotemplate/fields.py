@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, NoReturn, Protocol
 
+from muster.golang.values import NO_VALUE, GoMap, GoSlice, GoStruct, go_type_name
 from muster.gotemplate.alias import FieldRef, Ref
 from muster.gotemplate.nodes import ChainNode, DotNode, FieldNode, NilNode, Node, VariableNode
 from muster.gotemplate.plan import MISSING_FINAL
-from muster.gotemplate.values import NO_VALUE, GoMap, GoSlice, GoStruct, go_type_name
 
 __all__ = ["Fields", "holds_interfaces"]
 

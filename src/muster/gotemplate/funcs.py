@@ -13,10 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from muster.gotemplate import gofmt
-from muster.gotemplate.gostrconv import is_print
-from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, zero_value
-from muster.gotemplate.values import (
+from muster.golang import fmt as gofmt
+from muster.golang.strconv import is_print
+from muster.golang.types import can_be_nil, go_kind, make_int, zero_value
+from muster.golang.values import (
     NO_VALUE,
     GoFunc,
     GoInt,

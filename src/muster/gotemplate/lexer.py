@@ -19,8 +19,8 @@ import enum
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from muster.gotemplate.gostrconv import is_print, quote
-from muster.gotemplate.gounicode import is_letter_or_digit
+from muster.golang.strconv import is_print, quote
+from muster.golang.unicode import is_letter_or_digit
 
 __all__ = ["KEYWORDS", "Token", "TokenType", "lex"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from muster.gotemplate.gostrconv import quote
+from muster.golang.strconv import quote
 
 __all__ = [
     "ActionNode",

@@ -9,8 +9,8 @@ numbers too. Which kinds a literal has follows Go exactly, including its quirks
 
 from __future__ import annotations
 
+from muster.golang.strconv import quote
 from muster.gotemplate import nodes
-from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.lexer import TokenType
 from muster.gotemplate.literals import NumError, parse_float, parse_int, parse_uint, unquote_char
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, Protocol
 
-from muster.gotemplate import gofmt
+from muster.golang import fmt as gofmt
+from muster.golang.values import NO_VALUE, GoFunc
 from muster.gotemplate.alias import INDEX, Ref, reading_refs
 from muster.gotemplate.funcs import BUILTINS
 from muster.gotemplate.nodes import (
@@ -32,7 +33,6 @@ from muster.gotemplate.nodes import (
     TextNode,
     VariableNode,
 )
-from muster.gotemplate.values import NO_VALUE, GoFunc
 
 __all__ = ["CallOp", "Direct", "MISSING_FINAL", "Op", "Plan", "build_call", "build_plan", "format_printed"]
 

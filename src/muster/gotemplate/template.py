@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from muster.errors import TemplateExecError
+from muster.golang.strconv import quote
+from muster.golang.values import GoFunc
 from muster.gotemplate import nodes
-from muster.gotemplate.gostrconv import quote
 from muster.gotemplate.parser import is_empty_tree, parse
-from muster.gotemplate.values import GoFunc
 
 __all__ = ["BUILTIN_NAMES", "Template"]
 

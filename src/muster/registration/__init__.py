@@ -1,7 +1,7 @@
 """Service registration: keep ``PREFIX/NAME/servers/ID`` in the registry while a service is healthy.
 
 ``registration()`` (async) and ``sync_registration()`` (threads) are the Python API;
-``muster register`` (``muster.register_cmd``) is the same logic on the command line.
+``muster register`` (``muster.cli.register``) is the same logic on the command line.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a registry entry may hold: the one rule set for writers and readers.
 
 ``muster register`` checks what it is about to write with these rules, and the daemon's
-readers (``muster.services``, the data plane index) keep only what passes them, so an
+readers (``muster.registry.index``, the data plane index) keep only what passes them, so an
 agent can never report success for an entry no proxy will use. Layout::
 
     /services/NAME/servers/ID = {"host": "10.0.0.5", "port": 8080, "weight": 2, ...}

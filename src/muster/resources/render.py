@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from muster.resources.spec import ResourceSpec, go_join
 
 if TYPE_CHECKING:
+    from muster.confd.store import KVStore
     from muster.gotemplate import Template
-    from muster.guard import Guards
-    from muster.store import KVStore
+    from muster.registry.guard import Guards
 
 __all__ = ["TemplateCache", "render", "strip_prefix"]
 
@@ -74,11 +74,11 @@ class _StoreSlot:
 def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None = None) -> dict[str, Any]:
     """confd's function map over ``slot`` (a ``KVStore``, or a slot re-pointed at each
     snapshot) plus muster's own: ``services``/``servers`` (validated registry
-    entries, see ``muster.services``) and ``dataplane`` (``"lua"`` when server membership
+    entries, see ``muster.registry.index``) and ``dataplane`` (``"lua"`` when server membership
     reaches nginx without a reload, else ``"reload"``), so one template serves both modes."""
-    from muster.confdfuncs import func_map
-    from muster.gotemplate.values import GoFunc
-    from muster.services import service_funcs
+    from muster.confd.funcs import func_map
+    from muster.golang.values import GoFunc
+    from muster.registry.index import service_funcs
 
     funcs: dict[str, Any] = dict(func_map(slot))
     funcs.update(service_funcs(slot, guards=guards))
@@ -102,8 +102,8 @@ class TemplateCache:
         key = (name, source)
         entry = self._entries.get(key)
         if entry is None:
+            from muster.golang.values import from_bytes
             from muster.gotemplate import Template
-            from muster.gotemplate.values import from_bytes
 
             slot = _StoreSlot()
             funcs = template_funcs(slot, self.dataplane, self.guards)
@@ -126,8 +126,8 @@ def render(
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
-    from muster.gotemplate.values import to_bytes
-    from muster.store import KVStore
+    from muster.confd.store import KVStore
+    from muster.golang.values import to_bytes
 
     template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
     slot.store = KVStore(strip_prefix(values, spec.prefix))

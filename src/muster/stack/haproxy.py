@@ -39,8 +39,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from muster.dataplane.haproxy_cli import RuntimeAPIError, parse_info, query
-from muster.dataplane.haproxy_slots import parse_servers_state, prefill
+from muster.dataplane.haproxy.runtime import RuntimeAPIError, parse_info, query
+from muster.dataplane.haproxy.slots import parse_servers_state, prefill
 from muster.errors import Error
 from muster.log import kv
 from muster.stack.etcd import free_port

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, lua_dir, main_block
+from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, lua_dir, main_block
 from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess, free_port

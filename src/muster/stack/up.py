@@ -40,7 +40,7 @@ import click
 
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
-from muster.services import DEFAULT_ROOT, index_services
+from muster.registry.index import DEFAULT_ROOT, index_services
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available
 from muster.stack.local import Stack, UpOptions, leftover_processes, stop_processes

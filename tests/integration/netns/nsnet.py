@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from muster.dataplane.nginxconf import lua_available
+from muster.dataplane.nginx.conf import lua_available
 from muster.errors import Error
 from muster.stack.etcd import etcd_available
 from muster.stack.nginx import nginx_available

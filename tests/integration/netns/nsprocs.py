@@ -13,7 +13,7 @@ from typing import Any
 
 from nsnet import Host, in_ns
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, main_block
+from muster.dataplane.nginx.conf import LuaSettings, http_block, main_block
 from muster.stack.confd import DaemonProcess
 from muster.stack.etcd import EtcdProcess
 from muster.stack.nginx import NginxProcess

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from muster.backends import REGISTRY, create, load
-from muster.backends.etcdv2 import EtcdV2Backend
-from muster.backends.etcdv3 import EtcdV3Backend
+from muster.backends.etcd.transport import Endpoints, ssl_context
+from muster.backends.etcd.v2 import EtcdV2Backend
+from muster.backends.etcd.v3 import EtcdV3Backend
 from muster.backends.options import BackendOptions
-from muster.backends.transport import Endpoints, ssl_context
 from muster.errors import ConfigError
 
 
@@ -63,7 +63,7 @@ def test_map_exceptions() -> None:
 
     import aiohttp
 
-    from muster.backends.transport import TRANSPORT_ERRORS, is_certificate_error, map_exceptions
+    from muster.backends.etcd.transport import TRANSPORT_ERRORS, is_certificate_error, map_exceptions
     from muster.errors import BackendError, BackendUnavailable
 
     with pytest.raises(BackendUnavailable, match="range http://h: boom") as info:

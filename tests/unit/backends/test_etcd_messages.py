@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from muster.backends.etcdv2 import flatten, is_noop_event
-from muster.backends.etcdv3_client import GatewayError, classify, parse_watch_message
+from muster.backends.etcd.v2 import flatten, is_noop_event
+from muster.backends.etcd.v3_client import GatewayError, classify, parse_watch_message
 from muster.errors import BackendUnavailable, RevisionCompacted
 
 

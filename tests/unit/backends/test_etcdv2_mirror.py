@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from muster.backends.etcdv2 import EtcdV2Client
-from muster.backends.etcdv2_mirror import V2Mirror
+from muster.backends.etcd.v2 import EtcdV2Client
+from muster.backends.etcd.v2_mirror import V2Mirror
 from muster.backends.options import BackendOptions
 
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from muster.backends.base import Snapshot
-from muster.backends.etcdv3_client import EtcdV3Client, WatchEvent, WatchResponse
-from muster.backends.etcdv3_mirror import Mirror
+from muster.backends.etcd.v3_client import EtcdV3Client, WatchEvent, WatchResponse
+from muster.backends.etcd.v3_mirror import Mirror
 from muster.backends.options import BackendOptions
 
 

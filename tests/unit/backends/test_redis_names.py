@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from muster.backends import BackendOptions
-from muster.backends.redis import RedisBackend, _key
-from muster.backends.redis_client import glob_escape, parse_node
+from muster.backends.redis.backend import RedisBackend, _key
+from muster.backends.redis.client import glob_escape, parse_node
 from muster.errors import ConfigError
 
 

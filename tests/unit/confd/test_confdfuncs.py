@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from muster import gomatch
-from muster.confdfuncs import GoError, func_map, helper_funcs
-from muster.dnslookup import lookup_srv
-from muster.gojson import JSONError, decode as go_json_decode
-from muster.gotemplate.gotime import GoTime
-from muster.gotemplate.values import GoFunc, GoSlice, go_type_name
-from muster.store import KeyNotFound, KVPair, KVPairs, KVStore
+from muster.confd.dns import lookup_srv
+from muster.confd.funcs import GoError, func_map, helper_funcs
+from muster.confd.store import KeyNotFound, KVPair, KVPairs, KVStore
+from muster.golang import path as gomatch
+from muster.golang.json import JSONError, decode as go_json_decode
+from muster.golang.time import GoTime
+from muster.golang.values import GoFunc, GoSlice, go_type_name
 
 STORE = KVStore({"/app/name": "muster", "/app/port": "8080", "/s/ccc": "3", "/s/a": "1", "/s/bb": "2"})
 FUNCS = func_map(STORE)
@@ -334,7 +334,7 @@ def test_lookup_srv_against_a_loopback_dns_server(dns_server: tuple[str, int]) -
 
 
 def test_lookup_srv_sorts_like_confd(dns_server: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
-    import muster.dnslookup as dnslookup
+    import muster.confd.dns as dnslookup
 
     monkeypatch.setattr(dnslookup, "resolv_conf_nameservers", lambda path="": [dns_server])
     records = call("lookupSRV", "http", "tcp", "example")
@@ -343,7 +343,7 @@ def test_lookup_srv_sorts_like_confd(dns_server: tuple[str, int], monkeypatch: p
 
 
 def test_float_formatting_of_yaml_numbers_matches_go(go_golden: dict[str, Any]) -> None:
-    from muster.gotemplate.gostrconv import format_float
+    from muster.golang.strconv import format_float
 
     for case in go_golden["formatFloat"]:
         value = struct.unpack("<d", struct.pack("<Q", case["bits"]))[0]

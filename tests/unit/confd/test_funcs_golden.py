@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from muster.confdfuncs import func_map
+from muster.confd.funcs import func_map
+from muster.confd.store import KVStore
 from muster.errors import TemplateError
 from muster.gotemplate import Template
-from muster.store import KVStore
 
 DATA = Path(__file__).parent / "data"
 CASES = json.loads((DATA / "funcs_cases.json").read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from muster import gomatch
+from muster.golang import path as gomatch
 
 
 def test_matches_go_on_every_golden_case(go_golden: dict[str, Any]) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from muster.gotemplate.gotime import Duration, GoTime, Month, Weekday, format_time
-from muster.gotemplate.values import go_type_name
+from muster.golang.time import Duration, GoTime, Month, Weekday, format_time
+from muster.golang.values import go_type_name
 
 
 def test_format_matches_go(go_golden: dict[str, Any]) -> None:
@@ -201,7 +201,7 @@ def test_local_location_is_named_as_go_names_it(
 ) -> None:
     import os
 
-    from muster.gotemplate.gotime import local_location_name
+    from muster.golang.time import local_location_name
 
     if tz is None:
         monkeypatch.delenv("TZ", raising=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from muster.cli import main
+from muster.cli.main import main
 
 
 def _render(*args: str) -> Result:

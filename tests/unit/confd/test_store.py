@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from muster import gomatch
-from muster.gotemplate.values import GoSlice, go_type_name
-from muster.store import KeyNotFound, KVPair, KVPairs, KVStore, path_base, path_clean, path_dir
+from muster.confd.store import KeyNotFound, KVPair, KVPairs, KVStore, path_base, path_clean, path_dir
+from muster.golang import path as gomatch
+from muster.golang.values import GoSlice, go_type_name
 
 APP = {
     "/app/name": "muster",
@@ -203,7 +203,7 @@ def test_large_store() -> None:
 def test_bulk_clean_key_check_agrees_with_the_per_key_one() -> None:
     import random
 
-    from muster.store import _all_clean, _is_clean_key
+    from muster.confd.store import _all_clean, _is_clean_key
 
     rng = random.Random(1)
     alphabet = ["/", ".", "a", "\x00", "b"]  # NUL is the bulk check's separator
@@ -232,11 +232,11 @@ def test_store_container_protocol_and_reprs() -> None:
 def test_getvs_sorts_non_ascii_values_bytewise_and_the_memo_stays_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import muster.store
+    import muster.confd.store
 
     store = KVStore({"/k/a": "é", "/k/b": "z", "/k/c": "\udcff", "/k/d": "A"})
     assert list(store.getvs("/k/*")) == ["A", "z", "é", "\udcff"]  # UTF-8 bytes: C3 A9 < FF
-    monkeypatch.setattr(muster.store, "_MEMO_LIMIT", 2)
+    monkeypatch.setattr(muster.confd.store, "_MEMO_LIMIT", 2)
     for name in "abcd":
         assert list(store.getvs(f"/k/{name}")) == [store.getv(f"/k/{name}")]
     assert len(store._memo) <= 2

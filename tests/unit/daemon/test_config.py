@@ -151,8 +151,8 @@ def test_password_is_not_in_repr() -> None:
 
 
 def test_srv_discovery_fills_nodes_as_confd_does() -> None:
+    from muster.confd.dns import SRV
     from muster.config import resolve_srv_nodes
-    from muster.dnslookup import SRV
 
     queries: list[str] = []
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from muster.cli import main as cli_main
-from muster.confd_cmd import FlagError, HelpRequested, main, parse_go_flags, usage
+from muster.cli.confd import FlagError, HelpRequested, main, parse_go_flags, usage
+from muster.cli.main import main as cli_main
 
 
 def test_single_and_double_dash_are_the_same() -> None:

@@ -13,10 +13,10 @@ import pytest
 from click.core import ParameterSource
 
 from muster import redact as redact_mod
-from muster.confd_cmd import main
+from muster.cli.confd import main
+from muster.cli.register import _password, register
 from muster.config import load, read_password_file
 from muster.errors import ConfigError
-from muster.register_cmd import _password, register
 
 
 @pytest.fixture(autouse=True)
@@ -157,7 +157,7 @@ def test_register_command_line_beats_environment(tmp_path: Path) -> None:
 def test_register_reports_an_unreadable_password_file(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from muster.cli import main as cli_main
+    from muster.cli.main import main as cli_main
 
     result = CliRunner().invoke(
         cli_main,

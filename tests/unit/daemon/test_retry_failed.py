@@ -1,5 +1,5 @@
 """A batch whose resource failed (its check) runs again by itself, with capped backoff, and a
-DNS name's new answer makes the daemon render again (muster.services renders addresses)."""
+DNS name's new answer makes the daemon render again (muster.registry.index renders addresses)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import muster.registry.resolve as resolve
 from muster.backends.memory import MemoryBackend
 from muster.config import Config
 from muster.daemon import Daemon
-from muster.services import DEFAULT_RESOLVER
+from muster.registry.index import DEFAULT_RESOLVER
 
 
 def make_config(confdir: ConfDir, **kw: object) -> Config:

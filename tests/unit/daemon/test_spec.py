@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.confd_cmd import main
+from muster.cli.confd import main
 from muster.errors import ConfigError
 from muster.resources.spec import find_resource_files, go_clean, go_join, load_resource, load_resources
 

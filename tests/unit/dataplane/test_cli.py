@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from muster.cli import main
+from muster.cli.main import main
 
 
 def test_nginx_lua_conf_prints_the_http_block() -> None:

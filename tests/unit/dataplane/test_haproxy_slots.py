@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from muster.dataplane.haproxy_cli import parse_info
-from muster.dataplane.haproxy_slots import Slot, haproxy_weights, parse_servers_state, plan_backend, prefill
+from muster.dataplane.haproxy.runtime import parse_info
+from muster.dataplane.haproxy.slots import Slot, haproxy_weights, parse_servers_state, plan_backend, prefill
 from muster.dataplane.peers import Peer
 
 # Captured from haproxy 2.6.12 (show servers state): s1 ready after "set server ... addr/weight/

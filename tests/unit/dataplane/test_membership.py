@@ -9,7 +9,7 @@ import pytest
 
 from muster.dataplane import membership
 from muster.dataplane.membership import Entries, MembershipIndex
-from muster.services import NameClaims, index_services
+from muster.registry.index import NameClaims, index_services
 
 ROOT = "/services"
 

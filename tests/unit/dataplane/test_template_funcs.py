@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from muster.confd.store import KVStore
 from muster.resources.render import TemplateCache
 from muster.stack.stock import STOCK_TEMPLATE, stock_dir
-from muster.store import KVStore
 
 VALUES = {
     "/services/web/servers/a": '{"host": "10.0.0.1", "port": 8080}',

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from muster.gotemplate import gofmt
-from muster.gotemplate.funcs import GoError
-from muster.gotemplate.values import (
+from muster.golang import fmt as gofmt
+from muster.golang.values import (
     GoFunc,
     GoInt,
     GoMap,
@@ -27,6 +26,7 @@ from muster.gotemplate.values import (
     Uint64,
     go_method,
 )
+from muster.gotemplate.funcs import GoError
 
 
 class U(GoStruct):

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from muster.confdfuncs import func_map
+from muster.confd.funcs import func_map
+from muster.confd.store import KVStore
 from muster.errors import TemplateExecError
+from muster.golang.values import GoFunc, GoSlice
 from muster.gotemplate import Template
 from muster.gotemplate.alias import uses_mutators
-from muster.gotemplate.values import GoFunc, GoSlice
-from muster.store import KVStore
 
 
 def _swap(s: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from muster.errors import TemplateExecError
+from muster.golang.values import GoFunc, GoMap, GoSlice
 from muster.gotemplate import Template, deepstack, exec as go_exec
 from muster.gotemplate.nodes import (
     ActionNode,
@@ -30,7 +31,6 @@ from muster.gotemplate.nodes import (
     Tree,
     VariableNode,
 )
-from muster.gotemplate.values import GoFunc, GoMap, GoSlice
 
 
 def _run(*nodes: Node, text: str = "{{x}}", data: Any = None, funcs: dict[str, GoFunc] | None = None) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from muster.golang.values import NO_VALUE, GoFunc, GoStruct, Uint64, from_bytes
 from muster.gotemplate import Template
 from muster.gotemplate.funcs import BUILTINS, GoError, html_escape, js_escape, truth, urlquery_escape
-from muster.gotemplate.values import NO_VALUE, GoFunc, GoStruct, Uint64, from_bytes
 
 
 def _fn(name: str) -> Any:

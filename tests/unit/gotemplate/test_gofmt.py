@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from muster.gotemplate import gofmt, gostrconv
-from muster.gotemplate.gofmt import format_value, sprint, sprintf, sprintln
-from muster.gotemplate.values import NO_VALUE, GoFunc, GoInt, GoMap, GoSlice, GoStruct, go_method
+from muster.golang import fmt as gofmt, strconv as gostrconv
+from muster.golang.fmt import format_value, sprint, sprintf, sprintln
+from muster.golang.values import NO_VALUE, GoFunc, GoInt, GoMap, GoSlice, GoStruct, go_method
 
 GOLDENS = json.loads((Path(__file__).parent / "gofmt_goldens.json").read_text())
 

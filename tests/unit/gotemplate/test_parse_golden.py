@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from muster.errors import TemplateSyntaxError
+from muster.golang.values import GoFunc
 from muster.gotemplate import Template, nodes
-from muster.gotemplate.values import GoFunc
 
 GOLDENS = json.loads((Path(__file__).parent / "parse_goldens.json").read_text(encoding="utf-8"))
 FUNCS = {name: GoFunc(lambda: None, name=name) for name in GOLDENS["funcs"]}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from muster.errors import TemplateExecError, TemplateSyntaxError
+from muster.golang.values import GoFunc
 from muster.gotemplate import BUILTIN_NAMES, Template, funcs
-from muster.gotemplate.values import GoFunc
 
 
 def test_parse_returns_the_template_and_executes() -> None:

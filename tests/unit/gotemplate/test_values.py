@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from muster.gotemplate.gotypes import can_be_nil, go_kind, make_int, sorted_keys, zero_value
-from muster.gotemplate.values import (
+from muster.golang.types import can_be_nil, go_kind, make_int, sorted_keys, zero_value
+from muster.golang.values import (
     NO_VALUE,
     GoFunc,
     GoMap,
@@ -165,8 +165,8 @@ def test_appended_builds_go_slices() -> None:
 
 
 def test_slices_cut_from_one_another_show_in_place_writes() -> None:
+    from muster.golang.values import written
     from muster.gotemplate.funcs import BUILTINS
-    from muster.gotemplate.values import written
 
     cut = BUILTINS["slice"].fn
     a = GoSlice(["a", "b", "c", "d"], "string", tail=["z"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from muster.guard import Guards, GuardSettings, PanicGuard
+from muster.registry.guard import Guards, GuardSettings, PanicGuard
 
 
 class Clock:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from muster.cli import main
+from muster.cli.main import main
 
 BASE = [
     "register",

@@ -9,7 +9,7 @@ import random
 
 from muster.errors import RegistrationError
 from muster.registration.validate import RegistrationSpec
-from muster.services import index_services
+from muster.registry.index import index_services
 
 NAMES = ["web", "Web-2", "a", "0", "a.b_c-d", "-web", "_web", ".", "..", ".web", "we b", "wéb", "web/x",
          "x" * 128, "x" * 129, "", "web\n", "a-", "9lives"]  # fmt: skip

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from muster.confd.store import KVStore
 from muster.gotemplate import Template
-from muster.services import HostResolver, RejectLog, service_funcs
-from muster.store import KVStore
+from muster.registry.index import HostResolver, RejectLog, service_funcs
 
 NO_SUCH_NAME = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 TRY_AGAIN = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")

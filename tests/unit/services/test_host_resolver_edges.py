@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from muster.services import HostResolver
+from muster.registry.index import HostResolver
 
 UP = ("10.0.0.1",)
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 import muster.registry.resolve as resolve
+from muster.confd.store import KVStore
 from muster.gotemplate import Template
-from muster.services import (
+from muster.registry.index import (
     IGNORED_KEY,
     HostResolver,
     NameClaims,
@@ -29,7 +30,6 @@ from muster.services import (
     valid_host,
     valid_name,
 )
-from muster.store import KVStore
 
 KEY = "/services/web/servers/a"
 
@@ -247,7 +247,7 @@ def test_the_template_functions_say_which_keys_they_ignore(caplog: pytest.LogCap
             "/services/web/config": "x",
         }
     )
-    with caplog.at_level(logging.WARNING, logger="muster.services"):
+    with caplog.at_level(logging.WARNING, logger="muster.registry.index"):
         funcs = service_funcs(store, reject_log=RejectLog(), resolvable=None)
         assert [s.ID for s in funcs["servers"].fn("web")] == ["a"]
     ignored = sorted(line for line in caplog.messages if IGNORED_KEY in line)
@@ -291,7 +291,7 @@ def test_a_stuck_lookup_does_not_hold_up_the_exit(tmp_path: Path) -> None:
     script.write_text(
         "import time\n"
         "import muster.registry.resolve\n"
-        "import muster.services as services\n"
+        "import muster.registry.index as services\n"
         "muster.registry.resolve.lookup_addresses = lambda host: time.sleep(60) or ['10.0.0.1']\n"
         "assert services.HostResolver(timeout=0.05)(['stuck.example']) == {}\n"
     )
@@ -382,7 +382,7 @@ def test_host_resolver_retries_a_lookup_that_raised(monkeypatch: pytest.MonkeyPa
 
 def test_reject_log_logs_each_key_once(caplog: pytest.LogCaptureFixture) -> None:
     reject_log = RejectLog()
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster.registry.index")
     reject_log.report({"/services/web/servers/b": "value is not JSON"}, "/services")
     reject_log.report({"/services/web/servers/b": "value is not JSON"}, "/services")
     assert len(caplog.records) == 1
@@ -395,7 +395,7 @@ def test_reject_log_logs_each_key_once(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_reject_log_keeps_keys_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster.registry.index")
     RejectLog().report({"/services/a\nb": "service name is not [A-Za-z0-9._-]"}, "/services")
     assert "\n" not in caplog.records[0].getMessage()
 
@@ -475,7 +475,7 @@ def reference_is_ip(host: str) -> bool:
 def test_fast_address_check_agrees_with_ipaddress() -> None:
     import random
 
-    from muster.services import _is_ip
+    from muster.registry.index import _is_ip
 
     rng = random.Random(5)
     pieces = "0 00 01 1 9 10 99 100 199 200 249 250 255 256 300 224 239 240 a -1 ١".split() + ["", " 1"]
@@ -486,7 +486,7 @@ def test_fast_address_check_agrees_with_ipaddress() -> None:
 
 
 def test_parse_cache_reparses_only_what_changed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import muster.services as services
+    import muster.registry.index as services
 
     calls: list[str] = []
     real = services.parse_server

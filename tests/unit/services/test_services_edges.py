@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from muster.confd.store import KVStore
 from muster.errors import TemplateExecError
 from muster.gotemplate import Template
-from muster.services import (
+from muster.registry.index import (
     IGNORED_KEY,
     NameClaims,
     Rejected,
@@ -25,7 +26,6 @@ from muster.services import (
     service_funcs,
     valid_host,
 )
-from muster.store import KVStore
 
 KEY = "/services/web/servers/a"
 LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: DNS's limit
@@ -101,7 +101,7 @@ def test_a_fold_nobody_holds_any_more_is_released() -> None:
 
 
 def test_reject_log_forgets_under_a_root_spelled_with_a_slash(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="muster.services")
+    caplog.set_level(logging.WARNING, logger="muster.registry.index")
     reject_log = RejectLog()
     for rejected in ({KEY: "value is not JSON"}, {}, {KEY: "value is not JSON"}):
         reject_log.report(rejected, "/services/")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+import muster.registry.index as services
 import muster.registry.resolve as resolve
-import muster.services as services
+from muster.confd.store import KVStore
 from muster.gotemplate import Template
-from muster.services import HostResolver, RejectLog, service_funcs
-from muster.store import KVStore
+from muster.registry.index import HostResolver, RejectLog, service_funcs
 from muster.threads import DaemonThreadExecutor
 
 

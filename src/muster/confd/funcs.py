@@ -17,14 +17,14 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
-from muster import gosort
-from muster.dnslookup import SRV, lookup_ip, lookup_srv
-from muster.gojson import JSONError, unmarshal_array, unmarshal_object
+from muster.confd.dns import SRV, lookup_ip, lookup_srv
+from muster.confd.store import KVStore, path_base, path_dir
+from muster.golang import sort as gosort
+from muster.golang.json import JSONError, unmarshal_array, unmarshal_object
+from muster.golang.strconv import quote
+from muster.golang.time import GoTime
+from muster.golang.values import GoFunc, GoSlice, appended, share_backing, to_bytes, written
 from muster.gotemplate.funcs import GoError  # one Go error type for every template function
-from muster.gotemplate.gostrconv import quote
-from muster.gotemplate.gotime import GoTime
-from muster.gotemplate.values import GoFunc, GoSlice, appended, share_backing, to_bytes, written
-from muster.store import KVStore, path_base, path_dir
 
 __all__ = ["GoError", "JSONError", "func_map", "go_to_lower", "go_to_upper", "helper_funcs", "store_funcs"]
 

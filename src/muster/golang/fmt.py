@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from muster.gotemplate.goprint import Printer, is_int, type_string
-from muster.gotemplate.gostrconv import RUNE_ERROR, format_float, is_escaped_byte, quote
+from muster.golang.print import Printer, is_int, type_string
+from muster.golang.strconv import RUNE_ERROR, format_float, is_escaped_byte, quote
 
 __all__ = [
     "format_float",

@@ -42,9 +42,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from muster.gotemplate.values import GoFunc, GoSlice, GoStruct
-from muster.guard import Guards, PanicGuard
+from muster.golang.values import GoFunc, GoSlice, GoStruct
 from muster.log import kv, printable
+from muster.registry.guard import Guards, PanicGuard
 from muster.registry.resolve import (  # re-exported: their home before registry/
     HOST_EVENTS,
     RESOLVE_DEADLINE,
@@ -351,7 +351,7 @@ class RejectLog:
 
 
 class ServiceStore(Protocol):
-    """What ``service_funcs`` needs of confd's KV store (``muster.store``)."""
+    """What ``service_funcs`` needs of confd's KV store (``muster.confd.store``)."""
 
     def lsdir(self, path: str) -> list[str]: ...
 

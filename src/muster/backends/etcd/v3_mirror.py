@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
 from muster.backends.changefeed import ChangeFeed
-from muster.backends.etcdv3_client import EtcdV3Client, GatewayError, WatchResponse, WatchStream
+from muster.backends.etcd.v3_client import EtcdV3Client, GatewayError, WatchResponse, WatchStream
 from muster.backends.keys import (
     KeyRange,
     covering_range,

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
 
-from muster import gomatch
-from muster.gotemplate.values import GoSlice, GoStruct, append_cap, appended, appended_tail
+from muster.golang import path as gomatch
+from muster.golang.values import GoSlice, GoStruct, append_cap, appended, appended_tail
 
 __all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
 

@@ -37,7 +37,7 @@ def glob_escape(text: str) -> str:
 
 
 def parse_node(node: str) -> dict[str, Any]:
-    """redis-py connection arguments for one confd node (see ``muster.backends.redis``)."""
+    """redis-py connection arguments for one confd node (see ``muster.backends.redis.backend``)."""
     node = node.strip()
     if "://" in node:
         return {"url": node}

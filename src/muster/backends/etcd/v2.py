@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from muster.backends.base import Snapshot
-from muster.backends.keys import normalize_prefix
-from muster.backends.options import BackendOptions
-from muster.backends.transport import (
+from muster.backends.etcd.transport import (
     TRANSPORT_ERRORS,
     Endpoints,
     make_session,
     map_exceptions,
     parse_json,
 )
+from muster.backends.keys import normalize_prefix
+from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
 
 if TYPE_CHECKING:
-    from muster.backends.etcdv2_mirror import V2Mirror
+    from muster.backends.etcd.v2_mirror import V2Mirror
 
 __all__ = [
     "EtcdV2Backend",
@@ -316,7 +316,7 @@ class EtcdV2Backend:
 
     async def _mirror_for(self, key: tuple[str, ...], since: int) -> V2Mirror | None:
         """The replica for ``key`` that reports every change after ``since``, started if need be."""
-        from muster.backends.etcdv2_mirror import V2Mirror  # it builds on this module
+        from muster.backends.etcd.v2_mirror import V2Mirror  # it builds on this module
 
         mirror = self._mirrors.get(key)
         if mirror is not None and mirror.error is None and since >= mirror.seed_revision:

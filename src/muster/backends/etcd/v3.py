@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
-from muster.backends.etcdv3_client import EtcdV3Client, GatewayError
-from muster.backends.etcdv3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
+from muster.backends.etcd.v3_client import EtcdV3Client, GatewayError
+from muster.backends.etcd.v3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
 from muster.backends.keys import b64decode, b64encode, normalize_prefix
 from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted

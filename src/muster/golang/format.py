@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from muster.gotemplate.gostrconv import (
+from muster.golang.strconv import (
     MAX_RUNE,
     RUNE_ERROR,
     can_backquote,

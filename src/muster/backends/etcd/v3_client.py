@@ -22,9 +22,15 @@ from typing import Any
 
 import aiohttp
 
+from muster.backends.etcd.transport import (
+    TRANSPORT_ERRORS,
+    Endpoints,
+    make_session,
+    map_exceptions,
+    parse_json,
+)
 from muster.backends.keys import KeyRange, b64decode, b64encode
 from muster.backends.options import BackendOptions
-from muster.backends.transport import TRANSPORT_ERRORS, Endpoints, make_session, map_exceptions, parse_json
 from muster.errors import BackendError, BackendUnavailable, RevisionCompacted
 from muster.log import kv
 

@@ -23,12 +23,12 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from muster.dataplane.haproxy_cli import HAProxyCLI, RuntimeAPIError, parse_info
-from muster.dataplane.haproxy_slots import Slot, haproxy_weights, parse_servers_state, plan_backend
+from muster.dataplane.haproxy.runtime import HAProxyCLI, RuntimeAPIError, parse_info
+from muster.dataplane.haproxy.slots import Slot, haproxy_weights, parse_servers_state, plan_backend
 from muster.dataplane.peers import Peer
 from muster.dataplane.sink import MembershipSink
 from muster.log import kv
-from muster.services import DEFAULT_ROOT, valid_name
+from muster.registry.index import DEFAULT_ROOT, valid_name
 
 __all__ = ["BACKEND_PREFIX", "HAProxyDataPlane", "RuntimeAPIError", "haproxy_sink"]
 

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from fractions import Fraction
 
-from muster.gotemplate.goisprint import IS_NOT_PRINT16, IS_NOT_PRINT32, IS_PRINT16, IS_PRINT32
+from muster.golang.isprint import IS_NOT_PRINT16, IS_NOT_PRINT32, IS_PRINT16, IS_PRINT32
 
 __all__ = [
     "can_backquote",

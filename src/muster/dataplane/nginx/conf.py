@@ -18,7 +18,7 @@ RESTY_CORE = Path("/usr/share/lua/5.1")
 
 def lua_dir() -> Path:
     """Where muster's ``.lua`` files are installed."""
-    return Path(str(resources.files("muster.dataplane") / "lua"))
+    return Path(str(resources.files("muster.dataplane.nginx") / "lua"))
 
 
 def lua_available() -> bool:

@@ -14,7 +14,7 @@ import socket
 import struct
 from typing import ClassVar
 
-from muster.gotemplate.values import GoStruct, Uint16
+from muster.golang.values import GoStruct, Uint16
 
 __all__ = ["SRV", "lookup_ip", "lookup_srv", "resolv_conf_nameservers"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from muster.backends.redis_client import RedisNodes
+from muster.backends.redis.client import RedisNodes
 from muster.log import kv
 
 __all__ = ["RedisLease"]

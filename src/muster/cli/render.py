@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
+from muster.confd.store import KVStore
 from muster.errors import BackendError, Error, TemplateError
-from muster.gojson import unmarshal_any
+from muster.golang.json import unmarshal_any
 from muster.resources.render import template_funcs
-from muster.store import KVStore
 
 __all__ = ["render", "render_file"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from muster.dataplane.nginxconf import LuaSettings, http_block, lua_available, main_block
+from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, main_block
 
 __all__ = ["nginx_lua_conf"]
 

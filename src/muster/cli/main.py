@@ -17,14 +17,14 @@ __all__ = ["main"]
 
 # name -> "module:click_command". Add a line here when a command lands.
 COMMANDS: dict[str, str] = {
-    "confd": "muster.confd_cmd:confd_command",
+    "confd": "muster.cli.confd:confd_command",
     "nginx-check": "muster.nginxctl.cli:nginx_check",
-    "nginx-lua-conf": "muster.dataplane.cli:nginx_lua_conf",
+    "nginx-lua-conf": "muster.cli.nginx_lua_conf:nginx_lua_conf",
     "nginx-reload": "muster.nginxctl.cli:nginx_reload",
     "up": "muster.stack.up:up",
-    "register": "muster.register_cmd:register",
-    "render": "muster.render_cmd:render",
-    "run": "muster.confd_cmd:run_command",
+    "register": "muster.cli.register:register",
+    "render": "muster.cli.render:render",
+    "run": "muster.cli.confd:run_command",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from muster.gotemplate.values import (
+from muster.golang.values import (
     NO_VALUE,
     GoInt,
     GoMap,

@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-from muster.gotemplate.goformat import LDIGITS, UDIGITS, Formatter
-from muster.gotemplate.values import (
+from muster.golang.format import LDIGITS, UDIGITS, Formatter
+from muster.golang.values import (
     GoFunc,
     GoInt,
     GoMap,

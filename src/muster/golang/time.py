@@ -18,7 +18,7 @@ import os
 import time as _time
 from typing import ClassVar, Final
 
-from muster.gotemplate.values import GoInt, GoStruct, Int64, go_method
+from muster.golang.values import GoInt, GoStruct, Int64, go_method
 
 __all__ = ["Duration", "GoTime", "Location", "Month", "Weekday", "format_time", "local_location_name"]
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 
-from muster.dataplane.admin import AdminError, AdminState, LuaAdmin
+from muster.dataplane.nginx.admin import AdminError, AdminState, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
 from muster.log import kv
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-from muster.gotemplate.gostrconv import quote
-from muster.gotemplate.values import GoMap, GoSlice
+from muster.golang.strconv import quote
+from muster.golang.values import GoMap, GoSlice
 
 __all__ = ["JSONError", "decode", "unmarshal_any", "unmarshal_array", "unmarshal_object"]
 

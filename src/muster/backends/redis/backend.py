@@ -33,8 +33,8 @@ from muster.backends.base import Snapshot
 from muster.backends.changefeed import ChangeFeed
 from muster.backends.keys import normalize_prefix
 from muster.backends.options import BackendOptions
-from muster.backends.redis_client import RedisNodes, glob_escape, mapped
-from muster.backends.redis_lease import RedisLease
+from muster.backends.redis.client import RedisNodes, glob_escape, mapped
+from muster.backends.redis.lease import RedisLease
 from muster.errors import BackendError, WatchUnsupported
 from muster.log import kv
 
