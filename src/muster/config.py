@@ -24,6 +24,7 @@ from typing import Any, Literal
 from muster.backends import REGISTRY
 from muster.dataplane.nginx.admin import admin_address_problem
 from muster.errors import ConfigError
+from muster.golang import strconv
 from muster.golang.duration import parse_duration
 from muster.log import LEVELS, kv
 from muster.registry.guard import GuardSettings
@@ -278,36 +279,25 @@ class Layer:
 # -- value conversion -------------------------------------------------------------------------
 
 
+def _flag_error(err: strconv.NumError) -> ValueError:
+    # Go's flag package reports strconv's errors as its own errParse / errRange.
+    return ValueError("value out of range" if str(err) == "value out of range" else "parse error")
+
+
 def parse_go_bool(text: str) -> bool:
-    """Go's ``strconv.ParseBool``."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError("parse error")
+    """A bool flag's value as Go's flag package reads it (``strconv.ParseBool``)."""
+    try:
+        return strconv.parse_bool(text)
+    except strconv.NumError as err:
+        raise _flag_error(err) from None
 
 
 def parse_go_int(text: str) -> int:
-    """Go's ``strconv.ParseInt(s, 0, 64)``: ``0x``/``0o``/``0b`` prefixes, a leading 0 is octal."""
-    s = text
-    sign = -1 if s[:1] == "-" else 1
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    if not s or s != s.strip():
-        raise ValueError("parse error")
-    base = 10
-    if s[0] == "0":
-        if len(s) >= 3 and s[1].lower() in "box":
-            base, s = {"b": 2, "o": 8, "x": 16}[s[1].lower()], s[2:]
-        else:
-            base, s = 8, s[1:] or "0"
+    """An int flag's value as Go's flag package reads it (``strconv.ParseInt(s, 0, 64)``)."""
     try:
-        value = sign * int(s, base)
-    except ValueError:
-        raise ValueError("parse error") from None
-    if not -(2**63) <= value < 2**63:
-        raise ValueError("value out of range")
-    return value
+        return strconv.parse_int(text)
+    except strconv.NumError as err:
+        raise _flag_error(err) from None
 
 
 def convert(option: Option, raw: Any) -> Any:

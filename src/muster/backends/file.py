@@ -26,7 +26,7 @@ from muster.backends.filewatch import open_watch
 from muster.backends.options import BackendOptions
 from muster.backends.yamlkeys import KeyFileError, load_json_keys, load_yaml_keys
 from muster.errors import BackendError, BackendUnavailable, ConfigError
-from muster.golang import path as gomatch
+from muster.golang import path as gopath
 from muster.log import kv
 
 __all__ = ["FileBackend", "find_key_files", "load_key_files"]
@@ -58,8 +58,8 @@ def _walk(root: str, pattern: str, found: list[str]) -> None:
 
 def _matches(pattern: str, name: str) -> bool:
     try:
-        return gomatch.match(pattern, name)
-    except gomatch.BadPattern:
+        return gopath.match(pattern, name)
+    except gopath.BadPattern:
         raise ConfigError(f"file backend: bad -filter pattern {pattern!r}: syntax error in pattern") from None
 
 

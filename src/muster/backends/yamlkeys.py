@@ -21,6 +21,7 @@ from typing import Any, Final
 import yaml
 
 from muster.confd.store import path_clean
+from muster.golang import strconv
 from muster.golang.strconv import format_float
 
 __all__ = ["KeyFileError", "flatten", "load_json_keys", "load_yaml_keys", "resolve_plain"]
@@ -52,8 +53,6 @@ _SPECIAL: Final[dict[str, Any]] = {
     **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf),
 }
 _YAML_FLOAT: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-# strconv.ParseInt(s, 0, 64) syntax once underscores are gone.
-_GO_INT: Final = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)")
 # strconv.ParseFloat syntax for a string that starts with "." (decimal only); Go
 # accepts single underscores between digits (underscoreOK).
 _GO_DOT_FLOAT: Final = re.compile(r"\.[0-9](_?[0-9])*([eE][-+]?[0-9](_?[0-9])*)?")
@@ -61,21 +60,11 @@ _GO_DOT_FLOAT: Final = re.compile(r"\.[0-9](_?[0-9])*([eE][-+]?[0-9](_?[0-9])*)?
 
 def _go_parse_int(text: str) -> int | None:
     """``strconv.ParseInt(text, 0, 64)`` then ``ParseUint``: the value or None."""
-    if not _GO_INT.fullmatch(text):
-        return None
-    sign = -1 if text[0] == "-" else 1
-    body = text.lstrip("+-")
-    if len(body) > 1 and body[0] == "0" and body[1] in "xXoObB":
-        value = int(body[2:], {"x": 16, "o": 8, "b": 2}[body[1].lower()])
-    elif len(body) > 1 and body[0] == "0":
-        value = int(body, 8)
-    else:
-        value = int(body)
-    value *= sign
-    if -_INT64_MAX - 1 <= value <= _INT64_MAX:
-        return value
-    if text[0] not in "+-" and value <= _UINT64_MAX:
-        return value  # a uint64: confd drops it
+    for parse in (strconv.parse_int, strconv.parse_uint):
+        try:
+            return parse(text)  # a uint64 above int64: the caller drops it, as confd does
+        except strconv.NumError:
+            continue
     return None
 
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from muster.confd.dns import SRV, lookup_ip, lookup_srv
 from muster.confd.store import KVStore, path_base, path_dir
-from muster.golang import sort as gosort
+from muster.golang import sort as gosort, strconv
 from muster.golang.json import JSONError, unmarshal_array, unmarshal_object
 from muster.golang.strconv import quote
 from muster.golang.time import GoTime
@@ -239,23 +239,19 @@ def _base64_decode(data: str) -> str:
 
 
 def parse_bool(s: str) -> bool:
-    """``strconv.ParseBool``."""
-    if s in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if s in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise GoError(f"strconv.ParseBool: parsing {quote(s)}: invalid syntax")
+    """``strconv.ParseBool``, failing as a template function does."""
+    try:
+        return strconv.parse_bool(s)
+    except strconv.NumError as err:
+        raise GoError(f"strconv.ParseBool: parsing {quote(s)}: {err}") from None
 
 
 def atoi(s: str) -> int:
-    """``strconv.Atoi``: optional sign, ASCII decimal digits only, within int64."""
-    digits = s[1:] if s[:1] in ("+", "-") else s
-    if not digits or not digits.isascii() or not digits.isdigit():
-        raise GoError(f"strconv.Atoi: parsing {quote(s)}: invalid syntax")
-    value = int(s)
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise GoError(f"strconv.Atoi: parsing {quote(s)}: value out of range")
-    return value
+    """``strconv.Atoi``, failing as a template function does."""
+    try:
+        return strconv.atoi(s)
+    except strconv.NumError as err:
+        raise GoError(f"strconv.Atoi: parsing {quote(s)}: {err}") from None
 
 
 def _reverse(values: Any) -> Any:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import ClassVar, Final
 
-from muster.golang import path as gomatch
+from muster.golang import path as gopath
 from muster.golang.values import GoSlice, GoStruct, append_cap, appended, appended_tail
 
 __all__ = ["KVPair", "KVPairs", "KVStore", "KeyNotFound", "path_base", "path_clean", "path_dir"]
@@ -116,45 +116,10 @@ def _strings(items: list[str]) -> GoSlice:
     return appended(items, "string", 16, "", from_nil=False)
 
 
-# ---------------------------------------------------------------------------
-# Go's path package, for the memkv quirks that depend on it.
-
-
-def path_clean(p: str) -> str:
-    """``path.Clean``: the shortest equivalent path by lexical processing."""
-    if p == "":
-        return "."
-    rooted = p.startswith("/")
-    out: list[str] = []
-    for part in p.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(part)
-    cleaned = "/".join(out)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def path_base(p: str) -> str:
-    """``path.Base``: the last element, trailing slashes removed; ``.`` or ``/``."""
-    if p == "":
-        return "."
-    p = p.rstrip("/")
-    if p == "":
-        return "/"
-    return p[p.rfind("/") + 1 :]
-
-
-def path_dir(p: str) -> str:
-    """``path.Dir``: all but the last element, cleaned."""
-    return path_clean(p[: p.rfind("/") + 1])
+# Go's path package, for the memkv quirks that depend on it (re-exported: confd's names).
+path_clean = gopath.clean
+path_base = gopath.base
+path_dir = gopath.dir
 
 
 def _terms(p: str) -> list[str]:
@@ -231,7 +196,7 @@ class KVStore:
     """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
 
     Construction costs O(total key length); lookups cost in proportion to their
-    answer. Methods mirror memkv's and raise ``KeyNotFound`` / ``gomatch.BadPattern``
+    answer. Methods mirror memkv's and raise ``KeyNotFound`` / ``gopath.BadPattern``
     where memkv returns an error.
     """
 
@@ -356,7 +321,7 @@ class KVStore:
             return []  # memkv never calls path.Match on an empty store: no error either
         if "[" in pattern or "\\" in pattern:
             # Only character classes and escapes can be malformed.
-            gomatch.validate(pattern)
+            gopath.validate(pattern)
             return self._match_whole(pattern)
         special = _SPECIAL.search(pattern)
         if special is None:
@@ -408,7 +373,7 @@ class KVStore:
         for key in keys[lo:]:
             if not key.startswith(literal):
                 break
-            if gomatch.match_bytes(pat, key.encode("utf-8", "surrogateescape")):
+            if gopath.match_bytes(pat, key.encode("utf-8", "surrogateescape")):
                 out.append(key)
         return out
 

@@ -1,4 +1,5 @@
-"""Go's ``path.Match`` (Go 1.19), ported line by line so glob results and errors agree.
+"""Go's ``path`` package: ``Clean``, ``Join``, ``Base``, ``Dir``, and ``Match`` (Go 1.19) ported line by
+line so glob results and errors agree.
 
 Go strings are bytes and ``path.Match`` walks them byte by byte (a star may even skip
 into the middle of a UTF-8 sequence), so this port works on the UTF-8 bytes of the
@@ -9,12 +10,58 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BAD_PATTERN", "BadPattern", "match", "match_bytes", "validate"]
+__all__ = ["BAD_PATTERN", "BadPattern", "base", "clean", "dir", "join", "match", "match_bytes", "validate"]
 
 BAD_PATTERN: Final = "syntax error in pattern"
 _RUNE_ERROR: Final = 0xFFFD
 _SLASH: Final = 0x2F
 _STAR: Final = 0x2A
+
+
+def clean(p: str) -> str:
+    """``path.Clean``: the shortest equivalent path by lexical processing.
+
+    Not ``posixpath.normpath``: that keeps a leading ``//`` and Go does not.
+    """
+    if p == "":
+        return "."
+    rooted = p.startswith("/")
+    out: list[str] = []
+    for part in p.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            elif not rooted:
+                out.append("..")
+            continue
+        out.append(part)
+    cleaned = "/".join(out)
+    if rooted:
+        return "/" + cleaned
+    return cleaned or "."
+
+
+def join(*elems: str) -> str:
+    """``path.Join``: empty elements are ignored, the result is cleaned."""
+    nonempty = [e for e in elems if e]
+    return clean("/".join(nonempty)) if nonempty else ""
+
+
+def base(p: str) -> str:
+    """``path.Base``: the last element, trailing slashes removed; ``.`` or ``/``."""
+    if p == "":
+        return "."
+    p = p.rstrip("/")
+    if p == "":
+        return "/"
+    return p[p.rfind("/") + 1 :]
+
+
+def dir(p: str) -> str:  # noqa: A001 - Go's name
+    """``path.Dir``: all but the last element, cleaned."""
+    return clean(p[: p.rfind("/") + 1])
 
 
 class BadPattern(ValueError):

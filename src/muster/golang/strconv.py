@@ -16,13 +16,19 @@ from fractions import Fraction
 from muster.golang.isprint import IS_NOT_PRINT16, IS_NOT_PRINT32, IS_PRINT16, IS_PRINT32
 
 __all__ = [
+    "NumError",
+    "atoi",
     "can_backquote",
     "format_float",
     "is_print",
+    "parse_bool",
+    "parse_int",
+    "parse_uint",
     "quote",
     "quote_rune",
     "quote_rune_to_ascii",
     "quote_to_ascii",
+    "underscore_ok",
 ]
 
 MAX_RUNE = 0x10FFFF
@@ -349,3 +355,113 @@ def format_float(f: float, fmt: str, prec: int, bitsize: int = 64) -> str:
     if prec > dp:
         prec = nd
     return _fmt_f(neg, digs, dp, max(prec - dp, 0))
+
+
+# -- parsing numbers and booleans --------------------------------------------------------------
+
+_MAX_UINT64 = (1 << 64) - 1
+_SYNTAX = "invalid syntax"
+_RANGE = "value out of range"
+
+
+class NumError(ValueError):
+    """Go's ``strconv.ErrSyntax`` / ``ErrRange``; ``str()`` is Go's message text."""
+
+
+def underscore_ok(s: str) -> bool:
+    """Go's ``underscoreOK``: underscores only between digits or after a base prefix."""
+    saw = "^"
+    i = 0
+    if s[:1] in ("-", "+"):
+        s = s[1:]
+    hexa = False
+    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
+        i = 2
+        saw = "0"
+        hexa = s[1].lower() == "x"
+    while i < len(s):
+        c = s[i]
+        if "0" <= c <= "9" or hexa and "a" <= c.lower() <= "f":
+            saw = "0"
+        elif c == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+        i += 1
+    return saw != "_"
+
+
+def parse_uint(s: str) -> int:
+    """Go's ``strconv.ParseUint(s, 0, 64)``: base from the prefix (``0x``, ``0o``, ``0b``,
+    or a bare leading ``0`` for octal), underscores allowed as in Go source."""
+    s0 = s
+    if not s:
+        raise NumError(_SYNTAX)
+    base = 10
+    if s[0] == "0":
+        if len(s) >= 3 and s[1].lower() in "box":
+            base = {"b": 2, "o": 8, "x": 16}[s[1].lower()]
+            s = s[2:]
+        else:
+            base = 8
+            s = s[1:]
+    n = 0
+    underscores = False
+    for c in s:
+        if c == "_":
+            underscores = True
+            continue
+        if "0" <= c <= "9":
+            d = ord(c) - 48
+        elif "a" <= c.lower() <= "z":
+            d = ord(c.lower()) - 87
+        else:
+            raise NumError(_SYNTAX)
+        if d >= base:
+            raise NumError(_SYNTAX)
+        n = n * base + d
+        if n > _MAX_UINT64:
+            raise NumError(_RANGE)
+    if underscores and not underscore_ok(s0):
+        raise NumError(_SYNTAX)
+    return n
+
+
+def parse_int(s: str) -> int:
+    """Go's ``strconv.ParseInt(s, 0, 64)``: an optional sign, then ``parse_uint``."""
+    if not s:
+        raise NumError(_SYNTAX)
+    neg = s[0] == "-"
+    body = s[1:] if s[0] in "+-" else s
+    un = parse_uint(body)
+    if neg:
+        if un > 1 << 63:
+            raise NumError(_RANGE)
+        return -un
+    if un >= 1 << 63:
+        raise NumError(_RANGE)
+    return un
+
+
+def parse_bool(s: str) -> bool:
+    """Go's ``strconv.ParseBool``."""
+    if s in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if s in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise NumError(_SYNTAX)
+
+
+def atoi(s: str) -> int:
+    """Go's ``strconv.Atoi`` (64-bit ints): an optional sign, ASCII decimal digits only."""
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise NumError(_SYNTAX)
+    value = int(s)
+    if not -(1 << 63) <= value < 1 << 63:
+        raise NumError(_RANGE)
+    return value

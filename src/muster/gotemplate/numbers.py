@@ -9,10 +9,10 @@ numbers too. Which kinds a literal has follows Go exactly, including its quirks
 
 from __future__ import annotations
 
-from muster.golang.strconv import quote
+from muster.golang.literals import parse_float, unquote_char
+from muster.golang.strconv import NumError, parse_int, parse_uint, quote
 from muster.gotemplate import nodes
 from muster.gotemplate.lexer import TokenType
-from muster.gotemplate.literals import NumError, parse_float, parse_int, parse_uint, unquote_char
 
 __all__ = ["new_number"]
 

@@ -15,11 +15,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from muster.errors import TemplateSyntaxError
-from muster.golang.strconv import quote
+from muster.golang.literals import unquote
+from muster.golang.strconv import NumError, quote
 from muster.gotemplate import nodes
 from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.lexer import Token, TokenType, lex
-from muster.gotemplate.literals import NumError, unquote
 from muster.gotemplate.numbers import new_number
 
 __all__ = ["is_empty_tree", "parse"]

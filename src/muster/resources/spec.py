@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from muster.errors import ConfigError
+from muster.golang import path as gopath
 from muster.golang.duration import parse_duration
 from muster.log import kv
 
@@ -59,32 +60,9 @@ KNOWN_KEYS = frozenset(
 ALIASES = {"check_cmd_timeout": "check_timeout", "reload_cmd_timeout": "reload_timeout"}
 
 
-def go_clean(path: str) -> str:
-    """Go's ``path.Clean`` (posixpath.normpath keeps a leading ``//``; Go does not)."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    joined = "/".join(parts)
-    if rooted:
-        return "/" + joined
-    return joined or "."
-
-
-def go_join(*elems: str) -> str:
-    """Go's ``path.Join``: empty elements are ignored, the result is cleaned."""
-    nonempty = [e for e in elems if e]
-    return go_clean("/".join(nonempty)) if nonempty else ""
+# Go's path functions under the names this module has always exported.
+go_clean = gopath.clean
+go_join = gopath.join
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import pytest
 from muster.confd.dns import lookup_srv
 from muster.confd.funcs import GoError, func_map, helper_funcs
 from muster.confd.store import KeyNotFound, KVPair, KVPairs, KVStore
-from muster.golang import path as gomatch
+from muster.golang import path as gopath
 from muster.golang.json import JSONError, decode as go_json_decode
 from muster.golang.time import GoTime
 from muster.golang.values import GoFunc, GoSlice, go_type_name
@@ -70,7 +70,7 @@ def test_store_function_results_and_errors() -> None:
         call("getv", "/nope")
     with pytest.raises(KeyNotFound, match="^key does not exist: /app$"):
         call("get", "/app")
-    with pytest.raises(gomatch.BadPattern, match="^syntax error in pattern$"):
+    with pytest.raises(gopath.BadPattern, match="^syntax error in pattern$"):
         call("getvs", "/app/[")
     assert go_type_name(call("ls", "/app")) == "[]string"
     assert go_type_name(call("lsdir", "/")) == "[]string"

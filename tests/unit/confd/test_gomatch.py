@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from muster.golang import path as gomatch
+from muster.golang import path as gopath
 
 
 def test_matches_go_on_every_golden_case(go_golden: dict[str, Any]) -> None:
     mismatches = []
     for case in go_golden["match"]:
         try:
-            got = (gomatch.match(case["pattern"], case["name"]), False)
-        except gomatch.BadPattern:
+            got = (gopath.match(case["pattern"], case["name"]), False)
+        except gopath.BadPattern:
             got = (False, True)
         if got != (case["match"], case["err"]):
             mismatches.append((case, got))
@@ -25,10 +25,10 @@ def test_matches_go_on_every_golden_case(go_golden: dict[str, Any]) -> None:
 def test_validate_agrees_with_match_errors(go_golden: dict[str, Any]) -> None:
     for case in go_golden["match"]:
         if case["err"]:
-            with pytest.raises(gomatch.BadPattern):
-                gomatch.validate(case["pattern"])
+            with pytest.raises(gopath.BadPattern):
+                gopath.validate(case["pattern"])
         else:
-            gomatch.validate(case["pattern"])
+            gopath.validate(case["pattern"])
 
 
 @pytest.mark.parametrize(
@@ -44,16 +44,16 @@ def test_validate_agrees_with_match_errors(go_golden: dict[str, Any]) -> None:
     ],
 )
 def test_examples(pattern: str, name: str, expected: bool) -> None:
-    assert gomatch.match(pattern, name) is expected
+    assert gopath.match(pattern, name) is expected
 
 
 @pytest.mark.parametrize("pattern", ["/app/[", "[a-", "\\", "[]", "[^]", "a[b-]"])
 def test_bad_patterns(pattern: str) -> None:
-    with pytest.raises(gomatch.BadPattern, match="syntax error in pattern"):
-        gomatch.match(pattern, "anything")
+    with pytest.raises(gopath.BadPattern, match="syntax error in pattern"):
+        gopath.match(pattern, "anything")
 
 
 def test_invalid_utf8_is_matched_bytewise() -> None:
     raw = b"a\xffb".decode("utf-8", "surrogateescape")
-    assert gomatch.match("a?b", raw)  # one invalid byte is one RuneError rune
-    assert gomatch.match("a*", raw)
+    assert gopath.match("a?b", raw)  # one invalid byte is one RuneError rune
+    assert gopath.match("a*", raw)

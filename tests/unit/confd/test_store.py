@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import pytest
 
 from muster.confd.store import KeyNotFound, KVPair, KVPairs, KVStore, path_base, path_clean, path_dir
-from muster.golang import path as gomatch
+from muster.golang import path as gopath
 from muster.golang.values import GoSlice, go_type_name
 
 APP = {
@@ -63,7 +63,7 @@ def ref_lsdir(values: Mapping[str, str], file_path: str) -> list[str]:
 
 
 def ref_match(values: Mapping[str, str], pattern: str) -> list[str]:
-    return sorted(k for k in values if gomatch.match(pattern, k))
+    return sorted(k for k in values if gopath.match(pattern, k))
 
 
 # -- documented behaviours --------------------------------------------------------
@@ -108,7 +108,7 @@ def test_multi_level_glob_and_classes() -> None:
 
 
 def test_bad_pattern_errors_only_on_a_non_empty_store() -> None:
-    with pytest.raises(gomatch.BadPattern):
+    with pytest.raises(gopath.BadPattern):
         KVStore(APP).gets("/app/[")
     assert KVStore({}).gets("/app/[") == []  # memkv never calls path.Match then
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from muster.gotemplate.literals import NumError, parse_float, parse_int, parse_uint, unquote, unquote_char
+from muster.golang.literals import parse_float, unquote, unquote_char
+from muster.golang.strconv import NumError, parse_int, parse_uint
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ Go strings are bytes; ours are ``str`` decoded with ``surrogateescape``, so an i
 UTF-8 byte ``0xNN`` is the lone surrogate ``U+DCNN``. Each function works on the UTF-8
 bytes (``_b``) exactly as Go does and decodes the result back with ``surrogateescape``,
 so invalid bytes behave as in Go (``Unquote`` of a double-quoted literal turns them
-into U+FFFD, ``\\xNN`` escapes make invalid bytes). Quoting lives in ``gostrconv``.
+into U+FFFD, ``\\xNN`` escapes make invalid bytes). Quoting and integers live in ``strconv``.
 """
 
 from __future__ import annotations
@@ -12,21 +12,15 @@ from __future__ import annotations
 import math
 import re
 
+from muster.golang.strconv import NumError, underscore_ok
+
 __all__ = [
-    "NumError",
     "parse_float",
-    "parse_int",
-    "parse_uint",
     "unquote",
     "unquote_char",
 ]
 
-_MAX_UINT64 = (1 << 64) - 1
 _RUNE_ERROR = 0xFFFD
-
-
-class NumError(ValueError):
-    """Go's ``strconv.ErrSyntax`` / ``ErrRange``; ``str()`` is Go's message text."""
 
 
 def _b(s: str) -> bytes:
@@ -143,85 +137,6 @@ def unquote(s: str) -> str:
 # -- numbers ---------------------------------------------------------------------------------------
 
 
-def _underscore_ok(s: str) -> bool:
-    """Go's ``underscoreOK``: underscores only between digits or after a base prefix."""
-    saw = "^"
-    i = 0
-    if s[:1] in ("-", "+"):
-        s = s[1:]
-    hexa = False
-    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
-        i = 2
-        saw = "0"
-        hexa = s[1].lower() == "x"
-    while i < len(s):
-        c = s[i]
-        if "0" <= c <= "9" or hexa and "a" <= c.lower() <= "f":
-            saw = "0"
-        elif c == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        elif saw == "_":
-            return False
-        else:
-            saw = "!"
-        i += 1
-    return saw != "_"
-
-
-def parse_uint(s: str) -> int:
-    """Go's ``strconv.ParseUint(s, 0, 64)``: base from the prefix (``0x``, ``0o``, ``0b``,
-    or a bare leading ``0`` for octal), underscores allowed as in Go source."""
-    s0 = s
-    if not s:
-        raise NumError(_SYNTAX)
-    base = 10
-    if s[0] == "0":
-        if len(s) >= 3 and s[1].lower() in "box":
-            base = {"b": 2, "o": 8, "x": 16}[s[1].lower()]
-            s = s[2:]
-        else:
-            base = 8
-            s = s[1:]
-    n = 0
-    underscores = False
-    for c in s:
-        if c == "_":
-            underscores = True
-            continue
-        if "0" <= c <= "9":
-            d = ord(c) - 48
-        elif "a" <= c.lower() <= "z":
-            d = ord(c.lower()) - 87
-        else:
-            raise NumError(_SYNTAX)
-        if d >= base:
-            raise NumError(_SYNTAX)
-        n = n * base + d
-        if n > _MAX_UINT64:
-            raise NumError("value out of range")
-    if underscores and not _underscore_ok(s0):
-        raise NumError(_SYNTAX)
-    return n
-
-
-def parse_int(s: str) -> int:
-    """Go's ``strconv.ParseInt(s, 0, 64)``: an optional sign, then ``parse_uint``."""
-    if not s:
-        raise NumError(_SYNTAX)
-    neg = s[0] == "-"
-    body = s[1:] if s[0] in "+-" else s
-    un = parse_uint(body)
-    if neg:
-        if un > 1 << 63:
-            raise NumError("value out of range")
-        return -un
-    if un >= 1 << 63:
-        raise NumError("value out of range")
-    return un
-
-
 _DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?")
 _HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+)[pP][+-]?[0-9][0-9_]*")
 
@@ -237,7 +152,7 @@ def parse_float(s: str) -> float:
     pattern = _HEX_FLOAT if hexa else _DEC_FLOAT
     if not pattern.fullmatch(s) or not any(c.isdigit() for c in s.split("p")[0].split("P")[0]):
         raise NumError(_SYNTAX)
-    if "_" in s and not _underscore_ok(s):
+    if "_" in s and not underscore_ok(s):
         raise NumError(_SYNTAX)
     clean = s.replace("_", "")
     try:
