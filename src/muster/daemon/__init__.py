@@ -5,7 +5,6 @@ Modules, by concept:
 * ``core``: the ``Daemon`` (conf.d, one batch, the onetime/interval/watch modes; theory of
   operation there);
 * ``report``: what a batch did (``BatchReport``, ``Failure``);
-* ``signals``: SIGINT/SIGTERM stop, SIGHUP re-reads; the original handlers come back on exit;
 * ``main``: ``run()``, from a ``Config`` to an exit code.
 
 Opening and closing the backend a ``Config`` names lives in ``muster.daemon.backend``; it
@@ -18,14 +17,12 @@ from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon, Sink, minimal_prefixes
 from muster.daemon.main import run
 from muster.daemon.report import BatchReport, Failure
-from muster.daemon.signals import capture_signals
 
 __all__ = [
     "BatchReport",
     "Daemon",
     "Failure",
     "Sink",
-    "capture_signals",
     "close_backend",
     "create_backend",
     "minimal_prefixes",

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import TextIO
 
 from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
 from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon
-from muster.daemon.signals import Stopped, capture_signals, raise_when_set
 from muster.daemon.sinks import build_sink
 from muster.dataplane.sink import MembershipSink
 from muster.log import kv
 from muster.resources.spec import require_dir
+from muster.signals import Stopped, capture_signals, raise_when_set
 from muster.status import Status, StatusServer
 
 __all__ = ["run"]
@@ -59,7 +60,13 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         stop = asyncio.Event()
         mode = "watch" if config.watch else "interval"
         logger.info(kv("daemon.started", mode=mode, backend=config.backend, confdir=config.confdir))
-        with capture_signals(stop, daemon.hangup, daemon.accept_removals):
+        handlers = {
+            signal.SIGINT: lambda _sig: stop.set(),
+            signal.SIGTERM: lambda _sig: stop.set(),
+            signal.SIGHUP: lambda _sig: daemon.hangup(),
+            signal.SIGUSR1: lambda _sig: daemon.accept_removals(),
+        }
+        with capture_signals(handlers):
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(raise_when_set(stop))

@@ -15,35 +15,21 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from muster.errors import ConfigError
 from muster.log import kv
 from muster.registration.api import Registration
 from muster.resources.commands import reap
+from muster.signals import capture_signals
 
-__all__ = ["capture_signals", "exit_status", "serve", "supervise"]
+__all__ = ["exit_status", "serve", "supervise"]
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-@contextlib.contextmanager
-def capture_signals(handler: Callable[[int], None], signals: Sequence[int]) -> Iterator[None]:
-    """Route ``signals`` to ``handler(signum)`` on the running loop; restore the originals after."""
-    loop = asyncio.get_running_loop()
-    originals = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in signals:
-        loop.add_signal_handler(sig, handler, sig)
-    try:
-        yield
-    finally:
-        for sig, original in originals.items():
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, original)
 
 
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
@@ -83,7 +69,7 @@ async def serve(registration: Registration) -> int:
         received.append(signum)
         stop.set()
 
-    with capture_signals(on_signal, SHUTDOWN_SIGNALS):
+    with capture_signals(dict.fromkeys(SHUTDOWN_SIGNALS, on_signal)):
         async with registration:
             await stop.wait()
             logger.info(
@@ -127,7 +113,7 @@ async def supervise(
             logger.info(kv("registration.child.signal", signal=signal.Signals(signum).name, pid=proc.pid))
             proc.send_signal(signum)
 
-    with capture_signals(on_signal, SHUTDOWN_SIGNALS + FORWARDED_SIGNALS):
+    with capture_signals(dict.fromkeys(SHUTDOWN_SIGNALS + FORWARDED_SIGNALS, on_signal)):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

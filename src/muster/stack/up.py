@@ -41,6 +41,7 @@ import click
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
 from muster.registry.index import DEFAULT_ROOT, index_services
+from muster.signals import capture_signals
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available
 from muster.stack.local import Stack, UpOptions, leftover_processes, stop_processes
@@ -315,8 +316,6 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
     """Run the stack until SIGINT, SIGTERM or SIGHUP, a process dies or stdout is gone;
     return the exit status. ``say`` prints a line (default: to stdout, watched for a reader
     that leaves)."""
-    from muster.daemon import capture_signals
-
     if opts.backend == "redis":
         from muster.stack.redis import redis_available
 
@@ -345,7 +344,8 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
     hangup = stop.set if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else _ignore
     # Captured until everything has stopped: a second signal must not kill this process
     # half way through stopping the others.
-    with capture_signals(stop, hangup), _sigpipe_ignored():
+    handlers = {sig: lambda _sig: stop.set() for sig in (signal.SIGINT, signal.SIGTERM)}
+    with capture_signals({**handlers, signal.SIGHUP: lambda _sig: hangup()}), _sigpipe_ignored():
         lock = _take_lock(stack.state, out)
         try:
             return await _run(stack, stop, out)
