@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
 from muster.backends.base import Backend
+from muster.backoff import Backoff
 from muster.config import Config, guard_settings
 from muster.daemon.report import BatchReport, Failure, change_summary
 from muster.errors import (
@@ -148,7 +149,7 @@ class Daemon:
         self._last_batch_end: float | None = None
         self._trigger = "start"
         self._retry: asyncio.Task[None] | None = None
-        self._retry_in = RETRY_FAILED_START
+        self._retry_backoff = Backoff(RETRY_FAILED_START, RETRY_FAILED_MAX, jitter=False)
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -407,7 +408,7 @@ class Daemon:
         return minimal_prefixes(keys + [p for sink in self.sinks for p in sink.prefixes])
 
     async def _processor(self) -> None:
-        backoff = BACKOFF_START
+        backoff = Backoff(BACKOFF_START, BACKOFF_MAX, jitter=False)
         while True:
             await self._dirty.wait()
             if (
@@ -426,13 +427,13 @@ class Daemon:
             self._last_batch_end = self.clock()
             if report.backend_error is not None:
                 # The files stay as they are; try again soon, the watcher may wake us earlier.
-                log = logger.warning if backoff == BACKOFF_START else logger.debug
-                log(kv("batch.retry", in_s=round(backoff, 2), error=report.backend_error))
-                await self._sleep_unless_dirty(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                log = logger.debug if backoff.failing else logger.warning
+                delay = backoff.next()
+                log(kv("batch.retry", in_s=round(delay, 2), error=report.backend_error))
+                await self._sleep_unless_dirty(delay)
                 self._mark_dirty("retry")
                 continue
-            backoff = BACKOFF_START
+            backoff.reset()
             self._synced_rev = report.revision
             self._synced.set()
             self._retry_failures(report)
@@ -457,11 +458,11 @@ class Daemon:
             self._retry.cancel()
             self._retry = None
         if not report.failures:
-            self._retry_in = RETRY_FAILED_START
+            self._retry_backoff.reset()
             return
-        delay = self._retry_in
-        self._retry_in = min(delay * 2, RETRY_FAILED_MAX)
-        (logger.info if delay == RETRY_FAILED_START else logger.debug)(
+        log = logger.debug if self._retry_backoff.failing else logger.info
+        delay = self._retry_backoff.next()
+        log(
             kv(
                 "batch.retry_failed",
                 in_s=delay,
@@ -519,7 +520,7 @@ class Daemon:
     async def _watcher(self) -> None:
         await self._synced.wait()
         since = self._synced_rev
-        backoff = BACKOFF_START
+        backoff = Backoff(BACKOFF_START, BACKOFF_MAX, jitter=False)
         failing: BackendError | None = None
         while True:
             if self._synced_rev is not None and (since is None or self._synced_rev > since):
@@ -555,20 +556,20 @@ class Daemon:
                 since = self._synced_rev
                 continue
             except Exception as exc:  # BackendError, or a backend bug: the watch must not die
+                delay = backoff.next()
                 if failing is None:
                     log = logger.warning if isinstance(exc, BackendError) else logger.exception
                     log(kv("watch.failed", backend=self.config.backend, error=exc, action="retrying"))
                 else:
-                    logger.debug(kv("watch.retry", error=exc, in_s=round(backoff, 2)))
+                    logger.debug(kv("watch.retry", error=exc, in_s=round(delay, 2)))
                 failing = exc if isinstance(exc, BackendError) else BackendError(str(exc))
-                await self.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await self.sleep(delay)
                 continue
             if failing is not None:
                 # Back in touch: re-read everything in case the outage hid something.
                 logger.info(kv("watch.recovered", backend=self.config.backend))
                 failing = None
-                backoff = BACKOFF_START
+                backoff.reset()
                 self._mark_dirty("reconnect")
             if outcome == "change":
                 logger.debug(kv("watch.changed", revision=revision))

@@ -30,7 +30,7 @@ from muster.backends.options import BackendOptions
 from muster.errors import ConfigError
 from muster.registration.agent import Agent
 from muster.registration.health import Check, CheckResult, HealthMonitor
-from muster.registration.lease import Backoff
+from muster.backoff import Backoff
 from muster.registration.validate import DEFAULT_PREFIX, RegistrationSpec
 
 __all__ = ["Registration", "SyncRegistration", "open_registrar", "registration", "sync_registration"]

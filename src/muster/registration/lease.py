@@ -61,8 +61,9 @@ it lapses meanwhile we register afresh, which writes the key too.
 from __future__ import annotations
 
 import enum
-import random
 from dataclasses import dataclass
+
+from muster.backoff import Backoff  # re-exported: part of the registration API
 
 __all__ = [
     "Backoff",
@@ -213,28 +214,6 @@ Event = (
     | HealthChanged
     | Stop
 )
-
-
-class Backoff:
-    """Jittered exponential delays: attempt ``n`` waits in ``[d/2, d]``, ``d = min(cap, base*2**(n-1))``.
-
-    The jitter keeps a fleet of agents from hammering a store that just came back in step.
-    """
-
-    def __init__(self, base: float = 0.1, cap: float = 2.0, rng: random.Random | None = None) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError(f"backoff needs 0 < base <= cap, got base={base} cap={cap}")
-        self.base = base
-        self.cap = cap
-        self._rng = rng if rng is not None else random.Random()
-
-    def delay(self, attempt: int) -> float:
-        # Cap the exponent too, so a day-long outage cannot overflow the float.
-        ceiling = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), 60))
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def __repr__(self) -> str:
-        return f"Backoff(base={self.base}, cap={self.cap})"
 
 
 class LeaseMachine:

@@ -74,7 +74,7 @@ async def test_a_failed_check_is_retried_with_capped_backoff(
         await eventually(lambda: dest.exists() and daemon.batches == batches + 1, what="the healed batch")
         await asyncio.sleep(0.05)
         assert clock.sleeping == 0, "all applied: no retry pending"
-        assert daemon._retry_in == 1.0, "the backoff starts over"  # noqa: SLF001
+        assert not daemon._retry_backoff.failing, "the backoff starts over"  # noqa: SLF001
 
 
 async def test_a_change_while_a_retry_waits_is_applied_at_once(

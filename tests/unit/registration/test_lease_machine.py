@@ -272,7 +272,7 @@ def test_backoff_jitter_stays_in_range_and_validates() -> None:
     for attempt in range(1, 80):
         ceiling = min(4.0, 0.5 * 2 ** (attempt - 1))
         assert ceiling / 2 <= b.delay(attempt) <= ceiling
-    assert repr(b) == "Backoff(base=0.5, cap=4.0)"
+    assert repr(b) == "Backoff(base=0.5, cap=4.0, jitter=True)"
     with pytest.raises(ValueError):
         Backoff(base=0, cap=1)
     with pytest.raises(ValueError):
@@ -536,7 +536,7 @@ def test_a_dropped_lease_leaves_nothing_behind() -> None:
 
 
 def test_defaults_stop_timeout_five_seconds_and_backoff_capped_at_two() -> None:
-    assert repr(Backoff()) == "Backoff(base=0.1, cap=2.0)"
+    assert repr(Backoff()) == "Backoff(base=0.1, cap=2.0, jitter=True)"
     m = LeaseMachine(backoff=Backoff(rng=MaxRandom()))
     registered(m, ttl=60.0)
     m.handle(Stop(), 10.0)

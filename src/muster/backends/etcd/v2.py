@@ -33,6 +33,7 @@ from muster.backends.etcd.transport import (
 )
 from muster.backends.keys import normalize_prefix
 from muster.backends.options import BackendOptions
+from muster.backoff import Backoff
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
 
@@ -425,7 +426,8 @@ async def follow(
     """
     path = _key_path(prefix)
     params = {"wait": "true", "recursive": "true"}
-    delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+    backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_MAX, jitter=False)
+    failures, outage_since = 0, None
     while True:
         url = client.endpoints.current
         try:
@@ -439,13 +441,14 @@ async def follow(
                 log.warning(kv("etcd.v2.watch.disconnected", endpoint=url, index=wait_index - 1, error=exc))
             failures += 1
             if failures >= len(client.endpoints.urls):
-                await asyncio.sleep(delay)
-                delay, failures = min(delay * 2, _BACKOFF_MAX), 0
+                await asyncio.sleep(backoff.next())
+                failures = 0
             continue
         if outage_since is not None:
             log.info(kv("etcd.v2.watch.resumed", endpoint=url, index=wait_index - 1,
                         outage=f"{time.monotonic() - outage_since:.3f}s"))  # fmt: skip
-            delay, failures, outage_since = _BACKOFF_FIRST, 0, None
+            failures, outage_since = 0, None
+            backoff.reset()
         if on_connected is not None:
             on_connected(True)
         index = event_index(event)

@@ -24,6 +24,7 @@ from muster.backends.etcd.v3_client import EtcdV3Client, GatewayError
 from muster.backends.etcd.v3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
 from muster.backends.keys import b64decode, b64encode, normalize_prefix
 from muster.backends.options import BackendOptions
+from muster.backoff import Backoff
 from muster.errors import BackendError, BackendUnavailable, LeaseLost, RevisionCompacted
 from muster.log import kv
 
@@ -118,15 +119,15 @@ class EtcdV3Backend:
 
     async def _open_mirror(self, key: tuple[str, ...], since: int) -> Mirror:
         seed = self._last_read[1] if self._last_read and self._last_read[0] == key else None
-        delay = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX, jitter=False)
         while True:
             try:
                 mirror = await Mirror.open(self.client, self.options, key, since, seed)
                 break
             except BackendUnavailable as exc:
+                delay = backoff.next()
                 log.debug(kv("etcd.watch.open.retry", in_s=delay, error=exc))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
         if len(self._mirrors) >= _MAX_MIRRORS:
             await self._drop(next(iter(self._mirrors)))
         self._mirrors[key] = mirror

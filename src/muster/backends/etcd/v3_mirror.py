@@ -36,6 +36,7 @@ from muster.backends.keys import (
     prefix_ranges,
 )
 from muster.backends.options import BackendOptions
+from muster.backoff import Backoff
 from muster.errors import BackendError, BackendUnavailable, RevisionCompacted
 from muster.log import kv
 
@@ -136,7 +137,7 @@ class Mirror(ChangeFeed):
             self._failed(exc)
 
     async def _follow(self) -> None:
-        delay, failures_in_row = BACKOFF_FIRST, 0
+        backoff, failures_in_row = Backoff(BACKOFF_FIRST, BACKOFF_MAX, jitter=False), 0
         outage_since: float | None = None
         while True:
             url = self.client.endpoints.current
@@ -159,8 +160,7 @@ class Mirror(ChangeFeed):
                 if failures_in_row >= len(self.client.endpoints.urls):
                     # Every member failed once: back off, counting the race's own wait, so a
                     # healed partition is found within about RACE_TIMEOUT, not twice that.
-                    await asyncio.sleep(max(0.0, delay - (time.monotonic() - raced)))
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    await asyncio.sleep(max(0.0, backoff.next() - (time.monotonic() - raced)))
                     failures_in_row = 0
                 continue
             except GatewayError as exc:
@@ -168,7 +168,8 @@ class Mirror(ChangeFeed):
                     raise
                 await self.client.reauthenticate(url)
                 continue
-            outage_since, delay, failures_in_row = None, BACKOFF_FIRST, 0
+            outage_since, failures_in_row = None, 0
+            backoff.reset()
 
     async def _find_member(self) -> bool:
         """Ask every member's status at once and move to the first that answers (it has a

@@ -35,6 +35,7 @@ from muster.backends.keys import normalize_prefix
 from muster.backends.options import BackendOptions
 from muster.backends.redis.client import RedisNodes, glob_escape, mapped
 from muster.backends.redis.lease import RedisLease
+from muster.backoff import Backoff
 from muster.errors import BackendError, WatchUnsupported
 from muster.log import kv
 
@@ -220,12 +221,12 @@ class _Follower(ChangeFeed):
         return any(p == "/" or path == p or path.startswith(p + "/") for p in self.prefixes)
 
     async def _follow(self) -> None:
-        delay = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX, jitter=False)
         while True:
             try:
                 async with self._subscription() as pubsub:
                     self._reachable(True)
-                    delay = BACKOFF_FIRST
+                    backoff.reset()
                     if await self._missed_something():
                         self._changed(self.backend._bump())
                     await self._listen(pubsub)
@@ -241,8 +242,7 @@ class _Follower(ChangeFeed):
                 log.exception(kv("redis.watch.failed", error=exc))
                 self._failed(BackendError(f"redis watch failed: {exc!r}"))
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
 
     async def _missed_something(self) -> bool:
         """Whether the keys differ from the last snapshot handed out (True when there is none)."""
