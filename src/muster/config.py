@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from muster.backends import REGISTRY
+from muster.confd.dns import lookup_srv
 from muster.dataplane.nginx.admin import admin_address_problem
 from muster.errors import ConfigError
 from muster.golang import strconv
@@ -534,16 +535,14 @@ def resolve_srv_nodes(config: Config, lookup: Any = None) -> Config:
     The record is ``-srv-record``, else ``_<backend>._tcp.<srv-domain>.``; each answer becomes
     ``target:port`` (``<scheme>://target:port`` for the v2 ``etcd`` backend, as in confd).
     Blocking (one DNS query); ``ConfigError`` if nothing answers. ``lookup`` is
-    ``dnslookup.lookup_srv``-shaped, for tests.
+    ``confd.dns.lookup_srv``-shaped, for tests.
     """
     record = config.srv_record or (
         f"_{config.backend}._tcp.{config.srv_domain}." if config.srv_domain else ""
     )
     if not record or config.backend == "env":
         return config
-    if lookup is None:
-        from muster.confd.dns import lookup_srv as lookup
-    answers = lookup("", "", record)
+    answers = (lookup or lookup_srv)("", "", record)
     nodes = tuple(f"{a.Target.rstrip('.')}:{int(a.Port)}" for a in answers)
     if not nodes:
         raise ConfigError(f"cannot get nodes from SRV record {record}: no answer")

@@ -20,10 +20,10 @@ from typing import Any, TextIO
 
 import click
 
-from muster import __version__
+from muster import __version__, config as config_mod, daemon
 from muster.config import OPTIONS, Config, Option, convert
 from muster.errors import ConfigError, Error, FlagError
-from muster.log import kv
+from muster.log import configure, kv
 from muster.redact import add_secret, add_url_secrets, redact
 
 __all__ = [
@@ -167,8 +167,6 @@ def main(
 
 
 def _run(flags: Mapping[str, Any], environ: Mapping[str, str] | None, out: TextIO, err: TextIO) -> int:
-    from muster import config as config_mod, daemon
-    from muster.log import configure
 
     try:
         cfg = config_mod.load(flags, os.environ if environ is None else environ)

@@ -18,10 +18,13 @@ from typing import Any
 
 import click
 
+from muster.backends.file import load_key_files
 from muster.confd.store import KVStore
 from muster.errors import BackendError, Error, TemplateError
 from muster.golang.json import unmarshal_any
-from muster.resources.render import template_funcs
+from muster.gotemplate import Template
+from muster.resources.render import strip_prefix, template_funcs
+from muster.resources.spec import go_join
 
 __all__ = ["render", "render_file"]
 
@@ -67,9 +70,6 @@ def load_keys(
         paths = (paths,)
     if not paths:
         return KVStore({})
-    from muster.backends.file import load_key_files
-    from muster.resources.render import strip_prefix
-    from muster.resources.spec import go_join
 
     if not prefix.startswith("/"):
         prefix = "/" + prefix  # confd forces a leading slash
@@ -82,7 +82,6 @@ def load_keys(
 def render_file(template_path: str, *, data: Any = None, store: KVStore | None = None) -> str:
     """Render ``template_path`` with dot = ``data`` and the daemon's functions over ``store``
     (confd's, plus muster's ``services``/``servers``/``dataplane``)."""
-    from muster.gotemplate import Template
 
     source = _read_text(template_path)
     name = os.path.basename(template_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from muster.config import Config
+from muster.dataplane.haproxy.plane import haproxy_sink
 from muster.dataplane.nginx.admin import LuaAdmin
 from muster.dataplane.nginx.conf import lua_available
 from muster.dataplane.nginx.pusher import DataPlane
@@ -48,8 +49,6 @@ def build_sink(config: Config) -> tuple[MembershipSink | None, str]:
     ``lua`` and ``auto`` go through ``lua_sink``; anything else renders and reloads.
     """
     if config.dataplane == "haproxy":
-        from muster.dataplane.haproxy.plane import haproxy_sink
-
         log.info(kv("dataplane.haproxy", admin=config.dataplane_admin, root=config.dataplane_root))
         return haproxy_sink(config.dataplane_admin, config.dataplane_root), "haproxy"
     sink = lua_sink(config)

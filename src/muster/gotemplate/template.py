@@ -15,7 +15,7 @@ from typing import Any
 from muster.errors import TemplateExecError
 from muster.golang.strconv import quote
 from muster.golang.values import GoFunc
-from muster.gotemplate import nodes
+from muster.gotemplate import exec as go_exec, nodes
 from muster.gotemplate.parser import is_empty_tree, parse
 
 __all__ = ["BUILTIN_NAMES", "Template"]
@@ -114,9 +114,6 @@ class Template:
         """
         if self.name not in self._common.trees:
             raise TemplateExecError(f"{quote(self.name)} is an incomplete or empty template", name=self.name)
-        # Imported here so that parsing works without loading the executor.
-        from muster.gotemplate import exec as go_exec
-
         return go_exec.execute(self._common.trees, self.name, data, self._common.funcs)
 
     def execute_template(self, name: str, data: Any = None) -> str:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from muster.errors import Error
+from muster.nginxctl.control import NGINX_BINARY, check_with_replacement
+from muster.nginxctl.procs import confirm_reload, reload
 
 _OPTIONS = {
     "check": ({"--conf", "--replace", "--with"}, {"--prefix", "--nginx", "--timeout"}),
@@ -45,10 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, opts = _parse(sys.argv[1:] if argv is None else argv)
     try:
         if command == "check":
-            from pathlib import Path
-
-            from muster.nginxctl.control import NGINX_BINARY, check_with_replacement
-
             prefix = opts.get("--prefix")
             check_with_replacement(
                 Path(opts["--conf"]),
@@ -59,13 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timeout=float(opts.get("--timeout", "30")),
             )
         elif command == "confirm":
-            from muster.nginxctl.procs import confirm_reload
-
             before = {int(pid) for pid in opts["--before"].split()}
             confirm_reload(opts["--pid-file"], before, timeout=float(opts.get("--timeout", "10")))
         else:
-            from muster.nginxctl.procs import reload
-
             reload(opts["--pid-file"], timeout=float(opts.get("--timeout", "10")))
     except Error as exc:
         print(f"muster nginx-{command}: {exc}", file=sys.stderr)

@@ -25,12 +25,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from muster.backends import REGISTRY, load
 from muster.backends.base import Registrar
 from muster.backends.options import BackendOptions
+from muster.backoff import Backoff
 from muster.errors import ConfigError
 from muster.registration.agent import Agent
 from muster.registration.health import Check, CheckResult, HealthMonitor
-from muster.backoff import Backoff
 from muster.registration.validate import DEFAULT_PREFIX, RegistrationSpec
 
 __all__ = ["Registration", "SyncRegistration", "open_registrar", "registration", "sync_registration"]
@@ -52,7 +53,6 @@ def _replace(options: BackendOptions, **changes: Any) -> BackendOptions:
 
 def open_registrar(backend: str, options: BackendOptions) -> Registrar:
     """Build the named backend (``etcdv3``, ``etcd``, ...) and check that it can register."""
-    from muster.backends import load  # lazy: only the chosen backend's module is imported
 
     instance = load(backend)(options=options)
     if not isinstance(instance, Registrar):
@@ -102,8 +102,6 @@ class Registration:
         backoff: Backoff | None = None,
     ) -> None:
         if registrar is None:
-            from muster.backends import REGISTRY
-
             if backend not in REGISTRY:
                 raise ConfigError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.spec = spec

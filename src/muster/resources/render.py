@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from muster.confd.funcs import func_map
+from muster.confd.store import KVStore
+from muster.golang.values import GoFunc, from_bytes, to_bytes
+from muster.gotemplate import Template
+from muster.registry.index import service_funcs
 from muster.resources.spec import ResourceSpec, go_join
 
 if TYPE_CHECKING:
@@ -76,9 +81,6 @@ def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None =
     snapshot) plus muster's own: ``services``/``servers`` (validated registry
     entries, see ``muster.registry.index``) and ``dataplane`` (``"lua"`` when server membership
     reaches nginx without a reload, else ``"reload"``), so one template serves both modes."""
-    from muster.confd.funcs import func_map
-    from muster.golang.values import GoFunc
-    from muster.registry.index import service_funcs
 
     funcs: dict[str, Any] = dict(func_map(slot))
     funcs.update(service_funcs(slot, guards=guards))
@@ -102,9 +104,6 @@ class TemplateCache:
         key = (name, source)
         entry = self._entries.get(key)
         if entry is None:
-            from muster.golang.values import from_bytes
-            from muster.gotemplate import Template
-
             slot = _StoreSlot()
             funcs = template_funcs(slot, self.dataplane, self.guards)
             template = Template(name, funcs=funcs).parse(from_bytes(source))
@@ -126,8 +125,6 @@ def render(
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
-    from muster.confd.store import KVStore
-    from muster.golang.values import to_bytes
 
     template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
     slot.store = KVStore(strip_prefix(values, spec.prefix))

@@ -7,6 +7,9 @@ still gets traffic.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from types import TracebackType
 
 from aiohttp import web
@@ -65,8 +68,6 @@ class DemoServer:
 
 async def serve(servers: list[DemoServer]) -> None:
     """Run ``servers`` until SIGTERM or SIGINT."""
-    import asyncio
-    import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> None:
 
     Prints ``ID=PORT ...`` once all listen (port 0 or none: a free port).
     """
-    import asyncio
-    import sys
 
     args = sys.argv[1:] if argv is None else argv
     servers = []

@@ -38,14 +38,18 @@ from pathlib import Path
 
 import click
 
+from muster.backends import BackendOptions, create
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
+from muster.registration import registration
 from muster.registry.index import DEFAULT_ROOT, index_services
 from muster.signals import capture_signals
 from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available
 from muster.stack.local import Stack, UpOptions, leftover_processes, stop_processes
 from muster.stack.nginx import nginx_available
+from muster.stack.redis import redis_available
+from muster.stack.zookeeper import zookeeper_available
 
 __all__ = ["run_up", "up"]
 
@@ -85,7 +89,6 @@ async def _routed_ids(url: str, want: set[str], timeout: float) -> set[str]:
 
 async def _watch_services(stack: Stack, say: Callable[[str], None]) -> None:
     """Print each service/server change under ``/services`` until cancelled."""
-    from muster.backends import BackendOptions, create
 
     backend = create(stack.opts.backend, BackendOptions(nodes=tuple(stack.nodes)))
     shown: dict[str, str] = {}
@@ -249,7 +252,6 @@ async def _supervise(stack: Stack, out: _Output, budget: _RestartBudget) -> str:
 @contextlib.asynccontextmanager
 async def _demo_servers(stack: Stack, count: int) -> AsyncIterator[list[DemoServer]]:
     """Start ``count`` demo servers and register each; deregister and stop them on exit."""
-    from muster.registration import registration
 
     async with contextlib.AsyncExitStack() as exits:
         servers: list[DemoServer] = []
@@ -317,13 +319,9 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
     return the exit status. ``say`` prints a line (default: to stdout, watched for a reader
     that leaves)."""
     if opts.backend == "redis":
-        from muster.stack.redis import redis_available
-
         if not redis_available():
             raise ConfigError("redis-server is not installed: run scripts/install-deps")
     elif opts.backend == "zookeeper":
-        from muster.stack.zookeeper import zookeeper_available
-
         if not zookeeper_available():
             raise ConfigError("zookeeper (and java) is not installed: run scripts/install-deps")
     elif not etcd_available():

@@ -161,7 +161,7 @@ class ZooKeeperProcess(ManagedProcess):
     def put(self, key: str, value: str | None) -> None:
         """Write ``key`` as a persistent znode (parents made on the way), or delete it (None)."""
         from kazoo.client import KazooClient  # the zookeeper extra
-        from kazoo.exceptions import NoNodeError
+        from kazoo.exceptions import NoNodeError  # the zookeeper extra
 
         client = KazooClient(hosts=self.node)
         client.start(timeout=10)

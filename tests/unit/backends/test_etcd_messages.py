@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from muster.backends.etcd.v2 import flatten, is_noop_event
+from muster.backends.etcd.v2_client import flatten, is_noop_event
 from muster.backends.etcd.v3_client import GatewayError, classify, parse_watch_message
 from muster.errors import BackendUnavailable, RevisionCompacted
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from muster.backends.etcd.v2 import EtcdV2Client
+from muster.backends.etcd.v2_client import EtcdV2Client
 from muster.backends.etcd.v2_mirror import V2Mirror
 from muster.backends.options import BackendOptions
 

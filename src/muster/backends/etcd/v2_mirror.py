@@ -24,7 +24,7 @@ from typing import Any
 
 from muster.backends.base import Snapshot
 from muster.backends.changefeed import ChangeFeed
-from muster.backends.etcd.v2 import EtcdV2Client, event_index, follow, is_noop_event
+from muster.backends.etcd.v2_client import EtcdV2Client, event_index, follow, is_noop_event
 from muster.backends.keys import matches_prefix, normalize_prefix, prefix_filter
 from muster.backends.options import BackendOptions
 

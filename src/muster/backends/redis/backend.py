@@ -126,7 +126,7 @@ class RedisBackend:
         return dict(sorted(values.items()))
 
     async def _read(self, client: object, *, prefix: str) -> dict[str, str]:
-        from redis.asyncio import Redis
+        from redis.asyncio import Redis  # the redis extra, loaded with this backend
 
         assert isinstance(client, Redis)
         key = self.to_redis(prefix)
@@ -270,7 +270,7 @@ class _Follower(ChangeFeed):
             yield pubsub
 
     async def _listen(self, pubsub: object) -> None:
-        from redis.asyncio.client import PubSub
+        from redis.asyncio.client import PubSub  # the redis extra, loaded with this backend
 
         assert isinstance(pubsub, PubSub)
         probe = self.backend.options.watch_probe_interval
@@ -299,8 +299,8 @@ class _Follower(ChangeFeed):
 
 async def _enable_notifications(client: object) -> int:
     """Make sure keyspace events of ``NEEDED_EVENTS`` are on; return the connection's DB."""
-    from redis.asyncio import Redis
-    from redis.exceptions import ResponseError
+    from redis.asyncio import Redis  # the redis extra, loaded with this backend
+    from redis.exceptions import ResponseError  # the redis extra, loaded with this backend
 
     assert isinstance(client, Redis)
     db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)

@@ -58,7 +58,7 @@ def parse_node(node: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def mapped(what: str) -> Iterator[None]:
     """Re-raise redis-py's errors (and socket errors) as muster's ``BackendError`` tree."""
-    from redis import exceptions as rx
+    from redis import exceptions as rx  # the redis extra, loaded with this backend
 
     try:
         yield
@@ -118,9 +118,9 @@ class RedisNodes:
         resubscribe behind the watch's back, which must notice to re-enable notifications
         and count the gap as a change.
         """
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
+        from redis.asyncio import Redis  # the redis extra, loaded with this backend
+        from redis.asyncio.retry import Retry  # the redis extra, loaded with this backend
+        from redis.backoff import ExponentialBackoff  # the redis extra, loaded with this backend
 
         index = self._index if index is None else index
         found = self._clients.get((index, retries))

@@ -81,7 +81,7 @@ class RedisLease:
         """
 
         async def read(r: object) -> list[object]:
-            from redis.asyncio import Redis
+            from redis.asyncio import Redis  # the redis extra, loaded with this backend
 
             assert isinstance(r, Redis)
             async with r.pipeline(transaction=True) as pipe:
