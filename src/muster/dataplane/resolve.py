@@ -15,15 +15,15 @@ The balancer phase cannot resolve names, so muster pushes addresses. Names are k
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from muster.dataplane.peers import Peer
 from muster.registry.resolve import HostResolver, ResolveEvents
+from muster.registry.schema import is_ip
 from muster.threads import DaemonThreadExecutor
 
-__all__ = ["PEER_EVENTS", "PeerResolver", "RESOLVE_TIMEOUT", "is_ip"]
+__all__ = ["PEER_EVENTS", "PeerResolver", "RESOLVE_TIMEOUT"]
 
 #: Seconds a push waits for the DNS names it holds that were never looked up before.
 RESOLVE_TIMEOUT = 0.5
@@ -33,17 +33,7 @@ PEER_EVENTS = ResolveEvents(
     "dataplane.resolve.failed", "dataplane.resolve.recovered", "dataplane.resolve.late"
 )
 
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
-
 Entries = Iterable[tuple[str, int, int]]
-
-
-def is_ip(host: str) -> bool:
-    """Whether ``host``, as ``muster.registry.index`` admits hosts, is an address, not a DNS name.
-
-    services.py admits only IP addresses and DNS names, and no DNS name holds a colon.
-    """
-    return ":" in host or _IPV4.match(host) is not None
 
 
 class PeerResolver:

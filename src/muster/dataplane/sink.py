@@ -21,10 +21,11 @@ from typing import Protocol
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.nginx.admin import AdminError
 from muster.dataplane.peers import Peer
-from muster.dataplane.resolve import PeerResolver, is_ip
+from muster.dataplane.resolve import PeerResolver
 from muster.log import kv
 from muster.registry.guard import PanicGuard
 from muster.registry.index import DEFAULT_ROOT
+from muster.registry.schema import is_ip
 
 __all__ = ["MembershipSink", "Plane", "membership"]
 
