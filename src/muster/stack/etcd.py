@@ -19,10 +19,8 @@ import atexit
 import base64
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -34,7 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from muster.backends.keys import prefix_end
 from muster.errors import Error
+from muster.stack.ports import free_port  # re-exported: the tests and benches take it from here
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = [
@@ -64,41 +64,6 @@ def _stop_all_at_exit() -> None:
 def etcd_available(binary: str = ETCD_BINARY) -> bool:
     """True when the etcd binary exists and is executable."""
     return os.access(binary, os.X_OK)
-
-
-_handed_out: set[int] = set()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago, never the same twice in a process.
-
-    Picked at random below the kernel's ephemeral range: a port from ``bind(0)`` lies in
-    that range, where every outgoing connection takes its local port, so a client could
-    hold it before the server that asked for it binds.
-    """
-    low = _ephemeral_low()
-    floor = max(1024, low - 16384)
-    for _ in range(100 if low - floor > 1000 else 0):
-        port = random.randint(floor, low - 1)
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +420,7 @@ def enable_auth(
     call(client_url, "/v3/auth/role/add", {"name": "root"}, context=context)
     call(client_url, "/v3/auth/user/grant", {"user": "root", "role": "root"}, context=context)
     if prefix:
-        key, range_end = _b64(prefix), _b64(_prefix_end(prefix))
+        key, range_end = _b64(prefix), _b64(prefix_end(prefix.encode()))
     else:
         key = range_end = _b64("\0")  # etcd's "from the first key to the end"
     for name, password in (users or {}).items():
@@ -465,13 +430,3 @@ def enable_auth(
         call(client_url, "/v3/auth/role/grant", {"name": name, "perm": perm}, context=context)
         call(client_url, "/v3/auth/user/grant", {"user": name, "role": name}, context=context)
     call(client_url, "/v3/auth/enable", {}, context=context)
-
-
-def _prefix_end(prefix: str) -> bytes:
-    raw = bytearray(prefix.encode())
-    while raw and raw[-1] == 0xFF:
-        raw.pop()
-    if not raw:
-        return b"\0"
-    raw[-1] += 1
-    return bytes(raw)

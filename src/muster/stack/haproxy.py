@@ -43,7 +43,7 @@ from muster.dataplane.haproxy.runtime import RuntimeAPIError, parse_info, query
 from muster.dataplane.haproxy.slots import parse_servers_state, prefill
 from muster.errors import Error
 from muster.log import kv
-from muster.stack.etcd import free_port
+from muster.stack.ports import free_port
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["HAPROXY_BINARY", "HAProxyProcess", "haproxy_available", "stock_dir", "write_resource_for"]

@@ -31,8 +31,9 @@ from pathlib import Path
 from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, lua_dir, main_block
 from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
-from muster.stack.etcd import EtcdProcess, free_port
+from muster.stack.etcd import EtcdProcess
 from muster.stack.nginx import NginxProcess
+from muster.stack.ports import free_port
 from muster.stack.process import group_members, stat_fields
 from muster.stack.redis import RedisProcess
 from muster.stack.stock import write_resource_for

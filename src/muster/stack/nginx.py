@@ -50,7 +50,7 @@ from muster.nginxctl.control import (
     error_log_flag,
     reload as reload_nginx,
 )
-from muster.stack.etcd import free_port
+from muster.stack.ports import free_port
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["NGINX_BINARY", "NginxProcess", "nginx_available", "python_helper"]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from muster.errors import Error
-from muster.stack.etcd import free_port
+from muster.stack.ports import free_port
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["REDIS_BINARY", "RedisProcess", "redis_available"]

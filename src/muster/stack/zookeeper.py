@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from muster.errors import Error
-from muster.stack.etcd import free_port
+from muster.stack.ports import free_port
 from muster.stack.process import ManagedProcess, log_tail
 
 __all__ = ["ZOOKEEPER_JAR", "ZooKeeperProcess", "zookeeper_available"]
