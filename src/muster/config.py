@@ -19,10 +19,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from muster.backends import REGISTRY
 from muster.confd.dns import lookup_srv
+from muster.dataplane.mode import DataPlaneMode
 from muster.dataplane.nginx.admin import admin_address_problem
 from muster.errors import ConfigError
 from muster.golang import strconv
@@ -472,7 +473,7 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
     """Raise ``ConfigError`` naming the option and where it came from if ``config`` is unusable."""
     sources = sources or {}
 
-    def fail(name: str, message: str) -> None:
+    def fail(name: str, message: str) -> NoReturn:
         where = sources.get(name, "defaults")
         raise ConfigError(f"{message} (from {where})")
 
@@ -512,11 +513,13 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
             "client_cert" if config.client_cert else "client_key",
             "client-cert and client-key must be given together",
         )
-    if config.dataplane not in ("auto", "lua", "haproxy", "reload"):
-        fail("dataplane", f"dataplane must be auto, lua, haproxy or reload, not {config.dataplane!r}")
-    if config.dataplane in ("lua", "haproxy") and not config.dataplane_admin:
+    try:
+        mode = DataPlaneMode.parse(config.dataplane)
+    except ValueError as exc:
+        fail("dataplane", str(exc))
+    if mode in (DataPlaneMode.LUA, DataPlaneMode.HAPROXY) and not config.dataplane_admin:
         fail("dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)")
-    if config.dataplane_admin and config.dataplane != "haproxy":  # haproxy's: a socket path
+    if config.dataplane_admin and mode != DataPlaneMode.HAPROXY:  # haproxy's: a socket path
         problem = admin_address_problem(config.dataplane_admin)
         if problem is not None:
             fail("dataplane_admin", f"dataplane-admin: {problem}")

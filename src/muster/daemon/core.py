@@ -38,6 +38,7 @@ from muster.backends.base import Backend
 from muster.backoff import Backoff
 from muster.config import Config, guard_settings
 from muster.daemon.report import BatchReport, Failure, change_summary
+from muster.dataplane.mode import DataPlaneMode
 from muster.errors import (
     BackendError,
     ConfigError,
@@ -128,7 +129,7 @@ class Daemon:
         )
         self.batches = 0
         # With a data plane sink, templates render membership-blind ({{dataplane}} is not "reload").
-        mode = dataplane or ("lua" if self.sinks else "reload")
+        mode = dataplane or (DataPlaneMode.LUA if self.sinks else DataPlaneMode.RELOAD).value
         #: The panic guards of every template view and sink (``muster.registry.guard``).
         self.guards = Guards(guard_settings(config), clock=clock)
         self._templates = TemplateCache(dataplane=mode, guards=self.guards)

@@ -6,6 +6,7 @@ import logging
 
 from muster.config import Config
 from muster.dataplane.haproxy.plane import haproxy_sink
+from muster.dataplane.mode import DataPlaneMode
 from muster.dataplane.nginx.admin import LuaAdmin
 from muster.dataplane.nginx.conf import lua_available
 from muster.dataplane.nginx.pusher import DataPlane
@@ -23,9 +24,9 @@ def lua_sink(config: Config) -> MembershipSink | None:
     ``auto`` picks Lua only when an admin endpoint is configured and this host has the
     Lua module; otherwise it says once why, and server changes go through render and reload.
     """
-    if config.dataplane == "reload":
+    if config.dataplane == DataPlaneMode.RELOAD:
         return None
-    if config.dataplane == "auto":
+    if config.dataplane == DataPlaneMode.AUTO:
         if not config.dataplane_admin:
             return None
         if not lua_available():
@@ -48,8 +49,8 @@ def build_sink(config: Config) -> tuple[MembershipSink | None, str]:
     ``haproxy`` pushes membership over HAProxy's runtime API at ``-dataplane-admin``;
     ``lua`` and ``auto`` go through ``lua_sink``; anything else renders and reloads.
     """
-    if config.dataplane == "haproxy":
+    if config.dataplane == DataPlaneMode.HAPROXY:
         log.info(kv("dataplane.haproxy", admin=config.dataplane_admin, root=config.dataplane_root))
-        return haproxy_sink(config.dataplane_admin, config.dataplane_root), "haproxy"
+        return haproxy_sink(config.dataplane_admin, config.dataplane_root), DataPlaneMode.HAPROXY.value
     sink = lua_sink(config)
-    return sink, "lua" if sink is not None else "reload"
+    return sink, (DataPlaneMode.LUA if sink is not None else DataPlaneMode.RELOAD).value

@@ -28,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muster.dataplane.mode import DataPlaneMode
 from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, lua_dir, main_block
 from muster.errors import ConfigError, Error
 from muster.stack.confd import DaemonProcess
@@ -95,9 +96,9 @@ class Stack:
     @property
     def lua(self) -> bool:
         """Whether server changes reach nginx through the Lua data plane."""
-        if self.opts.dataplane == "auto":
+        if self.opts.dataplane == DataPlaneMode.AUTO:
             return lua_available()
-        return self.opts.dataplane == "lua"
+        return self.opts.dataplane == DataPlaneMode.LUA
 
     @property
     def admin_socket(self) -> Path:

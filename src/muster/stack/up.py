@@ -39,6 +39,7 @@ from pathlib import Path
 import click
 
 from muster.backends import BackendOptions, create
+from muster.dataplane.mode import DataPlaneMode
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
 from muster.registration import registration
@@ -497,7 +498,7 @@ def _process_name(pid: int) -> str:
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".muster"), show_default=True)
 @click.option(
     "--dataplane",
-    type=click.Choice(["auto", "lua", "reload"]),
+    type=click.Choice([DataPlaneMode.AUTO, DataPlaneMode.LUA, DataPlaneMode.RELOAD]),
     default="auto",
     show_default=True,
     help="lua: server changes reach nginx with no reload; reload: render and reload; auto: lua if installed.",
