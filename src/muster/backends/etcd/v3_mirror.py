@@ -153,15 +153,11 @@ class Mirror(ChangeFeed):
                     log.warning(
                         kv("etcd.watch.disconnected", endpoint=url, revision=self.revision, error=exc)
                     )
-                raced = time.monotonic()
-                if await self._find_member():
-                    continue  # a member with a leader answered: resume the watch there at once
                 failures_in_row += 1
-                if failures_in_row >= len(self.client.endpoints.urls):
-                    # Every member failed once: back off, counting the race's own wait, so a
-                    # healed partition is found within about RACE_TIMEOUT, not twice that.
-                    await asyncio.sleep(max(0.0, backoff.next() - (time.monotonic() - raced)))
-                    failures_in_row = 0
+                if failures_in_row > len(self.client.endpoints.urls):
+                    # Members answer but the watch keeps failing: do not spin on it.
+                    await asyncio.sleep(backoff.next())
+                await self._await_member(backoff)
                 continue
             except GatewayError as exc:
                 if not (self.options.username and exc.is_auth_token_error):
@@ -171,6 +167,22 @@ class Mirror(ChangeFeed):
             outage_since, failures_in_row = None, 0
             backoff.reset()
 
+    async def _await_member(self, backoff: Backoff) -> None:
+        """Race every member's status until one with a leader answers, then return.
+
+        Only the cheap status race repeats while nothing answers, never the watch itself: a
+        watch started inside a partition waits out its whole dial timeout (a lost SYN is
+        sent again only after 1 s), so a heal was noticed up to 1.5 s late; a race started
+        inside it gives up after ``RACE_TIMEOUT`` and the next one finds the healed member.
+        """
+        while True:
+            raced = time.monotonic()
+            if await self._find_member():
+                return
+            # Count the race's own wait, so a healed partition is found within about
+            # RACE_TIMEOUT, not twice that.
+            await asyncio.sleep(max(0.0, backoff.next() - (time.monotonic() - raced)))
+
     async def _find_member(self) -> bool:
         """Ask every member's status at once and move to the first that answers (it has a
         leader); False if none does within ``RACE_TIMEOUT``.
@@ -179,8 +191,6 @@ class Mirror(ChangeFeed):
         that lost its member while quorum was gone came back up to 1.5 s after quorum did.
         """
         urls = self.client.endpoints.urls
-        if len(urls) < 2:
-            return False
         asks = {asyncio.ensure_future(self.client.status(url, timeout=RACE_TIMEOUT)): url for url in urls}
         pending = set(asks)
         deadline = asyncio.get_running_loop().time() + RACE_TIMEOUT
