@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import Changes, Cursor
 from muster.backends.keys import normalize_prefix
 from muster.backends.options import BackendOptions
 from muster.backends.transport import (
@@ -264,6 +265,14 @@ class EtcdV2Backend:
         """
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
+
+    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
+        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
+        None when no mirror serves them."""
+        for mirror in self._mirrors.values():
+            if mirror.serves(prefixes):
+                return mirror.changes(prefixes, cursor)
+        return None
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every leaf under ``prefixes``; from the watch replica while one is live for them."""

@@ -21,6 +21,10 @@ Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
   doubling up to 30 s while it keeps failing, so a transient failure heals by itself and
   a lasting one costs a render and a check twice a minute, never a reload storm.
 
+With a backend that keeps a change log (``backends.changefeed``: the etcd mirrors), a sink
+that can take changes (``apply_changes``) is given only the keys changed since its last
+feed, so a change among 30,000 services costs the data plane what it touches.
+
 A third task follows the DNS names the templates resolved (``muster.services``: nginx is
 given their addresses, never the names): a name whose answer changes marks the state dirty.
 
@@ -36,9 +40,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO, cast
 
 from muster.backends.base import Backend
+from muster.backends.changefeed import ChangeLog, Cursor
 from muster.config import Config, guard_settings
 from muster.daemon.report import BatchReport, Failure, change_summary
 from muster.errors import (
@@ -142,6 +147,7 @@ class Daemon:
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         self._render_ms: dict[str, float] = {}
+        self._cursors: dict[int, Cursor] = {}  # id(sink) -> where its change log reads resume
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -286,7 +292,10 @@ class Daemon:
         return report
 
     async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
-        """Give ``sink`` a snapshot of its keys; return the snapshot's revision."""
+        """Give ``sink`` its keys (or what changed in them); return their revision."""
+        fed = await self._feed_changes(sink, report)
+        if fed is not False:
+            return fed
         try:
             snapshot = await self.backend.get_values(list(sink.prefixes))
         except BackendError as exc:
@@ -300,6 +309,29 @@ class Daemon:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
             report.failures.append(Failure("dataplane", exc))
         return snapshot.revision
+
+    async def _feed_changes(self, sink: Sink, report: BatchReport) -> int | None | Literal[False]:
+        """Feed ``sink`` from the backend's change log; False when either cannot."""
+        apply_changes = getattr(sink, "apply_changes", None)
+        if apply_changes is None or not isinstance(self.backend, ChangeLog):
+            return False
+        changes = self.backend.changes(list(sink.prefixes), self._cursors.get(id(sink)))
+        if changes is None:
+            self._cursors.pop(id(sink), None)
+            return False
+        # The sink's state moves on even when its push fails (it pushes in full next time);
+        # only a sink that raised something else may have lost it: read everything then.
+        self._cursors.pop(id(sink), None)
+        try:
+            if changes.full:
+                await sink.apply(cast(Mapping[str, str], changes.values))
+            elif changes.values:
+                await apply_changes(changes.values)
+        except Error as exc:
+            logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
+            report.failures.append(Failure("dataplane", exc))
+        self._cursors[id(sink)] = changes.cursor
+        return changes.revision
 
     def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
         started = time.perf_counter()
