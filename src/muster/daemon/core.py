@@ -39,10 +39,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Literal, Protocol, TextIO, cast
 
-from muster.backends.base import Backend
+from muster.backends.base import Backend, Snapshot
 from muster.backends.changefeed import ChangeLog, Cursor
 from muster.config import Config, guard_settings
 from muster.daemon.report import BatchReport, Failure, change_summary
@@ -148,6 +148,7 @@ class Daemon:
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         self._render_ms: dict[str, float] = {}
         self._cursors: dict[int, Cursor] = {}  # id(sink) -> where its change log reads resume
+        self._key_cursors: dict[tuple[str, ...], Cursor] = {}  # the same for each key set read
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -214,7 +215,9 @@ class Daemon:
                 report.failures.extend(Failure(s.name, exc) for s in members)
                 continue
             revisions.append(snapshot.revision)
-            count, summary = change_summary(self._previous.get(keys), snapshot.values)
+            count, summary = change_summary(
+                self._previous.get(keys), snapshot.values, self._changed_keys(keys, snapshot)
+            )
             self._previous[keys] = snapshot.values
             (logger.info if count else logger.debug)(
                 kv(
@@ -291,6 +294,18 @@ class Daemon:
             )
         return report
 
+    def _changed_keys(self, keys: tuple[str, ...], snapshot: Snapshot) -> Collection[str] | None:
+        """The keys that may differ from the last read of ``keys``, from the backend's change
+        log when it describes exactly ``snapshot`` (read just now, with no await since)."""
+        if not isinstance(self.backend, ChangeLog):
+            return None
+        changes = self.backend.changes(list(keys), self._key_cursors.get(keys))
+        if changes is None or changes.revision != snapshot.revision:
+            self._key_cursors.pop(keys, None)
+            return None
+        self._key_cursors[keys] = changes.cursor
+        return None if changes.full else changes.values.keys()
+
     async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
         """Give ``sink`` its keys (or what changed in them); return their revision."""
         fed = await self._feed_changes(sink, report)
@@ -325,7 +340,7 @@ class Daemon:
         try:
             if changes.full:
                 await sink.apply(cast(Mapping[str, str], changes.values))
-            elif changes.values:
+            else:  # even with no change: the panic guard's holds end inside it
                 await apply_changes(changes.values)
         except Error as exc:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
