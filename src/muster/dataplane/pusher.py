@@ -10,7 +10,9 @@ restarted, so everything is pushed again and the token written last. Under our t
 each service's MD5 is compared with what was pushed: a list changed, added or removed
 behind muster's back (anyone who reached the admin socket) is put back and logged as a
 warning, and ``drifted`` counts it. Any failed push forgets what nginx holds, so the
-next call pushes everything. ``apply(..., only=names)`` says which services may have
+next call pushes everything; a failed read of the state alone does not (nothing was
+sent: a restarted nginx shows a new generation at the next read), since a full push of
+30,000 services takes nginx about 13 s. ``apply(..., only=names)`` says which services may have
 changed: only they are encoded and compared, so with 30,000 services a change costs
 what it pushes.
 """
@@ -76,10 +78,11 @@ class DataPlane:
                 log.info(kv("dataplane.push.complete", services=pushed, full=False, ms=ms))
             return pushed
         wanted = self._encode(desired)
+        full = self._pushed is None
+        # A failed read leaves what was pushed known: only a failed push forgets it.
+        state = await self.admin.state() if full or verify else None
         try:
-            full = self._pushed is None
-            if full or verify:
-                state = await self.admin.state()
+            if state is not None:
                 if state.master_alive is False and self.master_alive is not False:
                     log.warning(kv("dataplane.nginx_master_gone", note="workers serve on; restart nginx"))
                 self.master_alive = state.master_alive
