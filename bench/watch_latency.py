@@ -95,11 +95,11 @@ def server(i: int, port: int = 80) -> str:
 class Daemon:
     """``muster confd -watch`` in a subprocess with its own confdir; logs go to a file."""
 
-    def __init__(self, root: Path, etcd_url: str) -> None:
+    def __init__(self, root: Path, etcd_url: str, template: str = TEMPLATE) -> None:
         self.root = root
         for sub in ("conf.d", "templates", "out"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / "templates" / "nginx.tmpl").write_text(TEMPLATE)
+        (root / "templates" / "nginx.tmpl").write_text(template)
         self.dest = root / "out" / "services.conf"
         self.reloads = root / "reloads.log"
         (root / "conf.d" / "nginx.toml").write_text(
