@@ -248,8 +248,9 @@ async def main() -> None:
                     await wait_rendered(stack, f"location /bg{count - 1}/ ")
                 await settle(stack)
                 few = max(5, args.samples // 3)
-                new_service, _ = await latency(stack, few, first=f"b{count}-", new_server=False)
+                new_service, new_server = await latency(stack, few, first=f"b{count}-")
                 print(summary(f"  ...with {loaded} services registered", new_service))
+                print(summary(f"  ...new server, {loaded} services", new_server))
         finally:
             await asyncio.to_thread(stack.stop)
 

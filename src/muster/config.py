@@ -131,7 +131,14 @@ OPTIONS: tuple[Option, ...] = (
         "debounce-window",
         "debounce_window",
         "duration",
-        "fold changes arriving within this quiet window after a render into one render",
+        "once a burst of changes is seen, fold it until the changes pause this long",
+    ),
+    _o(
+        "reload_interval",
+        "reload-interval",
+        "reload_interval",
+        "duration",
+        "run a resource's reload_cmd at most this often (resources without one never wait)",
     ),
     _o(
         "debounce_max",
@@ -248,6 +255,7 @@ class Config:
     separator: str = ""
     debounce_window: float = 0.2
     debounce_max: float = 2.0
+    reload_interval: float = 0.1
     resync_interval: float = 300.0
     check_timeout: float = 30.0
     reload_timeout: float = 60.0
@@ -489,7 +497,14 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         fail("interval", f"interval must be a positive number of seconds, not {config.interval}")
     if config.log_level.lower() not in LEVELS:
         fail("log_level", f"unknown log level {config.log_level!r}; use debug, info, warning or error")
-    for name in ("debounce_window", "debounce_max", "resync_interval", "check_timeout", "reload_timeout"):
+    for name in (
+        "debounce_window",
+        "debounce_max",
+        "reload_interval",
+        "resync_interval",
+        "check_timeout",
+        "reload_timeout",
+    ):
         if getattr(config, name) < 0:
             fail(name, f"{name.replace('_', '-')} must not be negative")
     for name in ("check_timeout", "reload_timeout"):

@@ -350,3 +350,26 @@ def test_a_location_without_a_service_name_is_a_clear_error(tmp_path: Path) -> N
         failed.value.close()
         assert failed.value.code == 500
         assert "sets no $muster_service" in proc.log_path.read_text()
+
+
+async def test_only_the_named_services_are_looked_at(nginx: NginxProcess, admin: LuaAdmin) -> None:
+    url = f"http://127.0.0.1:{nginx.port}/hello/"
+    a, port_a = await text_backend("a")
+    b, port_b = await text_backend("b")
+    try:
+        plane = DataPlane(admin)
+        desired = {"hello": [Peer("127.0.0.1", port_a)], "other": [Peer("127.0.0.1", 9)]}
+        assert await plane.apply(desired) == 2
+        desired["hello"] = [Peer("127.0.0.1", port_b)]
+        desired["other"] = [Peer("127.0.0.1", 10)]  # not named below: left alone
+        assert await plane.apply(desired, only={"hello"}) == 1
+        assert await hits(url, 4) == Counter({"200 b": 4})
+        del desired["hello"]
+        assert await plane.apply(desired, only={"hello"}) == 1  # gone: deleted in nginx
+        assert all(k.startswith("503") for k in await hits(url, 2))
+        state = await admin.state()
+        assert set(state.services) == {"other"}
+        assert await plane.apply(desired, verify=True) == 1, "a full apply finds the unnamed change"
+    finally:
+        await a.cleanup()
+        await b.cleanup()

@@ -9,10 +9,18 @@ are ints (``16``, ``8``), ``1e3`` is a float (``1000``), ``.inf`` is ``+Inf``, w
 ``1:30`` and dates stay strings. ``null`` and integers in (int64, uint64] are dropped.
 A mapping key that does not resolve to a string makes confd panic; here it is an
 error naming the file and the key's path.
+
+Speed: a key file of thousands of services is read with libyaml's event parser (the
+C library yaml.v2 was ported from) and built into a tree in one loop, with plain
+scalars resolved by yaml.v2's rules. A document that uses anchors, aliases, merge
+keys, explicit tags or complex keys is read again by PyYAML's constructor path,
+which implements those; both give the same tree (tests/unit/confd/test_yaml_golden.py
+runs every case through both).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -24,7 +32,7 @@ from muster.confd.store import path_clean
 from muster.golang import strconv
 from muster.golang.strconv import format_float
 
-__all__ = ["KeyFileError", "flatten", "load_json_keys", "load_yaml_keys", "resolve_plain"]
+__all__ = ["KeyFileError", "flatten", "load_json_keys", "load_yaml_keys", "resolve_plain", "yaml_tree"]
 
 _INT64_MAX: Final = (1 << 63) - 1
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -168,6 +176,9 @@ def _go_scalar(value: Any) -> str | None:
 
 
 def _path_join(base: str, elem: str) -> str:
+    if elem and "/" not in elem and elem != "." and elem != ".." and base:
+        # Already clean (base always is): what path.Join would return, without the scan.
+        return base + elem if base == "/" else base + "/" + elem
     parts = [p for p in (base, elem) if p]
     return path_clean("/".join(parts)) if parts else ""
 
@@ -207,20 +218,113 @@ def _walk(node: Any, key: str, out: dict[str, str], source: str, depth: int) -> 
             out[key] = text
 
 
-def load_yaml_keys(data: bytes | str, source: str) -> dict[str, str]:
-    """Flatten a YAML key file's first document; ``KeyFileError`` names ``source``."""
+class _NeedsConstructor(Exception):
+    """The document uses a feature the event loop leaves to PyYAML's constructor."""
+
+
+_LIBYAML: Final = bool(getattr(yaml, "__with_libyaml__", False))
+
+
+class _NamedBytes(io.BytesIO):
+    # libyaml's parser takes the stream's ``name`` for the marks in its errors.
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+
+def _events_tree(data: bytes, source: str) -> Any:
+    """The first document's tree from libyaml events, or ``_NeedsConstructor``."""
+    loader = yaml.CBaseLoader(_NamedBytes(data, source))
+    get: Any = loader.get_event  # events typed loosely: attributes read by kind below
+    scalar, map_start, seq_start = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    get()  # StreamStart
+    event = get()
+    if type(event) is yaml.StreamEndEvent:
+        return None
+    # Each open collection: [container, key read, key]; a mapping alternates key and value.
+    stack: list[list[Any]] = []
+    root: Any = None
+    while True:
+        event = get()
+        kind = type(event)
+        if kind is scalar:
+            if event.anchor is not None or event.tag is not None:
+                raise _NeedsConstructor
+            text = event.value
+            if event.implicit[0]:
+                if text == "<<":
+                    raise _NeedsConstructor  # a merge key
+                value = resolve_plain(text)
+            else:
+                value = text
+        elif kind is map_start or kind is seq_start:
+            if event.anchor is not None or event.tag is not None:
+                raise _NeedsConstructor
+            if stack and type(stack[-1][0]) is dict and not stack[-1][1]:
+                raise _NeedsConstructor  # a complex (collection) key
+            value = {} if kind is map_start else []
+            if stack:
+                _add(stack[-1], value)
+            else:
+                root = value
+            stack.append([value, False, None])
+            continue
+        elif kind in ends:
+            stack.pop()
+            continue
+        elif kind is yaml.DocumentEndEvent:
+            return root
+        else:  # an alias
+            raise _NeedsConstructor
+        if stack:
+            _add(stack[-1], value)
+        else:
+            root = value
+
+
+def _add(top: list[Any], value: Any) -> None:
+    container, has_key, key = top
+    if type(container) is list:
+        container.append(value)
+    elif has_key:
+        container[key] = value  # a later duplicate wins, as in PyYAML's construct_mapping
+        top[1] = False
+    else:
+        top[1], top[2] = True, value
+
+
+def _constructed_tree(data: bytes | str, source: str) -> Any:
+    loader = _GoYamlLoader(data)
+    loader.name = source  # marks in error messages name the file
     try:
-        loader = _GoYamlLoader(data)
-        loader.name = source  # marks in error messages name the file
-        try:
-            tree = loader.get_data() if loader.check_data() else None  # type: ignore[no-untyped-call]
-        finally:
-            loader.dispose()
+        return loader.get_data() if loader.check_data() else None  # type: ignore[no-untyped-call]
+    finally:
+        loader.dispose()
+
+
+def yaml_tree(data: bytes | str, source: str, *, fast: bool = True) -> Any:
+    """The first document decoded as yaml.v2 decodes into ``interface{}``.
+
+    ``fast=False`` skips the libyaml event loop (the tests compare the two paths).
+    """
+    try:
+        if fast and _LIBYAML:
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+            try:
+                return _events_tree(raw, source)
+            except _NeedsConstructor:
+                pass
+        return _constructed_tree(data, source)
     except yaml.YAMLError as exc:
         raise KeyFileError(f"{source}: {exc}") from exc
     except RecursionError:
         raise KeyFileError(f"{source}: document nests too deeply") from None
-    return flatten(tree, source)
+
+
+def load_yaml_keys(data: bytes | str, source: str, *, fast: bool = True) -> dict[str, str]:
+    """Flatten a YAML key file's first document; ``KeyFileError`` names ``source``."""
+    return flatten(yaml_tree(data, source, fast=fast), source)
 
 
 def load_json_keys(data: bytes | str, source: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from muster.errors import BackendError, Error
@@ -34,13 +34,23 @@ class BatchReport:
         return max((f.error.exit_code for f in self.failures), default=0)
 
 
-def change_summary(old: Mapping[str, str] | None, new: Mapping[str, str]) -> tuple[int, str]:
-    """How many keys changed, and a bounded ``+added -removed ~modified`` list (keys, never values)."""
+def change_summary(
+    old: Mapping[str, str] | None, new: Mapping[str, str], candidates: Collection[str] | None = None
+) -> tuple[int, str]:
+    """How many keys changed, and a bounded ``+added -removed ~modified`` list (keys, never values).
+
+    ``candidates``: the only keys that may differ (a change log's), so the cost follows them.
+    """
     if old is None:
         return len(new), "initial"
-    added = [f"+{k}" for k in new.keys() - old.keys()]
-    removed = [f"-{k}" for k in old.keys() - new.keys()]
-    modified = [f"~{k}" for k, v in new.items() if old.get(k, v) != v]
+    if candidates is not None:
+        added = [f"+{k}" for k in candidates if k in new and k not in old]
+        removed = [f"-{k}" for k in candidates if k in old and k not in new]
+        modified = [f"~{k}" for k in candidates if k in new and k in old and old[k] != new[k]]
+    else:
+        added = [f"+{k}" for k in new.keys() - old.keys()]
+        removed = [f"-{k}" for k in old.keys() - new.keys()]
+        modified = [f"~{k}" for k, v in new.items() if old.get(k, v) != v]
     changes = sorted(added + removed + modified, key=lambda s: s[1:])
     text = ",".join(changes[:KEYS_LOGGED])
     if len(changes) > KEYS_LOGGED:

@@ -10,6 +10,8 @@ the same lower case. An exception half way through an update (a bug: hostile val
 rejected, not raised) forgets everything, so the next update starts from scratch rather
 than from a state that no longer matches nginx.
 With 3,000 services a new server or a new service costs the sink about 2 ms.
+``apply_changes`` takes only the keys that changed (a mirror's change log,
+``backends.changefeed``), so a change costs the same with 30,000 services.
 """
 
 from __future__ import annotations
@@ -68,8 +70,22 @@ class MembershipIndex:
         self._names_rejected.clear()
         self._folds.clear()
 
+    def apply_changes(self, changes: Mapping[str, str | None]) -> set[str]:
+        """Take the keys that changed (None: deleted) since the last update; return the names
+        whose servers changed (or vanished), as ``update`` does for a whole snapshot."""
+        try:
+            values = self._values
+            for key, value in changes.items():
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = value
+            return self._touch(list(changes))
+        except BaseException:
+            self._reset()
+            raise
+
     def _update(self, values: Mapping[str, str]) -> set[str]:
-        prefix = self.root + "/"
         new = dict(values)  # a copy in C: the caller may reuse its mapping
         old = self._values
         # Consecutive snapshots share the value objects of unchanged keys, so identity finds
@@ -77,6 +93,12 @@ class MembershipIndex:
         changed = [k for k, v in new.items() if old.get(k) is not v]
         changed.extend(old.keys() - new.keys())
         self._values = new
+        return self._touch(changed)
+
+    def _touch(self, changed: list[str]) -> set[str]:
+        """Re-judge the services of the ``changed`` keys against ``_values``."""
+        prefix = self.root + "/"
+        new = self._values
         touched: set[str] = set()
         names_changed: set[str] = set()
         for key in changed:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
 from muster.dataplane.membership import Entries, MembershipIndex
@@ -50,7 +50,13 @@ class Plane(Protocol):
     @property
     def admin(self) -> _Closable: ...
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int: ...
+    async def apply(
+        self,
+        desired: Mapping[str, Iterable[Peer]],
+        *,
+        verify: bool = False,
+        only: Collection[str] | None = None,
+    ) -> int: ...
 
 
 class MembershipSink:
@@ -80,7 +86,14 @@ class MembershipSink:
 
     async def apply(self, values: Mapping[str, str]) -> None:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
-        changed = self._index.update(values)
+        await self._publish(self._index.update(values), full=True)
+
+    async def apply_changes(self, changes: Mapping[str, str | None]) -> None:
+        """Like ``apply``, given only the keys changed since the last call (None: deleted):
+        the cost follows the change, not the registry's size."""
+        await self._publish(self._index.apply_changes(changes), full=self._desired is None)
+
+    async def _publish(self, changed: set[str], *, full: bool) -> None:
         if self.guard is not None:
             # Mass removals stay routed for the grace period; expired holds come out here too.
             changed = self.guard.update(self._index.services, changed)[1]
@@ -98,12 +111,13 @@ class MembershipSink:
         async with self._lock:
             # Built under the lock from the answers at hand, so a re-push for a name that
             # answered meanwhile is never overwritten with the answer from before.
-            desired = dict(self._desired or {})
+            # In place: the verify loop and DNS re-pushes take the lock and read it whole.
+            desired = self._desired if self._desired is not None else {}
             for name in changed - names:
                 desired.pop(name, None)
             desired.update(self.resolver.peers({n: services[n] for n in names}))
             self._desired = desired
-            await self.plane.apply(desired)
+            await self.plane.apply(desired, only=None if full else changed)
 
     @property
     def _members(self) -> Mapping[str, Entries]:

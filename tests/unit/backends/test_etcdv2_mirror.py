@@ -57,3 +57,17 @@ async def test_wait_changed() -> None:
     assert not waiter.done()
     m.apply("/s", ev("set", "/s/q", 20, "v"))
     assert await asyncio.wait_for(waiter, 1) == 20
+
+
+def test_changes_follow_v2_events_including_directory_deletes() -> None:
+    m = mirror()
+    start = m.changes(["/s", "/t"], None)
+    assert start.full and start.values == {"/s/a/1": "x", "/s/a/2": "y", "/s/b": "z"} and start.revision == 10
+    m.apply("/s", ev("delete", "/s/a", 13, dir=True))
+    m.apply("/t", ev("create", "/t/x", 14, "1"))
+    refresh = ev("update", "/s/b", 15, "z")
+    refresh["prevNode"] = {"key": "/s/b", "value": "z"}
+    m.apply("/s", refresh)  # a TTL refresh changes nothing
+    changes = m.changes(["/s", "/t"], start.cursor)
+    assert changes.values == {"/s/a/1": None, "/s/a/2": None, "/t/x": "1"} and changes.revision == 14
+    assert m.changes(["/t"], start.cursor).values == {"/t/x": "1"}

@@ -64,3 +64,30 @@ async def test_wait_changed_wakes_on_apply_and_reports_errors() -> None:
     m._notify()
     with pytest.raises(RuntimeError):
         await asyncio.wait_for(waiter, 1)
+
+
+def test_changes_since_a_cursor_are_the_keys_changed_with_their_values_now() -> None:
+    m = mirror(values={"/a/x": "1", "/c/z": "3"})
+    first = m.changes(["/a", "/c"], None)
+    assert first.full and first.values == {"/a/x": "1", "/c/z": "3"} and first.revision == 10
+    m._apply(WatchResponse(0, 12, events=[put("/a/y", "2", 11), WatchEvent("DELETE", b"/a/x", b"", 12)]))
+    m._apply(WatchResponse(0, 13, events=[put("/a/y", "2b", 13), put("/b/noise", "n", 13)]))
+    later = m.changes(["/a", "/c"], first.cursor)
+    assert not later.full and later.values == {"/a/y": "2b", "/a/x": None} and later.revision == 13
+    assert m.changes(["/c"], first.cursor).values == {}  # filtered to the prefixes asked
+    assert m.changes(["/a", "/c"], later.cursor).values == {}  # nothing since
+    other = mirror()  # a cursor from another mirror (one dropped and reopened) reads everything
+    assert other.changes(["/a"], later.cursor).full
+
+
+def test_a_cursor_older_than_the_log_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    import muster.backends.changefeed as changefeed
+
+    monkeypatch.setattr(changefeed, "LOG_MAX", 4)
+    m = mirror()
+    cursor = m.changes(["/a"], None).cursor
+    m._apply(WatchResponse(0, 13, events=[put(f"/a/{i}", "v", 11 + i) for i in range(3)]))
+    assert m.changes(["/a"], cursor).values == {"/a/0": "v", "/a/1": "v", "/a/2": "v"}
+    m._apply(WatchResponse(0, 16, events=[put(f"/a/{i}", "w", 14 + i) for i in range(3, 6)]))
+    stale = m.changes(["/a"], cursor)
+    assert stale.full and len(stale.values) == 6

@@ -136,25 +136,61 @@ async def test_watch_applies_a_lone_change_at_once(confdir: ConfDir, clock: Fake
         assert backend.watch_calls >= 1
 
 
-async def test_watch_folds_changes_within_the_window(confdir: ConfDir, clock: FakeClock) -> None:
+async def test_a_lone_change_right_after_a_reload_waits_only_for_the_interval(
+    confdir: ConfDir, clock: FakeClock
+) -> None:
     dest = confdir.add("a")
     backend = MemoryBackend({"/svc/a": "1"})
-    daemon = Daemon(make_config(confdir), backend, clock=clock, sleep=clock.sleep)
+    daemon = Daemon(make_config(confdir, reload_interval=0.5), backend, clock=clock, sleep=clock.sleep)
     async with watching(daemon):
         await eventually(lambda: daemon.batches == 1)
-        backend.put("/svc/b", "2")  # at t=0, right after the first batch: inside the window
-        await eventually(lambda: clock.sleeping == 1, what="the debounce")
-        clock.advance(0.5)
-        backend.put("/svc/c", "3")  # extends the quiet window to t=1.5
-        await asyncio.sleep(0.02)  # let the watcher see it
-        clock.advance(0.6)
-        await asyncio.sleep(0.05)
-        assert daemon.batches == 1
-        await eventually(lambda: clock.sleeping == 1)
         clock.advance(0.4)
-        await eventually(lambda: daemon.batches == 2)
+        backend.put("/svc/b", "2")  # 0.4 s after the reload: held for the 0.1 s left, no more
+        await eventually(lambda: clock.sleeping == 1, what="the hold")
+        assert confdir.reload_count() == 1
+        clock.advance(0.1)
+        await eventually(lambda: confdir.reload_count() == 2, what="the held reload")
+        assert dest.read_text() == "/svc/a=1\n/svc/b=2\n"
+        assert clock.sleeping == 0  # no quiet window after a lone change
+
+
+async def test_a_burst_inside_the_interval_is_folded_until_it_pauses(
+    confdir: ConfDir, clock: FakeClock
+) -> None:
+    dest = confdir.add("a")
+    backend = MemoryBackend({"/svc/a": "1"})
+    daemon = Daemon(make_config(confdir, reload_interval=0.5), backend, clock=clock, sleep=clock.sleep)
+    async with watching(daemon):
+        await eventually(lambda: daemon.batches == 1)
+        backend.put("/svc/b", "2")  # at t=0, right after the first reload: held
+        await eventually(lambda: clock.sleeping == 1, what="the hold")
+        backend.put("/svc/c", "3")  # a second change while held: a burst
+        await asyncio.sleep(0.05)
+        clock.advance(0.5)  # the interval is over, but the burst has not paused for 1 s yet
+        await asyncio.sleep(0.05)
+        assert confdir.reload_count() == 1
+        clock.advance(0.4)
+        await asyncio.sleep(0.05)
+        assert confdir.reload_count() == 1
+        clock.advance(0.2)  # 1 s after the last change
+        await eventually(lambda: confdir.reload_count() == 2, what="the folded reload")
         assert dest.read_text() == "/svc/a=1\n/svc/b=2\n/svc/c=3\n"
-        assert confdir.reload_count() == 2
+
+
+async def test_resources_without_a_reload_cmd_never_wait(confdir: ConfDir, clock: FakeClock) -> None:
+    plain = confdir.add("plain", reload=False)
+    reloaded = confdir.add("reloaded")
+    backend = MemoryBackend({"/svc/a": "1"})
+    daemon = Daemon(make_config(confdir, reload_interval=0.5), backend, clock=clock, sleep=clock.sleep)
+    async with watching(daemon):
+        await eventually(lambda: daemon.batches == 1)
+        for i, key in enumerate(("b", "c", "d")):  # a burst, right after the reload
+            backend.put(f"/svc/{key}", "x")
+            await eventually(lambda key=key: f"/svc/{key}=x" in plain.read_text(), what="the plain file")
+            assert confdir.reload_count() == 1 and "/svc/b" not in reloaded.read_text(), i
+        clock.advance(2.0)
+        await eventually(lambda: confdir.reload_count() == 2, what="the held reload")
+        assert reloaded.read_text() == plain.read_text()
 
 
 async def test_watch_max_wait_bounds_the_delay(confdir: ConfDir, clock: FakeClock) -> None:
@@ -163,18 +199,21 @@ async def test_watch_max_wait_bounds_the_delay(confdir: ConfDir, clock: FakeCloc
     daemon = Daemon(make_config(confdir, debounce_max=3.0), backend, clock=clock, sleep=clock.sleep)
     async with watching(daemon):
         await eventually(lambda: daemon.batches == 1)
-        backend.put("/svc/1", "x")
+        backend.put("/svc/1", "x")  # held: right after the first reload
+        await eventually(lambda: clock.sleeping == 1)
+        backend.put("/svc/1b", "x")  # a second one while held: a burst, folded
+        await asyncio.sleep(0.02)
         for i in range(2, 5):  # a change every 0.9 s never leaves a 1 s quiet window
             await eventually(lambda: clock.sleeping == 1)
-            assert daemon.batches == 1
+            assert confdir.reload_count() == 1
             clock.advance(0.9)
             backend.put(f"/svc/{i}", "x")
             await asyncio.sleep(0.02)
         await eventually(lambda: clock.sleeping == 1)
-        assert daemon.batches == 1
+        assert confdir.reload_count() == 1
         clock.advance(0.9)  # t=3.6: still not quiet (last change at 2.7), but 3 s since the first
-        await eventually(lambda: daemon.batches == 2, what="the max-wait batch")
-        assert dest.read_text().count("=x") == 5
+        await eventually(lambda: confdir.reload_count() == 2, what="the max-wait batch")
+        assert dest.read_text().count("=x") == 6
 
 
 async def test_changes_during_a_reload_are_folded_into_one_render(confdir: ConfDir, clock: FakeClock) -> None:

@@ -126,3 +126,27 @@ def test_random_histories_match_a_full_validation() -> None:
         assert index.services == expected
         assert index.rejected() == rejected
         assert changed == {n for n in before.keys() | expected.keys() if before.get(n) != expected.get(n)}
+
+
+def test_random_change_logs_match_snapshot_updates() -> None:
+    # apply_changes (the mirror's change log) must leave the index exactly where update
+    # (a whole snapshot per change) does, including keys set to the value they had.
+    rng = random.Random(11)
+    names = ["a", "b", "B", "api", "Api", "bad name", "d"]
+    values: dict[str, str] = {}
+    by_snapshot, by_changes = MembershipIndex(ROOT), MembershipIndex(ROOT)
+    for _ in range(1000):
+        changes: dict[str, str | None] = {}
+        for _ in range(rng.choice([1, 1, 2, 5])):
+            key = f"{ROOT}/{rng.choice(names)}/{rng.choice(['servers', 'meta'])}/{rng.randint(1, 4)}"
+            if key in values and rng.random() < 0.4:
+                del values[key]
+                changes[key] = None
+            else:
+                host = rng.choice(["10.0.0.1", "10.0.0.2", "0.0.0.0"])
+                values[key] = changes[key] = rng.choice([server(host, rng.randint(0, 3)), "{"])
+        from_snapshot = by_snapshot.update(dict(values))
+        from_changes = by_changes.apply_changes(changes)
+        assert by_changes.services == by_snapshot.services
+        assert by_changes.rejected() == by_snapshot.rejected()
+        assert from_changes == from_snapshot

@@ -19,12 +19,16 @@ from muster.dataplane.sink import MembershipSink
 class RecordingPlane:
     def __init__(self) -> None:
         self.pushed: list[dict[str, list[Peer]]] = []
+        self.only: object = None  # the ``only`` of the last apply
         self.admin = self
 
     async def aclose(self) -> None:
         pass
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
+    async def apply(
+        self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False, only: object = None
+    ) -> int:
+        self.only = only
         self.pushed.append({name: list(peers) for name, peers in desired.items()})
         return len(desired)
 

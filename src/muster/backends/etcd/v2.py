@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import Changes, Cursor
 from muster.backends.etcd.v2_client import (  # the client's names stay importable from here
     COMPARE_FAILED,
     KEY_NOT_FOUND,
@@ -90,6 +91,14 @@ class EtcdV2Backend:
         """
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
+
+    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
+        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
+        None when no mirror serves them."""
+        for mirror in self._mirrors.values():
+            if mirror.serves(prefixes):
+                return mirror.changes(prefixes, cursor)
+        return None
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every leaf under ``prefixes``; from the watch replica while one is live for them."""

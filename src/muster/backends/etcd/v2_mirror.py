@@ -91,6 +91,24 @@ class V2Mirror(ChangeFeed):
     def first_revision(self) -> int:
         return self.seed_revision
 
+    def all_values(self) -> dict[str, str]:
+        if len(self.values) == 1:
+            return next(iter(self.values.values()))
+        merged: dict[str, str] = {}
+        for part in self.values.values():
+            merged.update(part)
+        return merged
+
+    def value(self, key: str) -> str | None:
+        for part in self.values.values():
+            if key in part:
+                return part[key]
+        return None
+
+    @property
+    def revision_now(self) -> int:
+        return max(self.latest_change, self.seed_revision)
+
     def _set_connected(self, prefix: str, connected: bool) -> None:
         self.connected[prefix] = connected
         self._reachable(all(self.connected.values()))
@@ -123,9 +141,12 @@ class V2Mirror(ChangeFeed):
                 below = key.rstrip("/") + "/"
                 for k in [k for k in values if k.startswith(below)]:
                     del values[k]
-            values.pop(key, None)
+                    self._logged(k)
+            if values.pop(key, None) is not None:
+                self._logged(key)
         elif not node.get("dir"):
             values[key] = str(node.get("value", ""))
+            self._logged(key)
         else:
             return  # an empty directory appeared: no value changed
         self._changed(index)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import Changes, Cursor
 from muster.backends.etcd.v3_client import EtcdV3Client, GatewayError
 from muster.backends.etcd.v3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
 from muster.backends.keys import b64decode, b64encode, normalize_prefix
@@ -71,6 +72,14 @@ class EtcdV3Backend:
         """
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
+
+    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
+        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
+        None when no mirror serves them."""
+        for mirror in self._mirrors.values():
+            if mirror.serves(prefixes):
+                return mirror.changes(prefixes, cursor)
+        return None
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every key under ``prefixes`` at one revision (see the module doc for the mirror)."""

@@ -127,6 +127,16 @@ class Mirror(ChangeFeed):
     def first_revision(self) -> int:
         return self.start_revision
 
+    def all_values(self) -> dict[str, str]:
+        return self.values
+
+    def value(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    @property
+    def revision_now(self) -> int:
+        return self.revision
+
     async def _run(self) -> None:
         try:
             await self._follow()
@@ -252,6 +262,7 @@ class Mirror(ChangeFeed):
                 self.values.pop(key, None)
             else:
                 self.values[key] = text(ev.value)
+            self._logged(key)
             changed = ev.mod_revision
         # Events of one watcher come in revision order, whole revisions per message, and a
         # progress notification means nothing is pending: the replica is now at this revision.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from muster.dataplane.haproxy.runtime import HAProxyCLI, RuntimeAPIError, parse_info
@@ -61,8 +61,16 @@ class HAProxyDataPlane:
         """The runtime API client (named as ``DataPlane.admin``, which the sink closes)."""
         return self.cli
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
+    async def apply(
+        self,
+        desired: Mapping[str, Iterable[Peer]],
+        *,
+        verify: bool = False,
+        only: Collection[str] | None = None,
+    ) -> int:
         """Make HAProxy hold ``desired``; return how many services' slots were changed.
+
+        ``only`` (the services that may have changed) is not used: every service is compared.
 
         Raises ``RuntimeAPIError`` (an ``AdminError``) if HAProxy cannot be reached or
         refuses a command; the next call reads its state again and retries in full.

@@ -62,11 +62,13 @@ def _map_errors(what: str) -> Iterator[None]:
 class LuaAdmin:
     """Talks to ``unix:/path/admin.sock`` or ``http://127.0.0.1:PORT``; loopback only."""
 
-    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 2.0, state_timeout: float = 15.0) -> None:
         problem = admin_address_problem(address)
         if problem is not None:
             raise AdminError(f"nginx admin endpoint: {problem}")
         self.address = address
+        # The state lists every service: 30,000 take nginx about 0.5 s, more under load.
+        self._state_timeout = aiohttp.ClientTimeout(total=max(timeout, state_timeout))
         if address.startswith("unix:"):
             self._connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=address[5:])
             self._base = "http://muster-admin"
@@ -88,9 +90,11 @@ class LuaAdmin:
     async def aclose(self) -> None:
         await self._session.close()
 
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> str:
+    async def _request(
+        self, method: str, path: str, body: bytes | None = None, timeout: aiohttp.ClientTimeout | None = None
+    ) -> str:
         with _map_errors(f"{method} {path}"):
-            async with self._session.request(method, self._base + path, data=body) as resp:
+            async with self._session.request(method, self._base + path, data=body, timeout=timeout) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise AdminError(f"nginx admin endpoint: {method} {path}: {resp.status} {text.strip()}")
@@ -106,7 +110,7 @@ class LuaAdmin:
         await self._request("PUT", "/muster/generation", token.encode())
 
     async def state(self) -> AdminState:
-        text = await self._request("GET", "/muster/state")
+        text = await self._request("GET", "/muster/state", timeout=self._state_timeout)
         generation = ""
         services: dict[str, int] = {}
         digests: dict[str, str] = {}

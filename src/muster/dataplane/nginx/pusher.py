@@ -10,7 +10,11 @@ restarted, so everything is pushed again and the token written last. Under our t
 each service's MD5 is compared with what was pushed: a list changed, added or removed
 behind muster's back (anyone who reached the admin socket) is put back and logged as a
 warning, and ``drifted`` counts it. Any failed push forgets what nginx holds, so the
-next call pushes everything.
+next call pushes everything; a failed read of the state alone does not (nothing was
+sent: a restarted nginx shows a new generation at the next read), since a full push of
+30,000 services takes nginx about 13 s. ``apply(..., only=names)`` says which services may have
+changed: only they are encoded and compared, so with 30,000 services a change costs
+what it pushes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from muster.dataplane.nginx.admin import AdminError, AdminState, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
@@ -46,20 +50,39 @@ class DataPlane:
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
 
-    async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
+    async def apply(
+        self,
+        desired: Mapping[str, Iterable[Peer]],
+        *,
+        verify: bool = False,
+        only: Collection[str] | None = None,
+    ) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
 
-        Only services that differ from the last push are sent. With ``verify`` (the sink's
-        periodic check), or while what nginx holds is unknown, nginx's state is read first:
-        a foreign generation means it restarted, and everything is pushed again. Raises
-        ``AdminError`` if nginx cannot be reached; the next call pushes in full.
+        Only services that differ from the last push are sent; with ``only``, the caller
+        promises that no other service changed since its last call, and just those are
+        looked at. With ``verify`` (the sink's periodic check), or while what nginx holds
+        is unknown, nginx's state is read first: a foreign generation means it restarted,
+        and everything is pushed again. Raises ``AdminError`` if nginx cannot be reached;
+        the next call pushes in full.
         """
         started = time.monotonic()
+        if only is not None and self._pushed is not None and not verify:
+            try:
+                pushed = await self._push_only(desired, only)
+            except AdminError:
+                self._pushed = None
+                raise
+            if pushed:
+                ms = round((time.monotonic() - started) * 1000, 1)
+                log.info(kv("dataplane.push.complete", services=pushed, full=False, ms=ms))
+            return pushed
         wanted = self._encode(desired)
+        full = self._pushed is None
+        # A failed read leaves what was pushed known: only a failed push forgets it.
+        state = await self.admin.state() if full or verify else None
         try:
-            full = self._pushed is None
-            if full or verify:
-                state = await self.admin.state()
+            if state is not None:
                 if state.master_alive is False and self.master_alive is not False:
                     log.warning(kv("dataplane.nginx_master_gone", note="workers serve on; restart nginx"))
                 self.master_alive = state.master_alive
@@ -127,6 +150,26 @@ class DataPlane:
             encoded[name] = (peers, body)
         self._encoded = encoded
         return wanted
+
+    async def _push_only(self, desired: Mapping[str, Iterable[Peer]], names: Collection[str]) -> int:
+        assert self._pushed is not None
+        count = 0
+        for name in names:
+            peers = desired.get(name)
+            if peers is None:
+                self._encoded.pop(name, None)
+                if self._pushed.pop(name, None) is not None:
+                    await self.admin.delete_service(name)
+                    count += 1
+                continue
+            body = encode_peers(peers)
+            self._encoded[name] = (peers, body)
+            if self._pushed.get(name) != body:
+                # Recorded before the request: if it fails, apply forgets every push anyway.
+                self._pushed[name] = body
+                await self.admin.put_service(name, body)
+                count += 1
+        return count
 
     async def _push(self, wanted: dict[str, bytes], *, full: bool) -> int:
         before = self._pushed or {}

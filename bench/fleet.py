@@ -1,0 +1,222 @@
+"""Many proxies on one registry: N muster daemons watching one 3-member etcd while registrations churn.
+
+A production fleet runs a daemon on each of 10 to 100 nginx hosts, all watching one etcd
+cluster. For each N (default 1, 10, 30) this starts a fresh 3-member etcd, registers
+``--services`` services of 3 servers each, starts N ``muster confd -watch`` daemons (each
+rendering the seed post's template to its own file, no reload_cmd: the Lua plane's case,
+where membership costs no reload), then changes servers at ``--rate`` writes per second for
+``--seconds`` (a server's port changes: each write is one key and one revision).
+
+Convergence lag: the writer notes each write's revision and when etcd acknowledged it; each
+daemon logs ``batch.complete ... revision=R`` once a batch has applied everything up to R
+(file replaced), and the lag of a write at a daemon is the time from its acknowledgement to
+the first batch there that includes it. Printed per N: the lag p50/p99 over every (write,
+daemon) pair and the worst daemon's p99, writes that never converged, etcd's CPU (the three
+members, in % of one core), and the daemons' RSS (median and max) at the end.
+
+    python bench/fleet.py [--daemons 1 10 30] [--rate 500] [--seconds 60] [--services 1000] [--quick]
+
+``--quick`` is ``--daemons 1 3 --seconds 10 --services 300``. Writers keep 48 puts in flight
+to hold the rate; a write that falls behind schedule is sent at once (the achieved rate is
+printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from muster.stack.etcd import EtcdCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import watch_latency  # noqa: E402  (bench/ is not a package)
+
+BATCH = re.compile(r"^(\S+ \S+) INFO muster\.daemon\.core batch\.complete .*?revision=(\d+)")
+IN_FLIGHT = 48
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_daemon(root: Path, nodes: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    for sub in ("conf.d", "templates", "out"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "templates" / "seed.tmpl").write_text(watch_latency.TEMPLATE)
+    (root / "conf.d" / "seed.toml").write_text(
+        f'[template]\nsrc = "seed.tmpl"\ndest = "{root / "out" / "seed.conf"}"\nkeys = ["/services"]\n'
+    )
+    log = root / "daemon.log"
+    args = [sys.executable, "-m", "muster", "confd", "-watch", "-backend", "etcdv3", "-confdir", str(root)]
+    for node in nodes:
+        args += ["-node", node]
+    args += ["-config-file", str(root / "none.toml"), "-log-level", "info"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def batches(log: Path) -> tuple[list[int], list[float]]:
+    """(revisions, times) of every completed batch, in log order (revisions never go back)."""
+    revisions: list[int] = []
+    times: list[float] = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = BATCH.match(line)
+        if m:
+            stamp = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            revision = int(m.group(2))
+            if revisions and revision < revisions[-1]:
+                revision = revisions[-1]
+            revisions.append(revision)
+            times.append(stamp)
+    return revisions, times
+
+
+def server_value(i: int, port: int) -> str:
+    return json.dumps({"host": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "port": port})
+
+
+async def churn(nodes: list[str], services: int, rate: float, seconds: float) -> list[tuple[float, int]]:
+    """Write at ``rate``/s for ``seconds``; return (acknowledged at, revision) per write."""
+    acked: list[tuple[float, int]] = []
+    total = int(rate * seconds)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(total):
+        queue.put_nowait(n)
+    start = time.perf_counter()
+    wall = time.time() - start
+
+    async def writer(session: aiohttp.ClientSession, url: str) -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+            i = n * 7919 % services  # spread the writes over the services
+            key = f"/services/svc{i:05d}/servers/s{n % 3}"
+            body = {
+                "key": watch_latency.b64(key),
+                "value": watch_latency.b64(server_value(i * 3 + n % 3, 10000 + n % 50000)),
+            }
+            async with session.post(f"{url}/v3/kv/put", json=body) as resp:
+                reply = await resp.json()
+            acked.append((wall + time.perf_counter(), int(reply["header"]["revision"])))
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(writer(session, nodes[k % len(nodes)]) for k in range(IN_FLIGHT)))
+    return acked
+
+
+def run(n_daemons: int, args: argparse.Namespace, tmp: Path) -> None:
+    with EtcdCluster(tmp / f"etcd-{n_daemons}", 3) as cluster:
+        nodes = cluster.client_urls
+        writer = watch_latency.Etcd(nodes[0])
+        writer.put_many(
+            {
+                f"/services/svc{i:05d}/servers/s{j}": server_value(i * 3 + j, 8000)
+                for i in range(args.services)
+                for j in range(3)
+            }
+        )
+        daemons = [start_daemon(tmp / f"d{n_daemons}-{k}", nodes) for k in range(n_daemons)]
+        try:
+            needle = f"upstream svc{args.services - 1:05d}"
+            deadline = time.monotonic() + 300
+            for k, _ in enumerate(daemons):
+                dest = tmp / f"d{n_daemons}-{k}" / "out" / "seed.conf"
+                while not (dest.exists() and needle in dest.read_text()):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"daemon {k} never rendered; see its daemon.log")
+                    time.sleep(0.1)
+            time.sleep(2.0)
+            etcd_pids = [m._proc.pid for m in cluster.members if m._proc is not None]  # noqa: SLF001
+            etcd_cpu = sum(cpu_seconds(p) for p in etcd_pids)
+            began = time.perf_counter()
+            acked = asyncio.run(churn(nodes, args.services, args.rate, args.seconds))
+            elapsed = time.perf_counter() - began
+            etcd_cpu = sum(cpu_seconds(p) for p in etcd_pids) - etcd_cpu
+            time.sleep(3.0)  # let every daemon catch up before reading the logs
+            rss = [rss_mb(proc.pid) for proc, _ in daemons]
+        finally:
+            for proc, _ in daemons:
+                proc.terminate()
+            for proc, _ in daemons:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    lags: list[float] = []
+    worst: list[float] = []
+    missed = 0
+    for _, log in daemons:
+        revisions, times = batches(log)
+        mine = []
+        for at, revision in acked:
+            i = bisect.bisect_left(revisions, revision)
+            if i == len(revisions):
+                missed += 1
+                continue
+            # The first batch that includes the write; one logged between etcd's commit and
+            # the writer seeing the ack counts as lag 0.
+            mine.append(max(0.0, (times[i] - at) * 1000))
+        lags += mine
+        if mine:
+            worst.append(pct(mine, 0.99))
+    rate = len(acked) / elapsed
+    print(
+        f"{n_daemons:>3} daemons  {rate:5.0f} writes/s  lag p50 {statistics.median(lags):6.1f} ms  "
+        f"p99 {pct(lags, 0.99):6.1f} ms  worst daemon p99 {max(worst):6.1f} ms  unconverged {missed}  "
+        f"etcd CPU {100 * etcd_cpu / elapsed:5.1f}%  daemon RSS median {statistics.median(rss):5.1f} MB "
+        f"max {max(rss):5.1f} MB",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--daemons", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.daemons, args.seconds, args.services = [1, 3], 10.0, 300
+    print(
+        f"muster fleet: {args.services} services x 3 servers, {args.rate:.0f} writes/s for "
+        f"{args.seconds:.0f} s, 3-member etcd; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="muster-fleet-") as tmp:
+        for n in args.daemons:
+            run(n, args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
