@@ -59,7 +59,10 @@ def _same(a: Any, b: Any) -> bool:
     """Whether two answers of one read are indistinguishable to a template."""
     if type(a) is not type(b) or a != b:
         return False
-    return (getattr(a, "tail", None), getattr(a, "nil", None)) == (getattr(b, "tail", None), getattr(b, "nil", None))
+    return (getattr(a, "tail", None), getattr(a, "nil", None)) == (
+        getattr(b, "tail", None),
+        getattr(b, "nil", None),
+    )
 
 
 class StoreReads:
