@@ -35,7 +35,7 @@ from muster.gotemplate.deepstack import in_deep_run, run_deep
 from muster.gotemplate.fields import Fields, holds_interfaces
 from muster.gotemplate.funcs import printable, truth as is_true
 from muster.gotemplate.gotypes import sorted_keys
-from muster.gotemplate.memo import UNFROZEN, Memo, Unit, freeze
+from muster.gotemplate.memo import UNFROZEN, Memo, Run, Unit, freeze
 from muster.gotemplate.nodes import (
     ActionNode,
     BoolNode,
@@ -334,7 +334,7 @@ class _State(Calls, Fields):
                 inputs = self._outer_key(unit, {v.ident[0] for v in pipe.decl}) if unit.safe else UNFROZEN
                 if inputs is not UNFROZEN:
                     table = memo.table((id(body), inputs, iface))
-                    self._range_memo(memo, table, plan, items, elem_var, index_var, mark)
+                    self._range_memo(memo, table, plan, val, items, elem_var, index_var, mark)
                     return
             out = self.out
             for index, elem in items:
@@ -383,7 +383,7 @@ class _State(Calls, Fields):
 
     def _memo_unit(self, memo: Memo, table: dict[Any, Any], key: Any, run: Callable[[], None]) -> None:
         entry = table.get(key)
-        if entry is not None and memo.valid(entry):
+        if entry is not None:
             memo.hits += 1
             self.out.append(entry.text)
             if memo.frames:
@@ -416,17 +416,33 @@ class _State(Calls, Fields):
         memo: Memo,
         table: dict[Any, Any],
         plan: Plan,
+        val: Any,
         items: Any,
         elem_var: list[Any] | None,
         index_var: list[Any] | None,
         mark: int,
     ) -> None:
         """walk_range's loop with each iteration a memoised unit keyed by its element
-        (and index, when the body can see it)."""
-        out = self.out
-        vars_ = self.vars
+        (and index, when the body can see it).
+
+        Outside any unit, a range over the same list as last time replays the last
+        run's pieces and runs again only the iterations whose entries were invalidated
+        (``Run``), so its cost follows the change, not the list.
+        """
         frames = memo.frames
-        valid = memo.valid
+        run: Run | None = None
+        if not frames and type(val) is not dict:
+            run = memo.runs.get(id(table))
+            if run is not None and run.elems == val:
+                self._rerun(memo, table, run, plan, elem_var, index_var, mark)
+                return
+            memo.runs.pop(id(table), None)
+            run = Run(list(val))
+        out = self.out
+        # The enclosing unit's reads, which a reused iteration's reads join.
+        outer_reads = frames[-1] if frames else None
+        get = table.get
+        hits = 0
         for index, elem in items:
             if elem_var is not None:
                 elem_var[1] = elem
@@ -436,36 +452,93 @@ class _State(Calls, Fields):
             if key is not UNFROZEN:
                 if index_var is not None:
                     key = (key, freeze(index))
-                entry = table.get(key)
-                if entry is not None and valid(entry):
-                    memo.hits += 1
+                entry = get(key)
+                if entry is not None:
+                    hits += 1
                     out.append(entry.text)
-                    if frames:
-                        frames[-1].extend(entry.reads)
-                    del vars_[mark:]
+                    if outer_reads is not None and entry.reads:
+                        outer_reads.extend(entry.reads)
+                    if run is not None:
+                        run.keys.append(key)
+                        run.texts.append(entry.text)
                     continue
             memo.misses += 1
-            start = len(out)
-            frames.append([])
+            text, reads = self._iteration(memo, plan, elem, mark)
+            if key is UNFROZEN:
+                run = None
+            else:
+                memo.store(table, key, text, reads)
+                if run is not None:
+                    run.keys.append(key)
+                    run.texts.append(text)
+        memo.hits += hits
+        if run is not None:
+            memo.save_run(table, run)
+
+    def _iteration(self, memo: Memo, plan: Plan, elem: Any, mark: int) -> tuple[str, list[Any]]:
+        """Run one iteration of a range body as a unit: its text (left in ``out``) and reads."""
+        out = self.out
+        frames = memo.frames
+        start = len(out)
+        frames.append([])
+        try:
             try:
-                try:
-                    for op in plan:
-                        t = type(op)
-                        if t is str:
-                            out.append(op)  # type: ignore[arg-type]
-                        elif t is tuple:
-                            op[0](self, elem, op[1])  # type: ignore[index,operator]
-                        else:
-                            op(self, elem)  # type: ignore[operator]
-                except _Continue:
-                    pass
-            finally:
-                del vars_[mark:]
-                reads = frames.pop()
-                if frames:
-                    frames[-1].extend(reads)
-            if key is not UNFROZEN:
-                memo.store(table, key, "".join(out[start:]), reads)
+                for op in plan:
+                    t = type(op)
+                    if t is str:
+                        out.append(op)  # type: ignore[arg-type]
+                    elif t is tuple:
+                        op[0](self, elem, op[1])  # type: ignore[index,operator]
+                    else:
+                        op(self, elem)  # type: ignore[operator]
+            except _Continue:
+                pass
+        finally:
+            del self.vars[mark:]
+            # Reads count for the enclosing unit even when this one ends early.
+            reads = frames.pop()
+            if frames:
+                frames[-1].extend(reads)
+        return "".join(out[start:]), reads
+
+    def _rerun(
+        self,
+        memo: Memo,
+        table: dict[Any, Any],
+        run: Run,
+        plan: Plan,
+        elem_var: list[Any] | None,
+        index_var: list[Any] | None,
+        mark: int,
+    ) -> None:
+        out = self.out
+        todo = memo.stale_positions(table, run)
+        for i in todo:
+            elem = run.elems[i]
+            if elem_var is not None:
+                elem_var[1] = elem
+            if index_var is not None:
+                index_var[1] = i
+            start = len(out)
+            try:
+                text, reads = self._iteration(memo, plan, elem, mark)
+            except _Break:
+                # The range ends here: the iterations before, then this one's partial text.
+                partial = out[start:]
+                del out[start:]
+                out.extend(run.texts[:i])
+                out.extend(partial)
+                memo.runs.pop(id(table), None)
+                raise
+            except BaseException:
+                memo.runs.pop(id(table), None)
+                raise
+            del out[start:]
+            memo.store(table, run.keys[i], text, reads)
+            run.texts[i] = text
+        memo.misses += len(todo)
+        memo.hits += len(run.texts) - len(todo)
+        out.extend(run.texts)
 
     def walk_template(self, dot: Any, t: TemplateNode) -> None:
         self.node = t

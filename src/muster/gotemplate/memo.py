@@ -17,8 +17,10 @@ Theory of operation. A *unit* is one range iteration, one taken ``with`` body or
 A unit that ends by an error or ``{{break}}`` is not stored (``{{continue}}`` ends an
 iteration normally), but its reads still count for the enclosing unit. Entries live in
 tables keyed by the body's node and the frozen outer inputs; an entry stores its text,
-its reads and the generation it was made in, and is valid while none of its reads changed
-in a later generation. Memory is bounded by ``max_entries``: past it the memo starts over.
+its reads, and stays in its table until one of its reads changes: ``invalidate`` removes
+it through a reverse index (read token -> the entries that made it), so a lookup that
+finds an entry can use it at once. Memory is bounded by ``max_entries``: past it the memo
+starts over.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from muster.gotemplate.nodes import (
 )
 from muster.gotemplate.values import NO_VALUE, GoInt, GoMap, GoSlice, GoStruct
 
-__all__ = ["PURE_BUILTINS", "UNFROZEN", "Entry", "Memo", "Unit", "freeze"]
+__all__ = ["PURE_BUILTINS", "UNFROZEN", "Entry", "Memo", "Run", "Unit", "freeze"]
 
 # Go's builtins except ``call`` (which may call anything): they depend on their arguments only.
 PURE_BUILTINS: Final = frozenset(
@@ -53,14 +55,26 @@ _FREEZE_BUDGET: Final = 200_000  # elements frozen per value, at most: a bigger 
 
 
 class Entry:
-    """One memoised unit: its output, the reads it made and when it was made."""
+    """One memoised unit: its output and the reads it made."""
 
-    __slots__ = ("text", "reads", "made")
+    __slots__ = ("text", "reads")
 
-    def __init__(self, text: str, reads: tuple[Hashable, ...], made: int) -> None:
+    def __init__(self, text: str, reads: tuple[Hashable, ...]) -> None:
         self.text = text
         self.reads = reads
-        self.made = made
+
+
+class Run:
+    """A range's last run over a list outside any unit: the elements, each iteration's
+    key and text, and (built when first needed) the positions of each key."""
+
+    __slots__ = ("elems", "keys", "texts", "positions")
+
+    def __init__(self, elems: list[Any]) -> None:
+        self.elems = elems
+        self.keys: list[Hashable] = []
+        self.texts: list[str] = []
+        self.positions: dict[Hashable, list[int]] | None = None
 
 
 class Unit:
@@ -139,7 +153,11 @@ class Memo:
         self.frames: list[list[Hashable]] = []
         self.tables: dict[Hashable, dict[Hashable, Entry]] = {}
         self.entries = 0
-        self.changed: dict[Hashable, int] = {}  # token -> generation it last changed in
+        # read token -> the (table, key, entry) that made it: what invalidate removes.
+        self._readers: dict[Hashable, list[tuple[dict[Hashable, Entry], Hashable, Entry]]] = {}
+        # id(table) -> its last Run, and the keys invalidated in that table since.
+        self.runs: dict[int, Run] = {}
+        self._dirty: dict[int, set[Hashable]] = {}
         self.hits = 0
         self.misses = 0
         self._units: dict[int, Unit] = {}
@@ -157,10 +175,15 @@ class Memo:
         self.gen += 1
 
     def invalidate(self, tokens: Iterable[Hashable]) -> None:
-        """The answers of these reads changed: entries made before now that read them are stale."""
-        gen = self.gen
+        """The answers of these reads changed: drop every entry that made one of them."""
+        readers = self._readers
         for token in tokens:
-            self.changed[token] = gen
+            for table, key, entry in readers.pop(token, ()):
+                if table.get(key) is entry:
+                    del table[key]
+                    self.entries -= 1
+                    if id(table) in self.runs:
+                        self._dirty.setdefault(id(table), set()).add(key)
 
     def note(self, token: Hashable) -> None:
         """Record a read made now (ignored outside any unit)."""
@@ -170,7 +193,9 @@ class Memo:
     def reset(self) -> None:
         """Forget every entry (the next execution runs in full)."""
         self.tables.clear()
-        self.changed.clear()
+        self._readers.clear()
+        self.runs.clear()
+        self._dirty.clear()
         self.entries = 0
 
     # -- the executor's side -------------------------------------------------
@@ -193,19 +218,34 @@ class Memo:
             table = self.tables[key] = {}
         return table
 
-    def valid(self, entry: Entry) -> bool:
-        """Whether none of the entry's reads changed since it was made."""
-        changed = self.changed
-        made = entry.made
-        for token in entry.reads:
-            if changed.get(token, -1) > made:
-                return False
-        return True
-
     def store(self, table: dict[Hashable, Entry], key: Hashable, text: str, reads: list[Hashable]) -> None:
+        """Keep a unit's output under ``key`` until one of its ``reads`` changes."""
         if key not in table:
             self.entries += 1
-        table[key] = Entry(text, tuple(reads), self.gen)
+        entry = table[key] = Entry(text, tuple(reads))
+        readers = self._readers
+        for token in set(reads):
+            found = readers.get(token)
+            if found is None:
+                readers[token] = [(table, key, entry)]
+            else:
+                found.append((table, key, entry))
+
+    def save_run(self, table: dict[Hashable, Entry], run: Run) -> None:
+        """Keep ``run`` as the table's last run; later invalidations mark its positions."""
+        self.runs[id(table)] = run
+        self._dirty.pop(id(table), None)
+
+    def stale_positions(self, table: dict[Hashable, Entry], run: Run) -> list[int]:
+        """The positions of ``run`` whose entries were invalidated since it was saved, in order."""
+        dirty = self._dirty.pop(id(table), None)
+        if not dirty:
+            return []
+        if run.positions is None:
+            run.positions = {}
+            for i, key in enumerate(run.keys):
+                run.positions.setdefault(key, []).append(i)
+        return sorted(i for key in dirty for i in run.positions.get(key, ()))
 
     def unit(self, body: Node, templates: Mapping[str, Tree]) -> Unit:
         """The static analysis of ``body`` (a list node or a template's root), cached."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +11,10 @@ from muster.resources.spec import ResourceSpec, go_join
 if TYPE_CHECKING:
     from muster.gotemplate import Template
     from muster.guard import Guards
+    from muster.resources.incremental import IncrementalRenderer
     from muster.store import KVStore
 
-__all__ = ["TemplateCache", "render", "strip_prefix"]
+__all__ = ["TemplateCache", "incremental_default", "render", "strip_prefix"]
 
 
 def strip_prefix(values: Mapping[str, str], prefix: str) -> dict[str, str]:
@@ -86,17 +88,52 @@ def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None =
     return funcs
 
 
+def incremental_default() -> bool:
+    """Whether template caches render incrementally unless told: yes, but for
+    ``MUSTER_INCREMENTAL=0`` in the environment (a switch to compare both modes)."""
+    return os.environ.get("MUSTER_INCREMENTAL", "1") != "0"
+
+
 class TemplateCache:
     """Parsed templates by (template name, source bytes); a changed source is parsed afresh.
 
+    With ``incremental`` (default: ``incremental_default()``), each resource keeps an
+    ``IncrementalRenderer`` instead (resources/incremental.py): a render after a change
+    costs in proportion to the change, and its bytes are those of a full render.
     Not thread-safe: one render at a time per cache (the daemon renders sequentially).
     """
 
-    def __init__(self, size: int = 64, *, dataplane: str = "reload", guards: Guards | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 64,
+        *,
+        dataplane: str = "reload",
+        guards: Guards | None = None,
+        incremental: bool | None = None,
+    ) -> None:
         self.size = size
         self.dataplane = dataplane
         self.guards = guards
+        self.incremental = incremental_default() if incremental is None else incremental
         self._entries: dict[tuple[str, bytes], tuple[Template, _StoreSlot]] = {}
+        self._renderers: dict[tuple[str, str, str, bytes], IncrementalRenderer] = {}
+
+    def renderer(self, spec: ResourceSpec, source: bytes) -> IncrementalRenderer:
+        """The resource's incremental renderer for this template source."""
+        from muster.resources.incremental import IncrementalRenderer
+
+        key = (spec.name, spec.src.name, spec.prefix, source)
+        found = self._renderers.get(key)
+        if found is None:
+            # A resource whose source changed drops its old renderer (and its memo).
+            for old in [k for k in self._renderers if k[0] == spec.name]:
+                del self._renderers[old]
+            if len(self._renderers) >= self.size:
+                self._renderers.pop(next(iter(self._renderers)))
+            found = self._renderers[key] = IncrementalRenderer(
+                spec.src.name, source, spec.prefix, dataplane=self.dataplane, guards=self.guards
+            )
+        return found
 
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
         key = (name, source)
@@ -122,13 +159,16 @@ def render(
     Mirrors confd: the template is named after the base name of ``src``, gets confd's function
     map bound to a store of the prefix-stripped keys, and runs with nil data. Raises
     ``TemplateSyntaxError`` / ``TemplateExecError``; nothing is written anywhere. With a
-    ``cache``, an unchanged source is not parsed again.
+    ``cache``, an unchanged source is not parsed again, and an incremental cache renders
+    only what changed since the resource's last render.
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
     from muster.gotemplate.values import to_bytes
     from muster.store import KVStore
 
+    if cache is not None and cache.incremental:
+        return cache.renderer(spec, source).render(values)
     template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
     slot.store = KVStore(strip_prefix(values, spec.prefix))
     try:
