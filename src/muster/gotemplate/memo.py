@@ -43,7 +43,7 @@ from muster.gotemplate.nodes import (
 )
 from muster.gotemplate.values import NO_VALUE, GoInt, GoMap, GoSlice, GoStruct
 
-__all__ = ["PURE_BUILTINS", "UNFROZEN", "Entry", "Memo", "Run", "Unit", "freeze"]
+__all__ = ["Entry", "Memo", "PURE_BUILTINS", "Run", "UNFROZEN", "Unit", "freeze"]
 
 # Go's builtins except ``call`` (which may call anything): they depend on their arguments only.
 PURE_BUILTINS: Final = frozenset(

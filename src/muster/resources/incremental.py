@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from muster.gotemplate import Template
     from muster.guard import Guards
 
-__all__ = ["PURE_HELPERS", "STORE_READS", "IncrementalRenderer", "StoreReads"]
+__all__ = ["IncrementalRenderer", "PURE_HELPERS", "STORE_READS", "StoreReads"]
 
 # confd's helpers that depend on their arguments only: a memoised body may call them.
 # Not getenv, datetime, fileExists, lookup* (the world may change between renders), nor
