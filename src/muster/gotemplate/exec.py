@@ -437,6 +437,11 @@ class _State(Calls, Fields):
                 self._rerun(memo, table, run, plan, elem_var, index_var, mark)
                 return
             memo.runs.pop(id(table), None)
+            if index_var is None and run is not None and set(map(type, val)) == {str}:
+                # A changed list of strings (a service came or went): look every element
+                # up at once; only the new ones run.
+                self._remap(memo, table, list(val), plan, elem_var, mark)
+                return
             run = Run(list(val))
         out = self.out
         # The enclosing unit's reads, which a reused iteration's reads join.
@@ -500,6 +505,49 @@ class _State(Calls, Fields):
             if frames:
                 frames[-1].extend(reads)
         return "".join(out[start:]), reads
+
+    def _remap(
+        self,
+        memo: Memo,
+        table: dict[Any, Any],
+        elems: list[str],
+        plan: Plan,
+        elem_var: list[Any] | None,
+        mark: int,
+    ) -> None:
+        out = self.out
+        entries = list(map(table.get, elems))
+        run = Run(elems)
+        run.keys = list(elems)  # a string element is its own key
+        run.texts = texts = [""] * len(elems)
+        missing = 0
+        for i, entry in enumerate(entries):
+            if entry is not None:
+                texts[i] = entry.text
+                continue
+            entry = table.get(elems[i])  # a repeated element ran already
+            if entry is not None:
+                texts[i] = entry.text
+                continue
+            missing += 1
+            if elem_var is not None:
+                elem_var[1] = elems[i]
+            start = len(out)
+            try:
+                text, reads = self._iteration(memo, plan, elems[i], mark)
+            except _Break:
+                partial = out[start:]
+                del out[start:]
+                out.extend(texts[:i])
+                out.extend(partial)
+                raise
+            del out[start:]
+            memo.store(table, elems[i], text, reads)
+            texts[i] = text
+        memo.misses += missing
+        memo.hits += len(elems) - missing
+        out.extend(texts)
+        memo.save_run(table, run)
 
     def _rerun(
         self,
