@@ -385,9 +385,9 @@ class _State(Calls, Fields):
         entry = table.get(key)
         if entry is not None:
             memo.hits += 1
-            self.out.append(entry.text)
+            self.out.append(entry[0])
             if memo.frames:
-                memo.frames[-1].extend(entry.reads)
+                memo.frames[-1].extend(entry[1])
             return
         memo.misses += 1
         start = len(self.out)
@@ -460,12 +460,12 @@ class _State(Calls, Fields):
                 entry = get(key)
                 if entry is not None:
                     hits += 1
-                    out.append(entry.text)
-                    if outer_reads is not None and entry.reads:
-                        outer_reads.extend(entry.reads)
+                    out.append(entry[0])
+                    if outer_reads is not None and entry[1]:
+                        outer_reads.extend(entry[1])
                     if run is not None:
                         run.keys.append(key)
-                        run.texts.append(entry.text)
+                        run.texts.append(entry[0])
                     continue
             memo.misses += 1
             text, reads = self._iteration(memo, plan, elem, mark)
@@ -523,11 +523,11 @@ class _State(Calls, Fields):
         missing = 0
         for i, entry in enumerate(entries):
             if entry is not None:
-                texts[i] = entry.text
+                texts[i] = entry[0]
                 continue
             entry = table.get(elems[i])  # a repeated element ran already
             if entry is not None:
-                texts[i] = entry.text
+                texts[i] = entry[0]
                 continue
             missing += 1
             if elem_var is not None:

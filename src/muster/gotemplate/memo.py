@@ -18,8 +18,8 @@ A unit that ends by an error or ``{{break}}`` is not stored (``{{continue}}`` en
 iteration normally), but its reads still count for the enclosing unit. Entries live in
 tables keyed by the body's node and the frozen outer inputs; an entry stores its text,
 its reads, and stays in its table until one of its reads changes: ``invalidate`` removes
-it through a reverse index (read token -> the entries that made it), so a lookup that
-finds an entry can use it at once. Memory is bounded by ``max_entries``: past it the memo
+it through a reverse index (read token -> the table and key of each entry that made it),
+so a lookup that finds an entry can use it at once. Memory is bounded by ``max_entries``: past it the memo
 starts over.
 """
 
@@ -54,14 +54,10 @@ UNFROZEN: Final = object()  # freeze's answer for a value that cannot be a memo 
 _FREEZE_BUDGET: Final = 200_000  # elements frozen per value, at most: a bigger one is not a key
 
 
-class Entry:
-    """One memoised unit: its output and the reads it made."""
-
-    __slots__ = ("text", "reads")
-
-    def __init__(self, text: str, reads: tuple[Hashable, ...]) -> None:
-        self.text = text
-        self.reads = reads
+# One memoised unit: its output and the reads it made. A plain tuple of strings and
+# tuples, which Python's garbage collector stops tracking: a memo of a 30,000-service
+# render holds some 150,000 entries, and a full collection would visit each one.
+Entry = tuple[str, tuple[Hashable, ...]]
 
 
 class Run:
@@ -74,7 +70,9 @@ class Run:
         self.elems = elems
         self.keys: list[Hashable] = []
         self.texts: list[str] = []
-        self.positions: dict[Hashable, list[int]] | None = None
+        # A key's position, or its positions when it repeats: ints and tuples, which
+        # the collector does not track.
+        self.positions: dict[Hashable, int | tuple[int, ...]] | None = None
 
 
 class Unit:
@@ -153,8 +151,10 @@ class Memo:
         self.frames: list[list[Hashable]] = []
         self.tables: dict[Hashable, dict[Hashable, Entry]] = {}
         self.entries = 0
-        # read token -> the (table, key, entry) that made it: what invalidate removes.
-        self._readers: dict[Hashable, list[tuple[dict[Hashable, Entry], Hashable, Entry]]] = {}
+        # read token -> (id(table), key) of the entries that made it: what invalidate
+        # removes. A tuple while short (the collector stops tracking tuples), else a list.
+        self._readers: dict[Hashable, Any] = {}
+        self._by_id: dict[int, dict[Hashable, Entry]] = {}
         # id(table) -> its last Run, and the keys invalidated in that table since.
         self.runs: dict[int, Run] = {}
         self._dirty: dict[int, set[Hashable]] = {}
@@ -177,13 +177,14 @@ class Memo:
     def invalidate(self, tokens: Iterable[Hashable]) -> None:
         """The answers of these reads changed: drop every entry that made one of them."""
         readers = self._readers
+        by_id = self._by_id
         for token in tokens:
-            for table, key, entry in readers.pop(token, ()):
-                if table.get(key) is entry:
-                    del table[key]
+            for tid, key in readers.pop(token, ()):
+                table = by_id[tid]
+                if table.pop(key, None) is not None:
                     self.entries -= 1
-                    if id(table) in self.runs:
-                        self._dirty.setdefault(id(table), set()).add(key)
+                    if tid in self.runs:
+                        self._dirty.setdefault(tid, set()).add(key)
 
     def note(self, token: Hashable) -> None:
         """Record a read made now (ignored outside any unit)."""
@@ -193,6 +194,7 @@ class Memo:
     def reset(self) -> None:
         """Forget every entry (the next execution runs in full)."""
         self.tables.clear()
+        self._by_id.clear()
         self._readers.clear()
         self.runs.clear()
         self._dirty.clear()
@@ -216,20 +218,26 @@ class Memo:
         table = self.tables.get(key)
         if table is None:
             table = self.tables[key] = {}
+            self._by_id[id(table)] = table
         return table
 
     def store(self, table: dict[Hashable, Entry], key: Hashable, text: str, reads: list[Hashable]) -> None:
         """Keep a unit's output under ``key`` until one of its ``reads`` changes."""
         if key not in table:
             self.entries += 1
-        entry = table[key] = Entry(text, tuple(reads))
+        table[key] = (text, tuple(reads))
         readers = self._readers
+        pair = (id(table), key)
         for token in set(reads):
             found = readers.get(token)
             if found is None:
-                readers[token] = [(table, key, entry)]
+                readers[token] = (pair,)
+            elif type(found) is tuple and len(found) < 8:
+                readers[token] = (*found, pair)
+            elif type(found) is tuple:
+                readers[token] = [*found, pair]
             else:
-                found.append((table, key, entry))
+                found.append(pair)
 
     def save_run(self, table: dict[Hashable, Entry], run: Run) -> None:
         """Keep ``run`` as the table's last run; later invalidations mark its positions."""
@@ -242,10 +250,17 @@ class Memo:
         if not dirty:
             return []
         if run.positions is None:
-            run.positions = {}
+            positions: dict[Hashable, int | tuple[int, ...]] = {}
             for i, key in enumerate(run.keys):
-                run.positions.setdefault(key, []).append(i)
-        return sorted(i for key in dirty for i in run.positions.get(key, ()))
+                seen = positions.setdefault(key, i)
+                if seen != i:
+                    positions[key] = (*seen, i) if isinstance(seen, tuple) else (seen, i)
+            run.positions = positions
+        found: list[int] = []
+        for key in dirty:
+            at = run.positions.get(key, ())
+            found.extend(at if isinstance(at, tuple) else (at,))
+        return sorted(found)
 
     def unit(self, body: Node, templates: Mapping[str, Tree]) -> Unit:
         """The static analysis of ``body`` (a list node or a template's root), cached."""
