@@ -205,6 +205,20 @@ def _strip_is_injective(key: str, prefix: str) -> bool:
     return _strip_key(key, prefix) in (rest, "/" + rest)
 
 
+def _all_injective(keys: Collection[str], prefix: str) -> bool:
+    """``_strip_is_injective`` for every key, as a few searches over the joined keys:
+    each starts with the prefix and a single ``/``, and the rests are clean paths."""
+    head = prefix if prefix.endswith("/") else prefix + "/"
+    sep = "\x00"
+    text = sep + sep.join(keys)
+    if text.count(sep) != len(keys):
+        return all(_strip_is_injective(k, prefix) for k in keys)  # a key holds the separator
+    if text.count(sep + head) != len(keys) or sep + head + "/" in text:
+        return False
+    rests = text.replace(sep + head, sep + "/")[1:].split(sep) if keys else []
+    return KVStore({k: "" for k in rests}).canonical
+
+
 class IncrementalRenderer:
     """One resource's parsed template plus what it needs to render the next snapshot
     incrementally. Not thread-safe: one render at a time.
@@ -300,7 +314,7 @@ class IncrementalRenderer:
         # once, then over the changed ones.
         prefix = self.prefix
         if self._plain is None:
-            self._plain = all(_strip_is_injective(k, prefix) for k in values)
+            self._plain = _all_injective(values, prefix)
         return self._plain and all(_strip_is_injective(k, prefix) for k in changed)
 
     def _full(self, values: Mapping[str, str]) -> None:

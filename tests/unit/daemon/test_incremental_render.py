@@ -100,3 +100,23 @@ def test_the_cache_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.renderer(spec, SEED) is first
     assert cache.renderer(spec, SEED + b" ") is not first  # a new source, a new memo
     assert "IncrementalRenderer" in repr(first)
+
+
+def test_the_bulk_injectivity_check_agrees_with_the_per_key_one() -> None:
+    import random
+
+    from muster.resources.incremental import _all_injective, _strip_is_injective
+
+    rng = random.Random(0)
+    segments = ["a", "app", "", ".", "..", "x\x00y", "b"]
+    for _ in range(5000):
+        prefix = rng.choice(["/", "/app", "/app/", "/a/b", ""])
+        keys = [
+            "/".join(rng.choice(segments) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(0, 4))
+        ]
+        keys = [("/" if rng.random() < 0.7 else "") + k for k in keys]
+        keys = [prefix + k if rng.random() < 0.7 else k for k in keys]
+        assert _all_injective(keys, prefix) == all(_strip_is_injective(k, prefix) for k in keys), (
+            prefix,
+            keys,
+        )
