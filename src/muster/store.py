@@ -227,6 +227,21 @@ def _all_clean(keys: list[str]) -> bool:
     )
 
 
+def _patched(names: list[str], before: dict[str, int], after: dict[str, int]) -> list[str] | None:
+    """``names`` (the sorted keys of ``before``) made the sorted keys of ``after``, or None
+    when bytewise order may differ from ``str`` order (non-ASCII names)."""
+    added = after.keys() - before.keys()
+    removed = before.keys() - after.keys()
+    if not "".join(added).isascii() or not "".join(removed).isascii() or not "".join(names).isascii():
+        return None
+    out = names.copy()
+    for name in removed:
+        del out[bisect.bisect_left(out, name)]
+    for name in added:
+        bisect.insort(out, name)
+    return out
+
+
 class KVStore:
     """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
 
@@ -369,7 +384,14 @@ class KVStore:
                 grand, sep, name = d.rpartition("/")
                 d, flag = (grand if sep else _ROOT), _DIR
         new._children = children
-        new._sorted_cache = {d: v for d, v in self._sorted_cache.items() if d not in touched}
+        cache = new._sorted_cache = {d: v for d, v in self._sorted_cache.items() if d not in touched}
+        for d in touched:
+            # A listing of many names that gained or lost a few is patched, not sorted again.
+            names = self._sorted_cache.get(d)
+            if names is not None and d in children:
+                patched = _patched(names, self._children.get(d, {}), children[d])
+                if patched is not None:
+                    cache[d] = patched
         return new
 
     # -- plain lookups -----------------------------------------------------

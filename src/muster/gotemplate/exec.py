@@ -25,6 +25,7 @@ the whole execution; ``execute`` then returns nothing, so no partial output leak
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any, Final, NoReturn
 
 from muster.errors import TemplateExecError
@@ -516,34 +517,30 @@ class _State(Calls, Fields):
         mark: int,
     ) -> None:
         out = self.out
-        entries = list(map(table.get, elems))
+        entries: list[Any] = list(map(table.get, elems))
         run = Run(elems)
         run.keys = list(elems)  # a string element is its own key
-        run.texts = texts = [""] * len(elems)
         missing = 0
-        for i, entry in enumerate(entries):
-            if entry is not None:
-                texts[i] = entry[0]
-                continue
+        for i in [i for i, entry in enumerate(entries) if entry is None]:
             entry = table.get(elems[i])  # a repeated element ran already
-            if entry is not None:
-                texts[i] = entry[0]
-                continue
-            missing += 1
-            if elem_var is not None:
-                elem_var[1] = elems[i]
-            start = len(out)
-            try:
-                text, reads = self._iteration(memo, plan, elems[i], mark)
-            except _Break:
-                partial = out[start:]
+            if entry is None:
+                missing += 1
+                if elem_var is not None:
+                    elem_var[1] = elems[i]
+                start = len(out)
+                try:
+                    text, reads = self._iteration(memo, plan, elems[i], mark)
+                except _Break:
+                    partial = out[start:]
+                    del out[start:]
+                    out.extend(e[0] for e in entries[:i])
+                    out.extend(partial)
+                    raise
                 del out[start:]
-                out.extend(texts[:i])
-                out.extend(partial)
-                raise
-            del out[start:]
-            memo.store(table, elems[i], text, reads)
-            texts[i] = text
+                memo.store(table, elems[i], text, reads)
+                entry = table[elems[i]]
+            entries[i] = entry
+        run.texts = texts = list(map(itemgetter(0), entries))
         memo.misses += missing
         memo.hits += len(elems) - missing
         out.extend(texts)

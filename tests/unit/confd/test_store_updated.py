@@ -9,7 +9,7 @@ import pytest
 
 from muster.store import KVStore
 
-SEGMENTS = ["a", "b", "c", "", "x.y", ".", "..", "s1"]
+SEGMENTS = ["a", "b", "c", "", "x.y", ".", "..", "s1", "é"]
 PATHS = ["/", "/a", "/a/b", "a", "/a/", "/x.y", "/a//b", ""]
 PATTERNS = ["/*", "/a/*", "/*/*", "*", "/a/[ab]", "/a/b/*", "[/]a"]
 
@@ -25,7 +25,8 @@ def test_updated_matches_a_fresh_snapshot(seed: int) -> None:
     for _ in range(50):
         store = KVStore({_key(rng): str(rng.randint(0, 3)) for _ in range(rng.randint(0, 8))})
         if rng.random() < 0.7:
-            store.ls("/a")  # build the index, so updated patches it
+            for path in PATHS:
+                store.ls(path)  # build the index and sorted listings, so updated patches them
         for _ in range(4):
             changes: dict[str, str | None] = {}
             for _ in range(rng.randint(1, 4)):
@@ -34,6 +35,8 @@ def test_updated_matches_a_fresh_snapshot(seed: int) -> None:
             before = dict(store.values)
             new = store.updated(changes)
             assert dict(store.values) == before, "the old snapshot is unchanged"
+            for path in PATHS:
+                new.ls(path)  # listings sorted now are patched by the next update
             expected = {k: v for k, v in {**before, **changes}.items() if v is not None}
             fresh = KVStore(expected)
             assert dict(new.values) == expected
