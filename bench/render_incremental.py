@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import pathlib
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -111,6 +112,8 @@ def run_one(services: int, count: int, check: bool) -> dict[str, object]:
                 raise SystemExit(f"{mode}: incremental render differs from a full one after {key}")
         figures[mode] = _pcts(samples)
         figures[f"{mode}_full_renders"] = renderer.full_renders
+        figures["entries"] = renderer.memo.entries
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return figures
 
 
@@ -128,7 +131,7 @@ def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"{count} changes per size; milliseconds from changed values to rendered bytes")
     head = f"{'services':>9} {'first s':>8}  {'full p50/p95':>14}"
-    print(f"{head}  {'diff p50/p95/max':>20}  {'keys p50/p95/max':>20}")
+    print(f"{head}  {'diff p50/p95/max':>20}  {'keys p50/p95/max':>20}  {'peak RSS':>9}")
     for n in sizes:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(n), str(count), "1" if check else "0"],
@@ -144,7 +147,7 @@ def main(argv: list[str]) -> int:
         print(
             f"{n:>9,} {r['full_first_s']:>8.2f}  {f['p50']:>6.0f}/{f['p95']:<6.0f}  "
             f"{d['p50']:>6.1f}/{d['p95']:>5.1f}/{d['max']:>6.1f}  "
-            f"{k['p50']:>6.1f}/{k['p95']:>5.1f}/{k['max']:>6.1f}"
+            f"{k['p50']:>6.1f}/{k['p95']:>5.1f}/{k['max']:>6.1f}  {r['peak_rss_mb']:>7.0f}MB"
         )
     return 0
 

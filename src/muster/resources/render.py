@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from muster.resources.spec import ResourceSpec, go_join
@@ -152,7 +152,11 @@ class TemplateCache:
 
 
 def render(
-    spec: ResourceSpec, values: Mapping[str, str], source: bytes, cache: TemplateCache | None = None
+    spec: ResourceSpec,
+    values: Mapping[str, str],
+    source: bytes,
+    cache: TemplateCache | None = None,
+    changed: Collection[str] | None = None,
 ) -> bytes:
     """Execute the resource's template over ``values`` (full backend keys) and return the bytes.
 
@@ -160,7 +164,9 @@ def render(
     map bound to a store of the prefix-stripped keys, and runs with nil data. Raises
     ``TemplateSyntaxError`` / ``TemplateExecError``; nothing is written anywhere. With a
     ``cache``, an unchanged source is not parsed again, and an incremental cache renders
-    only what changed since the resource's last render.
+    only what changed since the resource's last render: ``changed`` (every backend key
+    added, removed or modified since then, from a change log) spares it diffing the
+    values, and the caller then must not change ``values`` in place.
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
@@ -168,7 +174,7 @@ def render(
     from muster.store import KVStore
 
     if cache is not None and cache.incremental:
-        return cache.renderer(spec, source).render(values)
+        return cache.renderer(spec, source).render(values, changed)
     template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
     slot.store = KVStore(strip_prefix(values, spec.prefix))
     try:
