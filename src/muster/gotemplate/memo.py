@@ -19,8 +19,10 @@ iteration normally), but its reads still count for the enclosing unit. Entries l
 tables keyed by the body's node and the frozen outer inputs; an entry stores its text,
 its reads, and stays in its table until one of its reads changes: ``invalidate`` removes
 it through a reverse index (read token -> the table and key of each entry that made it),
-so a lookup that finds an entry can use it at once. Memory is bounded by ``max_entries``: past it the memo
-starts over.
+so a lookup that finds an entry can use it at once. Memory is bounded: entries nobody
+asks for any more (a service that left, a variable's old value) are kept only while the
+memo holds at most ``slack`` times the entries one execution from scratch made (and never
+more than ``max_entries``); past that, it starts over, which also re-measures that size.
 """
 
 from __future__ import annotations
@@ -143,9 +145,20 @@ class Memo:
     Not thread-safe: one execution at a time.
     """
 
-    def __init__(self, safe_funcs: Iterable[str] = (), *, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        safe_funcs: Iterable[str] = (),
+        *,
+        max_entries: int = 1_000_000,
+        slack: int = 3,
+        floor: int = 10_000,
+    ) -> None:
         self.safe_funcs = frozenset(safe_funcs)
         self.max_entries = max_entries
+        self.slack = slack
+        self.floor = floor
+        self._baseline = 0  # entries an execution from an empty memo made
+        self._fresh = True  # the memo was empty when the last execution started
         self.gen = 0
         # The open units' read lists, innermost last; empty outside any unit.
         self.frames: list[list[Hashable]] = []
@@ -211,8 +224,11 @@ class Memo:
             self.reset()
             self._safe = (PURE_BUILTINS - funcs.keys()) | (self.safe_funcs & funcs.keys())
         self.frames.clear()
-        if self.entries > self.max_entries:
+        if self._fresh:
+            self._baseline = self.entries
+        if self.entries > min(self.max_entries, max(self.floor, self.slack * self._baseline)):
             self.reset()
+        self._fresh = self.entries == 0
 
     def table(self, key: Hashable) -> dict[Hashable, Entry]:
         table = self.tables.get(key)

@@ -150,3 +150,16 @@ def test_a_changed_template_set_starts_over_and_the_memo_is_bounded() -> None:
     t.execute(["a"], memo=w.memo)
     assert w.memo.entries == 1
     assert "entries=1" in repr(w.memo)
+
+
+def test_entries_nobody_asks_for_are_bounded() -> None:
+    memo = Memo(floor=0, slack=2)
+    t = Template("t").parse("{{range .}}{{.}}{{end}}")
+    t.execute(list("abcde"), memo=memo)
+    assert memo.entries == 5  # the size of an execution from scratch
+    t.execute(list("fghij"), memo=memo)
+    assert memo.entries == 10  # a's to e's entries are stale, within the slack
+    t.execute(list("klmno"), memo=memo)
+    assert memo.entries == 15
+    t.execute(list("pqrst"), memo=memo)
+    assert memo.entries == 5  # over twice the size: started over
