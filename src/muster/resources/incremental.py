@@ -84,11 +84,13 @@ class StoreReads:
         self.max_reads = max_reads
         self._by_prefix: dict[str, dict[Hashable, Any]] = {}
         self._count = 0
+        self._baseline: int | None = None  # reads recorded by the render after a reset
 
     def reset(self) -> None:
         """Forget every read and every memoised output."""
         self._by_prefix.clear()
         self._count = 0
+        self._baseline = None
         self.memo.reset()
 
     def refresh(self, store: KVStore, changed: Collection[str]) -> None:
@@ -96,7 +98,11 @@ class StoreReads:
         invalidate the memo's entries whose reads now answer differently."""
         self.store = store
         self.memo.advance()
-        if self._count > self.max_reads:
+        # Reads of what left the registry stay recorded; past three times what one render
+        # from scratch records (or max_reads), start over.
+        if self._baseline is None:
+            self._baseline = self._count
+        if self._count > min(self.max_reads, max(10_000, 3 * self._baseline)):
             self.reset()
             return
         stale: list[Hashable] = []
