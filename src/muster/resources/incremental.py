@@ -194,37 +194,6 @@ def _strip_key(key: str, prefix: str) -> str:
     return rest
 
 
-def _strip_is_injective(key: str, prefix: str) -> bool:
-    """Whether no other backend key can strip to the same template key as ``key``.
-
-    Keys below ``prefix/`` whose rest is clean strip by dropping the prefix alone, so
-    two of them never meet; any other key may meet another (``/appx`` and ``/app/x``
-    under prefix ``/app``).
-    """
-    if not key.startswith(prefix):
-        return False
-    rest = key[len(prefix) :]
-    if not prefix.endswith("/") and not rest.startswith("/"):
-        return False
-    if prefix.endswith("/") and rest.startswith("/"):
-        return False
-    return _strip_key(key, prefix) in (rest, "/" + rest)
-
-
-def _all_injective(keys: Collection[str], prefix: str) -> bool:
-    """``_strip_is_injective`` for every key, as a few searches over the joined keys:
-    each starts with the prefix and a single ``/``, and the rests are clean paths."""
-    head = prefix if prefix.endswith("/") else prefix + "/"
-    sep = "\x00"
-    text = sep + sep.join(keys)
-    if text.count(sep) != len(keys):
-        return all(_strip_is_injective(k, prefix) for k in keys)  # a key holds the separator
-    if text.count(sep + head) != len(keys) or sep + head + "/" in text:
-        return False
-    rests = text.replace(sep + head, sep + "/")[1:].split(sep) if keys else []
-    return KVStore({k: "" for k in rests}).canonical
-
-
 class IncrementalRenderer:
     """One resource's parsed template plus what it needs to render the next snapshot
     incrementally. Not thread-safe: one render at a time.
@@ -252,9 +221,8 @@ class IncrementalRenderer:
         self.reads = StoreReads(self.memo)
         funcs = template_funcs(self.reads, dataplane, guards)
         self.template: Template = Template(name, funcs=funcs).parse(from_bytes(source))
-        self._raw: dict[str, str] | None = None
+        self._raw: Mapping[str, str] | None = None
         self._collisions = False
-        self._plain: bool | None = None
         self.full_renders = 0
 
     def __repr__(self) -> str:
@@ -263,11 +231,11 @@ class IncrementalRenderer:
     def render(self, values: Mapping[str, str], changed: Collection[str] | None = None) -> bytes:
         """The template's output over ``values`` (full backend keys), as ``render`` gives it.
 
+        ``values`` is a snapshot: the renderer keeps it, to diff the next one against, so
+        the caller must not change it in place afterwards (backends hand out fresh ones).
         ``changed``, when given, must name every backend key added, removed or modified
-        since the last call (a superset is fine): the values are then neither diffed nor
-        copied, so the caller must not change ``values`` in place afterwards. Otherwise
-        they are diffed against a copy of the last ones. Raises ``TemplateExecError``;
-        the next render still follows on from ``values``.
+        since the last call (a superset is fine): the values are then not diffed.
+        Raises ``TemplateExecError``; the next render still follows on from ``values``.
         """
         from muster.gotemplate.values import to_bytes
 
@@ -277,11 +245,10 @@ class IncrementalRenderer:
     def _advance(self, values: Mapping[str, str], changed: Collection[str] | None) -> None:
         old = self._raw
         store = self.reads.store
-        if store is None or self._collisions or (changed is None and old is None):
+        if store is None or old is None or self._collisions:
             self._full(values)
             return
         if changed is None:
-            assert old is not None
             keys = [k for k, v in values.items() if old.get(k, _GONE) != v]
             keys.extend(old.keys() - values.keys())
         else:
@@ -289,23 +256,18 @@ class IncrementalRenderer:
         if len(keys) > self.max_changes:
             self._full(values)
             return
-        if changed is not None and not self._all_plain(values, keys):
-            self._full(values)  # without the old values, only plain keys are followed
-            return
         changes: dict[str, str | None] = {}
         for key in keys:
             value = values.get(key)
             stripped = _strip_key(key, self.prefix)
-            if value is not None and old is not None and key not in old and stripped in store:
+            if value is not None and key not in old and stripped in store:
                 # A second backend key for one template key: confd's last-wins, which
                 # only a full render reproduces.
                 self._full(values)
                 return
             changes[stripped] = value
         new = store.updated(changes)
-        # With a change list the caller keeps values unchanged: no copy, but the next
-        # render without one starts over.
-        self._raw = dict(values) if changed is None else None
+        self._raw = values
         # Malformed patterns are errors only over a non-empty store, and ls/lsdir read
         # differently once a key is not canonical: such flips start over.
         if (len(new) == 0) != (len(store) == 0) or new.canonical != store.canonical:
@@ -315,21 +277,12 @@ class IncrementalRenderer:
             return
         self.reads.refresh(new, changes.keys())
 
-    def _all_plain(self, values: Mapping[str, str], changed: list[str]) -> bool:
-        # Whether every key strips injectively (so no two meet): checked over all keys
-        # once, then over the changed ones.
-        prefix = self.prefix
-        if self._plain is None:
-            self._plain = _all_injective(values, prefix)
-        return self._plain and all(_strip_is_injective(k, prefix) for k in changed)
-
     def _full(self, values: Mapping[str, str]) -> None:
         from muster.resources.render import strip_prefix
 
         stripped = strip_prefix(values, self.prefix)
         self._collisions = len(stripped) < len(values)
-        self._plain = None
-        self._raw = dict(values)
+        self._raw = values
         self.reads.reset()
         self.reads.store = KVStore(stripped)
         self.memo.advance()
