@@ -1,7 +1,7 @@
 """Random differential testing of muster's text/template engine against Go 1.19 (needs `go`).
 
 Usage: python scripts/template_golden/fuzz.py [--count N] [--seed S] [--batch B]
-                                              [--save DIR] [--messages]
+                                              [--save DIR] [--messages] [--memo]
 
 Generates random templates from a grammar of the whole language (text, trim markers,
 comments, actions, pipelines with declarations and assignments, if/else if/with/range/
@@ -45,6 +45,9 @@ from muster.confd.funcs import func_map  # noqa: E402
 from muster.confd.store import KVStore  # noqa: E402
 from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
+from muster.gotemplate.memo import Memo  # noqa: E402
+from muster.resources.incremental import IncrementalRenderer  # noqa: E402
+from muster.confd.store import KVStore  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # Data
@@ -831,17 +834,38 @@ def _parse(src: bytes, reuse: bool) -> Template:
     return parsed
 
 
-def muster_render(src: bytes, data: bytes | dict[str, str] | None, reuse: bool = False) -> dict[str, Any]:
+# With --memo, one memo per parsed template and one incremental renderer per confd
+# template: each case then renders incrementally from the one before it.
+_MEMOS: dict[bytes, Memo] = {}
+_RENDERERS: dict[bytes, IncrementalRenderer] = {}
+
+
+def muster_render(
+    src: bytes, data: bytes | dict[str, str] | None, reuse: bool = False, memo: bool = False
+) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(5)
     try:
-        if isinstance(data, dict):
+        if isinstance(data, dict) and memo:
+            renderer = _RENDERERS.get(src)
+            if renderer is None:
+                renderer = _RENDERERS[src] = IncrementalRenderer("template.tmpl", src, "/")
+            out = renderer.render(data)
+        elif isinstance(data, dict):
             # A confd case: confd's functions over the keys, dot nil.
             tmpl = Template("template.tmpl", funcs=func_map(KVStore(data)))
-            text = tmpl.parse(src.decode("utf-8", "surrogateescape")).execute(None)
+            out = (
+                tmpl.parse(src.decode("utf-8", "surrogateescape"))
+                .execute(None)
+                .encode("utf-8", "surrogateescape")
+            )
         else:
-            text = _parse(src, reuse).execute(readme_data(data))
-        out = text.encode("utf-8", "surrogateescape")
+            m = _MEMOS.setdefault(src, Memo()) if memo else None
+            out = (
+                _parse(src, reuse or memo)
+                .execute(readme_data(data), memo=m)
+                .encode("utf-8", "surrogateescape")
+            )
         return {"ok": len(out) <= 1 << 20, "out": out, "err": "" if len(out) <= 1 << 20 else "limit"}
     except TemplateError as exc:
         return {"ok": False, "out": b"", "err": str(exc)}
@@ -914,6 +938,11 @@ def main() -> int:
     ap.add_argument(
         "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
     )
+    ap.add_argument(
+        "--memo",
+        action="store_true",
+        help="render with memoisation: each case incrementally from the last one of its template",
+    )
     ap.add_argument("--mutate", type=float, default=0.0, help="fraction of mutated corpus cases")
     ap.add_argument("--printf", type=float, default=0.0, help="fraction of printf-dense templates")
     args = ap.parse_args()
@@ -935,6 +964,8 @@ def main() -> int:
             n = min(args.batch, args.count - done)
             cases: list[tuple[bytes, bytes | dict[str, str] | None]] = []
             _PARSED.clear()
+            _MEMOS.clear()
+            _RENDERERS.clear()
             while len(cases) < n:
                 if corpus and rng.random() < args.mutate:
                     src, mdata = corpus_case(rng, corpus)
@@ -961,7 +992,7 @@ def main() -> int:
                 if g["phase"] in ("limit", "timeout"):
                     stats["skipped"] += 1
                     continue
-                m = muster_render(src, data, args.reuse > 1)
+                m = muster_render(src, data, args.reuse > 1, args.memo)
                 same = g["ok"] == m["ok"] and (not g["ok"] or g["out"] == m["out"])
                 if same and not m.get("crash"):
                     stats["ok" if g["ok"] else "fail"] += 1

@@ -23,7 +23,7 @@ from muster.confd.store import KVStore
 from muster.errors import BackendError, Error, TemplateError
 from muster.golang.json import unmarshal_any
 from muster.gotemplate import Template
-from muster.resources.render import strip_prefix, template_funcs
+from muster.resources.funcs import strip_prefix, template_funcs
 from muster.resources.spec import go_join
 
 __all__ = ["render", "render_file"]

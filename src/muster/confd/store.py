@@ -192,6 +192,21 @@ def _all_clean(keys: list[str]) -> bool:
     )
 
 
+def _patched(names: list[str], before: dict[str, int], after: dict[str, int]) -> list[str] | None:
+    """``names`` (the sorted keys of ``before``) made the sorted keys of ``after``, or None
+    when bytewise order may differ from ``str`` order (non-ASCII names)."""
+    added = after.keys() - before.keys()
+    removed = before.keys() - after.keys()
+    if not "".join(added).isascii() or not "".join(removed).isascii() or not "".join(names).isascii():
+        return None
+    out = names.copy()
+    for name in removed:
+        del out[bisect.bisect_left(out, name)]
+    for name in added:
+        bisect.insort(out, name)
+    return out
+
+
 class KVStore:
     """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
 
@@ -235,6 +250,12 @@ class KVStore:
             self._canonical = _all_clean(list(self._values))
         return self._canonical
 
+    @property
+    def canonical(self) -> bool:
+        """Whether every key is an absolute, ``path.Clean``-ed path (memkv's path
+        arithmetic on such keys is plain, and listings read only the keys below)."""
+        return self._is_canonical()
+
     @staticmethod
     def _add_dir(children: dict[str | None, dict[str, int]], d: str) -> None:
         # Mark d as a directory in its parent, and so on up while the parents are new:
@@ -253,6 +274,90 @@ class KVStore:
             if known:
                 return
             d = parent
+
+    def updated(self, changes: Mapping[str, str | None]) -> KVStore:
+        """A new snapshot: this one with ``changes`` applied (``None`` deletes a key).
+
+        Costs in proportion to the changes, not the store: the new snapshot shares this
+        one's index except for the directories whose children changed (copied before
+        they are patched, so this snapshot stays as it was).
+        """
+        new = KVStore.__new__(KVStore)
+        values = new._values = self._values.copy()
+        added: list[str] = []
+        removed: list[str] = []
+        for key, value in changes.items():
+            if value is None:
+                if values.pop(key, None) is not None:
+                    removed.append(key)
+            else:
+                if key not in values:
+                    added.append(key)
+                values[key] = value
+        new._memo = {}
+        new._keys_sorted = None
+        new._canonical = self._canonical
+        if self._canonical is True and added and not _all_clean(added):
+            new._canonical = False
+        elif self._canonical is False and removed:
+            new._canonical = None  # the unclean keys may be gone
+        if self._children is None or not (added or removed):
+            new._children = self._children
+            new._sorted_cache = self._sorted_cache
+            return new
+        children = dict(self._children)
+        copied: set[str | None] = set()
+        touched: set[str | None] = set()
+
+        def own(d: str | None) -> dict[str, int]:
+            # This snapshot's own copy of d's children, made on first write.
+            if d not in copied:
+                copied.add(d)
+                children[d] = dict(children.get(d, {}))
+            touched.add(d)
+            return children.setdefault(d, {})  # re-made if emptied earlier in this update
+
+        for key in added:
+            parent, sep, leaf = key.rpartition("/")
+            d: str | None = parent if sep else _ROOT
+            kids = own(d)
+            kids[leaf] = kids.get(leaf, 0) | _LEAF
+            while d is not _ROOT:  # mark d a directory in its parent, up to a known one
+                assert d is not None
+                grand, sep, name = d.rpartition("/")
+                up: str | None = grand if sep else _ROOT
+                known = children.get(up, {}).get(name, 0) & _DIR
+                if known:
+                    break
+                kids = own(up)
+                kids[name] = kids.get(name, 0) | _DIR
+                d = up
+        for key in removed:
+            parent, sep, leaf = key.rpartition("/")
+            d, name, flag = (parent if sep else _ROOT), leaf, _LEAF
+            while True:  # clear the flag; an emptied directory leaves its parent too
+                kids = own(d)
+                left = kids.get(name, 0) & ~flag
+                if left:
+                    kids[name] = left
+                    break
+                kids.pop(name, None)
+                if kids or d is _ROOT:
+                    break
+                del children[d]
+                assert d is not None
+                grand, sep, name = d.rpartition("/")
+                d, flag = (grand if sep else _ROOT), _DIR
+        new._children = children
+        cache = new._sorted_cache = {d: v for d, v in self._sorted_cache.items() if d not in touched}
+        for d in touched:
+            # A listing of many names that gained or lost a few is patched, not sorted again.
+            names = self._sorted_cache.get(d)
+            if names is not None and d in children:
+                patched = _patched(names, self._children.get(d, {}), children[d])
+                if patched is not None:
+                    cache[d] = patched
+        return new
 
     # -- plain lookups -----------------------------------------------------
 

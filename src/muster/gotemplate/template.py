@@ -10,13 +10,16 @@ only) never replaces an existing template.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from muster.errors import TemplateExecError
 from muster.golang.strconv import quote
 from muster.golang.values import GoFunc
 from muster.gotemplate import exec as go_exec, nodes
 from muster.gotemplate.parser import is_empty_tree, parse
+
+if TYPE_CHECKING:
+    from muster.gotemplate.memo import Memo
 
 __all__ = ["BUILTIN_NAMES", "Template"]
 
@@ -106,15 +109,17 @@ class Template:
             common.trees[name] = tree
         return self
 
-    def execute(self, data: Any = None) -> str:
+    def execute(self, data: Any = None, memo: Memo | None = None) -> str:
         """Render this template with dot set to ``data``.
 
         The output is a ``str``; encode it with ``("utf-8", "surrogateescape")`` to
-        get Go's bytes. Raises :class:`~muster.errors.TemplateExecError`.
+        get Go's bytes. Raises :class:`~muster.errors.TemplateExecError`. A ``memo``
+        (``muster.gotemplate.memo.Memo``, one per template set) reuses the output of
+        bodies that nothing changed for since an earlier execution with it.
         """
         if self.name not in self._common.trees:
             raise TemplateExecError(f"{quote(self.name)} is an incomplete or empty template", name=self.name)
-        return go_exec.execute(self._common.trees, self.name, data, self._common.funcs)
+        return go_exec.execute(self._common.trees, self.name, data, self._common.funcs, memo)
 
     def execute_template(self, name: str, data: Any = None) -> str:
         """Render the associated template called ``name`` with dot set to ``data``."""

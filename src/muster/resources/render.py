@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from muster.confd.funcs import func_map
 from muster.confd.store import KVStore
-from muster.golang.values import GoFunc, from_bytes, to_bytes
+from muster.golang.values import from_bytes, to_bytes
 from muster.gotemplate import Template
-from muster.registry.index import service_funcs
-from muster.resources.spec import ResourceSpec, go_join
+from muster.resources.funcs import strip_prefix, template_funcs
+from muster.resources.incremental import IncrementalRenderer
+from muster.resources.spec import ResourceSpec
 
 if TYPE_CHECKING:
-    from muster.confd.store import KVStore
-    from muster.gotemplate import Template
     from muster.registry.guard import Guards
 
-__all__ = ["TemplateCache", "render", "strip_prefix"]
-
-
-def strip_prefix(values: Mapping[str, str], prefix: str) -> dict[str, str]:
-    """Keys as templates see them, exactly as confd's ``setVars`` stores them.
-
-    ``path.Join("/", strings.TrimPrefix(key, prefix))``: a plain string trim (so prefix
-    ``/app`` turns ``/application`` into ``/lication``, as confd does), then Go's path cleaning.
-    """
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        rest = key.removeprefix(prefix)
-        if not rest.startswith("/"):
-            rest = "/" + rest
-        # Fast path for keys that are already clean; go_join handles "//", "." and ".." parts.
-        if "//" in rest or "/." in rest or (rest.endswith("/") and rest != "/"):
-            rest = go_join("/", rest)
-        out[rest] = value
-    return out
+# strip_prefix and template_funcs live in resources.funcs (the incremental renderer uses
+# them too); they stay importable from here, where callers found them before.
+__all__ = ["TemplateCache", "incremental_default", "render", "strip_prefix", "template_funcs"]
 
 
 class _StoreSlot:
@@ -76,29 +59,50 @@ class _StoreSlot:
         return self._s().lsdir(path)
 
 
-def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None = None) -> dict[str, Any]:
-    """confd's function map over ``slot`` (a ``KVStore``, or a slot re-pointed at each
-    snapshot) plus muster's own: ``services``/``servers`` (validated registry
-    entries, see ``muster.registry.index``) and ``dataplane`` (``"lua"`` when server membership
-    reaches nginx without a reload, else ``"reload"``), so one template serves both modes."""
-
-    funcs: dict[str, Any] = dict(func_map(slot))
-    funcs.update(service_funcs(slot, guards=guards))
-    funcs["dataplane"] = GoFunc(lambda: dataplane, (), name="dataplane")
-    return funcs
+def incremental_default() -> bool:
+    """Whether template caches render incrementally unless told: yes, but for
+    ``MUSTER_INCREMENTAL=0`` in the environment (a switch to compare both modes)."""
+    return os.environ.get("MUSTER_INCREMENTAL", "1") != "0"
 
 
 class TemplateCache:
     """Parsed templates by (template name, source bytes); a changed source is parsed afresh.
 
+    With ``incremental`` (default: ``incremental_default()``), each resource keeps an
+    ``IncrementalRenderer`` instead (resources/incremental.py): a render after a change
+    costs in proportion to the change, and its bytes are those of a full render.
     Not thread-safe: one render at a time per cache (the daemon renders sequentially).
     """
 
-    def __init__(self, size: int = 64, *, dataplane: str = "reload", guards: Guards | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 64,
+        *,
+        dataplane: str = "reload",
+        guards: Guards | None = None,
+        incremental: bool | None = None,
+    ) -> None:
         self.size = size
         self.dataplane = dataplane
         self.guards = guards
+        self.incremental = incremental_default() if incremental is None else incremental
         self._entries: dict[tuple[str, bytes], tuple[Template, _StoreSlot]] = {}
+        self._renderers: dict[tuple[str, str, str, bytes], IncrementalRenderer] = {}
+
+    def renderer(self, spec: ResourceSpec, source: bytes) -> IncrementalRenderer:
+        """The resource's incremental renderer for this template source."""
+        key = (spec.name, spec.src.name, spec.prefix, source)
+        found = self._renderers.get(key)
+        if found is None:
+            # A resource whose source changed drops its old renderer (and its memo).
+            for old in [k for k in self._renderers if k[0] == spec.name]:
+                del self._renderers[old]
+            if len(self._renderers) >= self.size:
+                self._renderers.pop(next(iter(self._renderers)))
+            found = self._renderers[key] = IncrementalRenderer(
+                spec.src.name, source, spec.prefix, dataplane=self.dataplane, guards=self.guards
+            )
+        return found
 
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
         key = (name, source)
@@ -114,18 +118,27 @@ class TemplateCache:
 
 
 def render(
-    spec: ResourceSpec, values: Mapping[str, str], source: bytes, cache: TemplateCache | None = None
+    spec: ResourceSpec,
+    values: Mapping[str, str],
+    source: bytes,
+    cache: TemplateCache | None = None,
+    changed: Collection[str] | None = None,
 ) -> bytes:
     """Execute the resource's template over ``values`` (full backend keys) and return the bytes.
 
     Mirrors confd: the template is named after the base name of ``src``, gets confd's function
     map bound to a store of the prefix-stripped keys, and runs with nil data. Raises
     ``TemplateSyntaxError`` / ``TemplateExecError``; nothing is written anywhere. With a
-    ``cache``, an unchanged source is not parsed again.
+    ``cache``, an unchanged source is not parsed again, and an incremental cache renders
+    only what changed since the resource's last render: ``changed`` (every backend key
+    added, removed or modified since then, from a change log) spares it diffing the
+    values, and the caller then must not change ``values`` in place.
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.
 
+    if cache is not None and cache.incremental:
+        return cache.renderer(spec, source).render(values, changed)
     template, slot = (cache or TemplateCache(1)).get(spec.src.name, source)
     slot.store = KVStore(strip_prefix(values, spec.prefix))
     try:

@@ -59,7 +59,12 @@ def test_cache_reuses_the_parse_with_new_values() -> None:
 
 
 def test_cache_is_bounded() -> None:
-    cache = TemplateCache(size=2)
+    cache = TemplateCache(size=2, incremental=False)
     for i in range(5):
         assert render(spec(), {}, f"{i}".encode(), cache) == f"{i}".encode()
     assert len(cache._entries) == 2
+    # Incremental: one renderer per resource, replaced when its source changes.
+    cache = TemplateCache(size=2, incremental=True)
+    for i in range(5):
+        assert render(spec(), {}, f"{i}".encode(), cache) == f"{i}".encode()
+    assert len(cache._renderers) == 1
