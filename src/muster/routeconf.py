@@ -86,7 +86,7 @@ def _location(
     entry_id: int, prefix: str, strip: bool, route: Route, index: int, live: bool, split: bool
 ) -> list[str]:
     loc = f"/.muster/e{entry_id}"
-    out = [f"    location {loc}/ {{", "        internal;"]
+    out = [f"    location ^~ {loc}/ {{", "        internal;"]
     if strip:
         out.append(f"        rewrite ^{_regex(loc)}{_regex(prefix.rstrip('/'))}/?(.*)$ /$1 break;")
     else:

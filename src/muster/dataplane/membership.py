@@ -22,7 +22,9 @@ from muster.services import (
     DEFAULT_ROOT,
     NameClaims,
     RejectLog,
+    Route,
     case_clash,
+    check_splits,
     index_services,
     valid_name,
 )
@@ -47,6 +49,10 @@ class MembershipIndex:
     _names_rejected: dict[str, str] = field(default_factory=dict)  # ROOT/NAME -> reason
     _folds: dict[str, set[str]] = field(default_factory=dict)  # lower case -> valid names
     _claims: NameClaims = field(default_factory=NameClaims)
+    _routes: dict[str, Route] = field(default_factory=dict)  # parsed, splits not yet checked
+    #: The valid routes (``ROOT/NAME/route``) of valid services, splits checked.
+    routes: dict[str, Route] = field(default_factory=dict)
+    _split_rejected: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = self.root.rstrip("/")
@@ -67,6 +73,9 @@ class MembershipIndex:
         self._rejected.clear()
         self._names_rejected.clear()
         self._folds.clear()
+        self._routes.clear()
+        self.routes.clear()
+        self._split_rejected.clear()
 
     def _update(self, values: Mapping[str, str]) -> set[str]:
         prefix = self.root + "/"
@@ -104,8 +113,14 @@ class MembershipIndex:
             n for n in touched | flipped if n in self._keys and f"{prefix}{n}" not in self._names_rejected
         }
         entries = [item for name in valid for item in self._keys[name].items()]
-        index = index_services(entries, valid, self.root)  # one name per fold: judged above
+        # One name per fold (judged above); splits are checked below, against every service.
+        index = index_services(entries, valid, self.root, splits=False)
         for name in touched | flipped:
+            route = index.routes.get(name)
+            if route is None:
+                self._routes.pop(name, None)
+            else:
+                self._routes[name] = route
             servers = index.services.get(name)
             if servers is None:
                 self._rejected.pop(name, None)
@@ -122,6 +137,10 @@ class MembershipIndex:
             if self.services.get(name) != members:
                 self.services[name] = members
                 result.add(name)
+        routes = dict(self._routes)
+        self._split_rejected = {}
+        check_splits(routes, self.services.keys(), self._split_rejected, self.root)
+        self.routes = routes
         _REJECTS.report(self.rejected(), self.root)
         return result
 
@@ -160,4 +179,5 @@ class MembershipIndex:
         out = dict(self._names_rejected)
         for reasons in self._rejected.values():
             out.update(reasons)
+        out.update(self._split_rejected)
         return out

@@ -45,6 +45,9 @@ class DataPlane:
         self.last_drift: list[str] = []
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
+        #: The route table nginx is to hold (``muster.dataplane.routes``), pushed by ``apply``.
+        self.routes = b""
+        self._pushed_routes: bytes | None = None  # None: unknown what nginx holds
 
     async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
@@ -71,9 +74,16 @@ class DataPlane:
                     self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
                 else:
                     self._find_drift(state)
+                if state.routes_digest != self._digest(self._pushed_routes or b""):
+                    self._pushed_routes = None  # lost (restart) or changed behind muster's back
             pushed = await self._push(wanted, full=full)
+            if full or self._pushed_routes != self.routes:
+                await self.admin.put_routes(self.routes)
+                self._pushed_routes = self.routes
+                pushed += 1 if self.routes else 0
         except AdminError:
             self._pushed = None
+            self._pushed_routes = None
             raise
         if pushed:
             log.info(
@@ -148,3 +158,4 @@ class DataPlane:
     def forget(self) -> None:
         """Assume nothing about nginx's state (e.g. after it was restarted)."""
         self._pushed = None
+        self._pushed_routes = None

@@ -21,9 +21,12 @@ from typing import Protocol
 from muster.dataplane.admin import AdminError
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.peers import Peer
+from muster.dataplane.pusher import DataPlane
 from muster.dataplane.resolve import PeerResolver, is_ip
+from muster.dataplane.routes import encode_routes
 from muster.guard import PanicGuard
 from muster.log import kv
+from muster.registry.routing import build_table
 from muster.services import DEFAULT_ROOT
 
 __all__ = ["MembershipSink", "Plane", "membership"]
@@ -67,6 +70,7 @@ class MembershipSink:
         self._rename = asyncio.Event()
         self.resolver = PeerResolver()
         self._lock = asyncio.Lock()
+        self._routes_key: object = None  # what the last route table was built from
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
         self._unreachable_since: float | None = None  # the last verify's failure, if it failed
@@ -80,6 +84,7 @@ class MembershipSink:
     async def apply(self, values: Mapping[str, str]) -> None:
         """Make nginx hold the membership in ``values``; ``AdminError`` if it cannot be reached."""
         changed = self._index.update(values)
+        routes = self._route_table()
         if self.guard is not None:
             # Mass removals stay routed for the grace period; expired holds come out here too.
             changed = self.guard.update(self._index.services, changed)[1]
@@ -102,7 +107,21 @@ class MembershipSink:
                 desired.pop(name, None)
             desired.update(self.resolver.peers({n: services[n] for n in names}))
             self._desired = desired
+            if routes is not None and isinstance(self.plane, DataPlane):
+                self.plane.routes = routes
             await self.plane.apply(desired)
+
+    def _route_table(self) -> bytes | None:
+        """The encoded route table when the registry's routes or services changed, else None."""
+        if not isinstance(self.plane, DataPlane):
+            return None  # a plane without routes (HAProxy)
+        key = (tuple(sorted(self._index.services)), tuple(sorted(self._index.routes.items())))
+        if key == self._routes_key:
+            return None
+        self._routes_key = key
+        if not self._index.routes:
+            return b""  # no service has a route: nothing to look up per request
+        return encode_routes(build_table(self._index.services.keys(), self._index.routes))
 
     @property
     def _members(self) -> Mapping[str, Entries]:

@@ -1,0 +1,265 @@
+-- muster's route table for nginx's Lua data plane: which service serves a request, and
+-- the route's policies, pushed by muster (PUT /muster/routes) with no reload.
+--
+-- The table is muster.registry.routing's, encoded by muster.dataplane.routes: host key ->
+-- entries (service, prefix, strip) longest prefix first, and per-service policies. Each
+-- worker decodes it once per version (`routes_ver` in the `muster` dict).
+--
+-- Per request: route(), in set_by_lua at the server level, picks the host key (exact,
+-- then the longest wildcard, then any host) and the longest prefix. It answers "" when
+-- the stock `location /NAME/` serves the request as it is (a *fast* entry, or no entry at
+-- all), "-" for a request no route may take (404), else the entry's id; nginx then
+-- rewrites the request to the internal /.muster-route/ location, where apply() runs the
+-- route's request policies (rate limit, body size, prefix strip, headers, websocket) and
+-- the balancer (muster_balancer) its upstream ones (split, balance, timeouts, retries).
+
+local M = {}
+
+local dict = ngx.shared.muster
+local limits = ngx.shared.muster_rl
+local unescape = ngx.unescape_uri
+local now = ngx.now
+local byte = string.byte
+local sub = string.sub
+local tonumber = tonumber
+
+local ROUTE_PREFIX = "/.muster-route"
+local UNKNOWN_SERVICE = "/.muster-unknown-service"
+
+local T = nil        -- per worker: the decoded table
+local T_VER = nil    -- its routes_ver
+
+local function split(text, sep)
+    local out = {}
+    if text == nil or text == "" then
+        return out
+    end
+    for item in (text .. sep):gmatch("(.-)" .. sep) do
+        out[#out + 1] = item
+    end
+    return out
+end
+
+local function pairs_of(text)
+    local out = {}
+    for _, item in ipairs(split(text, ",")) do
+        local name, value = item:match("^([^=]+)=(.*)$")
+        if name then
+            out[#out + 1] = {unescape(name), unescape(value)}
+        end
+    end
+    return out
+end
+
+local function policy(fields)
+    local p = {}
+    for i = 3, #fields do
+        local k, v = fields[i]:match("^(%w+)=(.*)$")
+        if k then
+            p[k] = v
+        end
+    end
+    local out = {
+        ct = tonumber(p.ct), st = tonumber(p.st), rt = tonumber(p.rt), tries = tonumber(p.tries),
+        body = tonumber(p.body), bal = p.bal, ws = p.ws == "1", rate = tonumber(p.rate),
+        burst = tonumber(p.burst), rq = pairs_of(p.rq), rs = pairs_of(p.rs),
+    }
+    if out.ct or out.st or out.rt then
+        out.timeouts = true
+    end
+    if p.on then
+        out.on = {}
+        for _, c in ipairs(split(p.on, ",")) do
+            out.on[c] = true
+        end
+    end
+    if p.hk then
+        local kind, name = p.hk:match("^(%w)%:(.+)$")
+        out.hash_var = kind == "h" and ("http_" .. name:gsub("-", "_")) or kind == "c" and ("cookie_" .. name)
+                       or "remote_addr"
+    end
+    if p.split then
+        out.split = {}
+        local total = 0
+        for _, item in ipairs(split(p.split, ",")) do
+            local name, share = item:match("^(.+):(%d+)$")
+            total = total + tonumber(share)
+            out.split[#out.split + 1] = {name = name, upto = total}
+        end
+    end
+    return out
+end
+
+local function decode(raw)
+    local t = {entries = {}, hosts = {}, masked = {}, policies = {}}
+    for line in raw:gmatch("([^\n]*)\n") do
+        local f = split(line, "\t")
+        local kind = f[1]
+        if kind == "E" then
+            -- The id nginx sees is "e<N>": `if ($muster_route)` takes "0" for false.
+            t.entries["e" .. f[2]] = {id = "e" .. f[2], service = f[3], prefix = unescape(f[4]), strip = f[5] == "1",
+                               fast = f[6] == "1"}
+        elseif kind == "H" then
+            local list = {}
+            for _, id in ipairs(split(f[3], ",")) do
+                list[#list + 1] = t.entries["e" .. id]
+            end
+            t.hosts[f[2] == "*" and "" or f[2]] = list
+        elseif kind == "M" then
+            t.masked[f[2]] = true
+        elseif kind == "P" then
+            t.policies[f[2]] = policy(f)
+        end
+    end
+    return t
+end
+
+-- The decoded table, or nil when muster pushed none (every request routes as before).
+local function current()
+    local ver = dict:get("routes_ver")
+    if ver == nil then
+        T, T_VER = nil, nil
+        return nil
+    end
+    if ver ~= T_VER then
+        local raw = dict:get("routes")
+        T = raw and decode(raw) or nil
+        T_VER = ver
+    end
+    return T
+end
+
+function M.policy(name)
+    local t = current()
+    return t and t.policies[name]
+end
+
+local function host_entries(t, host)
+    local list = t.hosts[host]
+    if list then
+        return list
+    end
+    local rest = host
+    while true do
+        local dot = rest:find(".", 1, true)
+        if not dot then
+            break
+        end
+        rest = sub(rest, dot + 1)
+        list = t.hosts["*." .. rest]
+        if list then
+            return list
+        end
+    end
+    return t.hosts[""] or {}
+end
+
+-- Exposed for tests and the benchmark: the entry serving host + uri, or nil.
+function M.lookup(host, uri)
+    local t = current()
+    if t == nil then
+        return nil
+    end
+    local list = host_entries(t, host)
+    for i = 1, #list do
+        local e = list[i]
+        if sub(uri, 1, #e.prefix) == e.prefix then
+            return e
+        end
+    end
+    return nil
+end
+
+-- set_by_lua at the server level: "" (route as before), "-" (404) or an entry id.
+function M.route()
+    local t = current()
+    if t == nil then
+        return ""
+    end
+    local uri = ngx.var.uri
+    local e = M.lookup(ngx.var.host or "", uri)
+    if e then
+        return e.fast and "" or e.id
+    end
+    -- No entry: the stock location would take /NAME/ to NAME, whose route may not say so.
+    local first = uri:match("^/([^/]+)/")
+    if first and t.masked[first] then
+        return "-"
+    end
+    return ""
+end
+
+-- nginx's limit_req (leaky bucket in milli-requests): `rate` per second, `burst` at once.
+local function limited(service, p)
+    local key = service .. " " .. (ngx.var.binary_remote_addr or "")
+    local t = now() * 1000
+    local state = limits:get(key)
+    local excess = 0
+    if state then
+        local last_excess, last = state:match("^(%d+) ([%d.]+)$")
+        excess = tonumber(last_excess) - p.rate * (t - tonumber(last)) + 1000
+        if excess < 0 then
+            excess = 0
+        end
+        if excess > (p.burst - 1) * 1000 then
+            return true
+        end
+    end
+    limits:set(key, string.format("%d %.3f", excess, t), 60)
+    return false
+end
+
+-- rewrite_by_lua in /.muster-route/: the request's route policies, then on to the balancer.
+function M.apply()
+    local t = current()
+    local id = ngx.var.muster_route
+    local e = t and t.entries[id]
+    if e == nil then
+        return ngx.exec(UNKNOWN_SERVICE)
+    end
+    local p = t.policies[e.service]
+    if p then
+        if p.rate and limited(e.service, p) then
+            return ngx.exit(429)
+        end
+        if p.body then
+            local length = tonumber(ngx.var.http_content_length)
+            if length and length > p.body then
+                return ngx.exit(413)
+            end
+        end
+        for i = 1, #p.rq do
+            ngx.req.set_header(p.rq[i][1], p.rq[i][2])
+        end
+        if p.ws then
+            local upgrade = ngx.var.http_upgrade
+            if upgrade then
+                ngx.var.muster_upgrade = upgrade
+                ngx.var.muster_connection = "upgrade"
+            end
+        end
+    end
+    local uri = sub(ngx.var.uri, #ROUTE_PREFIX + 1)
+    if e.strip then
+        uri = sub(uri, #e.prefix + 1)
+        if byte(uri, 1) ~= 47 then  -- "/"
+            uri = "/" .. uri
+        end
+    end
+    ngx.req.set_uri(uri)
+    ngx.var.muster_service = e.service
+end
+
+-- header_filter_by_lua in /.muster-route/: the route's response headers replace the upstream's.
+function M.respond()
+    local t = T
+    local e = t and t.entries[ngx.var.muster_route]
+    local p = e and t.policies[e.service]
+    if p then
+        for i = 1, #p.rs do
+            ngx.header[p.rs[i][1]] = p.rs[i][2]
+        end
+    end
+end
+
+return M
