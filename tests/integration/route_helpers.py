@@ -21,7 +21,8 @@ from muster.stack.local import Stack, UpOptions
 class Echo:
     """An HTTP backend answering ``{"id", "path", "headers"}`` as JSON (or echoing a websocket).
 
-    ``status`` makes it fail every request; ``delay`` makes it slow; ``hits`` counts requests.
+    ``delay`` makes it slow; a request's ``X-Status`` header is the status it answers (so
+    probes do not trip nginx's passive health checks); ``hits`` counts requests.
     """
 
     ident: str
@@ -42,7 +43,8 @@ class Echo:
         if self.delay:
             await asyncio.sleep(self.delay)
         body = {"id": self.ident, "path": request.raw_path, "headers": dict(request.headers)}
-        return web.json_response(body, status=self.status, headers={"X-Upstream": self.ident})
+        status = int(request.headers.get("X-Status", self.status))
+        return web.json_response(body, status=status, headers={"X-Upstream": self.ident})
 
     async def start(self) -> None:
         app = web.Application()

@@ -350,11 +350,15 @@ local DEFAULT_ON = {error = true, timeout = true}
 local IDEMPOTENT = {GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true}
 
 -- The route location lets nginx retry on any condition; the route's retry_on decides.
+-- nginx reports a failure by status only: 502 is a connection error or a 502 answer,
+-- 504 a timeout or a 504 answer, so either condition lets those through.
+local RETRY_CONDS = {[502] = {"error", "502"}, [503] = {"503"}, [504] = {"timeout", "504"}}
+
 local function may_retry(policy)
-    local state, code = get_last_failure()
+    local _, code = get_last_failure()
     local on = policy.on or DEFAULT_ON
-    local cond = state == "next" and tostring(code) or (code == 504 and "timeout" or "error")
-    if not on[cond] then
+    local conds = RETRY_CONDS[code] or {"error"}
+    if not (on[conds[1]] or (conds[2] and on[conds[2]])) then
         return false, code
     end
     if not on.non_idempotent and not IDEMPOTENT[ngx.req.get_method()] then
