@@ -209,6 +209,8 @@ async def test_lua_route_changes_apply_without_a_reload(stack: Stack, backends: 
     took: list[float] = []
     async with aiohttp.ClientSession() as session:
         for i in range(20):
+            # Apart by more than the daemon's debounce window (0.2 s): each change alone.
+            await asyncio.sleep(0.3)
             owner = ("api", "a1") if i % 2 else ("web", "b1")
             started = time.monotonic()
             route(stack, owner[0], {"paths": [f"/r{i}/"]})
