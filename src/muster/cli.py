@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "up": "muster.stack.up:up",
     "register": "muster.register_cmd:register",
     "render": "muster.render_cmd:render",
+    "route": "muster.route_cmd:route",
     "run": "muster.confd_cmd:run_command",
 }
 
