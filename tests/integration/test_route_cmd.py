@@ -18,9 +18,9 @@ def run(etcd: EtcdProcess, prefix: str, *args: str) -> tuple[int, str]:
 def test_set_get_rm(etcd: EtcdProcess, key_prefix: str) -> None:
     code, out = run(etcd, key_prefix, "get", "api")
     assert code == 1 and "no route" in out
-    code, out = run(etcd, key_prefix, "set", "api", "--host", "api.example.com", "--path", "/", "--read-timeout",
-                    "30", "--balance", "hash:cookie:sid", "--response-header", "X-Frame-Options=DENY",
-                    "--rate-limit", "50/100", "--websocket")  # fmt: skip
+    flags = ["--host", "api.example.com", "--path", "/", "--read-timeout", "30", "--balance", "hash:cookie:sid"]
+    flags += ["--response-header", "X-Frame-Options=DENY", "--rate-limit", "50/100", "--websocket"]
+    code, out = run(etcd, key_prefix, "set", "api", *flags)
     assert code == 0, out
     code, out = run(etcd, key_prefix, "get", "api")
     assert code == 0, out
