@@ -18,7 +18,8 @@ def run(etcd: EtcdProcess, prefix: str, *args: str) -> tuple[int, str]:
 def test_set_get_rm(etcd: EtcdProcess, key_prefix: str) -> None:
     code, out = run(etcd, key_prefix, "get", "api")
     assert code == 1 and "no route" in out
-    flags = ["--host", "api.example.com", "--path", "/", "--read-timeout", "30", "--balance", "hash:cookie:sid"]
+    flags = ["--host", "api.example.com", "--path", "/", "--read-timeout", "30"]
+    flags += ["--balance", "hash:cookie:sid"]
     flags += ["--response-header", "X-Frame-Options=DENY", "--rate-limit", "50/100", "--websocket"]
     code, out = run(etcd, key_prefix, "set", "api", *flags)
     assert code == 0, out
