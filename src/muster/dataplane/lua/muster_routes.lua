@@ -13,6 +13,12 @@
 -- route's request policies (rate limit, body size, prefix strip, headers, websocket) and
 -- the balancer (muster_balancer) its upstream ones (split, balance, timeouts, retries).
 
+local ffi = require "ffi"
+local lrucache = require "resty.lrucache"
+
+pcall(ffi.cdef, "int memcmp(const void *s1, const void *s2, size_t n);")
+local C = ffi.C
+
 local M = {}
 
 local dict = ngx.shared.muster
@@ -21,6 +27,7 @@ local unescape = ngx.unescape_uri
 local now = ngx.now
 local byte = string.byte
 local sub = string.sub
+local find = string.find
 local tonumber = tonumber
 
 local ROUTE_PREFIX = "/.muster-route"
@@ -28,6 +35,7 @@ local UNKNOWN_SERVICE = "/.muster-unknown-service"
 
 local T = nil        -- per worker: the decoded table
 local T_VER = nil    -- its routes_ver
+local HOSTS = nil    -- per worker: host -> its entries, for the hosts seen lately (LRU)
 
 local function split(text, sep)
     local out = {}
@@ -90,6 +98,27 @@ local function policy(fields)
     return out
 end
 
+-- A host key's entries split by the path's first segment, so a lookup scans only the
+-- entries that can match: "/api/v1/" is under "api"; "/", "/ap" and "/api" (no second
+-- slash) are short and scanned after any segment's list. Both lists are longest first,
+-- and a short prefix that matches a path under "api" is shorter than any of "api"'s.
+local EMPTY = {segs = {}, short = {}}
+
+local function by_segment(list)
+    local out = {segs = {}, short = {}}
+    for _, e in ipairs(list) do
+        local seg = e.prefix:match("^/([^/]*)/")
+        if seg then
+            local l = out.segs[seg] or {}
+            l[#l + 1] = e
+            out.segs[seg] = l
+        else
+            out.short[#out.short + 1] = e
+        end
+    end
+    return out
+end
+
 local function decode(raw)
     local t = {entries = {}, hosts = {}, masked = {}, policies = {}}
     for line in raw:gmatch("([^\n]*)\n") do
@@ -97,14 +126,15 @@ local function decode(raw)
         local kind = f[1]
         if kind == "E" then
             -- The id nginx sees is "e<N>": `if ($muster_route)` takes "0" for false.
-            t.entries["e" .. f[2]] = {id = "e" .. f[2], service = f[3], prefix = unescape(f[4]), strip = f[5] == "1",
-                               fast = f[6] == "1"}
+            local prefix = unescape(f[4])
+            t.entries["e" .. f[2]] = {id = "e" .. f[2], service = f[3], prefix = prefix, len = #prefix,
+                                      strip = f[5] == "1", fast = f[6] == "1"}
         elseif kind == "H" then
             local list = {}
             for _, id in ipairs(split(f[3], ",")) do
                 list[#list + 1] = t.entries["e" .. id]
             end
-            t.hosts[f[2] == "*" and "" or f[2]] = list
+            t.hosts[f[2] == "*" and "" or f[2]] = by_segment(list)
         elseif kind == "M" then
             t.masked[f[2]] = true
         elseif kind == "P" then
@@ -125,6 +155,8 @@ local function current()
         local raw = dict:get("routes")
         T = raw and decode(raw) or nil
         T_VER = ver
+        -- Bounded: clients choose the Host header.
+        HOSTS = lrucache.new(1024)
     end
     return T
 end
@@ -151,7 +183,7 @@ local function host_entries(t, host)
             return list
         end
     end
-    return t.hosts[""] or {}
+    return t.hosts[""] or EMPTY
 end
 
 -- Exposed for tests and the benchmark: the entry serving host + uri, or nil.
@@ -160,10 +192,29 @@ function M.lookup(host, uri)
     if t == nil then
         return nil
     end
-    local list = host_entries(t, host)
-    for i = 1, #list do
-        local e = list[i]
-        if sub(uri, 1, #e.prefix) == e.prefix then
+    local list = HOSTS:get(host)
+    if list == nil then
+        list = host_entries(t, host)
+        HOSTS:set(host, list)
+    end
+    -- memcmp through the FFI: no substring per entry, and JIT-compiled.
+    local n = #uri
+    local slash = find(uri, "/", 2, true)
+    local seg = slash and list.segs[sub(uri, 2, slash - 1)]
+    if seg then
+        for i = 1, #seg do
+            local e = seg[i]
+            local len = e.len
+            if len <= n and C.memcmp(uri, e.prefix, len) == 0 then
+                return e
+            end
+        end
+    end
+    local short = list.short
+    for i = 1, #short do
+        local e = short[i]
+        local len = e.len
+        if len <= n and C.memcmp(uri, e.prefix, len) == 0 then
             return e
         end
     end

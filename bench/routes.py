@@ -1,0 +1,267 @@
+"""Routes as data: what they cost per request, under churn, and how fast a change lands.
+
+Three figures, each printed with its setting (the machine is shared: compare figures of
+one run, never across runs):
+
+* lookup: nginx with the Lua plane and a pushed table of ``--services`` routed services
+  (exact hosts, wildcards, any host, several prefixes each); a content_by_lua loop calls
+  ``muster_routes.lookup`` for a mix of hosts and paths and prints ns per lookup.
+* churn: ``muster up``'s Lua stack under ``wrk -t2 -c20`` while a server of ``churn``
+  joins or leaves every 500 ms (as bench/churn.py), in three settings, alternating
+  A B C C B A ...: no route anywhere (today's stack); ``--services`` routed services
+  besides (``/churn/`` keeps its default route: the lookup runs, the fast path serves);
+  and ``churn`` routed itself by host and path (``Host: churn.example.com``, ``/c/``,
+  through the route location).
+* change: route changes written to etcd, each until traffic follows it (p50, p90).
+
+    python bench/routes.py [--seconds 15] [--rounds 2] [--services 50] [--changes 40] [--lookup-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from churn import IDS, cpu_ms, parse_wrk, start_backends  # noqa: E402
+
+from muster.dataplane import DataPlane, LuaAdmin, Peer  # noqa: E402
+from muster.dataplane.nginxconf import LuaSettings, http_block, main_block  # noqa: E402
+from muster.dataplane.routes import encode_routes  # noqa: E402
+from muster.registry.route import route_from  # noqa: E402
+from muster.registry.routing import build_table  # noqa: E402
+from muster.stack.etcd import free_port  # noqa: E402
+from muster.stack.local import Stack, UpOptions  # noqa: E402
+from muster.stack.nginx import NginxProcess  # noqa: E402
+
+LOOKUP_SERVER = """\
+server {
+    listen 127.0.0.1:%(port)d;
+    location = /lookup {
+        content_by_lua_block {
+            local routes = require("muster_routes")
+            local hosts = {"s7.example.com", "x.wild3.example.com", "other.org", "a.b.wild5.example.com"}
+            local uris = {"/p7/x", "/svc12/y", "/q/z/long/path", "/"}
+            routes.lookup("warm", "/")
+            local n = tonumber(ngx.var.arg_n) or 1000000
+            local found = 0
+            ngx.update_time()
+            local t0 = ngx.now()
+            for i = 1, n do
+                local e = routes.lookup(hosts[i %% 4 + 1], uris[(i + math.floor(i / 4)) %% 4 + 1])
+                if e then found = found + 1 end
+            end
+            ngx.update_time()
+            ngx.say(string.format("%%.0f %%d", (ngx.now() - t0) * 1e9 / n, found))
+        }
+    }
+}
+"""
+
+
+def routed(n: int) -> dict[str, dict[str, object]]:
+    """``n`` services' routes: exact hosts, wildcards and any-host paths, mixed."""
+    out: dict[str, dict[str, object]] = {}
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            out[f"svc{i}"] = {"hosts": [f"s{i}.example.com"], "paths": ["/", f"/p{i}/"]}
+        elif kind == 1:
+            out[f"svc{i}"] = {"hosts": [f"*.wild{i}.example.com"], "paths": [f"/svc{i}/", "/q/"]}
+        else:
+            out[f"svc{i}"] = {"paths": [f"/svc{i}/", f"/api/v{i}/"], "strip_prefix": i % 2 == 0}
+    return out
+
+
+async def lookup_cost(tmp: Path, services: int) -> None:
+    settings = LuaSettings(admin_socket=tmp / "admin.sock")
+    proc = NginxProcess(tmp / "lookup", worker_processes=1, main_snippets=[main_block()],
+                        http_snippets=[http_block(settings)])  # fmt: skip
+    proc.write_config()
+    (proc.include_dir / "lookup.conf").write_text(LOOKUP_SERVER % {"port": proc.port})
+    routes = {name: route_from(name, value) for name, value in routed(services).items()}
+    table = build_table(routes.keys(), routes)
+    with proc:
+        async with LuaAdmin(f"unix:{tmp / 'admin.sock'}") as admin:
+            plane = DataPlane(admin)
+            plane.routes = encode_routes(table)
+            await plane.apply({name: [Peer("127.0.0.1", 1)] for name in routes})
+        async with aiohttp.ClientSession() as session:
+            figures = []
+            for _ in range(5):
+                async with session.get(f"{proc.url}/lookup?n=1000000") as resp:
+                    text = await resp.text()
+                    if resp.status != 200:
+                        raise RuntimeError(f"lookup failed: {proc.log_tail()}")
+                    figures.append(int(text.split()[0]))
+    entries = sum(len(v) for v in table.hosts.values())
+    print(f"lookup: {services} routed services ({len(table.hosts)} host keys, {entries} entries): "
+          f"{statistics.median(figures)} ns per lookup (median of 5 x 1e6; runs {figures})")  # fmt: skip
+
+
+async def wrk(url: str, seconds: int, host: str, stack: Stack, pids: dict[str, list[int]]) -> dict[str, int]:
+    before = cpu_ms(pids)
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t2", "-c20", f"-d{seconds}s", "-H", f"Host: {host}", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    changes = 0
+    key = "/services/churn/servers/churner"
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.5)
+            break
+        except TimeoutError:
+            pass
+        changes += 1
+        if changes % 2:
+            await asyncio.to_thread(
+                stack.put, key, json.dumps({"host": "127.0.0.1", "port": PORTS["churner"]})
+            )
+        else:
+            await asyncio.to_thread(stack.delete, key)
+    after = cpu_ms(pids)
+    await asyncio.to_thread(stack.delete, key)
+    figures = parse_wrk((await proc.stdout.read()).decode() if proc.stdout else "")
+    figures["changes"] = changes
+    figures.update({f"cpu_{k}": after[k] - before[k] for k in pids})
+    return figures
+
+
+PORTS: dict[str, int] = {}
+
+
+async def wait_ok(url: str, host: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            try:
+                async with session.get(url, headers={"Host": host}) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{host} {url} never answered 200")
+
+
+async def churn(stack: Stack, seconds: int, rounds: int, services: int) -> None:
+    assert stack.nginx is not None and stack.daemon is not None and stack.daemon.pid is not None
+    procs, ports = await start_backends(shared=False)
+    PORTS.update(ports)
+    base = stack.nginx.url
+    try:
+        for sid in IDS[:3]:
+            stack.put(f"/services/churn/servers/{sid}", json.dumps({"host": "127.0.0.1", "port": ports[sid]}))
+        for i, name in enumerate(routed(services)):
+            # Each routed service has a server (one of the backends): routes need live services.
+            stack.put(
+                f"/services/{name}/servers/a", json.dumps({"host": "127.0.0.1", "port": ports[IDS[i % 3]]})
+            )
+        await wait_ok(f"{base}/churn/", "h")
+        pids = {"nginx": stack.nginx.worker_pids(), "backends": [p.pid for p in procs],
+                "muster": [stack.daemon.pid]}  # fmt: skip
+
+        async def setting(name: str) -> tuple[str, str]:
+            """Put the registry in setting ``name``; the URL and Host wrk uses."""
+            routes = routed(services) if name != "no routes" else {}
+            for svc in routed(services):
+                if svc in routes:
+                    stack.put(f"/services/{svc}/route", json.dumps(routes[svc]))
+                else:
+                    stack.delete(f"/services/{svc}/route")
+            if name == "churn routed":
+                stack.put(
+                    "/services/churn/route", json.dumps({"hosts": ["churn.example.com"], "paths": ["/c/"]})
+                )
+                await wait_ok(f"{base}/c/", "churn.example.com")
+                return f"{base}/c/", "churn.example.com"
+            stack.delete("/services/churn/route")
+            await asyncio.sleep(1.0)
+            await wait_ok(f"{base}/churn/", "h")
+            return f"{base}/churn/", "h"
+
+        names = ["no routes", f"{services} routed", "churn routed"]
+        totals: dict[str, list[int]] = {n: [] for n in names}
+        workers = stack.nginx.worker_pids()
+        for i in range(rounds):
+            for name in names if i % 2 == 0 else list(reversed(names)):
+                url, host = await setting(name)
+                figures = await wrk(url, seconds, host, stack, pids)
+                totals[name].append(figures["requests"])
+                errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
+                cpu = ", ".join(f"{k[4:]} {v * 1000 / max(1, figures['requests']):.0f}"
+                                for k, v in figures.items() if k.startswith("cpu_"))  # fmt: skip
+                print(f"  {name:<14} {figures['requests']:>8} requests  {figures['non2xx']} non-2xx  "
+                      f"{errors} socket errors  {figures['changes']} changes  CPU µs/request: {cpu}",
+                      flush=True)  # fmt: skip
+        base_median = statistics.median(totals["no routes"])
+        for name in names[1:]:
+            print(f"  {name}: median {statistics.median(totals[name]):.0f} = "
+                  f"{statistics.median(totals[name]) / base_median:.1%} of no routes "
+                  f"({base_median:.0f})")  # fmt: skip
+        print(f"  nginx workers {'unchanged' if stack.nginx.worker_pids() == workers else 'REPLACED'}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            await proc.wait()
+
+
+async def change_latency(stack: Stack, changes: int) -> None:
+    assert stack.nginx is not None
+    base = stack.nginx.url
+    took: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(changes):
+            await asyncio.sleep(0.3)  # apart by more than the daemon's debounce window
+            started = time.monotonic()
+            stack.put("/services/churn/route", json.dumps({"paths": [f"/moved{i}/"]}))
+            while True:
+                async with session.get(f"{base}/moved{i}/x") as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        break
+            took.append(time.monotonic() - started)
+    took.sort()
+    print(f"change: etcd write to traffic, {changes} route changes: "
+          f"p50 {statistics.median(took) * 1000:.1f} ms, "
+          f"p90 {took[int(len(took) * 0.9)] * 1000:.1f} ms, max {took[-1] * 1000:.1f} ms")  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--lookup-only", action="store_true", help="only the lookup's cost")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="muster-routes-") as tmp_name:
+        tmp = Path(tmp_name)
+        await lookup_cost(tmp, args.services)
+        if args.lookup_only:
+            return
+        opts = UpOptions(port=free_port(), etcd_port=free_port(), state_dir=tmp / "stack", workers=2,
+                         dataplane="lua", demo=0)  # fmt: skip
+        stack = Stack(opts)
+        await asyncio.to_thread(stack.start)
+        try:
+            print(
+                f"churn: wrk -t2 -c20 -d{args.seconds}s, a server of churn joins/leaves every 500 ms, "
+                "Lua plane"
+            )
+            await churn(stack, args.seconds, args.rounds, args.services)
+            await change_latency(stack, args.changes)
+        finally:
+            await asyncio.to_thread(stack.stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
