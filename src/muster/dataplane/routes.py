@@ -25,7 +25,8 @@ __all__ = ["encode_routes", "is_fast"]
 
 
 def _q(text: str) -> str:
-    return urllib.parse.quote(text, safe="/-._~:@!*+,=")
+    # "," and "=" separate the items of a policy field: never literal in a value.
+    return urllib.parse.quote(text, safe="/-._~:@!*+")
 
 
 def _ms(seconds: float | None) -> str:
