@@ -53,6 +53,8 @@ class MembershipIndex:
     #: The valid routes (``ROOT/NAME/route``) of valid services, splits checked.
     routes: dict[str, Route] = field(default_factory=dict)
     _split_rejected: dict[str, str] = field(default_factory=dict)
+    #: Bumped whenever ``routes`` or the set of services changes: the route table's input.
+    routes_version: int = 0
 
     def __post_init__(self) -> None:
         self.root = self.root.rstrip("/")
@@ -76,6 +78,7 @@ class MembershipIndex:
         self._routes.clear()
         self.routes.clear()
         self._split_rejected.clear()
+        self.routes_version += 1
 
     def _update(self, values: Mapping[str, str]) -> set[str]:
         prefix = self.root + "/"
@@ -140,6 +143,8 @@ class MembershipIndex:
         routes = dict(self._routes)
         self._split_rejected = {}
         check_splits(routes, self.services.keys(), self._split_rejected, self.root)
+        if routes != self.routes or names_changed or flipped:
+            self.routes_version += 1
         self.routes = routes
         _REJECTS.report(self.rejected(), self.root)
         return result

@@ -70,7 +70,7 @@ class MembershipSink:
         self._rename = asyncio.Event()
         self.resolver = PeerResolver()
         self._lock = asyncio.Lock()
-        self._routes_key: object = None  # what the last route table was built from
+        self._routes_seen = -1  # the index's routes_version the last route table was built from
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
         self._unreachable_since: float | None = None  # the last verify's failure, if it failed
@@ -115,10 +115,9 @@ class MembershipSink:
         """The encoded route table when the registry's routes or services changed, else None."""
         if not isinstance(self.plane, DataPlane):
             return None  # a plane without routes (HAProxy)
-        key = (tuple(sorted(self._index.services)), tuple(sorted(self._index.routes.items())))
-        if key == self._routes_key:
+        if self._index.routes_version == self._routes_seen:
             return None
-        self._routes_key = key
+        self._routes_seen = self._index.routes_version
         if not self._index.routes:
             return b""  # no service has a route: nothing to look up per request
         return encode_routes(build_table(self._index.services.keys(), self._index.routes))
