@@ -3,7 +3,7 @@
 nginx's Lua has no JSON decoder here (Debian ships no lua-cjson), so the table travels as
 tab-separated lines, every free-text value percent-encoded::
 
-    E <id> <service> <prefix> <strip 0|1> <fast 0|1>   an entry (service, prefix)
+    E <id> <service> <prefix> <strip 0|1> <fast 0|1> <extra 0|1>   an entry (service, prefix)
     H <host key | *> <id,id,...>                     a host key's entries, longest prefix first
     M <service>                                      a service whose /NAME/ is not its route
     P <service> <key=value>...                       a route's policies
@@ -77,7 +77,12 @@ def encode_routes(table: RouteTable) -> bytes:
     lines: list[str] = []
     for entry in table.entries:
         fast = is_fast(table.routes[entry.service])
-        lines.append(f"E\t{entry.id}\t{entry.service}\t{_q(entry.prefix)}\t{int(entry.strip)}\t{int(fast)}")
+        route = table.routes[entry.service]
+        # Its own location with a header filter and log phase (costly in Lua) only if needed.
+        extra = bool(route.response_headers or route.split) or route.balance == "least_conn"
+        lines.append(
+            f"E\t{entry.id}\t{entry.service}\t{_q(entry.prefix)}\t{int(entry.strip)}\t{int(fast)}\t{int(extra)}"
+        )
     for key in sorted(table.hosts):
         ids = ",".join(str(e.id) for e in table.hosts[key])
         lines.append(f"H\t{key or '*'}\t{ids}")

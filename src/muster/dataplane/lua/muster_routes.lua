@@ -9,7 +9,7 @@
 -- then the longest wildcard, then any host) and the longest prefix. It answers "" when
 -- the stock `location /NAME/` serves the request as it is (a *fast* entry, or no entry at
 -- all), "-" for a request no route may take (404), else the entry's id; nginx then
--- rewrites the request to the internal /.muster-route/ location, where apply() runs the
+-- rewrites the request to the internal /.muster-ID location, where apply() runs the
 -- route's request policies (rate limit, body size, prefix strip, headers, websocket) and
 -- the balancer (muster_balancer) its upstream ones (split, balance, timeouts, retries).
 
@@ -30,7 +30,7 @@ local sub = string.sub
 local find = string.find
 local tonumber = tonumber
 
-local ROUTE_PREFIX = "/.muster-route"
+local ROUTE_PREFIX = "/.muster-"
 local UNKNOWN_SERVICE = "/.muster-unknown-service"
 
 local T = nil        -- per worker: the decoded table
@@ -120,19 +120,24 @@ local function by_segment(list)
 end
 
 local function decode(raw)
-    local t = {entries = {}, hosts = {}, masked = {}, policies = {}}
+    local t = {entries = {}, by_num = {}, hosts = {}, masked = {}, policies = {}}
     for line in raw:gmatch("([^\n]*)\n") do
         local f = split(line, "\t")
         local kind = f[1]
         if kind == "E" then
-            -- The id nginx sees is "e<N>": `if ($muster_route)` takes "0" for false.
+            -- The id nginx sees names the location too: "p<N>" for /.muster-p (request
+            -- policies only), "x<N>" for /.muster-x (response headers, least connections and
+            -- splits need its header filter and log phase). Never "0", which `if` takes as false.
             local prefix = unescape(f[4])
-            t.entries["e" .. f[2]] = {id = "e" .. f[2], service = f[3], prefix = prefix, len = #prefix,
-                                      strip = f[5] == "1", fast = f[6] == "1"}
+            local id = (f[7] == "1" and "x" or "p") .. f[2]
+            local e = {id = id, service = f[3], prefix = prefix, len = #prefix, strip = f[5] == "1",
+                       fast = f[6] == "1"}
+            t.entries[id] = e
+            t.by_num[f[2]] = e
         elseif kind == "H" then
             local list = {}
             for _, id in ipairs(split(f[3], ",")) do
-                list[#list + 1] = t.entries["e" .. id]
+                list[#list + 1] = t.by_num[id]
             end
             t.hosts[f[2] == "*" and "" or f[2]] = by_segment(list)
         elseif kind == "M" then
@@ -260,23 +265,25 @@ local function limited(service, p)
     return false
 end
 
--- rewrite_by_lua in /.muster-route/: the request's route policies, then on to the balancer.
+-- set_by_lua in /.muster-p and /.muster-x (no coroutine, unlike rewrite_by_lua): the
+-- request's route policies; returns "" to go on to the balancer, else the status nginx
+-- answers with (404: no such route, 413, 429).
 function M.apply()
     local t = current()
     local id = ngx.var.muster_route
     local e = t and t.entries[id]
     if e == nil then
-        return ngx.exec(UNKNOWN_SERVICE)
+        return "404"
     end
     local p = t.policies[e.service]
     if p then
         if p.rate and limited(e.service, p) then
-            return ngx.exit(429)
+            return "429"
         end
         if p.body then
             local length = tonumber(ngx.var.http_content_length)
             if length and length > p.body then
-                return ngx.exit(413)
+                return "413"
             end
         end
         for i = 1, #p.rq do
@@ -290,18 +297,20 @@ function M.apply()
             end
         end
     end
-    local uri = sub(ngx.var.uri, #ROUTE_PREFIX + 1)
+    -- "/.muster-" .. id, then the request's own path.
+    local uri = sub(ngx.var.uri, #ROUTE_PREFIX + #id + 1)
     if e.strip then
-        uri = sub(uri, #e.prefix + 1)
+        uri = sub(uri, e.len + 1)
         if byte(uri, 1) ~= 47 then  -- "/"
             uri = "/" .. uri
         end
     end
     ngx.req.set_uri(uri)
     ngx.var.muster_service = e.service
+    return ""
 end
 
--- header_filter_by_lua in /.muster-route/: the route's response headers replace the upstream's.
+-- header_filter_by_lua in /.muster-x: the route's response headers replace the upstream's.
 function M.respond()
     local t = T
     local e = t and t.entries[ngx.var.muster_route]
