@@ -7,11 +7,12 @@ one run, never across runs):
   (exact hosts, wildcards, any host, several prefixes each); a content_by_lua loop calls
   ``muster_routes.lookup`` for a mix of hosts and paths and prints ns per lookup.
 * churn: ``muster up``'s Lua stack under ``wrk -t2 -c20`` while a server of ``churn``
-  joins or leaves every 500 ms (as bench/churn.py), in three settings, alternating
-  A B C C B A ...: no route anywhere (today's stack); ``--services`` routed services
-  besides (``/churn/`` keeps its default route: the lookup runs, the fast path serves);
-  and ``churn`` routed itself by host and path (``Host: churn.example.com``, ``/c/``,
-  through the route location).
+  joins or leaves every 500 ms (as bench/churn.py), in four settings, alternating
+  A B C D D C B A ...: today's stack (the stock template without the route lookup, as
+  before routes); no route anywhere (the lookup runs and finds no table);
+  ``--services`` routed services besides (``/churn/`` keeps its default route: the
+  lookup runs, the stock location serves); and ``churn`` routed itself by host and path
+  (``Host: churn.example.com``, ``/c/``, through the route location).
 * change: route changes written to etcd, each until traffic follows it (p50, p90).
 
     python bench/routes.py [--seconds 15] [--rounds 2] [--services 50] [--changes 40] [--lookup-only]
@@ -41,6 +42,7 @@ from muster.registry.routing import build_table  # noqa: E402
 from muster.stack.etcd import free_port  # noqa: E402
 from muster.stack.local import Stack, UpOptions  # noqa: E402
 from muster.stack.nginx import NginxProcess  # noqa: E402
+from muster.stack.stock import STOCK_TEMPLATE  # noqa: E402
 
 LOOKUP_SERVER = """\
 server {
@@ -152,7 +154,7 @@ async def wait_ok(url: str, host: str) -> None:
     raise TimeoutError(f"{host} {url} never answered 200")
 
 
-async def churn(stack: Stack, seconds: int, rounds: int, services: int) -> None:
+async def churn(stack: Stack, seconds: int, rounds: int, services: int, changes: int) -> None:
     assert stack.nginx is not None and stack.daemon is not None and stack.daemon.pid is not None
     procs, ports = await start_backends(shared=False)
     PORTS.update(ports)
@@ -169,9 +171,31 @@ async def churn(stack: Stack, seconds: int, rounds: int, services: int) -> None:
         pids = {"nginx": stack.nginx.worker_pids(), "backends": [p.pid for p in procs],
                 "muster": [stack.daemon.pid]}  # fmt: skip
 
+        template = stack.state / "confd" / "templates" / STOCK_TEMPLATE
+        stock = template.read_text()
+        # Today's stack: the stock template without its route lookup (as before issue 12).
+        start = stock.index("\n    # Routes (/services/NAME/route), pushed")
+        today = stock[:start] + "\n" + stock[stock.index("{{- else if $routes }}") :]
+
+        async def use_template(text: str) -> None:
+            if template.read_text() == text:
+                return
+            template.write_text(text)
+            # The daemon reads the template at each batch: a registry change renders it.
+            stack.put("/services/churn/servers/c1", json.dumps({"host": "127.0.0.1", "port": ports["c1"]}))
+            marker = "muster_routes" in text
+            for _ in range(300):
+                if ("muster_routes" in stack.dest.read_text()) == marker:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise TimeoutError("the template change was never rendered")
+            await asyncio.sleep(2.0)  # nginx reloads; its new workers take over
+
         async def setting(name: str) -> tuple[str, str]:
             """Put the registry in setting ``name``; the URL and Host wrk uses."""
-            routes = routed(services) if name != "no routes" else {}
+            await use_template(today if name == "today" else stock)
+            routes = routed(services) if name not in ("no routes", "today") else {}
             for svc in routed(services):
                 if svc in routes:
                     stack.put(f"/services/{svc}/route", json.dumps(routes[svc]))
@@ -188,26 +212,34 @@ async def churn(stack: Stack, seconds: int, rounds: int, services: int) -> None:
             await wait_ok(f"{base}/churn/", "h")
             return f"{base}/churn/", "h"
 
-        names = ["no routes", f"{services} routed", "churn routed"]
+        names = ["today", "no routes", f"{services} routed", "churn routed"]
         totals: dict[str, list[int]] = {n: [] for n in names}
-        workers = stack.nginx.worker_pids()
         for i in range(rounds):
             for name in names if i % 2 == 0 else list(reversed(names)):
                 url, host = await setting(name)
+                pids["nginx"] = stack.nginx.worker_pids()  # new after a template change
+                workers = pids["nginx"]
                 figures = await wrk(url, seconds, host, stack, pids)
+                unchanged = stack.nginx.worker_pids() == workers
                 totals[name].append(figures["requests"])
                 errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
                 cpu = ", ".join(f"{k[4:]} {v * 1000 / max(1, figures['requests']):.0f}"
                                 for k, v in figures.items() if k.startswith("cpu_"))  # fmt: skip
                 print(f"  {name:<14} {figures['requests']:>8} requests  {figures['non2xx']} non-2xx  "
-                      f"{errors} socket errors  {figures['changes']} changes  CPU µs/request: {cpu}",
+                      f"{errors} socket errors  {figures['changes']} changes  "
+                      f"workers {'unchanged' if unchanged else 'REPLACED'}  CPU µs/request: {cpu}",
                       flush=True)  # fmt: skip
-        base_median = statistics.median(totals["no routes"])
+        base_median = statistics.median(totals["today"])
+        # The machine's speed drifts over minutes: each round's runs are neighbours.
+        for name in names[1:]:
+            ratios = sorted(a / b for a, b in zip(totals[name], totals["today"], strict=True))
+            print(f"  {name} / today, per round: median {statistics.median(ratios):.1%}, "
+                  f"range {ratios[0]:.1%}-{ratios[-1]:.1%}")  # fmt: skip
         for name in names[1:]:
             print(f"  {name}: median {statistics.median(totals[name]):.0f} = "
-                  f"{statistics.median(totals[name]) / base_median:.1%} of no routes "
+                  f"{statistics.median(totals[name]) / base_median:.1%} of today's "
                   f"({base_median:.0f})")  # fmt: skip
-        print(f"  nginx workers {'unchanged' if stack.nginx.worker_pids() == workers else 'REPLACED'}")
+        await change_latency(stack, changes)  # while the backends still run
     finally:
         for proc in procs:
             proc.terminate()
@@ -223,7 +255,7 @@ async def change_latency(stack: Stack, changes: int) -> None:
             await asyncio.sleep(0.3)  # apart by more than the daemon's debounce window
             started = time.monotonic()
             stack.put("/services/churn/route", json.dumps({"paths": [f"/moved{i}/"]}))
-            while True:
+            while time.monotonic() - started < 10:
                 async with session.get(f"{base}/moved{i}/x") as resp:
                     await resp.read()
                     if resp.status == 200:
@@ -257,8 +289,7 @@ async def main() -> None:
                 f"churn: wrk -t2 -c20 -d{args.seconds}s, a server of churn joins/leaves every 500 ms, "
                 "Lua plane"
             )
-            await churn(stack, args.seconds, args.rounds, args.services)
-            await change_latency(stack, args.changes)
+            await churn(stack, args.seconds, args.rounds, args.services, args.changes)
         finally:
             await asyncio.to_thread(stack.stop)
 
