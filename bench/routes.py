@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -107,6 +108,67 @@ async def lookup_cost(tmp: Path, services: int) -> None:
     entries = sum(len(v) for v in table.hosts.values())
     print(f"lookup: {services} routed services ({len(table.hosts)} host keys, {entries} entries): "
           f"{statistics.median(figures)} ns per lookup (median of 5 x 1e6; runs {figures})")  # fmt: skip
+
+
+INSITU_SERVERS = """\
+server {
+    listen 127.0.0.1:%(today)d;
+    location /churn/ { return 200 "ok\\n"; }
+}
+server {
+    listen 127.0.0.1:%(lookup)d;
+    set_by_lua_block $muster_route { return require("muster_routes").route() }
+    if ($muster_route) { return 404; }
+    location /churn/ { return 200 "ok\\n"; }
+}
+"""
+
+
+async def wrk_rps(url: str, seconds: int) -> float:
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t1",
+        "-c10",
+        f"-d{seconds}s",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await proc.communicate())[0].decode()
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(found.group(1)) if found else 0.0
+
+
+async def in_situ_cost(tmp: Path, services: int, rounds: int) -> None:
+    """What the per-request lookup adds to a request nginx answers itself (no upstream, no
+    Python backends: far less noise): one worker, wrk -t1 -c10, servers side by side."""
+    settings = LuaSettings(admin_socket=tmp / "insitu.sock")
+    proc = NginxProcess(tmp / "insitu", worker_processes=1, main_snippets=[main_block()],
+                        http_snippets=[http_block(settings)])  # fmt: skip
+    proc.write_config()
+    lookup_port = free_port()
+    (proc.include_dir / "insitu.conf").write_text(
+        INSITU_SERVERS % {"today": proc.port, "lookup": lookup_port}
+    )
+    routes = {name: route_from(name, value) for name, value in routed(services).items()}
+    table = encode_routes(build_table([*routes, "churn"], routes))
+    figures: dict[str, list[float]] = {"today": [], "lookup, no table": [], f"lookup, {services} routed": []}
+    with proc:
+        async with LuaAdmin(f"unix:{tmp / 'insitu.sock'}") as admin:
+            for i in range(rounds):
+                names = list(figures) if i % 2 == 0 else list(reversed(figures))
+                for name in names:
+                    await admin.put_routes(table if "routed" in name else b"")
+                    port = proc.port if name == "today" else lookup_port
+                    figures[name].append(await wrk_rps(f"http://127.0.0.1:{port}/churn/", 4))
+    base = statistics.median(figures["today"])
+    print(
+        f"in situ: nginx answering /churn/ itself, 1 worker, wrk -t1 -c10 -d4s x {rounds} each, alternating"
+    )
+    for name, runs in figures.items():
+        rps = statistics.median(runs)
+        print(f"  {name:<22} {rps:>8.0f} requests/s (median; runs {', '.join(f'{r:.0f}' for r in runs)})  "
+              f"{1e6 / rps - 1e6 / base:+.2f} µs/request against today")  # fmt: skip
 
 
 async def wrk(url: str, seconds: int, host: str, stack: Stack, pids: dict[str, list[int]]) -> dict[str, int]:
@@ -273,11 +335,13 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--changes", type=int, default=40)
-    parser.add_argument("--lookup-only", action="store_true", help="only the lookup's cost")
+    parser.add_argument("--lookup-only", action="store_true", help="only the lookup's cost (and in situ)")
+    parser.add_argument("--insitu-rounds", type=int, default=6)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="muster-routes-") as tmp_name:
         tmp = Path(tmp_name)
         await lookup_cost(tmp, args.services)
+        await in_situ_cost(tmp, args.services, args.insitu_rounds)
         if args.lookup_only:
             return
         opts = UpOptions(port=free_port(), etcd_port=free_port(), state_dir=tmp / "stack", workers=2,

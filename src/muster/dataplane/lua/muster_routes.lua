@@ -246,7 +246,17 @@ function M.route()
 end
 
 -- nginx's limit_req (leaky bucket in milli-requests): `rate` per second, `burst` at once.
+local warned = false
+
 local function limited(service, p)
+    if limits == nil then
+        -- An nginx configured by an older `muster nginx-lua-conf`: no dict, no limit.
+        if not warned then
+            ngx.log(ngx.ERR, "muster: rate limits need `lua_shared_dict muster_rl` (muster nginx-lua-conf)")
+            warned = true
+        end
+        return false
+    end
     local key = service .. " " .. (ngx.var.binary_remote_addr or "")
     local t = now() * 1000
     local state = limits:get(key)
@@ -261,7 +271,7 @@ local function limited(service, p)
             return true
         end
     end
-    limits:set(key, string.format("%d %.3f", excess, t), 60)
+    limits:set(key, string.format("%d %.3f", math.floor(excess), t), 60)
     return false
 end
 
