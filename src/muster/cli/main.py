@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "up": "muster.stack.up:up",
     "register": "muster.cli.register:register",
     "render": "muster.cli.render:render",
+    "route": "muster.cli.route:route",
     "run": "muster.cli.confd:run_command",
 }
 

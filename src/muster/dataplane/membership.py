@@ -24,7 +24,9 @@ from muster.registry.index import (
     DEFAULT_ROOT,
     NameClaims,
     RejectLog,
+    Route,
     case_clash,
+    check_splits,
     index_services,
     valid_name,
 )
@@ -49,6 +51,12 @@ class MembershipIndex:
     _names_rejected: dict[str, str] = field(default_factory=dict)  # ROOT/NAME -> reason
     _folds: dict[str, set[str]] = field(default_factory=dict)  # lower case -> valid names
     _claims: NameClaims = field(default_factory=NameClaims)
+    _routes: dict[str, Route] = field(default_factory=dict)  # parsed, splits not yet checked
+    #: The valid routes (``ROOT/NAME/route``) of valid services, splits checked.
+    routes: dict[str, Route] = field(default_factory=dict)
+    _split_rejected: dict[str, str] = field(default_factory=dict)
+    #: Bumped whenever ``routes`` or the set of services changes: the route table's input.
+    routes_version: int = 0
 
     def __post_init__(self) -> None:
         self.root = self.root.rstrip("/")
@@ -69,6 +77,10 @@ class MembershipIndex:
         self._rejected.clear()
         self._names_rejected.clear()
         self._folds.clear()
+        self._routes.clear()
+        self.routes.clear()
+        self._split_rejected.clear()
+        self.routes_version += 1
 
     def apply_changes(self, changes: Mapping[str, str | None]) -> set[str]:
         """Take the keys that changed (None: deleted) since the last update; return the names
@@ -126,8 +138,14 @@ class MembershipIndex:
             n for n in touched | flipped if n in self._keys and f"{prefix}{n}" not in self._names_rejected
         }
         entries = [item for name in valid for item in self._keys[name].items()]
-        index = index_services(entries, valid, self.root)  # one name per fold: judged above
+        # One name per fold (judged above); splits are checked below, against every service.
+        index = index_services(entries, valid, self.root, splits=False)
         for name in touched | flipped:
+            route = index.routes.get(name)
+            if route is None:
+                self._routes.pop(name, None)
+            else:
+                self._routes[name] = route
             servers = index.services.get(name)
             if servers is None:
                 self._rejected.pop(name, None)
@@ -144,6 +162,12 @@ class MembershipIndex:
             if self.services.get(name) != members:
                 self.services[name] = members
                 result.add(name)
+        routes = dict(self._routes)
+        self._split_rejected = {}
+        check_splits(routes, self.services.keys(), self._split_rejected, self.root)
+        if routes != self.routes or names_changed or flipped:
+            self.routes_version += 1
+        self.routes = routes
         _REJECTS.report(self.rejected(), self.root)
         return result
 
@@ -182,4 +206,5 @@ class MembershipIndex:
         out = dict(self._names_rejected)
         for reasons in self._rejected.values():
             out.update(reasons)
+        out.update(self._split_rejected)
         return out

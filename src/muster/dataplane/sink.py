@@ -20,11 +20,14 @@ from typing import Protocol
 
 from muster.dataplane.membership import Entries, MembershipIndex
 from muster.dataplane.nginx.admin import AdminError
+from muster.dataplane.nginx.pusher import DataPlane
 from muster.dataplane.peers import Peer
 from muster.dataplane.resolve import PeerResolver
+from muster.dataplane.routes import encode_routes
 from muster.log import kv
 from muster.registry.guard import PanicGuard
 from muster.registry.index import DEFAULT_ROOT
+from muster.registry.routing import build_table
 from muster.registry.schema import is_ip
 
 __all__ = ["MembershipSink", "Plane", "membership"]
@@ -74,6 +77,7 @@ class MembershipSink:
         self._rename = asyncio.Event()
         self.resolver = PeerResolver()
         self._lock = asyncio.Lock()
+        self._routes_seen = -1  # the index's routes_version the last route table was built from
         #: Called after each verify that found (or made) nginx hold the membership.
         self.on_verified: Callable[[], None] | None = None
         self._unreachable_since: float | None = None  # the last verify's failure, if it failed
@@ -94,6 +98,7 @@ class MembershipSink:
         await self._publish(self._index.apply_changes(changes), full=self._desired is None)
 
     async def _publish(self, changed: set[str], *, full: bool) -> None:
+        routes = self._route_table()
         if self.guard is not None:
             # Mass removals stay routed for the grace period; expired holds come out here too.
             changed = self.guard.update(self._index.services, changed)[1]
@@ -117,7 +122,20 @@ class MembershipSink:
                 desired.pop(name, None)
             desired.update(self.resolver.peers({n: services[n] for n in names}))
             self._desired = desired
+            if routes is not None and isinstance(self.plane, DataPlane):
+                self.plane.routes = routes
             await self.plane.apply(desired, only=None if full else changed)
+
+    def _route_table(self) -> bytes | None:
+        """The encoded route table when the registry's routes or services changed, else None."""
+        if not isinstance(self.plane, DataPlane):
+            return None  # a plane without routes (HAProxy)
+        if self._index.routes_version == self._routes_seen:
+            return None
+        self._routes_seen = self._index.routes_version
+        if not self._index.routes:
+            return b""  # no service has a route: nothing to look up per request
+        return encode_routes(build_table(self._index.services.keys(), self._index.routes))
 
     @property
     def _members(self) -> Mapping[str, Entries]:

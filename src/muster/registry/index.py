@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol
 
 from muster.golang.values import GoFunc, GoSlice, GoStruct
 from muster.log import kv, printable
+from muster.registry import routeconf as routeconf
 from muster.registry.guard import Guards, PanicGuard
 from muster.registry.resolve import (  # re-exported: their home before registry/
     HOST_EVENTS,
@@ -53,6 +54,8 @@ from muster.registry.resolve import (  # re-exported: their home before registry
     ResolveEvents,
     lookup_addresses,
 )
+from muster.registry.route import Route, RouteRejected, parse_route
+from muster.registry.routing import RouteTable, build_table
 from muster.registry.schema import (
     DEFAULT_ROOT,
     MAX_VALUE_BYTES,
@@ -73,9 +76,11 @@ __all__ = [
     "RESOLVE_DEADLINE",
     "RejectLog",
     "ResolveEvents",
+    "Route",
     "Server",
     "ServiceIndex",
     "case_clash",
+    "check_splits",
     "index_services",
     "lookup_addresses",
     "parse_server",
@@ -135,7 +140,7 @@ class Server(GoStruct):
 
 
 BAD_SERVICE_NAME = "service name is not [A-Za-z0-9._-]"
-IGNORED_KEY = "ignored: not ROOT/NAME/servers/ID"
+IGNORED_KEY = "ignored: not ROOT/NAME/servers/ID or ROOT/NAME/route"
 
 
 def case_clash(first: str) -> str:
@@ -218,10 +223,23 @@ def parse_server(key: str, value: str) -> Server:
 
 @dataclass(slots=True)
 class ServiceIndex:
-    """Valid services and their valid servers; ``rejected`` maps each bad key to why."""
+    """Valid services, their valid servers and valid routes (``ROOT/NAME/route``, see
+    ``muster.registry.route``); ``rejected`` maps each bad key to why."""
 
     services: dict[str, list[Server]] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+
+
+def check_splits(
+    routes: dict[str, Route], services: Collection[str], rejected: dict[str, str], root: str
+) -> None:
+    """Drop (and reject) each route that splits traffic to a service not in ``services``."""
+    for name, route in list(routes.items()):
+        missing = [target for target, _ in route.split if target not in services]
+        if missing:
+            del routes[name]
+            rejected[f"{root}/{name}/route"] = f"route split: service {missing[0]} is not registered"
 
 
 def index_services(
@@ -230,8 +248,9 @@ def index_services(
     root: str = DEFAULT_ROOT,
     *,
     resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = None,
-    cache: dict[str, tuple[str, Server | str]] | None = None,
+    cache: dict[str, tuple[str, Server | Route | str]] | None = None,
     claims: NameClaims | None = None,
+    splits: bool = True,
 ) -> ServiceIndex:
     """Index ``entries`` (``(key, value)`` under ``ROOT/*/servers/*``) and service ``names``.
 
@@ -243,10 +262,12 @@ def index_services(
     data plane resolves them itself). ``cache`` (key -> value and its parse) is
     read and then replaced by this snapshot's entries, so the next call parses only
     what changed. ``claims`` remembers which of two names differing only in case came
-    first (see ``NameClaims``); without it the names are judged as if all new. Pure: no
-    I/O but what ``resolvable`` does.
+    first (see ``NameClaims``); without it the names are judged as if all new. Routes
+    that split to a service not among ``names`` are rejected unless ``splits`` is false
+    (the caller indexes a part of the registry and checks them itself). Pure: no I/O but
+    what ``resolvable`` does.
     """
-    fresh: dict[str, tuple[str, Server | str]] = {}
+    fresh: dict[str, tuple[str, Server | Route | str]] = {}
     root = root.rstrip("/")
     index = ServiceIndex()
     folds: dict[str, list[str]] = {}
@@ -275,6 +296,24 @@ def index_services(
         name = parts[0]
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
+        if len(parts) == 2 and parts[1] == "route":
+            known = cache.get(key) if cache is not None else None
+            if known is not None and known[0] == value:
+                route = known[1]
+            else:
+                try:
+                    route = parse_route(name, value)
+                except RouteRejected as exc:
+                    route = str(exc)
+                except Exception as exc:  # a parser bug must cost this route only
+                    log.exception(kv("services.route.parse_crashed", key=printable(key)))
+                    route = f"route could not be parsed ({type(exc).__name__})"
+            fresh[key] = (value, route)
+            if isinstance(route, Route):
+                index.routes[name] = route
+            else:
+                index.rejected[key] = str(route)
+            continue
         if len(parts) != 3 or parts[1] != "servers":
             # Logged once, so a typo (servers/a/b, server/a) is not a silent no-op.
             index.rejected[key] = IGNORED_KEY
@@ -294,10 +333,12 @@ def index_services(
         if isinstance(result, Server):
             parsed.append((name, result))
         else:
-            index.rejected[key] = result
+            index.rejected[key] = str(result)
     if cache is not None:
         cache.clear()
         cache.update(fresh)
+    if splits:
+        check_splits(index.routes, index.services.keys(), index.rejected, root)
     dns_names = {s.Host for _, s in parsed if not _is_ip(s.Host)}
     addresses = resolvable(dns_names) if resolvable is not None and dns_names else {}
     for name, server in parsed:
@@ -369,7 +410,10 @@ def service_funcs(
     resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = DEFAULT_RESOLVER,
     guards: Guards | None = None,
 ) -> dict[str, GoFunc]:
-    """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``.
+    """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``,
+    and for routes (``ROOT/NAME/route``): ``routing`` (whether any service has one),
+    ``route_conf "http"|"server"`` (the route table's nginx lines, ``muster.registry.routeconf``)
+    and ``route_balance NAME`` (its upstream's balancing line).
 
     Each root is indexed once per snapshot, so a template calling ``servers`` for every
     service costs time in proportion to the entries, not their square. ``store`` may be a
@@ -381,8 +425,9 @@ def service_funcs(
     indexes: dict[str, ServiceIndex] = {}
     guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
     holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
-    parses: dict[str, dict[str, tuple[str, Server | str]]] = {}  # per root, across snapshots
+    parses: dict[str, dict[str, tuple[str, Server | Route | str]]] = {}  # per root, across snapshots
     claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
+    tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
     # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
     indexed: list[object] = [None]
 
@@ -424,12 +469,39 @@ def service_funcs(
     def services(*root: str) -> GoSlice:
         return GoSlice(sorted(index(root).services), "string")
 
+    def table(roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
+        found = index(roots)
+        built = tables.get(id(found))
+        if built is None or built[0] is not found:
+            tables.clear()
+            built = tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
+        return found, built[1]
+
+    def routing(*root: str) -> bool:
+        return bool(index(root).routes)
+
+    def route_conf(level: str, *root: str) -> str:
+        found, routes = table(root)
+        live = lambda name: bool(found.services.get(name))  # noqa: E731
+        if level == "http":
+            return routeconf.http_conf(routes, live)
+        if level == "server":
+            return routeconf.server_conf(routes, live)
+        raise ValueError("route_conf takes http or server")
+
+    def route_balance(name: str, *root: str) -> str:
+        route = index(root).routes.get(name)
+        return routeconf.balance_directive(route) if route is not None else ""
+
     def servers(name: str, *root: str) -> GoSlice:
         return GoSlice(index(root).services.get(name, []), Server.go_type)
 
     return {
         "services": GoFunc(services, (), variadic="string", name="services"),
         "servers": GoFunc(servers, ("string",), variadic="string", name="servers"),
+        "routing": GoFunc(routing, (), variadic="string", name="routing"),
+        "route_conf": GoFunc(route_conf, ("string",), variadic="string", name="route_conf"),
+        "route_balance": GoFunc(route_balance, ("string",), variadic="string", name="route_balance"),
     }
 
 

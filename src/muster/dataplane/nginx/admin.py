@@ -30,6 +30,8 @@ class AdminState:
     digests: dict[str, str] = field(default_factory=dict)
     #: False when nginx's master is gone (its workers still serve); None if not reported.
     master_alive: bool | None = None
+    #: The MD5 (hex) of the route table nginx holds ("" if not said).
+    routes_digest: str = ""
 
 
 def admin_address_problem(address: str) -> str | None:
@@ -106,6 +108,13 @@ class LuaAdmin:
     async def delete_service(self, name: str) -> None:
         await self._request("DELETE", f"/muster/services/{name}")
 
+    async def put_routes(self, body: bytes) -> None:
+        """Replace the route table (``muster.dataplane.routes``); an empty body keeps none."""
+        if body:
+            await self._request("PUT", "/muster/routes", body)
+        else:
+            await self._request("DELETE", "/muster/routes")
+
     async def set_generation(self, token: str) -> None:
         await self._request("PUT", "/muster/generation", token.encode())
 
@@ -115,10 +124,13 @@ class LuaAdmin:
         services: dict[str, int] = {}
         digests: dict[str, str] = {}
         master_alive: bool | None = None
+        routes_digest = ""
         for line in text.splitlines():
             parts = line.split(" ")
             if parts[0] == "generation":
                 generation = " ".join(parts[1:])
+            elif parts[0] == "routes" and len(parts) == 2:
+                routes_digest = parts[1]
             elif parts[0] == "master" and len(parts) == 3:
                 master_alive = parts[2] == "1"
             elif parts[0] == "service" and len(parts) in (4, 5):
@@ -126,4 +138,4 @@ class LuaAdmin:
                 if len(parts) == 5:
                     digests[parts[1]] = parts[4]
         log.debug(kv("dataplane.state", generation=generation, services=len(services)))
-        return AdminState(generation, services, digests, master_alive)
+        return AdminState(generation, services, digests, master_alive, routes_digest)

@@ -32,6 +32,7 @@ class LuaSettings:
 
     admin_socket: Path
     shared_dict_size: str = "16m"
+    rate_limit_dict_size: str = "8m"
     max_fails: int = 1
     fail_timeout: int = 10
     max_tries: int = 3
@@ -54,6 +55,7 @@ def http_block(settings: LuaSettings) -> str:
     return f"""\
 lua_package_path "{lua_dir()}/?.lua;{RESTY_CORE}/?.lua;;";
 lua_shared_dict muster {s.shared_dict_size};
+lua_shared_dict muster_rl {s.rate_limit_dict_size};  # routes' rate limits: LRU, apart from muster's
 init_worker_by_lua_block {{
     require("muster_balancer").configure({{max_fails = {s.max_fails}, fail_timeout = {s.fail_timeout},
                                           max_tries = {s.max_tries}}})

@@ -49,6 +49,9 @@ class DataPlane:
         self.last_drift: list[str] = []
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
+        #: The route table nginx is to hold (``muster.dataplane.routes``), pushed by ``apply``.
+        self.routes = b""
+        self._pushed_routes: bytes | None = None  # None: unknown what nginx holds
 
     async def apply(
         self,
@@ -70,8 +73,10 @@ class DataPlane:
         if only is not None and self._pushed is not None and not verify:
             try:
                 pushed = await self._push_only(desired, only)
+                pushed += await self._push_routes()
             except AdminError:
                 self._pushed = None
+                self._pushed_routes = None
                 raise
             if pushed:
                 ms = round((time.monotonic() - started) * 1000, 1)
@@ -94,9 +99,13 @@ class DataPlane:
                     self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
                 else:
                     self._find_drift(state)
+                if state.routes_digest != self._digest(self._pushed_routes or b""):
+                    self._pushed_routes = None  # lost (restart) or changed behind muster's back
             pushed = await self._push(wanted, full=full)
+            pushed += await self._push_routes(full=full)
         except AdminError:
             self._pushed = None
+            self._pushed_routes = None
             raise
         if pushed:
             log.info(
@@ -108,6 +117,14 @@ class DataPlane:
                 )
             )
         return pushed
+
+    async def _push_routes(self, *, full: bool = False) -> int:
+        """Send the route table when it changed (or nginx's copy is unknown); 1 if one was sent."""
+        if not full and self._pushed_routes == self.routes:
+            return 0
+        await self.admin.put_routes(self.routes)
+        self._pushed_routes = self.routes
+        return 1 if self.routes else 0
 
     def _find_drift(self, state: AdminState) -> None:
         """Forget the pushes nginx no longer holds as sent, so ``_push`` sends them again."""
@@ -191,3 +208,4 @@ class DataPlane:
     def forget(self) -> None:
         """Assume nothing about nginx's state (e.g. after it was restarted)."""
         self._pushed = None
+        self._pushed_routes = None

@@ -2,6 +2,7 @@
 --
 --   PUT    /muster/services/NAME   body: "ip port weight\n" lines; replaces the list atomically
 --   DELETE /muster/services/NAME
+--   PUT    /muster/routes          body: the route table (muster_routes.lua); DELETE drops it
 --   PUT    /muster/generation      body: muster's token for the state it pushed
 --   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", then
 --                                   "service NAME VERSION PEERS MD5\n" lines
@@ -90,10 +91,35 @@ local function put_service(name)
     ngx.say("ok ", count)
 end
 
+-- The route table (muster_routes.lua): tab-separated E/H/M/P lines, each a known kind.
+local function put_routes()
+    local data, err = body()
+    if not data then
+        return fail(413, err)
+    end
+    for line in data:gmatch("([^\n]*)\n") do
+        -- Values travel percent-encoded: only tabs and printable ASCII.
+        if not line:match("^[EHMP]\t") or line:find("[^\t\32-\126]") then
+            return fail(400, "bad route line")
+        end
+    end
+    if #data > 0 and data:sub(-1) ~= "\n" then
+        return fail(400, "body must end with a newline")
+    end
+    local ok, serr = dict:safe_set("routes", data)
+    if not ok then
+        return fail(507, "shared dict: " .. tostring(serr))
+    end
+    dict:incr("routes_ver", 1, 0)
+    dict:incr("gen", 1, 0)
+    ngx.say("ok")
+end
+
 local function state()
     ngx.say("generation ", dict:get("generation") or "")
     local master, alive = master_alive()
     ngx.say("master ", master or 0, " ", alive and 1 or 0)
+    ngx.say("routes ", ngx.md5(dict:get("routes") or ""))
     for _, key in ipairs(dict:get_keys(0)) do
         local name = key:match("^svc:(.+)$")
         if name then
@@ -130,6 +156,13 @@ function M.handle()
             return ngx.say("ok")
         end
         return fail(405, "method not allowed")
+    elseif uri == "/muster/routes" and method == "PUT" then
+        return put_routes()
+    elseif uri == "/muster/routes" and method == "DELETE" then
+        dict:delete("routes")
+        dict:delete("routes_ver")
+        dict:incr("gen", 1, 0)
+        return ngx.say("ok")
     elseif uri == "/muster/generation" and method == "PUT" then
         local data = body() or ""
         dict:set("generation", data)

@@ -19,11 +19,15 @@
 local balancer = require "ngx.balancer"
 local base = require "resty.core.base"
 local ffi = require "ffi"
+local routes = require "muster_routes"
 require "resty.core.var"  -- declares ngx_http_lua_ffi_var_get, which service_name() calls
 
 local get_last_failure = balancer.get_last_failure
 local set_more_tries = balancer.set_more_tries
 local set_current_peer = balancer.set_current_peer
+local set_timeouts = balancer.set_timeouts
+local route_policy = routes.policy
+local crc32 = ngx.crc32_long
 local get_request = base.get_request
 local ffi_str = ffi.string
 local C = ffi.C
@@ -232,6 +236,137 @@ function M.no_peer()
     return unavailable(name)
 end
 
+-- Consistent hashing (ketama, as nginx's `hash ... consistent`): 160 points per unit of
+-- weight on a ring, built once per peer list; a key takes the first point at or after its
+-- hash, so a peer joining or leaving moves only the keys of the arcs it takes or frees.
+local function ring_of(peers)
+    local ring = peers.ring
+    if ring then
+        return ring
+    end
+    ring = {}
+    for _, p in ipairs(peers) do
+        for i = 1, 160 * math.min(p.weight, 16) do
+            ring[#ring + 1] = {h = crc32(p.id .. "-" .. i), peer = p}
+        end
+    end
+    table.sort(ring, function(a, b) return a.h < b.h end)
+    peers.ring = ring
+    return ring
+end
+
+local function pick_hash(peers, key, skip)
+    local ring = ring_of(peers)
+    local h = crc32(key or "")
+    local lo, hi = 1, #ring
+    while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if ring[mid].h < h then
+            lo = mid + 1
+        else
+            hi = mid
+        end
+    end
+    if ring[lo].h < h then
+        lo = 1
+    end
+    for i = 0, #ring - 1 do
+        local p = ring[(lo - 1 + i) % #ring + 1].peer
+        if not (skip and skip[p.id]) then
+            return p
+        end
+    end
+    return nil
+end
+
+-- Least connections, counted per worker: the balancer counts a request in and done()
+-- (log_by_lua of the route location) counts it out.
+local active = {}
+
+local function pick_least(peers, skip)
+    local best, best_load = nil, nil
+    local t = now()
+    for i = 1, #peers do
+        local p = peers[i]
+        if not (skip and skip[p.id]) and not is_down(p, t) then
+            local load = (active[p.id] or 0) / p.weight
+            if best == nil or load < best_load then
+                best, best_load = p, load
+            end
+        end
+    end
+    best = best or pick(peers, skip)
+    if best then
+        local ctx = ngx.ctx
+        if ctx.muster_lc then
+            active[ctx.muster_lc] = (active[ctx.muster_lc] or 1) - 1
+        end
+        ctx.muster_lc = best.id
+        active[best.id] = (active[best.id] or 0) + 1
+    end
+    return best
+end
+
+function M.done()
+    local id = ngx.ctx.muster_lc
+    if id then
+        active[id] = (active[id] or 1) - 1
+        if active[id] <= 0 then
+            active[id] = nil
+        end
+    end
+end
+
+local function pick_for(policy, peers, skip)
+    local bal = policy and policy.bal
+    if bal == "hash" then
+        return pick_hash(peers, ngx.var[policy.hash_var], skip)
+    elseif bal == "lc" then
+        return pick_least(peers, skip)
+    end
+    return pick(peers, skip)
+end
+
+-- A split sends a share of the traffic to other services; the choice is made once per
+-- request (retries stay with it), and a target with no peer gives its share back.
+local function split_target(name, policy)
+    local ctx = ngx.ctx
+    local target = ctx.muster_target
+    if target == nil then
+        target = name
+        local r = math.random(10000)
+        for _, s in ipairs(policy.split) do
+            if r <= s.upto then
+                target = s.name
+                break
+            end
+        end
+        ctx.muster_target = target
+    end
+    return target
+end
+
+local DEFAULT_ON = {error = true, timeout = true}
+local IDEMPOTENT = {GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true}
+
+-- The route location lets nginx retry on any condition; the route's retry_on decides.
+-- nginx reports a failure by status only: 502 is a connection error or a 502 answer,
+-- 504 a timeout or a 504 answer, so either condition lets those through.
+local RETRY_CONDS = {[502] = {"error", "502"}, [503] = {"503"}, [504] = {"timeout", "504"}}
+
+local function may_retry(policy)
+    local _, code = get_last_failure()
+    local on = policy.on or DEFAULT_ON
+    local conds = RETRY_CONDS[code] or {"error"}
+    if not (on[conds[1]] or (conds[2] and on[conds[2]])) then
+        return false, code
+    end
+    if not on.non_idempotent and not IDEMPOTENT[ngx.req.get_method()] then
+        return false, code
+    end
+    return true
+end
+
 -- `name` defaults to $muster_service; configurations muster wrote before pass it.
 function M.balance(name)
     name = name or service_name()
@@ -239,24 +374,44 @@ function M.balance(name)
         ngx.log(ngx.ERR, "muster: proxy_pass to muster_balancer from a location that sets no $muster_service")
         return ngx.exit(500)
     end
-    local peers = lookup(name)
+    local policy = route_policy(name)
+    local target = name
+    if policy and policy.split then
+        target = split_target(name, policy)
+    end
+    local peers = lookup(target)
+    if target ~= name and (peers == nil or #peers == 0) then
+        target, peers = name, lookup(name)
+    end
     if peers == nil or #peers == 0 then
         -- The location's error_page (the stock template's @muster_no_peer) says 404 or 503.
         return ngx.exit(500)
     end
+    local balance_policy = target == name and policy or route_policy(target)
     local peer
     if get_last_failure() == nil then
-        local tries = #peers < MAX_TRIES and #peers or MAX_TRIES
+        local max = policy and policy.tries or MAX_TRIES
+        local tries = #peers < max and #peers or max
         if tries > 1 then
             set_more_tries(tries - 1)
         end
-        peer = pick(peers, nil)
+        if policy and policy.timeouts then
+            local ct, st, rt = policy.ct, policy.st, policy.rt
+            set_timeouts(ct and ct / 1000, st and st / 1000, rt and rt / 1000)
+        end
+        peer = pick_for(balance_policy, peers, nil)
     else
+        if policy then
+            local ok, code = may_retry(policy)
+            if not ok then
+                return ngx.exit(code or 502)
+            end
+        end
         local tried, last = tried_so_far()
         if last then
             record_failure(last)
         end
-        peer = pick(peers, tried) or pick(peers, nil)
+        peer = pick_for(balance_policy, peers, tried) or pick(peers, nil)
     end
     local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then
