@@ -27,6 +27,7 @@ more than ``max_entries``); past that, it starts over, which also re-measures th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final
 
@@ -40,6 +41,7 @@ from muster.gotemplate.nodes import (
     ListNode,
     Node,
     PipeNode,
+    StringNode,
     TemplateNode,
     Tree,
     VariableNode,
@@ -52,6 +54,8 @@ PURE_BUILTINS: Final = frozenset(
     "and or not len index slice eq ne lt le gt ge print printf println html js urlquery".split()
 )
 
+# A printf verb printing an address (fmt's %p, with any flags, width or argument index).
+_POINTER_VERB: Final = re.compile(r"%%|%[-+# 0-9.*\[\]]*p")
 UNFROZEN: Final = object()  # freeze's answer for a value that cannot be a memo key
 _FREEZE_BUDGET: Final = 200_000  # elements frozen per value, at most: a bigger one is not a key
 
@@ -317,6 +321,9 @@ class Memo:
                 case IdentifierNode():
                     if node.ident not in self._safe:
                         safe = False
+                case StringNode():
+                    if any(m.group() != "%%" for m in _POINTER_VERB.finditer(node.text)):
+                        safe = False  # %p prints an address: a reused one would be stale
                 case BranchNode():
                     for child in (node.pipe, node.list, node.else_list):
                         if child is not None:

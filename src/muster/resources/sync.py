@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import difflib
 import errno
+import functools
 import logging
 import os
 import stat
@@ -268,6 +269,47 @@ def _bisect_common(equal_at: Callable[[int], bool], limit: int) -> int:
     return lo
 
 
+_BLOCK = 1 << 14  # bytes compared per step before bisecting inside the first unequal block
+
+
+def _heads_equal(x: bytes, y: bytes, k: int) -> bool:
+    return x[:k] == y[:k]
+
+
+def _tails_equal(x: bytes, y: bytes, k: int) -> bool:
+    return x[len(x) - k :] == y[len(y) - k :]
+
+
+def _common_head(a: bytes, b: bytes, limit: int) -> int:
+    """The length of the common prefix of ``a`` and ``b``, at most ``limit``.
+
+    Block by block, then bisection inside the first block that differs: each byte is
+    copied about once, where bisecting the whole file copies it ~log2(size) times (74 ms
+    of a change to a 1.5 MB config under load).
+    """
+    i = 0
+    while i < limit:
+        j = min(i + _BLOCK, limit)
+        x, y = a[i:j], b[i:j]
+        if x != y:
+            return i + _bisect_common(functools.partial(_heads_equal, x, y), j - i)
+        i = j
+    return limit
+
+
+def _common_tail(a: bytes, b: bytes, limit: int) -> int:
+    """The length of the common suffix of ``a`` and ``b``, at most ``limit``."""
+    la, lb = len(a), len(b)
+    i = 0
+    while i < limit:
+        j = min(i + _BLOCK, limit)
+        x, y = a[la - j : la - i], b[lb - j : lb - i]
+        if x != y:
+            return i + _bisect_common(functools.partial(_tails_equal, x, y), j - i)
+        i = j
+    return limit
+
+
 def _lines(region: bytes) -> int:
     return region.count(b"\n") + (1 if region and not region.endswith(b"\n") else 0)
 
@@ -275,7 +317,7 @@ def _lines(region: bytes) -> int:
 def diff_summary(staged: Staged) -> str:
     """``+added -removed lines at line N``: the one region between the common head and tail.
 
-    Cheap (memcmp bisection, no line diff: difflib is quadratic on big files) and exact for
+    Cheap (block compares, no line diff: difflib is quadratic on big files) and exact for
     the usual change, one upstream's servers; scattered edits count as one region spanning them.
     """
     old = staged.previous.content or b""
@@ -283,10 +325,10 @@ def diff_summary(staged: Staged) -> str:
     if old == new:
         return "+0 -0 lines"
     limit = min(len(old), len(new))
-    head = _bisect_common(lambda k: old[:k] == new[:k], limit)
+    head = _common_head(old, new, limit)
     head = old.rfind(b"\n", 0, head) + 1  # back to the start of that line
     limit -= head
-    tail = _bisect_common(lambda k: old[len(old) - k :] == new[len(new) - k :], limit)
+    tail = _common_tail(old, new, limit)
     start_old, start_new = len(old) - tail, len(new) - tail
     at_line_start = (start_old == head or old[start_old - 1] == 10) and (
         start_new == head or new[start_new - 1] == 10

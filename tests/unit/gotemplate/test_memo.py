@@ -163,3 +163,12 @@ def test_entries_nobody_asks_for_are_bounded() -> None:
     assert memo.entries == 15
     t.execute(list("pqrst"), memo=memo)
     assert memo.entries == 5  # over twice the size: started over
+
+
+def test_a_body_printing_an_address_is_not_memoised() -> None:
+    memo = Memo()
+    t = Template("t").parse('{{range .}}{{printf "%p" .}}{{printf "%v" .}}{{end}}')
+    t.execute([["a"]], memo=memo)
+    assert memo.entries == 0
+    Template("t").parse('{{range .}}{{printf "%5.2v%%p" .}}{{end}}').execute([["a"]], memo=memo)
+    assert memo.entries == 1
