@@ -19,6 +19,7 @@ from test_hostile_values import text_backend_process, wait_body
 from test_readyz_truth import wait_readyz
 
 from muster.dataplane.nginx.conf import lua_available
+from muster.nginxctl.procs import children
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import nginx_available
@@ -30,6 +31,7 @@ pytestmark = [
 ]
 
 GRACE = 4.0
+WORKERS = 1
 
 
 @pytest.fixture(params=["lua", "reload"])
@@ -37,7 +39,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     if request.param == "lua" and not lua_available():
         pytest.skip("libnginx-mod-http-lua is not installed")
     monkeypatch.setenv("CONFD_PANIC_GRACE", f"{GRACE}s")  # the daemon reads confd's environment
-    opts = UpOptions(port=free_port(), etcd_port=free_port(), state_dir=tmp_path / "state", workers=1,
+    opts = UpOptions(port=free_port(), etcd_port=free_port(), state_dir=tmp_path / "state", workers=WORKERS,
                      dataplane=request.param, demo=0)  # fmt: skip
     running = Stack(opts)
     running.start()
@@ -56,10 +58,19 @@ def status(url: str) -> tuple[int, str]:
             return exc.code, ""
 
 
-def steady(url: str) -> None:
-    """Wait for ten 200s in a row: just after a reload, an old worker may still take a new
-    connection and answer from the config before (404), which is nginx's, not the guard's."""
-    deadline = time.monotonic() + 10
+def steady(stack: Stack, url: str) -> None:
+    """Wait until only the current config's worker is left and it answers 200 ten times in a row.
+
+    After a reload the old config's worker drains; until it has handled nginx's QUIT it still
+    accepts new connections and answers from the config before (a 404 for a service that
+    config lacked). On a busy machine it may not run for seconds, so 200s in a row alone did
+    not prove it gone: 404s came right after the delete in CI, from that worker waking up.
+    """
+    assert stack.nginx is not None and stack.nginx.pid is not None
+    deadline = time.monotonic() + 20
+    while sum(c.title.startswith("nginx: worker process") for c in children(stack.nginx.pid)) != WORKERS:
+        assert time.monotonic() < deadline, "an old nginx worker never went away"
+        time.sleep(0.05)
     in_row = 0
     while in_row < 10:
         assert time.monotonic() < deadline, f"{url} never answered 200 ten times in a row"
@@ -92,7 +103,7 @@ def test_del_prefix_is_held_for_the_grace_then_applied(stack: Stack) -> None:
         url = register(stack, {"a": port_a, "b": port_b})
         wait_body(url, "a")
         wait_readyz(stack, 200, 15)
-        steady(url)
+        steady(stack, url)
         deleted = del_prefix(stack)
         answers: list[tuple[int, str]] = []
         while time.monotonic() - deleted < GRACE - 1:
