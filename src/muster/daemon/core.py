@@ -237,6 +237,15 @@ class Daemon:
                 rendered.append((spec, content))
         results = await apply(rendered, self.opts)
         for result in results:
+            if self.status is not None:
+                self.status.applied(
+                    result.spec.name,
+                    changed=result.changed,
+                    reloaded=result.reloaded,
+                    error=None if result.error is None else str(result.error),
+                    diff=result.diff,
+                    rolled_back=result.rolled_back,
+                )
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
             else:
@@ -291,6 +300,8 @@ class Daemon:
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
         content = render(spec, values, source, self._templates)
+        if self.status is not None:
+            self.status.rendered(spec.name)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
         logger.debug(
@@ -416,6 +427,7 @@ class Daemon:
             ):
                 await self._debounce()
             self._dirty.clear()
+            trigger, pending = self._trigger, self._first_pending
             try:
                 report = await self.process()
             except Exception as exc:  # a bug must not stop the daemon: log it, retry
@@ -424,6 +436,8 @@ class Daemon:
                     self.status.crash(exc)
                 report = BatchReport(backend_error=BackendError(str(exc)))
             self._last_batch_end = self.clock()
+            if self.status is not None and trigger == "change" and pending is not None:
+                self.status.change_applied(self._last_batch_end - pending)
             if report.backend_error is not None:
                 # The files stay as they are; try again soon, the watcher may wake us earlier.
                 log = logger.warning if backoff == BACKOFF_START else logger.debug
@@ -572,6 +586,8 @@ class Daemon:
                 self._mark_dirty("reconnect")
             if outcome == "change":
                 logger.debug(kv("watch.changed", revision=revision))
+                if self.status is not None:
+                    self.status.watch_changed(revision)
                 if revision is not None:
                     since = revision
                 self._mark_dirty("change")

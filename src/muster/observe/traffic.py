@@ -1,0 +1,192 @@
+"""nginx's traffic counters per service and server: parsed, and turned into rates and percentiles.
+
+The Lua data plane counts in shared memory (``muster_traffic.lua``) and serves the raw
+counters on its admin endpoint; ``parse_traffic`` reads that text into a
+``TrafficSnapshot``. ``TrafficHistory`` keeps the last snapshots (one every couple of
+seconds, bounded) so the dashboard can show requests/s, error rates, p50/p95 latency
+over the last window and small sparklines, all from differences of counters: a counter
+that went down (nginx restarted, its shared dict emptied) starts a fresh baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["CODE_CLASSES", "ServerTraffic", "TrafficHistory", "TrafficSnapshot", "parse_traffic", "quantile"]
+
+CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_FIELDS = 11  # the scalar fields before the buckets, as muster_traffic.lua numbers them
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTraffic:
+    """The counters of one (service, server) since nginx started; ``server`` is "-" for
+    requests that reached no server. ``buckets`` are not cumulative; the last is +Inf."""
+
+    requests: int = 0
+    codes: tuple[int, ...] = (0, 0, 0, 0, 0)
+    errors: int = 0
+    timeouts: int = 0
+    retried: int = 0
+    bytes: int = 0
+    latency_sum: float = 0.0
+    buckets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSnapshot:
+    """Every series nginx holds at ``time``; ``bounds`` are the buckets' upper bounds (s)."""
+
+    time: float
+    bounds: tuple[float, ...]
+    dropped: int
+    servers: dict[tuple[str, str], ServerTraffic]
+
+
+def parse_traffic(text: str, now: float) -> TrafficSnapshot:
+    """Read ``GET /muster/traffic``'s answer; ``ValueError`` naming the line if malformed."""
+    bounds: tuple[float, ...] = ()
+    dropped = 0
+    raw: dict[tuple[str, str], dict[int, float]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            if line.startswith("buckets"):
+                bounds = tuple(float(b) for b in line.split()[1:])
+            elif line.startswith("dropped "):
+                dropped = int(float(line.split()[1]))
+            else:
+                key, value = line.rsplit(" ", 1)
+                service, server, index = key.split("\t")
+                raw.setdefault((service, server), {})[int(index)] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"traffic counters, line {number}: {line[:200]!r}: {exc}") from exc
+    width = len(bounds) + 1
+    servers: dict[tuple[str, str], ServerTraffic] = {}
+    for series, fields in raw.items():
+
+        def n(i: int, fields: dict[int, float] = fields) -> int:
+            return int(fields.get(i, 0))
+
+        servers[series] = ServerTraffic(
+            requests=n(1),
+            codes=tuple(n(i) for i in range(2, 7)),
+            errors=n(7),
+            timeouts=n(8),
+            retried=n(9),
+            bytes=n(10),
+            latency_sum=fields.get(11, 0.0),
+            buckets=tuple(n(_FIELDS + i) for i in range(1, width + 1)),
+        )
+    return TrafficSnapshot(now, bounds, dropped, servers)
+
+
+def quantile(q: float, bounds: tuple[float, ...], counts: Iterable[int]) -> float | None:
+    """Prometheus' ``histogram_quantile`` over non-cumulative ``counts`` (last is +Inf):
+    linear within the bucket; the highest finite bound when it falls in +Inf; None if empty."""
+    counts = list(counts)
+    total = sum(counts)
+    if total <= 0 or not bounds:
+        return None
+    rank = q * total
+    seen = 0.0
+    for i, c in enumerate(counts):
+        if seen + c >= rank and c > 0:
+            if i >= len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i > 0 else 0.0
+            return low + (bounds[i] - low) * (rank - seen) / c
+        seen += c
+    return bounds[-1]
+
+
+@dataclass(slots=True)
+class _Rates:
+    rps: float = 0.0
+    error_rate: float = 0.0
+    p50: float | None = None
+    p95: float | None = None
+    spark: list[float] = field(default_factory=list)
+
+
+class TrafficHistory:
+    """The last ``limit`` snapshots; figures over the last ``window`` seconds."""
+
+    def __init__(self, limit: int = 60, window: float = 30.0) -> None:
+        self._snaps: deque[TrafficSnapshot] = deque(maxlen=limit)
+        self.window = window
+
+    def add(self, snapshot: TrafficSnapshot) -> None:
+        self._snaps.append(snapshot)
+
+    @property
+    def latest(self) -> TrafficSnapshot | None:
+        return self._snaps[-1] if self._snaps else None
+
+    def figures(self) -> dict[tuple[str, str], dict[str, object]]:
+        """Per series: totals now, requests/s, the share of 5xx and failed tries, p50/p95
+        latency (s) over the window, and requests/s between consecutive snapshots."""
+        if not self._snaps:
+            return {}
+        last = self._snaps[-1]
+        base = next((s for s in self._snaps if last.time - s.time <= self.window), last)
+        out: dict[tuple[str, str], dict[str, object]] = {}
+        for key, now in last.servers.items():
+            rates = self._rates(key, now, base, last)
+            out[key] = {
+                "requests": now.requests,
+                "codes": dict(zip(CODE_CLASSES, now.codes, strict=True)),
+                "errors": now.errors,
+                "timeouts": now.timeouts,
+                "retried": now.retried,
+                "bytes": now.bytes,
+                "rps": round(rates.rps, 2),
+                "error_rate": round(rates.error_rate, 4),
+                "p50": rates.p50,
+                "p95": rates.p95,
+                "spark": rates.spark,
+            }
+        return out
+
+    def _rates(
+        self, key: tuple[str, str], now: ServerTraffic, base: TrafficSnapshot, last: TrafficSnapshot
+    ) -> _Rates:
+        rates = _Rates()
+        before = base.servers.get(key, ServerTraffic())
+        if before.requests > now.requests:
+            before = ServerTraffic()  # counters reset: nginx started afresh
+        span = last.time - base.time
+        done = now.requests - before.requests
+        if span > 0:
+            rates.rps = done / span
+        failed = (
+            (now.codes[4] - before.codes[4]) + (now.errors - before.errors) + (now.timeouts - before.timeouts)
+        )
+        if done > 0:
+            rates.error_rate = min(1.0, failed / done)
+        old = before.buckets or (0,) * len(now.buckets)
+        delta = [a - b for a, b in zip(now.buckets, old, strict=False)]
+        rates.p50 = _rounded(quantile(0.5, last.bounds, delta))
+        rates.p95 = _rounded(quantile(0.95, last.bounds, delta))
+        rates.spark = _spark(key, self._snaps)
+        return rates
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 5)
+
+
+def _spark(key: tuple[str, str], snaps: Iterable[TrafficSnapshot]) -> list[float]:
+    points: list[float] = []
+    prev: TrafficSnapshot | None = None
+    for snap in snaps:
+        if prev is not None and snap.time > prev.time:
+            a = prev.servers.get(key, ServerTraffic()).requests
+            b = snap.servers.get(key, ServerTraffic()).requests
+            points.append(round(max(0, b - a) / (snap.time - prev.time), 2))
+        prev = snap
+    return points
