@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from muster.dataplane.admin import AdminError, AdminState, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
@@ -45,6 +45,9 @@ class DataPlane:
         self.last_drift: list[str] = []
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
+        #: Told of each push that sent something, or failed: (services, seconds, ok, full).
+        #: A failed periodic verify is not told: nginx being down says so once, elsewhere.
+        self.on_push: Callable[[int, float, bool, bool], None] | None = None
 
     async def apply(self, desired: Mapping[str, Iterable[Peer]], *, verify: bool = False) -> int:
         """Make nginx hold ``desired``; return how many services were pushed.
@@ -74,7 +77,11 @@ class DataPlane:
             pushed = await self._push(wanted, full=full)
         except AdminError:
             self._pushed = None
+            if self.on_push is not None and not verify:
+                self.on_push(0, time.monotonic() - started, False, False)
             raise
+        if pushed and self.on_push is not None:
+            self.on_push(pushed, time.monotonic() - started, True, full)
         if pushed:
             log.info(
                 kv(
