@@ -22,6 +22,8 @@ answers, on ``-status-addr`` (loopback unless told otherwise):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -46,6 +48,8 @@ from muster.redact import redact
 __all__ = ["Status", "StatusServer", "dashboard_data", "is_loopback", "parse_address"]
 
 logger = logging.getLogger(__name__)
+
+SAMPLE_EVERY = 2.0  # seconds between reads of nginx's traffic counters (one request each)
 
 
 @dataclass(slots=True)
@@ -319,6 +323,7 @@ class StatusServer:
         self.token = token or None
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
+        self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.token is None and not is_loopback(self.host):
@@ -356,6 +361,8 @@ class StatusServer:
             ) from exc
         self._runner, self._listener = runner, listener
         self.port = listener.port
+        if self.status.traffic_source is not None:
+            self._sampler = asyncio.create_task(self._sample_forever(), name="muster-status-traffic")
         if not is_loopback(self.host):
             logger.warning(
                 kv(
@@ -366,6 +373,11 @@ class StatusServer:
             )
 
     async def aclose(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.aclose()  # aborts every connection, so the cleanup has none to wait for
@@ -398,6 +410,12 @@ class StatusServer:
             await self.status.sample_traffic()
         except (Error, ValueError) as exc:  # nginx down: the rest of the page still answers
             logger.debug(kv("status.traffic.failed", error=exc))
+
+    async def _sample_forever(self) -> None:
+        """Rates and sparklines need a history whether or not anyone is looking."""
+        while True:
+            await self._sample()
+            await asyncio.sleep(SAMPLE_EVERY)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         await self._sample()

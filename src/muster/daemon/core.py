@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -54,7 +55,7 @@ from muster.resources.sync import SyncOptions, apply
 from muster.services import DEFAULT_RESOLVER
 from muster.status import Status
 
-__all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
+__all__ = ["Clock", "Daemon", "Sink", "Sleep", "config_diff", "minimal_prefixes"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,21 @@ INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop
 RETRY_FAILED_START = 1.0  # a batch with a failed resource runs again after this, doubling...
 RETRY_FAILED_MAX = 30.0  # ...up to this: a lasting failure costs a check twice a minute
 NAMES_REFRESH = 2.0  # how often stale DNS names of rendered servers are looked up again
+
+
+def config_diff(old: bytes | None, new: bytes, limit: int = 256 * 1024) -> str:
+    """A short unified diff of a resource's file for the dashboard's events; a summary
+    when either side is large (difflib is quadratic) or unknown (the first render)."""
+    new_lines = new.count(b"\n")
+    if old is None:
+        return f"first render in this daemon: {new_lines} lines"
+    old_lines = old.count(b"\n")
+    if len(old) > limit or len(new) > limit:
+        return f"{old_lines} -> {new_lines} lines (too large to diff here)"
+    lines = difflib.unified_diff(
+        old.decode(errors="replace").splitlines(), new.decode(errors="replace").splitlines(), lineterm="", n=1
+    )
+    return "\n".join(list(lines)[2:200])
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -138,6 +154,7 @@ class Daemon:
         self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
         self._render_ms: dict[str, float] = {}
+        self._contents: dict[str, bytes] = {}  # last applied file per resource, for the status's diffs
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -236,14 +253,19 @@ class Daemon:
                     continue
                 rendered.append((spec, content))
         results = await apply(rendered, self.opts)
+        contents = {spec.name: content for spec, content in rendered}
         for result in results:
             if self.status is not None:
+                name = result.spec.name
+                previous = self._contents.get(name)
+                if result.changed and result.error is None:
+                    self._contents[name] = contents[name]
                 self.status.applied(
-                    result.spec.name,
+                    name,
                     changed=result.changed,
                     reloaded=result.reloaded,
                     error=None if result.error is None else str(result.error),
-                    diff=result.diff,
+                    diff=config_diff(previous, contents[name]) if result.changed else result.diff,
                     rolled_back=result.rolled_back,
                 )
             if result.error is not None:

@@ -114,14 +114,35 @@ class _Rates:
 
 
 class TrafficHistory:
-    """The last ``limit`` snapshots; figures over the last ``window`` seconds."""
+    """Snapshots of the last ``window`` seconds, and ``spark_points`` requests/s per series.
 
-    def __init__(self, limit: int = 60, window: float = 30.0) -> None:
-        self._snaps: deque[TrafficSnapshot] = deque(maxlen=limit)
+    Whole snapshots are kept for the window only (about 16 at one per 2 s); the sparklines
+    keep one float per series and sample, so the longer history costs little per server.
+    """
+
+    def __init__(self, window: float = 30.0, spark_points: int = 60) -> None:
+        self._snaps: deque[TrafficSnapshot] = deque()
+        self._sparks: dict[tuple[str, str], deque[float]] = {}
         self.window = window
+        self.spark_points = spark_points
 
     def add(self, snapshot: TrafficSnapshot) -> None:
+        prev = self.latest
+        if prev is not None and snapshot.time > prev.time:
+            span = snapshot.time - prev.time
+            for key, now in snapshot.servers.items():
+                before = prev.servers.get(key)
+                done = now.requests - (before.requests if before is not None else 0)
+                points = self._sparks.get(key)
+                if points is None:
+                    points = self._sparks[key] = deque(maxlen=self.spark_points)
+                points.append(round(max(0, done) / span, 2))
+            for key in self._sparks.keys() - snapshot.servers.keys():
+                del self._sparks[key]  # forgotten by nginx
         self._snaps.append(snapshot)
+        # Keep one snapshot older than the window, so the window is always covered.
+        while len(self._snaps) > 2 and snapshot.time - self._snaps[1].time >= self.window:
+            self._snaps.popleft()
 
     @property
     def latest(self) -> TrafficSnapshot | None:
@@ -133,7 +154,7 @@ class TrafficHistory:
         if not self._snaps:
             return {}
         last = self._snaps[-1]
-        base = next((s for s in self._snaps if last.time - s.time <= self.window), last)
+        base = self._snaps[0]
         out: dict[tuple[str, str], dict[str, object]] = {}
         for key, now in last.servers.items():
             rates = self._rates(key, now, base, last)
@@ -156,7 +177,8 @@ class TrafficHistory:
         self, key: tuple[str, str], now: ServerTraffic, base: TrafficSnapshot, last: TrafficSnapshot
     ) -> _Rates:
         rates = _Rates()
-        before = base.servers.get(key, ServerTraffic())
+        # With one snapshot only, percentiles and error rate cover everything since nginx started.
+        before = base.servers.get(key, ServerTraffic()) if base is not last else ServerTraffic()
         if before.requests > now.requests:
             before = ServerTraffic()  # counters reset: nginx started afresh
         span = last.time - base.time
@@ -172,21 +194,10 @@ class TrafficHistory:
         delta = [a - b for a, b in zip(now.buckets, old, strict=False)]
         rates.p50 = _rounded(quantile(0.5, last.bounds, delta))
         rates.p95 = _rounded(quantile(0.95, last.bounds, delta))
-        rates.spark = _spark(key, self._snaps)
+        rates.spark = list(self._sparks.get(key, ()))
         return rates
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 5)
 
-
-def _spark(key: tuple[str, str], snaps: Iterable[TrafficSnapshot]) -> list[float]:
-    points: list[float] = []
-    prev: TrafficSnapshot | None = None
-    for snap in snaps:
-        if prev is not None and snap.time > prev.time:
-            a = prev.servers.get(key, ServerTraffic()).requests
-            b = snap.servers.get(key, ServerTraffic()).requests
-            points.append(round(max(0, b - a) / (snap.time - prev.time), 2))
-        prev = snap
-    return points
