@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "register": "muster.register_cmd:register",
     "render": "muster.render_cmd:render",
     "run": "muster.confd_cmd:run_command",
+    "status": "muster.status_cmd:status",
 }
 
 

@@ -45,6 +45,7 @@ from muster.stack.demo import DemoServer
 from muster.stack.etcd import etcd_available
 from muster.stack.local import Stack, UpOptions, leftover_processes, stop_processes
 from muster.stack.nginx import nginx_available
+from muster.status_cmd import UP_STATUS_FILE
 
 __all__ = ["run_up", "up"]
 
@@ -307,6 +308,7 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
         say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
     say(f"  state and logs: {stack.state}   rendered config: {stack.dest}")
     if stack.daemon is not None and stack.daemon.status_url:
+        say(f"  dashboard: {stack.daemon.status_url}/   or in a terminal: muster status [--watch]")
         say(f"  muster's own state: curl {stack.daemon.status_url}/status   (/readyz, /metrics)")
     say("Ctrl-C stops everything. Changes under /services:")
 
@@ -351,6 +353,7 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
             return await _run(stack, stop, out)
         finally:
             out("stopping muster, nginx and etcd...")
+            (stack.state / UP_STATUS_FILE).unlink(missing_ok=True)
             await asyncio.to_thread(stack.stop)
             lock.release()
             out("stopped.")
@@ -379,6 +382,9 @@ async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
     async with _demo_servers(stack, opts.demo) as servers:
         seen = await _routed_ids(f"{stack.nginx.url}/{SERVICE}/", {s.server_id for s in servers}, 10.0)
         _banner(stack, servers, seen, out)
+        if stack.daemon is not None and stack.daemon.status_url:
+            # ``muster status`` run here finds this stack's status server by this file.
+            (stack.state / UP_STATUS_FILE).write_text(stack.daemon.status_url + "\n")
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_services(stack, out))
             budget = _RestartBudget(RESTARTS, RESTART_WINDOW)

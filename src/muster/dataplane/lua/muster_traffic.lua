@@ -28,7 +28,7 @@ local find = string.find
 local floor = math.floor
 local tonumber = tonumber
 
-local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+local BUCKETS = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 local NB = #BUCKETS + 1
 local NF = 11 + NB
 local FLUSH_EVERY = 1  -- seconds
