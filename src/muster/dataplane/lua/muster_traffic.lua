@@ -2,7 +2,7 @@
 --
 -- The log phase of every request that has a $muster_service adds to counters in a plain
 -- Lua table of its worker: no shared memory, no lock and no string building on the way
--- (a request costs a few table increments and six variable reads). A timer flushes each
+-- (a request costs a few table increments and five variable reads). A timer flushes each
 -- worker's counts into the lua_shared_dict `muster_traffic` once a second with `incr`,
 -- which every worker shares and which outlives reloads; the admin endpoint reads it
 -- (GET /muster/traffic). Figures are therefore up to one second behind, and exact:
@@ -21,12 +21,35 @@
 -- fit (`safe_add` refuses) is counted in "dropped" instead, so a full dict costs new
 -- series, never the counts of existing ones.
 
+local base = require "resty.core.base"
+local ffi = require "ffi"
+require "resty.core.var"   -- declares ngx_http_lua_ffi_var_get
+require "resty.core.misc"  -- declares ngx_http_lua_ffi_get_resp_status
+
 local M = {}
 
-local var = ngx.var
+local C = ffi.C
+local ffi_str = ffi.string
+local get_request = base.get_request
 local find = string.find
 local floor = math.floor
 local tonumber = tonumber
+
+-- Variables are read with resty.core's own FFI call, not through ngx.var: its metamethod
+-- returns ffi.string as a tail call, which LuaJIT cannot compile here ("NYI: return to
+-- lower frame"), so every read ran interpreted (see muster_balancer.lua's service_name).
+local lowcase = ffi.new("char[?]", 32)
+local value_ptr = ffi.new("char *[1]")
+local value_len = ffi.new("size_t[1]")
+local errmsg = base.get_errmsg_ptr()
+
+local function get(r, name)
+    if C.ngx_http_lua_ffi_var_get(r, name, #name, lowcase, 0, value_ptr, value_len, errmsg) ~= 0 then
+        return nil
+    end
+    local value = ffi_str(value_ptr[0], value_len[0])
+    return value
+end
 
 local BUCKETS = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 local NB = #BUCKETS + 1
@@ -86,9 +109,9 @@ end
 -- Retries: "a:1, b:2" (and " : " between groups after an internal redirect). IPv6
 -- peers are "[::1]:80", so a pattern on ", " and " : " separators would not do; addresses
 -- never start with ":" and contain no "," or space, which is what `split` relies on.
-local function multi(service, addr, status)
+local function multi(r, service, addr, status)
     local addrs = split(addr)
-    local codes = split(var.upstream_status or "")
+    local codes = split(get(r, "upstream_status") or "")
     for i = 1, #addrs - 1 do
         failed_try(series(service, addrs[i]), codes[i])
     end
@@ -97,37 +120,38 @@ local function multi(service, addr, status)
     if (status == 502 or status == 504) and (codes[#addrs] == "502" or codes[#addrs] == "504") then
         failed_try(c, codes[#addrs])
     end
-    local times = split(var.upstream_response_time or "")
+    local times = split(get(r, "upstream_response_time") or "")
     return c, tonumber(times[#times])
 end
 
 function M.log()
-    local service = var.muster_service
+    local r = get_request()
+    local service = get(r, "muster_service")
     if service == nil or service == "" then
         return
     end
-    local addr = var.upstream_addr
-    local status = ngx.status
+    local addr = get(r, "upstream_addr")
+    local status = C.ngx_http_lua_ffi_get_resp_status(r)
     local c, rt
     if addr == nil or addr == "" then
         c = series(service, "-")
     elseif find(addr, ",", 1, true) == nil and find(addr, " : ", 1, true) == nil then
         c = series(service, addr)
-        rt = tonumber(var.upstream_response_time)
+        rt = tonumber(get(r, "upstream_response_time"))
         -- The one try failed: no header came back from the server (a 502 or 504 of its own
         -- has one). Read only on this path, so a good request costs no extra variable.
-        if (status == 502 or status == 504) and (var.upstream_header_time or "-") == "-" then
+        if (status == 502 or status == 504) and (get(r, "upstream_header_time") or "-") == "-" then
             failed_try(c, status == 504 and "504" or "502")
         end
     else
-        c, rt = multi(service, addr, status)
+        c, rt = multi(r, service, addr, status)
     end
     c[1] = c[1] + 1
     local class = floor(status / 100)
     if class >= 1 and class <= 5 then
         c[1 + class] = c[1 + class] + 1
     end
-    c[10] = c[10] + (tonumber(var.bytes_sent) or 0)
+    c[10] = c[10] + (tonumber(get(r, "bytes_sent")) or 0)
     observe(c, rt)
 end
 
