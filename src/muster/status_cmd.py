@@ -131,17 +131,17 @@ def status(url: str | None, watch: bool, as_json: bool, token_file: Path | None)
     """Show what the daemon and nginx are doing: services, servers, traffic, rejects, events."""
     url = url or default_url()
     token = token_file.read_text().strip() if token_file is not None else None
-    while True:
-        data = fetch(url, token)
-        if as_json:
-            click.echo(json.dumps(data, indent=1))
-        else:
-            if watch and sys.stdout.isatty():
-                click.echo("\x1b[H\x1b[2J", nl=False)
-            click.echo(render_table(data, url))
-        if not watch:
-            return
-        try:
+    try:
+        while True:
+            data = fetch(url, token)
+            if as_json:
+                click.echo(json.dumps(data, indent=1))
+            else:
+                if watch and sys.stdout.isatty():
+                    click.echo("\x1b[H\x1b[2J", nl=False)
+                click.echo(render_table(data, url))
+            if not watch:
+                return
             time.sleep(2.0)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:  # --watch ends with Ctrl-C, without a traceback
+        return
