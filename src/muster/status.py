@@ -42,7 +42,7 @@ from muster.log import kv
 from muster.observe.dashboard import STATIC_TYPES, asset, build_dashboard
 from muster.observe.events import EventLog
 from muster.observe.metrics import CONTENT_TYPE_LATEST, DaemonMetrics, gauge, reason_class, traffic_families
-from muster.observe.traffic import TrafficHistory, TrafficSnapshot, parse_traffic
+from muster.observe.traffic import IdleSeries, TrafficHistory, TrafficSnapshot, parse_traffic
 from muster.redact import redact
 
 __all__ = ["Status", "StatusServer", "dashboard_data", "is_loopback", "parse_address"]
@@ -89,7 +89,10 @@ class Status:
     held: Callable[[], Mapping[str, int]] | None = None
     #: Fetches nginx's raw traffic counters (the Lua data plane's admin endpoint).
     traffic_source: Callable[[], Awaitable[str]] | None = None
+    #: Drops the counters of (service, server) pairs in nginx (the admin endpoint).
+    traffic_forget: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None
     traffic: TrafficHistory = field(default_factory=TrafficHistory)
+    idle_series: IdleSeries = field(default_factory=IdleSeries)
     #: Facts shown as they are: backend, endpoints (redacted), data plane.
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +176,16 @@ class Status:
             return latest
         snapshot = parse_traffic(await self.traffic_source(), now)
         self.traffic.add(snapshot)
+        if self.traffic_forget is not None and self.membership is not None:
+            registered = {
+                (name, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+                for name, entries in self.membership()[0].items()
+                for host, port, _ in entries
+            }
+            idle = self.idle_series.update(snapshot, registered)
+            if idle:
+                await self.traffic_forget(idle)
+                logger.info(kv("status.traffic.forgotten", series=len(idle), reason="left, idle 10 min"))
         return snapshot
 
     def recovered(self, name: str) -> None:

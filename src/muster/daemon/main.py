@@ -94,6 +94,7 @@ def observe(status: Status, config: Config, sink: object, mode: str) -> Registry
         plane = sink.plane
         plane.on_push = lambda count, seconds, ok, full: status.pushed(count, seconds, ok=ok, full=full)
         status.traffic_source = plane.admin.traffic
+        status.traffic_forget = plane.admin.forget_traffic
     return observer
 
 

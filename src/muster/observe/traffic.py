@@ -15,7 +15,15 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["CODE_CLASSES", "ServerTraffic", "TrafficHistory", "TrafficSnapshot", "parse_traffic", "quantile"]
+__all__ = [
+    "CODE_CLASSES",
+    "IdleSeries",
+    "ServerTraffic",
+    "TrafficHistory",
+    "TrafficSnapshot",
+    "parse_traffic",
+    "quantile",
+]
 
 CODE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _FIELDS = 11  # the scalar fields before the buckets, as muster_traffic.lua numbers them
@@ -201,3 +209,30 @@ class TrafficHistory:
 def _rounded(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 5)
 
+
+class IdleSeries:
+    """Finds the counters nginx may drop: series of servers no longer registered whose
+    request count has not moved for ``after`` seconds. Without this, every server that ever
+    took traffic (each deploy brings new addresses) would keep its keys until nginx restarts,
+    and a full dict refuses new series."""
+
+    def __init__(self, after: float = 600.0) -> None:
+        self.after = after
+        self._since: dict[tuple[str, str], tuple[int, float]] = {}  # key -> (requests, unchanged since)
+
+    def update(self, snapshot: TrafficSnapshot, registered: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The series to forget now, given which (service, address) pairs are registered."""
+        idle: list[tuple[str, str]] = []
+        seen: dict[tuple[str, str], tuple[int, float]] = {}
+        for key, t in snapshot.servers.items():
+            if key in registered or key[1] == "-":
+                continue
+            count, since = self._since.get(key, (t.requests, snapshot.time))
+            if count != t.requests:
+                count, since = t.requests, snapshot.time
+            if snapshot.time - since >= self.after:
+                idle.append(key)
+            else:
+                seen[key] = (count, since)
+        self._since = seen
+        return sorted(idle)

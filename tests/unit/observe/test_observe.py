@@ -9,7 +9,7 @@ from muster.daemon.observer import RegistryObserver
 from muster.observe.dashboard import asset, build_dashboard
 from muster.observe.events import EventLog
 from muster.observe.metrics import reason_class
-from muster.observe.traffic import TrafficHistory, parse_traffic, quantile
+from muster.observe.traffic import IdleSeries, TrafficHistory, TrafficSnapshot, parse_traffic, quantile
 
 # What GET /muster/traffic answers: bounds, dropped, then "SERVICE\tSERVER\tFIELD VALUE" lines.
 RAW = (
@@ -145,3 +145,21 @@ def test_config_diff_is_a_short_unified_diff() -> None:
     diff = config_diff(b"a\nb\nc\n", b"a\nB\nc\n")
     assert "-b" in diff and "+B" in diff
     assert "too large" in config_diff(b"x" * 10, b"y" * 10, limit=5)
+
+
+def test_series_of_servers_that_left_are_forgotten_once_idle() -> None:
+    idle = IdleSeries(after=600)
+    line = "web\t10.0.0.9:80\t1 "
+
+    def snap(t: float, count: int) -> TrafficSnapshot:
+        return parse_traffic(
+            f"buckets 0.1\ndropped 0\n{line}{count}\nweb\t10.0.0.1:80\t1 5\nweb\t-\t1 2\n", t
+        )
+
+    registered = {("web", "10.0.0.1:80")}
+    assert idle.update(snap(0, 10), registered) == []
+    assert idle.update(snap(500, 12), registered) == [], "still taking requests: draining"
+    assert idle.update(snap(1000, 12), registered) == [], "idle for 500 s only"
+    assert idle.update(snap(1100, 12), registered) == [("web", "10.0.0.9:80")]
+    # Registered servers and requests that reached none are never dropped, however idle.
+    assert idle.update(snap(99_999, 12), registered | {("web", "10.0.0.9:80")}) == []
