@@ -314,8 +314,9 @@ class StatusServer:
     """Serves ``status`` on ``address`` (``HOST:PORT``; port 0 picks one, see ``port``).
 
     On loopback the endpoints answer anyone on this machine. Anywhere else a ``token`` is
-    required (``ConfigError`` without one), and every endpoint but ``/healthz`` wants it,
-    as ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (which the page passes on). A
+    required (``ConfigError`` without one), and every data endpoint wants it (not
+    ``/healthz``, nor the page and its static files, which hold no data), as
+    ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (which the page passes on). A
     flood of clients costs at most ``max_connections`` descriptors and little CPU: see
     ``muster.listener``. The dashboard is read-only: every route is a GET.
     """
@@ -402,7 +403,10 @@ class StatusServer:
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if self.token is not None and request.path != "/healthz":
+        # The page and its files hold no data (the page asks for it with the token from its
+        # URL), and a browser fetches them without the header: only the data wants the token.
+        public = request.path in ("/healthz", "/") or request.path.startswith("/static/")
+        if self.token is not None and not public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             given = given or request.query.get("token", "")
             if not hmac.compare_digest(given.encode(), self.token.encode()):

@@ -102,9 +102,10 @@ async def test_off_loopback_a_token_is_required_and_warned_about(caplog: pytest.
     try:
         async with aiohttp.ClientSession() as session:
             base = f"http://127.0.0.1:{server.port}"
-            async with session.get(f"{base}/healthz") as resp:
-                assert resp.status == 200, "liveness needs no token"
-            for path in ("/", "/status", "/metrics", "/api/dashboard", "/readyz"):
+            for path in ("/healthz", "/", "/static/dashboard.js", "/static/dashboard.css"):
+                async with session.get(base + path) as resp:
+                    assert resp.status == 200, f"{path} holds no data: no token needed"
+            for path in ("/status", "/metrics", "/api/dashboard", "/readyz"):
                 async with session.get(base + path) as resp:
                     assert resp.status == 401, path
             async with session.get(f"{base}/status", headers={"Authorization": "Bearer wrong"}) as resp:
