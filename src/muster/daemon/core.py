@@ -55,7 +55,7 @@ from muster.resources.sync import SyncOptions, apply
 from muster.services import DEFAULT_RESOLVER
 from muster.status import Status
 
-__all__ = ["Clock", "Daemon", "Sink", "Sleep", "config_diff", "minimal_prefixes"]
+__all__ = ["Clock", "Daemon", "Observer", "Sink", "Sleep", "config_diff", "minimal_prefixes"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,15 @@ class Sink(Protocol):
     async def run(self) -> None: ...
 
 
+class Observer(Protocol):
+    """Something shown each batch's values under ``root``, when the batch read them anyway."""
+
+    @property
+    def root(self) -> str: ...
+
+    async def apply(self, values: Mapping[str, str]) -> None: ...
+
+
 class Daemon:
     """Runs the resources of ``config`` against ``backend``; one method per confd mode."""
 
@@ -125,9 +134,12 @@ class Daemon:
         sinks: Sequence[Sink] = (),
         dataplane: str | None = None,
         status: Status | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.status = status
+        #: Fed the snapshot of its ``root`` whenever a batch reads one (for the dashboard).
+        self.observer = observer
         self.sinks = list(sinks)
         self.backend = backend
         self.clock = clock
@@ -201,11 +213,15 @@ class Daemon:
         # A periodic resync exists to catch what a watch missed; when it finds the very values a
         # resource was last applied from, rendering again would only burn CPU.
         skip_unchanged = self._trigger == "resync"
+        observed: Mapping[str, str] | None = None  # a snapshot that covers the observer's root
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
             # Its revision counts like a resource's: the watch resumes from the oldest one,
             # so a change landing between this read and the resources' reads comes again.
-            revisions.append(await self._feed(sink, report))
+            revision, values = await self._feed(sink, report)
+            revisions.append(revision)
+            if values is not None and self._covers(sink.prefixes):
+                observed = values
         for keys, members in groups.items():
             try:
                 snapshot = await self.backend.get_values(list(keys))
@@ -215,6 +231,8 @@ class Daemon:
                 report.failures.extend(Failure(s.name, exc) for s in members)
                 continue
             revisions.append(snapshot.revision)
+            if observed is None and self._covers(keys):
+                observed = snapshot.values
             count, summary = change_summary(self._previous.get(keys), snapshot.values)
             self._previous[keys] = snapshot.values
             (logger.info if count else logger.debug)(
@@ -252,6 +270,9 @@ class Daemon:
                     report.failures.append(Failure(spec.name, exc))
                     continue
                 rendered.append((spec, content))
+        if self.observer is not None and observed is not None:
+            # What the batch read anyway: the dashboard costs no read of its own.
+            await self.observer.apply(observed)
         results = await apply(rendered, self.opts)
         contents = {spec.name: content for spec, content in rendered}
         for result in results:
@@ -299,21 +320,28 @@ class Daemon:
             )
         return report
 
-    async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
-        """Give ``sink`` a snapshot of its keys; return the snapshot's revision."""
+    async def _feed(self, sink: Sink, report: BatchReport) -> tuple[int | None, Mapping[str, str] | None]:
+        """Give ``sink`` a snapshot of its keys; return the snapshot's revision and values."""
         try:
             snapshot = await self.backend.get_values(list(sink.prefixes))
         except BackendError as exc:
             logger.error(kv("backend.read.failed", keys=",".join(sink.prefixes), error=exc))
             report.backend_error = exc
             report.failures.append(Failure("dataplane", exc))
-            return None
+            return None, None
         try:
             await sink.apply(snapshot.values)
         except Error as exc:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
             report.failures.append(Failure("dataplane", exc))
-        return snapshot.revision
+        return snapshot.revision, snapshot.values
+
+    def _covers(self, prefixes: Sequence[str]) -> bool:
+        """Whether a snapshot of ``prefixes`` holds everything under the observer's root."""
+        if self.observer is None:
+            return False
+        root = self.observer.root
+        return any(p.rstrip("/") in ("", root) or root.startswith(p.rstrip("/") + "/") for p in prefixes)
 
     def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
         started = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import TextIO
 from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
 from muster.daemon.backend import close_backend, create_backend
-from muster.daemon.core import Daemon, Sink
+from muster.daemon.core import Daemon
 from muster.daemon.observer import RegistryObserver
 from muster.daemon.signals import Stopped, capture_signals, raise_when_set
 from muster.daemon.sinks import build_sink
@@ -46,12 +46,19 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         # A push that failed in a batch is retried by the sink's own verify loop.
         sink.on_verified = lambda: status.recovered("dataplane")
         status.checks["dataplane"] = sink.problem
-    sinks: list[Sink] = [sink] if sink else []
-    server = None
+    server = observer = None
     if config.status_addr and not config.onetime:
         server = StatusServer(status, config.status_addr, token=read_token(config.status_token_file))
-        sinks.append(observe(status, config, sink, mode))
-    daemon = Daemon(config, backend, diff_out=diff_out, sinks=sinks, dataplane=mode, status=status)
+        observer = observe(status, config, sink, mode)
+    daemon = Daemon(
+        config,
+        backend,
+        diff_out=diff_out,
+        sinks=[sink] if sink else [],
+        dataplane=mode,
+        status=status,
+        observer=observer,
+    )
     status.checks["guard"] = daemon.guards.problem
     status.held = daemon.guards.held
     status.gauges["muster_guard_held_servers"] = (

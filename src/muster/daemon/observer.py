@@ -1,16 +1,17 @@
 """Follow the registry's services for the dashboard: who joined, who left, what was rejected.
 
-``RegistryObserver`` is a daemon ``Sink`` (fed the snapshot of ``/services`` in every
-batch, like the Lua data plane) that keeps its own ``MembershipIndex``: the same rules as
-the template functions and the data planes, so what the page lists as valid or rejected
-is what nginx gets. Each update turns the difference into events. It costs one more
-read of ``/services`` per batch and, per change, the revalidation of the services it
-touched (about 2 ms with 3,000 services, see ``muster.dataplane.membership``).
+``RegistryObserver`` is the daemon's ``Observer``: each batch that reads ``/services``
+anyway (the stock template, the Lua data plane) hands it that snapshot, and it keeps its
+own ``MembershipIndex``: the same rules as the template functions and the data planes, so
+what the page lists as valid or rejected is what nginx gets. Each update turns the
+difference into events. It reads nothing itself and widens no watch (a daemon whose
+templates never read ``/services`` shows no services); per change it costs the
+revalidation of the services touched (about 2 ms with 3,000 services, see
+``muster.dataplane.membership``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 from muster.dataplane.membership import Entries, MembershipIndex
@@ -36,10 +37,6 @@ class RegistryObserver:
         self._index = MembershipIndex(self.root)
         self._rejected: dict[str, str] = {}
         self._first = True
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        return (self.root,)
 
     @property
     def services(self) -> Mapping[str, Entries]:
@@ -75,9 +72,3 @@ class RegistryObserver:
         for key in sorted(self._rejected.keys() - rejected.keys()):
             self.events.add("accept", f"{printable(key)} no longer rejected (fixed or gone)")
         self._rejected = rejected
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()  # nothing to do between batches
-
-    async def aclose(self) -> None:
-        pass
