@@ -24,6 +24,7 @@ from daemon_it_helpers import Writer
 from test_nginx_up import end, read_until
 
 from muster.dataplane.nginxconf import lua_available
+from muster.errors import BackendUnavailable
 from muster.stack.etcd import etcd_available, free_port
 from muster.stack.nginx import nginx_available
 
@@ -49,9 +50,19 @@ class Up:
     def put(self, key: str, value: str) -> None:
         async def write() -> None:
             writer = Writer("etcdv3", self.etcd)
-            await writer.put(key, value)
             assert writer.v3 is not None
-            await writer.v3.aclose()
+            try:
+                # A loaded CI machine can miss the client's connect timeout once or twice.
+                for attempt in range(5):
+                    try:
+                        await writer.put(key, value)
+                        return
+                    except BackendUnavailable:
+                        if attempt == 4:
+                            raise
+                        await asyncio.sleep(1.0)
+            finally:
+                await writer.v3.aclose()
 
         asyncio.run(write())
 
