@@ -129,11 +129,19 @@ def render_table(data: dict[str, Any], url: str) -> str:
 )  # fmt: skip
 def status(url: str | None, watch: bool, as_json: bool, token_file: Path | None) -> None:
     """Show what the daemon and nginx are doing: services, servers, traffic, rejects, events."""
+    found = url is None and default_url() != DEFAULT_URL
     url = url or default_url()
     token = token_file.read_text().strip() if token_file is not None else None
     try:
         while True:
-            data = fetch(url, token)
+            try:
+                data = fetch(url, token)
+            except click.ClickException as exc:
+                if not found:
+                    raise
+                # A muster up killed without its cleanup leaves the file behind.
+                hint = f" (named by ./.muster/{UP_STATUS_FILE}: is muster up still running?)"
+                raise click.ClickException(exc.message + hint) from exc
             if as_json:
                 click.echo(json.dumps(data, indent=1))
             else:
