@@ -25,5 +25,5 @@ def test_traffic_counting_is_on_by_default_and_can_be_left_out() -> None:
     assert 'log_by_lua_block { require("muster_traffic").log() }' in on
     assert 'require("muster_traffic").start()' in on and "lua_shared_dict muster_traffic 16m;" in on
     off = CliRunner().invoke(main, ["nginx-lua-conf", "--no-traffic", "--traffic-dict-size", "4m"]).output
-    assert "log_by_lua" not in off and "muster_traffic\").start" not in off
+    assert "log_by_lua" not in off and 'muster_traffic").start' not in off
     assert "lua_shared_dict muster_traffic 4m;" in off, "the admin endpoint still answers, with nothing"
