@@ -19,6 +19,7 @@ Both: ``wrk -t2 -c20`` for D seconds on ``/churn/``; backends are aiohttp demo s
 either one process each (``own``, as services run) or all four in one process (``shared``).
 
     python bench/churn.py [--seconds 20] [--rounds 4] [--backends own shared] [--dataplane lua|reload]
+    python bench/churn.py --counting    # muster with and without its traffic counters, alternating
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import aiohttp
 
-from muster.dataplane.nginx.conf import main_block
+from muster.dataplane.nginx.conf import LuaSettings, http_block, main_block
 from muster.stack.etcd import free_port
 from muster.stack.local import Stack, UpOptions
 from muster.stack.nginx import NginxProcess
@@ -245,6 +246,47 @@ async def run_prototype(
     return figures
 
 
+async def set_counting(stack: Stack, on: bool) -> None:
+    """Reload muster's nginx with or without the traffic counters' log phase (the shared
+    dicts, so the membership pushed, survive the reload)."""
+    assert stack.nginx is not None
+    stack.nginx.http_snippets = (http_block(LuaSettings(admin_socket=stack.admin_socket, traffic=on)),)
+    await asyncio.to_thread(stack.nginx.reload, rewrite=True)
+
+
+async def compare_counting(stack: Stack, shared: bool, seconds: int, rounds: int) -> None:
+    """muster's stack with and without traffic counting, one set of backends, A B B A ..."""
+    procs, ports = await start_backends(shared)
+    totals: dict[str, list[int]] = {"counting": [], "no-count": []}
+
+    async def run(name: str, secs: int) -> dict[str, int]:
+        await set_counting(stack, name == "counting")
+        await asyncio.sleep(1.0)  # the old workers finish; the new ones warm up
+        return await run_muster(stack, procs, ports, secs)
+
+    try:
+        print(f"backends: {'all in one process' if shared else 'one process each'}")
+        for name in totals:
+            await run(name, 3)
+        for i in range(rounds):
+            for name in list(totals) if i % 2 == 0 else reversed(list(totals)):
+                figures = await run(name, seconds)
+                totals[name].append(figures["requests"])
+                print(line(name, figures), flush=True)
+    finally:
+        await set_counting(stack, True)
+        for proc in procs:
+            proc.terminate()
+            await proc.wait()
+    on, off = statistics.median(totals["counting"]), statistics.median(totals["no-count"])
+    print(f"  median: counting {on:.0f}, without {off:.0f}: counting serves {on / off:.1%}")
+    ratios = sorted(a / b for a, b in zip(totals["counting"], totals["no-count"], strict=True))
+    print(
+        f"  per round (adjacent runs): counting/without median {statistics.median(ratios):.1%}, "
+        f"range {ratios[0]:.1%}-{ratios[-1]:.1%}"
+    )
+
+
 def line(name: str, figures: dict[str, int]) -> str:
     errors = sum(v for k, v in figures.items() if k.startswith("socket_"))
     workers = "unchanged" if figures["workers_unchanged"] else "REPLACED"
@@ -306,6 +348,10 @@ async def main() -> None:
         "--dataplane", choices=["lua", "reload"], default="lua",
         help="muster's: servers pushed to nginx's Lua balancer, or rendered and reloaded",
     )  # fmt: skip
+    parser.add_argument(
+        "--counting", action="store_true",
+        help="compare muster with and without its traffic counters (Lua plane) instead of the prototype",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="muster-churn-") as tmp_name:
         tmp = Path(tmp_name)
@@ -331,6 +377,9 @@ async def main() -> None:
                     f"muster's data plane: {args.dataplane}"
                 )
                 for backends in args.backends:
+                    if args.counting:
+                        await compare_counting(stack, backends == "shared", args.seconds, args.rounds)
+                        continue
                     admin = f"http://127.0.0.1:{admin_port}/peers"
                     await compare(stack, proto, admin, backends == "shared", args.seconds, args.rounds)
         finally:

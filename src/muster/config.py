@@ -30,7 +30,7 @@ from muster.golang import strconv
 from muster.golang.duration import parse_duration
 from muster.log import LEVELS, kv
 from muster.registry.guard import GuardSettings
-from muster.status import parse_address
+from muster.status import is_loopback, parse_address
 
 __all__ = [
     "Config",
@@ -208,6 +208,13 @@ OPTIONS: tuple[Option, ...] = (
         "str",
         "serve /healthz, /readyz, /metrics and /status on HOST:PORT (watch and interval modes)",
     ),
+    _o(
+        "status_token_file",
+        "status-token-file",
+        "status_token_file",
+        "str",
+        "a file holding the token the status server requires (needed off loopback)",
+    ),
     _o("separator", "separator", "separator", "str", "the separator replacing / in Redis key names"),
     # Accepted for compatibility with confd's other backends; muster has no use for them.
     _o(None, "auth-type", "auth_type", "str", "Vault auth backend type (unused by muster)"),
@@ -268,6 +275,7 @@ class Config:
     dataplane_admin: str = ""
     dataplane_root: str = "/services"
     status_addr: str = ""
+    status_token_file: str = ""
 
     @property
     def resource_dir(self) -> Path:
@@ -540,9 +548,16 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
             fail("dataplane_admin", f"dataplane-admin: {problem}")
     if config.status_addr:
         try:
-            parse_address(config.status_addr)
+            host, _ = parse_address(config.status_addr)
         except ConfigError as exc:
             fail("status_addr", str(exc))
+        else:
+            if not is_loopback(host) and not config.status_token_file:
+                fail(
+                    "status_addr",
+                    f"status-addr: {host} is not a loopback address: the dashboard and /status "
+                    "would be open to the network; give -status-token-file too",
+                )
     if config.scheme not in ("http", "https"):
         fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
 

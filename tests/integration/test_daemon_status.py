@@ -60,7 +60,7 @@ async def test_readiness_and_metrics_follow_the_batches(
                 assert dest.read_text() == "8080\n"
                 assert (await get(session, f"{base}/healthz"))[0] == 200
                 _, metrics = await get(session, f"{base}/metrics")
-                assert "muster_ready 1\n" in metrics and "muster_files_changed_total 1\n" in metrics
+                assert "muster_ready 1.0\n" in metrics and "muster_files_changed_total 1.0\n" in metrics
 
                 await writer.delete(f"{key_prefix}/app/port")
                 reason = await wait_for(session, f"{base}/readyz", 503)
@@ -72,9 +72,8 @@ async def test_readiness_and_metrics_follow_the_batches(
                 await writer.put(f"{key_prefix}/app/port", "9090")
                 await wait_for(session, f"{base}/readyz", 200)
                 _, metrics = await get(session, f"{base}/metrics")
-                assert (
-                    "muster_batch_failures_total 1\n" in metrics and "muster_resources_failing 0\n" in metrics
-                )
+                assert "muster_batch_failures_total 1.0\n" in metrics
+                assert "muster_resources_failing 0.0\n" in metrics
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=15)

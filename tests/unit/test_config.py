@@ -238,3 +238,29 @@ def test_dataplane_admin_must_be_local(tmp_path: Path) -> None:
     # haproxy's runtime API is a socket path, given with or without unix:.
     config = load({**flags, "dataplane": "haproxy", "dataplane_admin": "/run/haproxy/admin.sock"}, {})
     assert config.dataplane_admin == "/run/haproxy/admin.sock"
+
+
+def test_a_status_address_off_loopback_needs_a_token_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="0.0.0.0 is not a loopback address.*-status-token-file"):
+        load({"confdir": str(tmp_path), "status_addr": "0.0.0.0:9101"}, environ={})
+    token = tmp_path / "token"
+    config = load(
+        {"confdir": str(tmp_path), "status_addr": "0.0.0.0:9101", "status_token_file": str(token)}, environ={}
+    )
+    assert config.status_token_file == str(token)
+    loopback = load({"confdir": str(tmp_path), "status_addr": "127.0.0.1:9101"}, environ={})
+    assert loopback.status_token_file == ""
+
+
+def test_the_token_file_must_hold_a_token(tmp_path: Path) -> None:
+    from muster.daemon.main import read_token
+
+    assert read_token("") is None
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert read_token(str(token)) == "s3cret"
+    token.write_text("\n")
+    with pytest.raises(ConfigError, match="status-token-file: .* is empty"):
+        read_token(str(token))
+    with pytest.raises(ConfigError, match="status-token-file: cannot read"):
+        read_token(str(tmp_path / "missing"))

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "render": "muster.cli.render:render",
     "route": "muster.cli.route:route",
     "run": "muster.cli.confd:run_command",
+    "status": "muster.cli.status:status",
 }
 
 

@@ -23,9 +23,21 @@ __all__ = ["nginx_lua_conf"]
 @click.option("--fail-timeout", type=click.IntRange(1), default=10, show_default=True, help="Seconds.")
 @click.option("--max-tries", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--keepalive", type=click.IntRange(1), default=64, show_default=True)
+@click.option(
+    "--traffic/--no-traffic", default=True, show_default=True,
+    help="Count requests per service and server (muster_traffic.lua in the log phase) for /metrics.",
+)  # fmt: skip
+@click.option("--traffic-dict-size", default="16m", show_default=True, help="Shared memory for the counters.")
 @click.option("--main", "main_context", is_flag=True, help="Print the load_module lines instead.")
 def nginx_lua_conf(
-    admin_socket: Path, max_fails: int, fail_timeout: int, max_tries: int, keepalive: int, main_context: bool
+    admin_socket: Path,
+    max_fails: int,
+    fail_timeout: int,
+    max_tries: int,
+    keepalive: int,
+    traffic: bool,
+    traffic_dict_size: str,
+    main_context: bool,
 ) -> None:
     """Print the http-context config for muster's Lua balancer and admin endpoint.
 
@@ -45,5 +57,7 @@ def nginx_lua_conf(
         fail_timeout=fail_timeout,
         max_tries=max_tries,
         keepalive=keepalive,
+        traffic=traffic,
+        traffic_dict_size=traffic_dict_size,
     )
     click.echo(http_block(settings), nl=False)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -65,7 +66,7 @@ from muster.resources.spec import ResourceSpec, load_resources
 from muster.resources.sync import SyncOptions, apply
 from muster.status import Status
 
-__all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
+__all__ = ["Clock", "Daemon", "Observer", "Sink", "Sleep", "config_diff", "minimal_prefixes"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,21 @@ INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop
 RETRY_FAILED_START = 1.0  # a batch with a failed resource runs again after this, doubling...
 RETRY_FAILED_MAX = 30.0  # ...up to this: a lasting failure costs a check twice a minute
 NAMES_REFRESH = 2.0  # how often stale DNS names of rendered servers are looked up again
+
+
+def config_diff(old: bytes | None, new: bytes, limit: int = 256 * 1024) -> str:
+    """A short unified diff of a resource's file for the dashboard's events; a summary
+    when either side is large (difflib is quadratic) or unknown (the first render)."""
+    new_lines = new.count(b"\n")
+    if old is None:
+        return f"first render in this daemon: {new_lines} lines"
+    old_lines = old.count(b"\n")
+    if len(old) > limit or len(new) > limit:
+        return f"{old_lines} -> {new_lines} lines (too large to diff here)"
+    lines = difflib.unified_diff(
+        old.decode(errors="replace").splitlines(), new.decode(errors="replace").splitlines(), lineterm="", n=1
+    )
+    return "\n".join(list(lines)[2:200])
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -106,6 +122,15 @@ class Sink(Protocol):
     async def run(self) -> None: ...
 
 
+class Observer(Protocol):
+    """Something shown each batch's values under ``root``, when the batch read them anyway."""
+
+    @property
+    def root(self) -> str: ...
+
+    async def apply(self, values: Mapping[str, str]) -> None: ...
+
+
 class Daemon:
     """Runs the resources of ``config`` against ``backend``; one method per confd mode."""
 
@@ -120,9 +145,12 @@ class Daemon:
         sinks: Sequence[Sink] = (),
         dataplane: str | None = None,
         status: Status | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.status = status
+        #: Fed the snapshot of its ``root`` whenever a batch reads one (for the dashboard).
+        self.observer = observer
         self.sinks = list(sinks)
         self.backend = backend
         self.clock = clock
@@ -151,6 +179,8 @@ class Daemon:
         self._render_ms: dict[str, float] = {}
         self._cursors: dict[int, Cursor] = {}  # id(sink) -> where its change log reads resume
         self._key_cursors: dict[tuple[str, ...], Cursor] = {}  # the same for each key set read
+        self._contents: dict[str, bytes] = {}  # last applied file per resource, for the status's diffs
+        self._first_pending: float | None = None  # when the change the next batch serves came
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -203,11 +233,15 @@ class Daemon:
         # A periodic resync exists to catch what a watch missed; when it finds the very values a
         # resource was last applied from, rendering again would only burn CPU.
         skip_unchanged = self._trigger == "resync"
+        observed: Mapping[str, str] | None = None  # a snapshot that covers the observer's root
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
             # Its revision counts like a resource's: the watch resumes from the oldest one,
             # so a change landing between this read and the resources' reads comes again.
-            revisions.append(await self._feed(sink, report))
+            revision, values = await self._feed(sink, report)
+            revisions.append(revision)
+            if values is not None and self._covers(sink.prefixes):
+                observed = values
         for keys, members in groups.items():
             try:
                 snapshot = await self.backend.get_values(list(keys))
@@ -217,6 +251,8 @@ class Daemon:
                 report.failures.extend(Failure(s.name, exc) for s in members)
                 continue
             revisions.append(snapshot.revision)
+            if observed is None and self._covers(keys):
+                observed = snapshot.values
             count, summary = change_summary(
                 self._previous.get(keys), snapshot.values, self._changed_keys(keys, snapshot)
             )
@@ -256,10 +292,27 @@ class Daemon:
                     report.failures.append(Failure(spec.name, exc))
                     continue
                 rendered.append((spec, content))
+        if self.observer is not None and observed is not None:
+            # What the batch read anyway: the dashboard costs no read of its own.
+            await self.observer.apply(observed)
         results = await apply(rendered, self.opts)
         if any(r.changed and r.spec.reload_cmd for r in results) and not self.opts.noop:
             self._last_reload = self.clock()
+        contents = {spec.name: content for spec, content in rendered}
         for result in results:
+            if self.status is not None:
+                name = result.spec.name
+                previous = self._contents.get(name)
+                if result.changed and result.error is None:
+                    self._contents[name] = contents[name]
+                self.status.applied(
+                    name,
+                    changed=result.changed,
+                    reloaded=result.reloaded,
+                    error=None if result.error is None else str(result.error),
+                    diff=config_diff(previous, contents[name]) if result.changed else result.diff,
+                    rolled_back=result.rolled_back,
+                )
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
             else:
@@ -308,24 +361,32 @@ class Daemon:
         self._key_cursors[keys] = changes.cursor
         return None if changes.full else changes.values.keys()
 
-    async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
-        """Give ``sink`` its keys (or what changed in them); return their revision."""
+    async def _feed(self, sink: Sink, report: BatchReport) -> tuple[int | None, Mapping[str, str] | None]:
+        """Give ``sink`` its keys (or what changed in them); return their revision, and the
+        values when a whole snapshot was read (a change log's feed reads none)."""
         fed = await self._feed_changes(sink, report)
         if fed is not False:
-            return fed
+            return fed, None
         try:
             snapshot = await self.backend.get_values(list(sink.prefixes))
         except BackendError as exc:
             logger.error(kv("backend.read.failed", keys=",".join(sink.prefixes), error=exc))
             report.backend_error = exc
             report.failures.append(Failure("dataplane", exc))
-            return None
+            return None, None
         try:
             await sink.apply(snapshot.values)
         except Error as exc:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
             report.failures.append(Failure("dataplane", exc))
-        return snapshot.revision
+        return snapshot.revision, snapshot.values
+
+    def _covers(self, prefixes: Sequence[str]) -> bool:
+        """Whether a snapshot of ``prefixes`` holds everything under the observer's root."""
+        if self.observer is None:
+            return False
+        root = self.observer.root
+        return any(p.rstrip("/") in ("", root) or root.startswith(p.rstrip("/") + "/") for p in prefixes)
 
     async def _feed_changes(self, sink: Sink, report: BatchReport) -> int | None | Literal[False]:
         """Feed ``sink`` from the backend's change log; False when either cannot."""
@@ -357,6 +418,8 @@ class Daemon:
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
         content = render(spec, values, source, self._templates)
+        if self.status is not None:
+            self.status.rendered(spec.name)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
         logger.debug(
@@ -465,6 +528,7 @@ class Daemon:
         now = self.clock()
         if not self._dirty.is_set():
             self._trigger = trigger
+            self._first_pending = now  # the change the status's "change -> applied" times
         self._last_change = now
         self._dirty.set()
 
@@ -481,6 +545,7 @@ class Daemon:
             if specs is None:
                 continue  # only held resources would run: the hold's end runs them
             partial = len(specs) < len(self.specs)
+            trigger, pending = self._trigger, self._first_pending
             try:
                 report = await self.process(specs)
             except Exception as exc:  # a bug must not stop the daemon: log it, retry
@@ -489,6 +554,8 @@ class Daemon:
                     self.status.crash(exc)
                 report = BatchReport(backend_error=BackendError(str(exc)))
             self._last_batch_end = self.clock()
+            if self.status is not None and trigger == "change" and pending is not None:
+                self.status.change_applied(self._last_batch_end - pending)
             if report.backend_error is not None:
                 # The files stay as they are; try again soon, the watcher may wake us earlier.
                 log = logger.debug if backoff.failing else logger.warning
@@ -666,6 +733,8 @@ class Daemon:
                 self._mark_dirty("reconnect")
             if outcome == "change":
                 logger.debug(kv("watch.changed", revision=revision))
+                if self.status is not None:
+                    self.status.watch_changed(revision)
                 if revision is not None:
                     since = revision
                 self._mark_dirty("change")

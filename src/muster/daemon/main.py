@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import TextIO
 
 from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
 from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon
+from muster.daemon.observer import RegistryObserver
 from muster.daemon.sinks import build_sink
+from muster.dataplane.nginx.pusher import DataPlane
 from muster.dataplane.sink import MembershipSink
+from muster.errors import ConfigError
 from muster.log import kv
+from muster.redact import redact
 from muster.resources.spec import require_dir
 from muster.signals import Stopped, capture_signals, raise_when_set
 from muster.status import Status, StatusServer
@@ -42,11 +47,21 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         # A push that failed in a batch is retried by the sink's own verify loop.
         sink.on_verified = lambda: status.recovered("dataplane")
         status.checks["dataplane"] = sink.problem
-    server = StatusServer(status, config.status_addr) if config.status_addr and not config.onetime else None
+    server = observer = None
+    if config.status_addr and not config.onetime:
+        server = StatusServer(status, config.status_addr, token=read_token(config.status_token_file))
+        observer = observe(status, config, sink, mode)
     daemon = Daemon(
-        config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status
+        config,
+        backend,
+        diff_out=diff_out,
+        sinks=[sink] if sink else [],
+        dataplane=mode,
+        status=status,
+        observer=observer,
     )
     status.checks["guard"] = daemon.guards.problem
+    status.held = daemon.guards.held
     status.gauges["muster_guard_held_servers"] = (
         "Servers the registry removed en masse that the panic guard keeps routed",
         lambda: float(sum(daemon.guards.held().values())),
@@ -78,6 +93,36 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         if server is not None:
             await server.aclose()
         await close_backend(backend)
+
+
+def observe(status: Status, config: Config, sink: object, mode: str) -> RegistryObserver:
+    """Feed the dashboard: the registry's services and rejects, nginx's pushes and traffic."""
+    observer = RegistryObserver(status.events, config.dataplane_root)
+    status.membership = observer.snapshot
+    status.info = {
+        "backend": config.backend,
+        "endpoints": [redact(node) for node in config.nodes],
+        "dataplane": mode,
+    }
+    if isinstance(sink, MembershipSink) and isinstance(sink.plane, DataPlane):
+        plane = sink.plane
+        plane.on_push = lambda count, seconds, ok, full: status.pushed(count, seconds, ok=ok, full=full)
+        status.traffic_source = plane.admin.traffic
+        status.traffic_forget = plane.admin.forget_traffic
+    return observer
+
+
+def read_token(path: str) -> str | None:
+    """The status server's token from ``path`` (a trailing newline dropped), or None."""
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"status-token-file: cannot read {path}: {exc.strerror or exc}") from exc
+    if not token:
+        raise ConfigError(f"status-token-file: {path} is empty")
+    return token
 
 
 def stale_after(config: Config) -> float:

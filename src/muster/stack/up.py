@@ -39,6 +39,7 @@ from pathlib import Path
 import click
 
 from muster.backends import BackendOptions, create
+from muster.cli.status import UP_STATUS_FILE
 from muster.dataplane.mode import DataPlaneMode
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
@@ -311,6 +312,7 @@ def _banner(stack: Stack, servers: list[DemoServer], seen: set[str], say: Callab
         say(f"  or by hand:  etcdctl --endpoints {etcd} put /services/api/servers/one '{value}'")
     say(f"  state and logs: {stack.state}   rendered config: {stack.dest}")
     if stack.daemon is not None and stack.daemon.status_url:
+        say(f"  dashboard: {stack.daemon.status_url}/   or in a terminal: muster status [--watch]")
         say(f"  muster's own state: curl {stack.daemon.status_url}/status   (/readyz, /metrics)")
     say("Ctrl-C stops everything. Changes under /services:")
 
@@ -350,6 +352,7 @@ async def run_up(opts: UpOptions, say: Callable[[str], None] | None = None) -> i
             return await _run(stack, stop, out)
         finally:
             out("stopping muster, nginx and etcd...")
+            (stack.state / UP_STATUS_FILE).unlink(missing_ok=True)
             await asyncio.to_thread(stack.stop)
             lock.release()
             out("stopped.")
@@ -378,6 +381,9 @@ async def _run(stack: Stack, stop: asyncio.Event, out: _Output) -> int:
     async with _demo_servers(stack, opts.demo) as servers:
         seen = await _routed_ids(f"{stack.nginx.url}/{SERVICE}/", {s.server_id for s in servers}, 10.0)
         _banner(stack, servers, seen, out)
+        if stack.daemon is not None and stack.daemon.status_url:
+            # ``muster status`` run here finds this stack's status server by this file.
+            (stack.state / UP_STATUS_FILE).write_text(stack.daemon.status_url + "\n")
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_services(stack, out))
             budget = _RestartBudget(RESTARTS, RESTART_WINDOW)
@@ -498,7 +504,7 @@ def _process_name(pid: int) -> str:
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".muster"), show_default=True)
 @click.option(
     "--dataplane",
-    type=click.Choice([DataPlaneMode.AUTO, DataPlaneMode.LUA, DataPlaneMode.RELOAD]),
+    type=click.Choice([m.value for m in (DataPlaneMode.AUTO, DataPlaneMode.LUA, DataPlaneMode.RELOAD)]),
     default="auto",
     show_default=True,
     help="lua: server changes reach nginx with no reload; reload: render and reload; auto: lua if installed.",

@@ -90,7 +90,12 @@ class NsDaemon(DaemonProcess):
         self, host: Host, confdir: Path, nodes: Sequence[str], admin_socket: Path, extra: Sequence[str] = ()
     ) -> None:
         args = ["-dataplane", "lua", "-dataplane-admin", f"unix:{admin_socket}", *extra]
-        super().__init__(confdir, nodes, extra_args=[*args, "-status-addr", f"{host.ip}:9101"])
+        # Off loopback the status server wants a token (the bed only asks /healthz, which does not).
+        token = confdir / "status-token"
+        token.parent.mkdir(parents=True, exist_ok=True)
+        token.write_text("netbed\n")
+        status = ["-status-addr", f"{host.ip}:9101", "-status-token-file", str(token)]
+        super().__init__(confdir, nodes, extra_args=[*args, *status])
         self.host = host
 
     def command(self) -> list[str]:

@@ -449,3 +449,36 @@ async def test_a_backend_that_will_not_close_does_not_hang_shutdown(caplog: pyte
     with caplog.at_level(logging.WARNING, logger="muster.daemon.backend"):
         await asyncio.wait_for(close_backend(StuckBackend(), timeout=0.1), 5)
     assert "backend.close.timeout" in caplog.text
+
+
+# -- the dashboard's observer ------------------------------------------------------------------
+
+
+async def test_the_observer_sees_what_a_batch_reads_and_reads_nothing_itself(confdir: ConfDir) -> None:
+    from muster.daemon.observer import RegistryObserver
+    from muster.observe.events import EventLog
+
+    confdir.add("svc", '{{range gets "/services/*"}}{{.Key}}\n{{end}}', keys='["/services"]')
+    values = {
+        "/services/web/servers/a": '{"host": "10.0.0.1", "port": 80}',
+        "/services/web/servers/b": "nope",
+    }
+    backend = MemoryBackend(values)
+    observer = RegistryObserver(EventLog())
+    daemon = Daemon(make_config(confdir, onetime=True), backend, observer=observer)
+    assert await daemon.run_once() == 0
+    assert backend.get_calls == 1, "the observer rode on the resource's read"
+    services, rejected = observer.snapshot()
+    assert services == {"web": [("10.0.0.1", 80, 1)]} and list(rejected) == ["/services/web/servers/b"]
+
+
+async def test_the_observer_widens_no_read_when_no_resource_reads_its_root(confdir: ConfDir) -> None:
+    from muster.daemon.observer import RegistryObserver
+    from muster.observe.events import EventLog
+
+    confdir.add("a")  # reads /svc only
+    backend = MemoryBackend({"/svc/x": "1", "/services/web/servers/a": '{"host": "10.0.0.1", "port": 80}'})
+    observer = RegistryObserver(EventLog())
+    daemon = Daemon(make_config(confdir, onetime=True), backend, observer=observer)
+    assert await daemon.run_once() == 0
+    assert backend.get_calls == 1 and observer.snapshot() == ({}, {})

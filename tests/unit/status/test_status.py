@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from muster.errors import ConfigError
 from muster.status import Status, StatusServer, parse_address
@@ -42,22 +43,56 @@ def test_readiness_follows_the_batches() -> None:
     )
 
 
-def test_metrics_are_prometheus_text() -> None:
+def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample, parsed by prometheus_client's own parser: (name, labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_parse_with_prometheus_client() -> None:
     status = Status(clock=Clock())
-    text = status.metrics()
-    assert "muster_last_success_time_seconds" not in text, "no sample before the first success"
+    assert ("muster_last_success_time_seconds", ()) not in samples_of(status.metrics()), "no sample yet"
     status.record(failures={}, changed=2, revision=42, backend_failed=False, seconds=0.25)
-    samples = {}
-    for line in status.metrics().splitlines():
-        if line.startswith("#"):
-            assert line.split()[1] in ("HELP", "TYPE")
-            continue
-        name, value = line.split()
-        samples[name] = float(value)
-    assert samples["muster_ready"] == 1 and samples["muster_backend_revision"] == 42
-    assert samples["muster_files_changed_total"] == 2 and samples["muster_batch_seconds_total"] == 0.25
-    # Timestamps keep every digit (a %g format would round them to 1,000 s).
-    assert samples["muster_last_success_time_seconds"] == 1_764_000_000
+    status.rendered("nginx")
+    status.applied("nginx", changed=True, reloaded=True, error=None, diff="+1 line", rolled_back=False)
+    status.applied("nginx", changed=True, reloaded=False, error="check failed", diff="", rolled_back=True)
+    status.pushed(3, 0.004, ok=True)
+    status.watch_changed(43)
+    status.change_applied(0.02)
+    status.membership = lambda: (
+        {"web": [("10.0.0.1", 80, 1)]},
+        {"/services/web/servers/a": "invalid host 'x y': give an IP address or a DNS name",
+         "/services/web/servers/b": "invalid host 'z': give an IP address or a DNS name",
+         "/services/Web": "service name differs only in case from web, registered first"},
+    )  # fmt: skip
+    samples = samples_of(status.metrics())
+    assert samples[("muster_ready", ())] == 1 and samples[("muster_backend_revision", ())] == 42
+    assert samples[("muster_files_changed_total", ())] == 2
+    assert samples[("muster_batch_seconds_total", ())] == 0.25
+    # Timestamps keep every digit.
+    assert samples[("muster_last_success_time_seconds", ())] == 1_764_000_000
+    assert samples[("muster_renders_total", (("resource", "nginx"),))] == 1
+    assert samples[("muster_reloads_total", (("resource", "nginx"), ("result", "ok")))] == 1
+    assert samples[("muster_reloads_total", (("resource", "nginx"), ("result", "rolled_back")))] == 1
+    assert samples[("muster_dataplane_pushes_total", (("result", "ok"),))] == 1
+    assert samples[("muster_dataplane_pushed_services_total", ())] == 3
+    assert samples[("muster_watch_revision", ())] == 43
+    assert samples[("muster_watch_lag_seconds_count", ())] == 1
+    assert samples[("muster_batch_duration_seconds_bucket", (("le", "0.25"),))] == 1
+    # Rejections are counted by reason, without the value they quote (a bounded label set).
+    assert samples[("muster_rejected_entries", (("reason", "invalid host"),))] == 2
+    assert samples[("muster_rejected_entries", (("reason", "service name differs only in case"),))] == 1
+    kinds = [e.kind for e in status.events]
+    assert kinds == ["reload", "error", "push"]
+
+
+def test_each_daemon_has_its_own_registry() -> None:
+    one, two = Status(clock=Clock()), Status(clock=Clock())
+    one.rendered("a")
+    assert ("muster_renders_total", (("resource", "a"),)) not in samples_of(two.metrics())
 
 
 def test_addresses() -> None:
@@ -83,7 +118,7 @@ async def test_server_answers_over_http() -> None:
             async with session.get(f"{base}/readyz") as resp:
                 assert resp.status == 200
             async with session.get(f"{base}/metrics") as resp:
-                assert resp.status == 200 and "muster_backend_revision 3\n" in await resp.text()
+                assert resp.status == 200 and "muster_backend_revision 3.0\n" in await resp.text()
             async with session.get(f"{base}/status") as resp:
                 body = await resp.json()
                 assert body["ready"] is True and body["revision"] == 3

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from muster.errors import ConfigError
 from muster.status import Status, StatusServer
 
 
@@ -88,14 +89,36 @@ async def test_closing_the_server_drops_its_connections_and_frees_the_port() -> 
         pass
 
 
-async def test_only_a_non_loopback_address_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+async def test_off_loopback_a_token_is_required_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "muster")
     async with serving(address="127.0.0.1:0"), serving(address="localhost:0"):
         pass
     assert "status.exposed" not in caplog.text
-    async with serving(address="0.0.0.0:0") as server:
-        assert await healthz(server.port) == 200
-    assert "status.exposed" in caplog.text and "unauthenticated" in caplog.text
+    with pytest.raises(ConfigError, match="0.0.0.0 is not a loopback address.*-status-token-file"):
+        async with serving(address="0.0.0.0:0"):
+            pass
+    server = StatusServer(Status(), "0.0.0.0:0", token="s3cret")
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{server.port}"
+            for path in ("/healthz", "/", "/static/dashboard.js", "/static/dashboard.css"):
+                async with session.get(base + path) as resp:
+                    assert resp.status == 200, f"{path} holds no data: no token needed"
+            for path in ("/status", "/metrics", "/api/dashboard", "/readyz"):
+                async with session.get(base + path) as resp:
+                    assert resp.status == 401, path
+            async with session.get(f"{base}/status", headers={"Authorization": "Bearer wrong"}) as resp:
+                assert resp.status == 401
+            async with session.get(f"{base}/status", headers={"Authorization": "Bearer s3cret"}) as resp:
+                assert resp.status == 200
+            async with session.get(f"{base}/api/dashboard?token=s3cret") as resp:
+                assert resp.status == 200 and (await resp.json())["services"] == []
+            async with session.post(f"{base}/status?token=s3cret") as resp:
+                assert resp.status == 405, "read-only"
+    finally:
+        await server.aclose()
+    assert "status.exposed" in caplog.text and "token required" in caplog.text
 
 
 async def test_status_and_readyz_mask_credentials_in_errors() -> None:

@@ -118,6 +118,15 @@ class LuaAdmin:
     async def set_generation(self, token: str) -> None:
         await self._request("PUT", "/muster/generation", token.encode())
 
+    async def traffic(self) -> str:
+        """nginx's raw traffic counters (``muster_traffic.lua``), for ``muster.observe.traffic``."""
+        return await self._request("GET", "/muster/traffic")
+
+    async def forget_traffic(self, series: list[tuple[str, str]]) -> None:
+        """Drop the counters of these (service, server) pairs."""
+        body = "".join(f"{service}\t{server}\n" for service, server in series).encode()
+        await self._request("POST", "/muster/traffic/forget", body)
+
     async def state(self) -> AdminState:
         text = await self._request("GET", "/muster/state", timeout=self._state_timeout)
         generation = ""

@@ -37,6 +37,10 @@ class LuaSettings:
     fail_timeout: int = 10
     max_tries: int = 3
     keepalive: int = 64
+    #: Count requests per service and server (``muster_traffic.lua``); off saves its log phase.
+    traffic: bool = True
+    #: Holds the traffic counters; a series that does not fit is counted as dropped.
+    traffic_dict_size: str = "16m"
 
 
 def main_block() -> str:
@@ -52,15 +56,19 @@ def http_block(settings: LuaSettings) -> str:
     only processes that can reach the state directory can change membership.
     """
     s = settings
+    # The traffic dict is declared even when counting is off, so the admin endpoint answers.
+    start = '    require("muster_traffic").start()\n' if s.traffic else ""
+    log = 'log_by_lua_block { require("muster_traffic").log() }\n' if s.traffic else ""
     return f"""\
 lua_package_path "{lua_dir()}/?.lua;{RESTY_CORE}/?.lua;;";
 lua_shared_dict muster {s.shared_dict_size};
 lua_shared_dict muster_rl {s.rate_limit_dict_size};  # routes' rate limits: LRU, apart from muster's
+lua_shared_dict muster_traffic {s.traffic_dict_size};
 init_worker_by_lua_block {{
     require("muster_balancer").configure({{max_fails = {s.max_fails}, fail_timeout = {s.fail_timeout},
                                           max_tries = {s.max_tries}}})
-}}
-upstream muster_balancer {{
+{start}}}
+{log}upstream muster_balancer {{
     server 0.0.0.1:1;  # placeholder: the Lua balancer picks every peer
     balancer_by_lua_block {{ require("muster_balancer").balance() }}
     keepalive {s.keepalive};

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from muster.dataplane.nginx.admin import AdminError, AdminState, LuaAdmin
 from muster.dataplane.peers import Peer, encode_peers
@@ -52,6 +52,9 @@ class DataPlane:
         #: The route table nginx is to hold (``muster.dataplane.routes``), pushed by ``apply``.
         self.routes = b""
         self._pushed_routes: bytes | None = None  # None: unknown what nginx holds
+        #: Told of each push that sent something, or failed: (services, seconds, ok, full).
+        #: A failed periodic verify is not told: nginx being down says so once, elsewhere.
+        self.on_push: Callable[[int, float, bool, bool], None] | None = None
 
     async def apply(
         self,
@@ -106,7 +109,11 @@ class DataPlane:
         except AdminError:
             self._pushed = None
             self._pushed_routes = None
+            if self.on_push is not None and not verify:
+                self.on_push(0, time.monotonic() - started, False, False)
             raise
+        if pushed and self.on_push is not None:
+            self.on_push(pushed, time.monotonic() - started, True, full)
         if pushed:
             log.info(
                 kv(

@@ -6,6 +6,8 @@
 --   PUT    /muster/generation      body: muster's token for the state it pushed
 --   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", then
 --                                   "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/traffic         the traffic counters (muster_traffic.lua), read-only
+--   POST   /muster/traffic/forget  drop the counters of servers that left
 --
 -- nginx keeps the dict across reloads but not across restarts; muster reads the
 -- generation back to tell whether nginx still holds what it pushed, and each list's MD5
@@ -169,6 +171,8 @@ function M.handle()
         return ngx.say("ok")
     elseif uri == "/muster/state" and method == "GET" then
         return state()
+    elseif uri:find("^/muster/traffic") then
+        return require("muster_traffic").admin(method, uri)
     end
     return fail(404, "not found")
 end
