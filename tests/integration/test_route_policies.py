@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from route_helpers import Backends, fetch, route_stack, spread, wait_for
+from route_helpers import Backends, fetch, route_stack, settle, spread, wait_for
 
 from muster.dataplane.nginxconf import lua_available
 from muster.stack.etcd import etcd_available
@@ -73,6 +73,7 @@ async def test_a_five_percent_split_lands_within_one_and_a_half_percent(
     while (await fetch_once(url, "/api/")).response_headers.get("X-Routed") != "1":
         assert time.monotonic() < deadline, "the route never applied"
         await asyncio.sleep(0.05)
+    await settle(stack)
     seen = await spread(url, "h", "/api/", 10_000, concurrency=16)
     assert sum(seen.values()) == 10_000 and set(seen) <= {"v1", "v2"}, seen
     assert abs(seen["v2"] / 10_000 - 0.05) <= 0.015, seen
@@ -102,6 +103,8 @@ async def test_cookie_hashing_sticks_and_moves_about_one_nth_when_a_server_joins
         assert time.monotonic() < deadline, one
         await asyncio.sleep(0.1)
 
+    await settle(stack)
+
     async def placement() -> dict[str, str]:
         async with aiohttp.ClientSession() as session:
             return {
@@ -116,6 +119,8 @@ async def test_cookie_hashing_sticks_and_moves_about_one_nth_when_a_server_joins
     while "s5" not in set((after := await placement()).values()):
         assert time.monotonic() < deadline, "the fifth server never took traffic"
         await asyncio.sleep(0.1)
+    await settle(stack)
+    after = await placement()
     moved = [c for c in before if before[c] != after[c]]
     assert all(after[c] == "s5" for c in moved), "a join only moves clients to the new server"
     assert 0.05 <= len(moved) / 400 <= 0.32, len(moved)  # about 1/5
@@ -148,6 +153,7 @@ async def test_retries_stop_at_the_configured_count(stack: Stack, backends: Back
     while (await fetch_once(url, "/flaky/")).response_headers.get("X-R") != "a":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+    await settle(stack)
     flaky = [e for e in backends.started if e.ident.startswith("f")]
     for e in flaky:
         e.hits = 0
@@ -159,6 +165,7 @@ async def test_retries_stop_at_the_configured_count(stack: Stack, backends: Back
     while (await fetch_once(url, "/flaky/")).response_headers.get("X-R") != "b":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+    await settle(stack)
     for e in flaky:
         e.hits = 0
     assert (await fetch_once(url, "/flaky/", headers={"X-Status": "503"})).status == 503
@@ -179,6 +186,8 @@ async def test_websocket_headers_and_rate_limit(stack: Stack, backends: Backends
         },
     )
     url = base(stack)
+    await wait_for(url, "ws.example.com", "/chat", "w1")
+    await settle(stack)
     answer = await wait_for(url, "ws.example.com", "/chat", "w1")
     assert answer.headers.get("X-Team") == "blue team" and answer.path == "/chat"
     assert answer.response_headers.get("X-Frame-Options") == "DENY"
