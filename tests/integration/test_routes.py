@@ -132,3 +132,19 @@ async def test_a_hostile_route_keeps_the_default_route(stack: Stack, backends: B
             rf"services.entry.rejected key=/services/web/route reason=.*{re.escape(reason)}", log
         ), reason
     assert "X-Evil" not in log and "return 200" not in log and "1e+12" not in log
+
+
+async def test_the_admin_endpoint_refuses_malformed_route_tables(plane: str, tmp_path: Path) -> None:
+    if plane != "lua":
+        pytest.skip("the route table is pushed to the Lua plane only")
+    from muster.dataplane import AdminError, LuaAdmin
+
+    bad = [b"Z\tx\n", b"E\t0\tapi\t/a\x01/\t1\t0\t0\n", b"E\t0\tapi\t/a\xc3\xa9/\t1\t0\t0\n", b"E\t0"]
+    with route_stack(tmp_path, plane) as stack:
+        async with LuaAdmin(f"unix:{stack.admin_socket}") as admin:
+            for body in bad:
+                with pytest.raises(AdminError, match="400"):
+                    await admin.put_routes(body)
+            before = (await admin.state()).routes_digest
+            await admin.put_routes(b"E\t0\tapi\t/a/\t1\t0\t0\nH\t*\t0\n")
+            assert (await admin.state()).routes_digest != before
