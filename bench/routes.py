@@ -301,6 +301,7 @@ async def churn(stack: Stack, seconds: int, rounds: int, services: int, changes:
             print(f"  {name}: median {statistics.median(totals[name]):.0f} = "
                   f"{statistics.median(totals[name]) / base_median:.1%} of today's "
                   f"({base_median:.0f})")  # fmt: skip
+        await setting("no routes")  # the stock template: "today" has no route lookup
         await change_latency(stack, changes)  # while the backends still run
     finally:
         for proc in procs:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -99,6 +101,33 @@ def route_stack(tmp_path, plane: str) -> Iterator[Stack]:  # type: ignore[no-unt
         yield stack
     finally:
         stack.stop()
+
+
+def _started_at(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the epoch (10 ms resolution)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+async def settle(stack: Stack, timeout: float = 15.0) -> None:
+    """Wait until every nginx worker started after the rendered file was last written.
+
+    With the reload plane, one answer from a new worker does not mean the old workers stopped
+    taking connections; after this, every new connection meets the rendered config. With the
+    Lua plane (no render per change) it returns at once.
+    """
+    assert stack.nginx is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        written = stack.dest.stat().st_mtime
+        workers = stack.nginx.worker_pids()
+        if workers and all(_started_at(pid) > written for pid in workers):
+            return
+        assert time.monotonic() < deadline, "nginx did not load the rendered config"
+        await asyncio.sleep(0.02)
 
 
 @dataclass

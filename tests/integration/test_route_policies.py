@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from route_helpers import Backends, fetch, route_stack, spread, wait_for
+from route_helpers import Backends, fetch, route_stack, settle, spread, wait_for
 
 from muster.dataplane.nginx.conf import lua_available
 from muster.stack.etcd import etcd_available
@@ -70,23 +70,13 @@ async def test_a_five_percent_split_lands_within_one_and_a_half_percent(
     url = base(stack)
     await wait_for(url, "h", "/api-v2/", "v2")
     deadline = time.monotonic() + 20
-    await settled_header(url, "/api/", "X-Routed", "1", deadline)
+    while (await fetch_once(url, "/api/")).response_headers.get("X-Routed") != "1":
+        assert time.monotonic() < deadline, "the route never applied"
+        await asyncio.sleep(0.05)
+    await settle(stack)
     seen = await spread(url, "h", "/api/", 10_000, concurrency=16)
     assert sum(seen.values()) == 10_000 and set(seen) <= {"v1", "v2"}, seen
     assert abs(seen["v2"] / 10_000 - 0.05) <= 0.015, seen
-
-
-async def settled_header(url: str, path: str, header: str, value: str, deadline: float) -> None:
-    """Wait until ``path`` answers with ``header: value`` ten times in a row: in the reload
-    plane an old worker may still take a new connection just after a reload and answer from
-    the config before (nginx's behaviour, not the route's)."""
-    in_row = 0
-    while in_row < 10:
-        assert time.monotonic() < deadline, f"{path} never settled on {header}: {value}"
-        got = (await fetch_once(url, path)).response_headers.get(header)
-        in_row = in_row + 1 if got == value else 0
-        if in_row == 0:
-            await asyncio.sleep(0.05)
 
 
 async def fetch_once(url: str, path: str, host: str = "h", **kw: object):  # type: ignore[no-untyped-def]
@@ -113,6 +103,8 @@ async def test_cookie_hashing_sticks_and_moves_about_one_nth_when_a_server_joins
         assert time.monotonic() < deadline, one
         await asyncio.sleep(0.1)
 
+    await settle(stack)
+
     async def placement() -> dict[str, str]:
         async with aiohttp.ClientSession() as session:
             return {
@@ -127,6 +119,8 @@ async def test_cookie_hashing_sticks_and_moves_about_one_nth_when_a_server_joins
     while "s5" not in set((after := await placement()).values()):
         assert time.monotonic() < deadline, "the fifth server never took traffic"
         await asyncio.sleep(0.1)
+    await settle(stack)
+    after = await placement()
     moved = [c for c in before if before[c] != after[c]]
     assert all(after[c] == "s5" for c in moved), "a join only moves clients to the new server"
     assert 0.05 <= len(moved) / 400 <= 0.32, len(moved)  # about 1/5
@@ -156,7 +150,10 @@ async def test_retries_stop_at_the_configured_count(stack: Stack, backends: Back
     )
     url = base(stack)
     deadline = time.monotonic() + 20
-    await settled_header(url, "/flaky/", "X-R", "a", deadline)
+    while (await fetch_once(url, "/flaky/")).response_headers.get("X-R") != "a":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await settle(stack)
     flaky = [e for e in backends.started if e.ident.startswith("f")]
     for e in flaky:
         e.hits = 0
@@ -165,7 +162,10 @@ async def test_retries_stop_at_the_configured_count(stack: Stack, backends: Back
     assert sum(e.hits for e in flaky) == 3, [e.hits for e in flaky]
     # Without 503 among retry_on, the first answer is final.
     route(stack, "flaky", {"retries": 2, "headers": {"response": {"X-R": "b"}}})
-    await settled_header(url, "/flaky/", "X-R", "b", deadline)
+    while (await fetch_once(url, "/flaky/")).response_headers.get("X-R") != "b":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await settle(stack)
     for e in flaky:
         e.hits = 0
     assert (await fetch_once(url, "/flaky/", headers={"X-Status": "503"})).status == 503
@@ -186,6 +186,8 @@ async def test_websocket_headers_and_rate_limit(stack: Stack, backends: Backends
         },
     )
     url = base(stack)
+    await wait_for(url, "ws.example.com", "/chat", "w1")
+    await settle(stack)
     answer = await wait_for(url, "ws.example.com", "/chat", "w1")
     assert answer.headers.get("X-Team") == "blue team" and answer.path == "/chat"
     assert answer.response_headers.get("X-Frame-Options") == "DENY"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from route_helpers import Backends, fetch, route_stack, wait_for
+from route_helpers import Backends, fetch, route_stack, settle, wait_for
 
 from muster.dataplane.nginx.conf import lua_available
 from muster.registry.route import parse_route
@@ -87,6 +87,7 @@ async def test_one_table_of_requests_routes_the_same_in_both_planes(stack: Stack
     url = base(stack)
     await wait_for(url, "other.org", "/any/longer/still/c", "longer")
     await wait_for(url, "a.b.example.com", "/x/1", "deeper")
+    await settle(stack)
     # The pure table agrees with what nginx does, request by request.
     table = build_table([*ROUTES, *PLAIN], {n: parse_route(n, json.dumps(r)) for n, r in ROUTES.items()})
     async with aiohttp.ClientSession() as session:
@@ -120,6 +121,7 @@ async def test_a_hostile_route_keeps_the_default_route(stack: Stack, backends: B
         # A good change behind it still flows: the bad route froze nothing.
         stack.put("/services/other/route", json.dumps({"paths": [f"/o{hostile.index(value)}/"]}))
         await wait_for(url, "h", f"/o{hostile.index(value)}/", "other")
+        await settle(stack)
         answer = await wait_for(url, "h", "/web/x", "web")
         assert answer.path == "/x"
         assert (await wait_for(url, "h", "/evil/", "")).status == 404
@@ -130,3 +132,19 @@ async def test_a_hostile_route_keeps_the_default_route(stack: Stack, backends: B
             rf"services.entry.rejected key=/services/web/route reason=.*{re.escape(reason)}", log
         ), reason
     assert "X-Evil" not in log and "return 200" not in log and "1e+12" not in log
+
+
+async def test_the_admin_endpoint_refuses_malformed_route_tables(plane: str, tmp_path: Path) -> None:
+    if plane != "lua":
+        pytest.skip("the route table is pushed to the Lua plane only")
+    from muster.dataplane import AdminError, LuaAdmin
+
+    bad = [b"Z\tx\n", b"E\t0\tapi\t/a\x01/\t1\t0\t0\n", b"E\t0\tapi\t/a\xc3\xa9/\t1\t0\t0\n", b"E\t0"]
+    with route_stack(tmp_path, plane) as stack:
+        async with LuaAdmin(f"unix:{stack.admin_socket}") as admin:
+            for body in bad:
+                with pytest.raises(AdminError, match="400"):
+                    await admin.put_routes(body)
+            before = (await admin.state()).routes_digest
+            await admin.put_routes(b"E\t0\tapi\t/a/\t1\t0\t0\nH\t*\t0\n")
+            assert (await admin.state()).routes_digest != before

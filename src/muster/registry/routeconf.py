@@ -16,7 +16,8 @@ escaped (the path alphabet has no other regex character), header values inside `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable
 
 from muster.registry.route import RETRY_ON, Route
 from muster.registry.routing import RouteTable
@@ -34,6 +35,12 @@ BASE_HEADERS = (
 
 def _regex(prefix: str) -> str:
     return "".join("\\" + c if c in ".*+" else c for c in prefix)
+
+
+def _tag(service: str) -> str:
+    # A service's zone and variable names: nginx names take no '.' or '-', and a name that
+    # stays the same as services come and go keeps a zone's state across reloads.
+    return f"{zlib.crc32(service.encode()):08x}"
 
 
 def _quoted(value: str) -> str:
@@ -71,20 +78,19 @@ def http_conf(table: RouteTable, has_servers: Callable[[str], bool]) -> str:
         tok = token[key] if key else "h_"
         lines += [f'    "~^{tok} {_regex(e.prefix)}" e{e.id};' for e in table.hosts[key]]
     lines += ["}", "map $http_upgrade $muster_ws_connection {", "    default upgrade;", '    "" "";', "}"]
-    for i, route in enumerate(table.routes.values()):
+    for route in table.routes.values():
+        tag = _tag(route.service)
         targets = [(t, pct) for t, pct in route.split if has_servers(t)]
         if targets and has_servers(route.service):
-            lines.append(f'split_clients "$request_id" $muster_split_{i} {{')
+            lines.append(f'split_clients "$request_id" $muster_split_{tag} {{')
             lines += [f"    {pct:g}% svc_{t};" for t, pct in targets]
             lines += [f"    * svc_{route.service};", "}"]
         if route.rate is not None:
-            lines.append(f"limit_req_zone $binary_remote_addr zone=muster_rl_{i}:1m rate={route.rate}r/s;")
+            lines.append(f"limit_req_zone $binary_remote_addr zone=muster_rl_{tag}:1m rate={route.rate}r/s;")
     return "\n".join(lines) + "\n"
 
 
-def _location(
-    entry_id: int, prefix: str, strip: bool, route: Route, index: int, live: bool, split: bool
-) -> list[str]:
+def _location(entry_id: int, prefix: str, strip: bool, route: Route, live: bool, split: bool) -> list[str]:
     loc = f"/.muster/e{entry_id}"
     out = [f"    location ^~ {loc}/ {{", "        internal;"]
     if strip:
@@ -96,7 +102,7 @@ def _location(
                 f'        return 503 "no server of {route.service} is available\\n";', "    }"]  # fmt: skip
     if route.rate is not None:
         out += [
-            f"        limit_req zone=muster_rl_{index} burst={route.burst - 1} nodelay;",
+            f"        limit_req zone=muster_rl_{_tag(route.service)} burst={route.burst - 1} nodelay;",
             "        limit_req_status 429;",
         ]
     if route.max_body is not None:
@@ -122,17 +128,16 @@ def _location(
         out += [f"        proxy_set_header {n} {_quoted(v)};" for n, v in headers]
     for name, value in route.response_headers:
         out += [f"        proxy_hide_header {name};", f'        add_header {name} "{value}" always;']
-    target = f"$muster_split_{index}" if split else f"svc_{route.service}"
+    target = f"$muster_split_{_tag(route.service)}" if split else f"svc_{route.service}"
     return [*out, f"        proxy_pass http://{target};", "    }"]
 
 
 def server_conf(table: RouteTable, has_servers: Callable[[str], bool]) -> str:
     """The server-level lines: the rewrite to a route's location, and those locations."""
     lines = ["    if ($muster_route) {", "        rewrite ^(.*)$ /.muster/$muster_route$1 last;", "    }"]
-    index: Mapping[str, int] = {name: i for i, name in enumerate(table.routes)}
     for entry in table.entries:
         route = table.routes[entry.service]
         live = has_servers(entry.service)
         split = live and any(has_servers(t) for t, _ in route.split)
-        lines += _location(entry.id, entry.prefix, entry.strip, route, index[entry.service], live, split)
+        lines += _location(entry.id, entry.prefix, entry.strip, route, live, split)
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 from muster.dataplane.membership import MembershipIndex
 from muster.dataplane.routes import encode_routes, is_fast
@@ -62,8 +63,9 @@ def test_the_reload_plane_answers_503_for_a_route_without_servers_and_folds_empt
     live = {"api"}
     http = http_conf(table, live.__contains__)
     assert "split_clients" not in http, "a target with no server gives its share back"
-    assert "limit_req_zone $binary_remote_addr zone=muster_rl_0:1m rate=5r/s;" in http
+    tag = f"{zlib.crc32(b'api'):08x}"
+    assert f"limit_req_zone $binary_remote_addr zone=muster_rl_{tag}:1m rate=5r/s;" in http
     server = server_conf(table, live.__contains__)
-    assert "limit_req zone=muster_rl_0 burst=4 nodelay;" in server
+    assert f"limit_req zone=muster_rl_{tag} burst=4 nodelay;" in server
     assert "proxy_pass http://svc_api;" in server
     assert 'return 503 "no server of v2 is available\\n";' in server
