@@ -49,6 +49,18 @@ class DataPlane:
         self.last_drift: list[str] = []
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
+        self._requests = 0  # puts and deletes sent: tells a prefetched state from a stale one
+        self._prefetched: tuple[AdminState, int] | None = None
+
+    async def prefetch_state(self) -> None:
+        """Read nginx's state for the next ``apply(..., verify=True)``, outside the caller's lock.
+
+        With 30,000 services the read takes nginx 0.5 s or more, and pushes must not wait
+        behind it. If a push goes out between this read and the verify, the verify checks
+        the generation only and leaves drift to the next round (the read cannot tell a
+        drift from our own push). Raises ``AdminError`` if nginx cannot be reached.
+        """
+        self._prefetched = (await self.admin.state(), self._requests)
 
     async def apply(
         self,
@@ -80,7 +92,13 @@ class DataPlane:
         wanted = self._encode(desired)
         full = self._pushed is None
         # A failed read leaves what was pushed known: only a failed push forgets it.
-        state = await self.admin.state() if full or verify else None
+        prefetched, self._prefetched = self._prefetched, None
+        stale = False
+        if verify and prefetched is not None:
+            state: AdminState | None = prefetched[0]
+            stale = prefetched[1] != self._requests
+        else:
+            state = await self.admin.state() if full or verify else None
         try:
             if state is not None:
                 if state.master_alive is False and self.master_alive is not False:
@@ -92,7 +110,7 @@ class DataPlane:
                 if full:
                     # What nginx holds is unknown: push all, and drop what an earlier muster left.
                     self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
-                else:
+                elif not stale:
                     self._find_drift(state)
             pushed = await self._push(wanted, full=full)
         except AdminError:
@@ -159,6 +177,7 @@ class DataPlane:
             if peers is None:
                 self._encoded.pop(name, None)
                 if self._pushed.pop(name, None) is not None:
+                    self._requests += 1
                     await self.admin.delete_service(name)
                     count += 1
                 continue
@@ -167,6 +186,7 @@ class DataPlane:
             if self._pushed.get(name) != body:
                 # Recorded before the request: if it fails, apply forgets every push anyway.
                 self._pushed[name] = body
+                self._requests += 1
                 await self.admin.put_service(name, body)
                 count += 1
         return count
@@ -176,9 +196,11 @@ class DataPlane:
         count = 0
         for name, body in wanted.items():
             if full or before.get(name) != body:
+                self._requests += 1
                 await self.admin.put_service(name, body)
                 count += 1
         for name in before.keys() - wanted.keys():
+            self._requests += 1
             await self.admin.delete_service(name)
             count += 1
         if full:
