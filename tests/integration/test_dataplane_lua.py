@@ -373,3 +373,17 @@ async def test_only_the_named_services_are_looked_at(nginx: NginxProcess, admin:
     finally:
         await a.cleanup()
         await b.cleanup()
+
+
+async def test_a_prefetched_state_never_calls_our_own_later_push_drift(admin: LuaAdmin) -> None:
+    plane = DataPlane(admin)
+    desired = {"hello": [Peer("127.0.0.1", 9)]}
+    await plane.apply(desired)
+    await plane.prefetch_state()  # read outside the sink's lock...
+    desired["hello"] = [Peer("127.0.0.1", 10)]
+    assert await plane.apply(desired, only={"hello"}) == 1  # ...then a push races it
+    assert await plane.apply(desired, verify=True) == 0
+    assert plane.drifted == 0 and plane.last_drift == []
+    await admin.put_service("hello", b"127.0.0.1 11 1\n")  # behind muster's back
+    await plane.prefetch_state()
+    assert await plane.apply(desired, verify=True) == 1 and plane.drifted == 1
