@@ -30,6 +30,8 @@ class AdminState:
     digests: dict[str, str] = field(default_factory=dict)
     #: False when nginx's master is gone (its workers still serve); None if not reported.
     master_alive: bool | None = None
+    #: Puts and deletes nginx has taken since it started (anyone's); None if not reported.
+    changes: int | None = None
 
 
 def admin_address_problem(address: str) -> str | None:
@@ -110,8 +112,17 @@ class LuaAdmin:
         await self._request("PUT", "/muster/generation", token.encode())
 
     async def state(self) -> AdminState:
-        text = await self._request("GET", "/muster/state", timeout=self._state_timeout)
+        """Everything nginx holds: the token, the master, and every service's digest."""
+        return self._parse(await self._request("GET", "/muster/state", timeout=self._state_timeout))
+
+    async def summary(self) -> AdminState:
+        """The token, the master and the count of changes, without the services (cheap)."""
+        return self._parse(await self._request("GET", "/muster/summary"))
+
+    @staticmethod
+    def _parse(text: str) -> AdminState:
         generation = ""
+        changes: int | None = None
         services: dict[str, int] = {}
         digests: dict[str, str] = {}
         master_alive: bool | None = None
@@ -121,9 +132,11 @@ class LuaAdmin:
                 generation = " ".join(parts[1:])
             elif parts[0] == "master" and len(parts) == 3:
                 master_alive = parts[2] == "1"
+            elif parts[0] == "changes" and len(parts) == 2 and parts[1].isdigit():
+                changes = int(parts[1])
             elif parts[0] == "service" and len(parts) in (4, 5):
                 services[parts[1]] = int(parts[3])
                 if len(parts) == 5:
                     digests[parts[1]] = parts[4]
         log.debug(kv("dataplane.state", generation=generation, services=len(services)))
-        return AdminState(generation, services, digests, master_alive)
+        return AdminState(generation, services, digests, master_alive, changes)

@@ -4,7 +4,8 @@ Theory of operation: ``apply(desired)`` is called with every service's servers a
 each registry change, and sends only the services whose encoded peer list differs from
 the last push, so a change costs one request. Whether nginx still holds what it was
 given is checked on the first call and then by ``apply(..., verify=True)``, which the
-sink runs every couple of seconds: a generation token other than ours means nginx
+sink runs every couple of seconds (cheaply: nginx counts every put and delete, and while
+its count is ours the full list is not read): a generation token other than ours means nginx
 started afresh (a restart empties the shared dict; a reload keeps it) or muster itself
 restarted, so everything is pushed again and the token written last. Under our token,
 each service's MD5 is compared with what was pushed: a list changed, added or removed
@@ -49,18 +50,9 @@ class DataPlane:
         self.last_drift: list[str] = []
         #: Whether nginx's master was alive at the last read of its state (None: not said).
         self.master_alive: bool | None = None
-        self._requests = 0  # puts and deletes sent: tells a prefetched state from a stale one
-        self._prefetched: tuple[AdminState, int] | None = None
-
-    async def prefetch_state(self) -> None:
-        """Read nginx's state for the next ``apply(..., verify=True)``, outside the caller's lock.
-
-        With 30,000 services the read takes nginx 0.5 s or more, and pushes must not wait
-        behind it. If a push goes out between this read and the verify, the verify checks
-        the generation only and leaves drift to the next round (the read cannot tell a
-        drift from our own push). Raises ``AdminError`` if nginx cannot be reached.
-        """
-        self._prefetched = (await self.admin.state(), self._requests)
+        self._requests = 0  # puts and deletes sent
+        # nginx's count of changes at the last full read, and ours then (see _untouched).
+        self._base: tuple[int, int] | None = None
 
     async def apply(
         self,
@@ -91,26 +83,22 @@ class DataPlane:
             return pushed
         wanted = self._encode(desired)
         full = self._pushed is None
+        if verify and not full and await self._untouched():
+            return 0
         # A failed read leaves what was pushed known: only a failed push forgets it.
-        prefetched, self._prefetched = self._prefetched, None
-        stale = False
-        if verify and prefetched is not None:
-            state: AdminState | None = prefetched[0]
-            stale = prefetched[1] != self._requests
-        else:
-            state = await self.admin.state() if full or verify else None
+        state = await self.admin.state() if full or verify else None
         try:
             if state is not None:
-                if state.master_alive is False and self.master_alive is not False:
-                    log.warning(kv("dataplane.nginx_master_gone", note="workers serve on; restart nginx"))
-                self.master_alive = state.master_alive
+                self._note_master(state)
+                # The caller holds its lock: no push of ours is in flight at this read.
+                self._base = None if state.changes is None else (state.changes, self._requests)
                 if not full and state.generation != self.generation:
                     log.info(kv("dataplane.nginx_state_lost", generation=state.generation or "none"))
                     full = True
                 if full:
                     # What nginx holds is unknown: push all, and drop what an earlier muster left.
                     self._pushed = dict.fromkeys(state.services.keys() - wanted.keys(), b"")
-                elif not stale:
+                else:
                     self._find_drift(state)
             pushed = await self._push(wanted, full=full)
         except AdminError:
@@ -126,6 +114,25 @@ class DataPlane:
                 )
             )
         return pushed
+
+    async def _untouched(self) -> bool:
+        """Whether nginx holds exactly what we pushed since the last full read, told from
+        its count of changes alone: with 30,000 services the full list costs nginx 0.5 s
+        and this process 0.1 s of CPU every verify, the count nothing."""
+        if self._base is None:
+            return False
+        summary = await self.admin.summary()
+        self._note_master(summary)
+        changes, requests = self._base
+        if summary.generation != self.generation or summary.changes != changes + self._requests - requests:
+            return False  # restarted, or someone else pushed: read everything
+        self.last_drift = []
+        return True
+
+    def _note_master(self, state: AdminState) -> None:
+        if state.master_alive is False and self.master_alive is not False:
+            log.warning(kv("dataplane.nginx_master_gone", note="workers serve on; restart nginx"))
+        self.master_alive = state.master_alive
 
     def _find_drift(self, state: AdminState) -> None:
         """Forget the pushes nginx no longer holds as sent, so ``_push`` sends them again."""

@@ -180,10 +180,7 @@ class MembershipSink:
             await asyncio.sleep(self.verify_interval)
             if self._desired is None:
                 continue
-            prefetch = getattr(self.plane, "prefetch_state", None)
             try:
-                if prefetch is not None:
-                    await prefetch()  # the slow read, without holding back pushes
                 async with self._lock:
                     await self.plane.apply(self._desired, verify=True)
             except AdminError as exc:

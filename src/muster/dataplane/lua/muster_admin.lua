@@ -3,8 +3,11 @@
 --   PUT    /muster/services/NAME   body: "ip port weight\n" lines; replaces the list atomically
 --   DELETE /muster/services/NAME
 --   PUT    /muster/generation      body: muster's token for the state it pushed
---   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", then
---                                   "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", "changes N\n",
+--                                   then "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/summary         the first three lines alone: N counts every put and
+--                                   delete, so muster can tell nobody else pushed without
+--                                   reading every service
 --
 -- nginx keeps the dict across reloads but not across restarts; muster reads the
 -- generation back to tell whether nginx still holds what it pushed, and each list's MD5
@@ -90,10 +93,15 @@ local function put_service(name)
     ngx.say("ok ", count)
 end
 
-local function state()
+local function summary()
     ngx.say("generation ", dict:get("generation") or "")
     local master, alive = master_alive()
     ngx.say("master ", master or 0, " ", alive and 1 or 0)
+    ngx.say("changes ", dict:get("gen") or 0)
+end
+
+local function state()
+    summary()
     for _, key in ipairs(dict:get_keys(0)) do
         local name = key:match("^svc:(.+)$")
         if name then
@@ -136,6 +144,8 @@ function M.handle()
         return ngx.say("ok")
     elseif uri == "/muster/state" and method == "GET" then
         return state()
+    elseif uri == "/muster/summary" and method == "GET" then
+        return summary()
     end
     return fail(404, "not found")
 end
