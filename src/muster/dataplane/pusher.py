@@ -81,10 +81,10 @@ class DataPlane:
                 ms = round((time.monotonic() - started) * 1000, 1)
                 log.info(kv("dataplane.push.complete", services=pushed, full=False, ms=ms))
             return pushed
-        wanted = self._encode(desired)
         full = self._pushed is None
         if verify and not full and await self._untouched():
             return 0
+        wanted = self._encode(desired)
         # A failed read leaves what was pushed known: only a failed push forgets it.
         state = await self.admin.state() if full or verify else None
         try:
