@@ -195,11 +195,18 @@ async def wait_rendered(stack: Stack, needle: str, timeout: float = 120.0) -> No
 
 async def wait_pushed(stack: Stack, services: int, timeout: float = 120.0) -> None:
     """With the Lua data plane nothing is rendered per service: ask nginx what it holds."""
-    from muster.dataplane import LuaAdmin
+    from muster.dataplane import AdminError, LuaAdmin
 
     deadline = time.perf_counter() + timeout
-    async with LuaAdmin(f"unix:{stack.admin_socket}") as admin:
-        while len((await admin.state()).services) < services:
+    # Reading 30,000 services' state takes nginx longer than the default 2 s under load,
+    # and longer still while the daemon pushes them all: a read that times out is retried.
+    async with LuaAdmin(f"unix:{stack.admin_socket}", timeout=30.0) as admin:
+        while True:
+            try:
+                if len((await admin.state()).services) >= services:
+                    return
+            except AdminError:
+                pass
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"nginx never held {services} services")
             await asyncio.sleep(0.2)

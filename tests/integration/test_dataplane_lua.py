@@ -15,7 +15,7 @@ import pytest
 from backend_helpers import ipv6_loopback, text_backend
 
 from muster.dataplane import AdminError, DataPlane, LuaAdmin, Peer
-from muster.dataplane.nginx.admin import admin_address_problem
+from muster.dataplane.nginx.admin import AdminState, admin_address_problem
 from muster.dataplane.nginx.conf import LuaSettings, http_block, lua_available, main_block
 from muster.stack.nginx import NginxProcess, nginx_available
 
@@ -369,7 +369,29 @@ async def test_only_the_named_services_are_looked_at(nginx: NginxProcess, admin:
         assert all(k.startswith("503") for k in await hits(url, 2))
         state = await admin.state()
         assert set(state.services) == {"other"}
-        assert await plane.apply(desired, verify=True) == 1, "a full apply finds the unnamed change"
+        assert await plane.apply(desired) == 1, "an apply without only finds the unnamed change"
     finally:
         await a.cleanup()
         await b.cleanup()
+
+
+async def test_verify_reads_every_service_only_when_someone_else_pushed(admin: LuaAdmin) -> None:
+    plane = DataPlane(admin)
+    desired = {"hello": [Peer("127.0.0.1", 9)], "other": [Peer("127.0.0.1", 8)]}
+    await plane.apply(desired)
+    full_reads = 0
+    real_state = admin.state
+
+    async def counted_state() -> AdminState:
+        nonlocal full_reads
+        full_reads += 1
+        return await real_state()
+
+    admin.state = counted_state  # type: ignore[method-assign]
+    desired["hello"] = [Peer("127.0.0.1", 10)]
+    assert await plane.apply(desired, only={"hello"}) == 1
+    assert await plane.apply(desired, verify=True) == 0
+    assert full_reads == 0, "our own pushes are counted: the summary alone says nothing drifted"
+    await admin.put_service("hello", b"127.0.0.1 11 1\n")  # behind muster's back
+    assert await plane.apply(desired, verify=True) == 1 and plane.drifted == 1 and full_reads == 1
+    assert await plane.apply(desired, verify=True) == 0 and full_reads == 1

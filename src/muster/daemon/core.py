@@ -23,7 +23,9 @@ Theory of operation (watch mode). Two tasks share one ``TaskGroup``:
 
 With a backend that keeps a change log (``backends.changefeed``: the etcd mirrors), a sink
 that can take changes (``apply_changes``) is given only the keys changed since its last
-feed, so a change among 30,000 services costs the data plane what it touches.
+feed, so a change among 30,000 services costs the data plane what it touches. The watcher
+also hands each change to the sinks at once (``_feed_sinks_early``), so a push never waits
+for a batch that is still rendering files (a second or more with 30,000 services).
 
 A third task follows the DNS names the templates resolved (``muster.registry.index``: nginx is
 given their addresses, never the names): a name whose answer changes marks the state dirty.
@@ -181,6 +183,8 @@ class Daemon:
         self._key_cursors: dict[tuple[str, ...], Cursor] = {}  # the same for each key set read
         self._contents: dict[str, bytes] = {}  # last applied file per resource, for the status's diffs
         self._first_pending: float | None = None  # when the change the next batch serves came
+        self._feeding = asyncio.Lock()  # one change-log feed at a time: its cursor moves on
+        self._sinks_due = asyncio.Event()
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -393,23 +397,34 @@ class Daemon:
         apply_changes = getattr(sink, "apply_changes", None)
         if apply_changes is None or not isinstance(self.backend, ChangeLog):
             return False
-        changes = self.backend.changes(list(sink.prefixes), self._cursors.get(id(sink)))
-        if changes is None:
+        async with self._feeding:
+            changes = self.backend.changes(list(sink.prefixes), self._cursors.get(id(sink)))
+            if changes is None:
+                self._cursors.pop(id(sink), None)
+                return False
+            # The sink's state moves on even when its push fails (it pushes in full next time);
+            # only a sink that raised something else may have lost it: read everything then.
             self._cursors.pop(id(sink), None)
-            return False
-        # The sink's state moves on even when its push fails (it pushes in full next time);
-        # only a sink that raised something else may have lost it: read everything then.
-        self._cursors.pop(id(sink), None)
-        try:
-            if changes.full:
-                await sink.apply(cast(Mapping[str, str], changes.values))
-            else:  # even with no change: the panic guard's holds end inside it
-                await apply_changes(changes.values)
-        except Error as exc:
-            logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
-            report.failures.append(Failure("dataplane", exc))
-        self._cursors[id(sink)] = changes.cursor
-        return changes.revision
+            try:
+                if changes.full:
+                    await sink.apply(cast(Mapping[str, str], changes.values))
+                else:  # even with no change: the panic guard's holds end inside it
+                    await apply_changes(changes.values)
+            except Error as exc:
+                logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
+                report.failures.append(Failure("dataplane", exc))
+            self._cursors[id(sink)] = changes.cursor
+            return changes.revision
+
+    async def _feed_sinks_early(self) -> None:
+        """Give the sinks each change the watcher sees from the change log, without waiting
+        for the batch (which feeds them too, and renders files after); forever."""
+        while True:
+            await self._sinks_due.wait()
+            self._sinks_due.clear()
+            report = BatchReport()
+            for sink in self.sinks:
+                await self._feed_changes(sink, report)
 
     def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
         started = time.perf_counter()
@@ -476,6 +491,8 @@ class Daemon:
                 tg.create_task(self._follow_guard(), name="muster-guard")
                 for sink in self.sinks:
                     tg.create_task(sink.run(), name="muster-sink")
+                if self.sinks:
+                    tg.create_task(self._feed_sinks_early(), name="muster-sink-feed")
         finally:
             for task in (self._retry, self._hold):
                 if task is not None:
@@ -735,6 +752,7 @@ class Daemon:
                 logger.debug(kv("watch.changed", revision=revision))
                 if self.status is not None:
                     self.status.watch_changed(revision)
+                self._sinks_due.set()
                 if revision is not None:
                     since = revision
                 self._mark_dirty("change")

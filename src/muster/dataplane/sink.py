@@ -199,21 +199,21 @@ class MembershipSink:
             await asyncio.sleep(self.verify_interval)
             if self._desired is None:
                 continue
-            async with self._lock:
-                try:
+            try:
+                async with self._lock:
                     await self.plane.apply(self._desired, verify=True)
-                except AdminError as exc:
-                    if self._unreachable_since is None:
-                        self._unreachable_since = time.monotonic()
-                        log.warning(kv("dataplane.verify.failed", error=exc))
-                    else:
-                        log.debug(kv("dataplane.verify.failed", error=exc))
+            except AdminError as exc:
+                if self._unreachable_since is None:
+                    self._unreachable_since = time.monotonic()
+                    log.warning(kv("dataplane.verify.failed", error=exc))
                 else:
-                    if self._unreachable_since is not None:
-                        log.info(kv("dataplane.verify.recovered"))
-                    self._unreachable_since = None
-                    if self.on_verified is not None:
-                        self.on_verified()
+                    log.debug(kv("dataplane.verify.failed", error=exc))
+            else:
+                if self._unreachable_since is not None:
+                    log.info(kv("dataplane.verify.recovered"))
+                self._unreachable_since = None
+                if self.on_verified is not None:
+                    self.on_verified()
 
     def problem(self) -> str | None:
         """Why nginx may not hold what the registry says, as of the last verify; None if it does."""

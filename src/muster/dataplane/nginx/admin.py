@@ -32,6 +32,8 @@ class AdminState:
     master_alive: bool | None = None
     #: The MD5 (hex) of the route table nginx holds ("" if not said).
     routes_digest: str = ""
+    #: Puts and deletes nginx has taken since it started (anyone's); None if not reported.
+    changes: int | None = None
 
 
 def admin_address_problem(address: str) -> str | None:
@@ -128,8 +130,17 @@ class LuaAdmin:
         await self._request("POST", "/muster/traffic/forget", body)
 
     async def state(self) -> AdminState:
-        text = await self._request("GET", "/muster/state", timeout=self._state_timeout)
+        """Everything nginx holds: the token, the master, and every service's digest."""
+        return self._parse(await self._request("GET", "/muster/state", timeout=self._state_timeout))
+
+    async def summary(self) -> AdminState:
+        """The token, the master and the count of changes, without the services (cheap)."""
+        return self._parse(await self._request("GET", "/muster/summary"))
+
+    @staticmethod
+    def _parse(text: str) -> AdminState:
         generation = ""
+        changes: int | None = None
         services: dict[str, int] = {}
         digests: dict[str, str] = {}
         master_alive: bool | None = None
@@ -142,9 +153,11 @@ class LuaAdmin:
                 routes_digest = parts[1]
             elif parts[0] == "master" and len(parts) == 3:
                 master_alive = parts[2] == "1"
+            elif parts[0] == "changes" and len(parts) == 2 and parts[1].isdigit():
+                changes = int(parts[1])
             elif parts[0] == "service" and len(parts) in (4, 5):
                 services[parts[1]] = int(parts[3])
                 if len(parts) == 5:
                     digests[parts[1]] = parts[4]
         log.debug(kv("dataplane.state", generation=generation, services=len(services)))
-        return AdminState(generation, services, digests, master_alive, routes_digest)
+        return AdminState(generation, services, digests, master_alive, routes_digest, changes)

@@ -4,8 +4,11 @@
 --   DELETE /muster/services/NAME
 --   PUT    /muster/routes          body: the route table (muster_routes.lua); DELETE drops it
 --   PUT    /muster/generation      body: muster's token for the state it pushed
---   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", then
---                                   "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/state           "generation TOKEN\n", "master PID ALIVE\n", "changes N\n",
+--                                   then "service NAME VERSION PEERS MD5\n" lines
+--   GET    /muster/summary         the first three lines alone: N counts every put and
+--                                   delete, so muster can tell nobody else pushed without
+--                                   reading every service
 --   GET    /muster/traffic         the traffic counters (muster_traffic.lua), read-only
 --   POST   /muster/traffic/forget  drop the counters of servers that left
 --
@@ -117,10 +120,15 @@ local function put_routes()
     ngx.say("ok")
 end
 
-local function state()
+local function summary()
     ngx.say("generation ", dict:get("generation") or "")
     local master, alive = master_alive()
     ngx.say("master ", master or 0, " ", alive and 1 or 0)
+    ngx.say("changes ", dict:get("gen") or 0)
+end
+
+local function state()
+    summary()
     ngx.say("routes ", ngx.md5(dict:get("routes") or ""))
     for _, key in ipairs(dict:get_keys(0)) do
         local name = key:match("^svc:(.+)$")
@@ -173,6 +181,8 @@ function M.handle()
         return state()
     elseif uri:find("^/muster/traffic") then
         return require("muster_traffic").admin(method, uri)
+    elseif uri == "/muster/summary" and method == "GET" then
+        return summary()
     end
     return fail(404, "not found")
 end
