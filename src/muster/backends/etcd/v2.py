@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
-from muster.backends.changefeed import Changes, Cursor
+from muster.backends.etcd.mirrored import MirroredBackend
 from muster.backends.etcd.v2_client import (  # the client's names stay importable from here
     COMPARE_FAILED,
     KEY_NOT_FOUND,
@@ -53,13 +52,15 @@ log = logging.getLogger(__name__)
 _MAX_MIRRORS = 4  # distinct prefix sets followed at once (the daemon uses one)
 
 
-class EtcdV2Backend:
+class EtcdV2Backend(MirroredBackend[V2Mirror]):
     """``Backend`` and ``Registrar`` over etcd's v2 keys API (``muster.backends.base``).
 
     ``Snapshot.revision`` is etcd's ``X-Etcd-Index``. v2 has no read-at-index, so several
     prefixes are read one after the other and the snapshot carries the lowest index seen:
     a change racing the reads is then reported by the next ``wait_changed``.
     """
+
+    client: EtcdV2Client
 
     def __init__(self, *, options: BackendOptions | None = None, client: EtcdV2Client | None = None) -> None:
         self.options = options or BackendOptions()
@@ -71,40 +72,11 @@ class EtcdV2Backend:
     def __repr__(self) -> str:
         return f"<EtcdV2Backend {self.client!r} mirrors={list(self._mirrors.values())!r}>"
 
-    async def __aenter__(self) -> EtcdV2Backend:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        mirrors, self._mirrors = list(self._mirrors.values()), {}
-        for mirror in mirrors:
-            await mirror.aclose()
-        await self.client.aclose()
-
-    def outage(self) -> float | None:
-        """Seconds since the watch lost the store (every member), or None while in touch.
-
-        The watch rides out an outage on its own, so without this a daemon whose etcd is
-        gone would look exactly like one whose registry is quiet.
-        """
-        since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
-        return time.monotonic() - min(since) if since else None
-
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
-        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
-        None when no mirror serves them."""
-        for mirror in self._mirrors.values():
-            if mirror.serves(prefixes):
-                return mirror.changes(prefixes, cursor)
-        return None
-
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every leaf under ``prefixes``; from the watch replica while one is live for them."""
-        for mirror in self._mirrors.values():
-            if mirror.serves(prefixes):
-                return mirror.snapshot(prefixes)
+        mirror = self._serving(prefixes)
+        if mirror is not None:
+            return mirror.snapshot(prefixes)
         values: dict[str, str] = {}
         indexes: list[int] = []
         reads: dict[str, tuple[dict[str, str], int]] = {}

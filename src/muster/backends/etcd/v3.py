@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 
 from muster.backends.base import Snapshot
-from muster.backends.changefeed import Changes, Cursor
+from muster.backends.etcd.mirrored import MirroredBackend
 from muster.backends.etcd.v3_client import EtcdV3Client, GatewayError
 from muster.backends.etcd.v3_mirror import BACKOFF_FIRST, BACKOFF_MAX, Mirror, text, unique_ranges
 from muster.backends.keys import b64decode, b64encode, normalize_prefix
@@ -40,8 +39,10 @@ def _key(prefixes: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(normalize_prefix(p) for p in prefixes)))
 
 
-class EtcdV3Backend:
+class EtcdV3Backend(MirroredBackend[Mirror]):
     """``Backend`` and ``Registrar`` over etcd's v3 JSON gateway (``muster.backends.base``)."""
+
+    client: EtcdV3Client
 
     def __init__(self, *, options: BackendOptions | None = None, client: EtcdV3Client | None = None) -> None:
         self.options = options or BackendOptions()
@@ -52,40 +53,11 @@ class EtcdV3Backend:
     def __repr__(self) -> str:
         return f"<EtcdV3Backend {self.client!r} mirrors={list(self._mirrors.values())!r}>"
 
-    async def __aenter__(self) -> EtcdV3Backend:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        mirrors, self._mirrors = list(self._mirrors.values()), {}
-        for mirror in mirrors:
-            await mirror.aclose()
-        await self.client.aclose()
-
-    def outage(self) -> float | None:
-        """Seconds since the watch lost the store (every member), or None while in touch.
-
-        The watch rides out an outage on its own, so without this a daemon whose etcd is
-        gone would look exactly like one whose registry is quiet.
-        """
-        since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
-        return time.monotonic() - min(since) if since else None
-
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
-        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
-        None when no mirror serves them."""
-        for mirror in self._mirrors.values():
-            if mirror.serves(prefixes):
-                return mirror.changes(prefixes, cursor)
-        return None
-
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
         """Every key under ``prefixes`` at one revision (see the module doc for the mirror)."""
-        for mirror in self._mirrors.values():
-            if mirror.serves(prefixes):
-                return mirror.snapshot(prefixes)
+        mirror = self._serving(prefixes)
+        if mirror is not None:
+            return mirror.snapshot(prefixes)
         ranges = unique_ranges(prefixes)
         if not ranges:
             return Snapshot({}, await self.current_revision())
