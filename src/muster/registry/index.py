@@ -242,13 +242,17 @@ def check_splits(
             rejected[f"{root}/{name}/route"] = f"route split: service {missing[0]} is not registered"
 
 
+#: Parses kept across snapshots: key -> (its value, what it parsed to or why it was rejected).
+_Cache = dict[str, tuple[str, Server | Route | str]]
+
+
 def index_services(
     entries: Iterable[tuple[str, str]],
     names: Iterable[str],
     root: str = DEFAULT_ROOT,
     *,
     resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = None,
-    cache: dict[str, tuple[str, Server | Route | str]] | None = None,
+    cache: _Cache | None = None,
     claims: NameClaims | None = None,
     splits: bool = True,
 ) -> ServiceIndex:
@@ -267,16 +271,31 @@ def index_services(
     (the caller indexes a part of the registry and checks them itself). Pure: no I/O but
     what ``resolvable`` does.
     """
-    fresh: dict[str, tuple[str, Server | Route | str]] = {}
     root = root.rstrip("/")
     index = ServiceIndex()
+    _admit_names(names, root, claims if claims is not None else NameClaims(), index)
+    fresh: _Cache = {}
+    parsed = _parse_entries(entries, root, index, cache or {}, fresh)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    if splits:
+        check_splits(index.routes, index.services.keys(), index.rejected, root)
+    _place_servers(parsed, resolvable, index)
+    for servers in index.services.values():
+        servers.sort(key=lambda s: s.ID)  # stable: a name's addresses keep their order
+        _drop_duplicates(servers, index.rejected)
+    return index
+
+
+def _admit_names(names: Iterable[str], root: str, claims: NameClaims, index: ServiceIndex) -> None:
+    """List each valid name in ``index.services``; reject bad ones and case clashes."""
     folds: dict[str, list[str]] = {}
     for name in sorted(names):
         if valid_name(name):
             folds.setdefault(name.lower(), []).append(name)
         else:
             index.rejected[f"{root}/{name}"] = BAD_SERVICE_NAME
-    claims = claims if claims is not None else NameClaims()
     claims.keep_only(folds.keys())
     for fold, members in folds.items():
         # nginx compares upstream names without case: two would be a duplicate upstream.
@@ -288,6 +307,13 @@ def index_services(
                 index.rejected[f"{root}/{name}"] = case_clash(holder or "")
         if len(members) == 1:
             claims.judge(fold, members)
+
+
+def _parse_entries(
+    entries: Iterable[tuple[str, str]], root: str, index: ServiceIndex, cache: _Cache, fresh: _Cache
+) -> list[tuple[str, Server]]:
+    """Parse each entry of an admitted service (reusing ``cache``, recording into ``fresh``):
+    routes go to ``index.routes``, bad entries to ``index.rejected``; return the servers."""
     parsed: list[tuple[str, Server]] = []
     for key, value in entries:
         if not key.startswith(root + "/"):
@@ -297,48 +323,73 @@ def index_services(
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
         if len(parts) == 2 and parts[1] == "route":
-            known = cache.get(key) if cache is not None else None
-            if known is not None and known[0] == value:
-                route = known[1]
-            else:
-                try:
-                    route = parse_route(name, value)
-                except RouteRejected as exc:
-                    route = str(exc)
-                except Exception as exc:  # a parser bug must cost this route only
-                    log.exception(kv("services.route.parse_crashed", key=printable(key)))
-                    route = f"route could not be parsed ({type(exc).__name__})"
-            fresh[key] = (value, route)
+            route = _parse_cached(key, value, cache, fresh, name, _ROUTE)
             if isinstance(route, Route):
                 index.routes[name] = route
             else:
                 index.rejected[key] = str(route)
-            continue
-        if len(parts) != 3 or parts[1] != "servers":
+        elif len(parts) != 3 or parts[1] != "servers":
             # Logged once, so a typo (servers/a/b, server/a) is not a silent no-op.
             index.rejected[key] = IGNORED_KEY
-            continue
-        known = cache.get(key) if cache is not None else None
-        if known is not None and known[0] == value:
-            result = known[1]
         else:
-            try:
-                result = parse_server(key, value)
-            except Rejected as exc:
-                result = str(exc)
-            except Exception as exc:  # a parser bug must cost this entry only, not the batch
-                log.exception(kv("services.entry.parse_crashed", key=printable(key)))
-                result = f"value could not be parsed ({type(exc).__name__})"
-        fresh[key] = (value, result)
-        if isinstance(result, Server):
-            parsed.append((name, result))
-        else:
-            index.rejected[key] = str(result)
-    if cache is not None:
-        cache.clear()
-        cache.update(fresh)
-    if splits:
-        check_splits(index.routes, index.services.keys(), index.rejected, root)
+            server = _parse_cached(key, value, cache, fresh, name, _SERVER)
+            if isinstance(server, Server):
+                parsed.append((name, server))
+            else:
+                index.rejected[key] = str(server)
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How to parse one kind of entry, and what to say when its parser crashes."""
+
+    parse: Callable[[str, str, str], Server | Route]  # (name, key, value)
+    rejected: type[ValueError]
+    crashed_event: str
+    crashed_reason: str
+
+
+_ROUTE = _Kind(
+    lambda name, key, value: parse_route(name, value),
+    RouteRejected,
+    "services.route.parse_crashed",
+    "route could not be parsed",
+)
+_SERVER = _Kind(
+    lambda name, key, value: parse_server(key, value),
+    Rejected,
+    "services.entry.parse_crashed",
+    "value could not be parsed",
+)
+
+
+def _parse_cached(
+    key: str, value: str, cache: _Cache, fresh: _Cache, name: str, kind: _Kind
+) -> Server | Route | str:
+    """``key``'s parse, or why it was rejected; parsed again only if its value changed."""
+    known = cache.get(key)
+    if known is not None and known[0] == value:
+        result = known[1]
+    else:
+        try:
+            result = kind.parse(name, key, value)
+        except kind.rejected as exc:
+            result = str(exc)
+        except Exception as exc:  # a parser bug must cost this entry only, not the batch
+            log.exception(kv(kind.crashed_event, key=printable(key)))
+            result = f"{kind.crashed_reason} ({type(exc).__name__})"
+    fresh[key] = (value, result)
+    return result
+
+
+def _place_servers(
+    parsed: list[tuple[str, Server]],
+    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
+    index: ServiceIndex,
+) -> None:
+    """Add each server to its service: one per address of a DNS name when ``resolvable``
+    is given (rejected if the name does not resolve), else as registered."""
     dns_names = {s.Host for _, s in parsed if not _is_ip(s.Host)}
     addresses = resolvable(dns_names) if resolvable is not None and dns_names else {}
     for name, server in parsed:
@@ -348,10 +399,6 @@ def index_services(
             index.services[name].extend(server.resolved(address) for address in found)
         else:
             index.rejected[server.Key] = "host does not resolve"
-    for servers in index.services.values():
-        servers.sort(key=lambda s: s.ID)  # stable: a name's addresses keep their order
-        _drop_duplicates(servers, index.rejected)
-    return index
 
 
 def _drop_duplicates(servers: list[Server], rejected: dict[str, str]) -> None:
@@ -425,7 +472,7 @@ def service_funcs(
     indexes: dict[str, ServiceIndex] = {}
     guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
     holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
-    parses: dict[str, dict[str, tuple[str, Server | Route | str]]] = {}  # per root, across snapshots
+    parses: dict[str, _Cache] = {}  # per root, across snapshots
     claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
     tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
     # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
