@@ -434,18 +434,21 @@ class KVStore:
         # Skip the literal directory part in one lookup: a directory is in the index
         # only if some key lies below it, so its ancestors need no checking.
         cut = pattern.rfind("/", 0, special.start())
-        frontier: list[str | None]
         if cut < 0:
-            frontier = [_ROOT]
-        else:
-            if pattern[:cut] not in self._tree():
-                return []
-            frontier = [pattern[:cut]]
-        rest = pattern[cut + 1 :]
-        if rest == "*" and cut >= 0:
+            return self._match_segments(_ROOT, pattern)
+        base, rest = pattern[:cut], pattern[cut + 1 :]
+        kids = self._tree().get(base)
+        if kids is None:
+            return []
+        if rest == "*":
             # The common "/dir/*": every leaf child of one directory.
-            head = pattern[: cut + 1]
-            return [head + c for c, f in self._tree()[pattern[:cut]].items() if f & _LEAF]
+            return [f"{base}/{c}" for c, f in kids.items() if f & _LEAF]
+        return self._match_segments(base, rest)
+
+    def _match_segments(self, base: str | None, rest: str) -> list[str]:
+        # The keys under directory ``base`` matching ``rest`` (no character classes or
+        # escapes, so its segments align with the keys'), one segment at a time.
+        frontier: list[str | None] = [base]
         segs = rest.split("/")
         last = len(segs) - 1
         for i, seg in enumerate(segs):
