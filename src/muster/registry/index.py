@@ -469,60 +469,11 @@ def service_funcs(
     ``HostResolver``, each root's DNS names are held (kept fresh) while these funcs live.
     With ``guards``, each root's servers pass a ``PanicGuard`` (mass removals stay routed).
     """
-    indexes: dict[str, ServiceIndex] = {}
-    guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
-    holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
-    parses: dict[str, _Cache] = {}  # per root, across snapshots
-    claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
-    tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
-    # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
-    indexed: list[object] = [None]
-
-    def index(roots: tuple[str, ...]) -> ServiceIndex:
-        if len(roots) > 1:
-            raise ValueError("at most one root")
-        current = getattr(store, "store", store)
-        if current is not indexed[0]:
-            indexes.clear()
-            indexed[0] = current
-        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
-        found = indexes.get(root)
-        if found is None:
-            names = store.lsdir(root)
-            pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
-            # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
-            pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
-            pairs += [
-                (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
-            ]
-            found = index_services(
-                pairs,
-                names,
-                root,
-                resolvable=_held(resolvable, holdings, root),
-                cache=parses.setdefault(root, {}),
-                claims=claims.setdefault(root, NameClaims()),
-            )
-            reject_log.report(found.rejected, root)
-            if guards is not None:
-                guard = guarded.get(root)
-                if guard is None:
-                    guard = guarded[root] = guards.new()
-                published = guard.update(found.services)[0]
-                found.services = {name: list(servers) for name, servers in published.items()}
-            indexes[root] = found
-        return found
+    roots = _RootIndexes(store, reject_log, resolvable, guards)
+    index, table = roots.index, roots.table
 
     def services(*root: str) -> GoSlice:
         return GoSlice(sorted(index(root).services), "string")
-
-    def table(roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
-        found = index(roots)
-        built = tables.get(id(found))
-        if built is None or built[0] is not found:
-            tables.clear()
-            built = tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
-        return found, built[1]
 
     def routing(*root: str) -> bool:
         return bool(index(root).routes)
@@ -550,6 +501,80 @@ def service_funcs(
         "route_conf": GoFunc(route_conf, ("string",), variadic="string", name="route_conf"),
         "route_balance": GoFunc(route_balance, ("string",), variadic="string", name="route_balance"),
     }
+
+
+class _RootIndexes:
+    """Each root's ``ServiceIndex`` of the store's current snapshot, built on first use,
+    and what is kept per root across snapshots (parses, case claims, DNS holdings, guards)."""
+
+    def __init__(
+        self,
+        store: ServiceStore,
+        reject_log: RejectLog,
+        resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
+        guards: Guards | None,
+    ) -> None:
+        self._store = store
+        self._reject_log = reject_log
+        self._resolvable = resolvable
+        self._guards = guards
+        self._indexes: dict[str, ServiceIndex] = {}  # per root, of the snapshot ``_indexed``
+        # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
+        self._indexed: object = None
+        self._guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
+        self._holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
+        self._parses: dict[str, _Cache] = {}  # per root, across snapshots
+        self._claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
+        self._tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
+
+    def index(self, roots: tuple[str, ...]) -> ServiceIndex:
+        """The index of the root in ``roots`` (at most one; default ``DEFAULT_ROOT``)."""
+        if len(roots) > 1:
+            raise ValueError("at most one root")
+        current = getattr(self._store, "store", self._store)
+        if current is not self._indexed:
+            self._indexes.clear()
+            self._indexed = current
+        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
+        found = self._indexes.get(root)
+        if found is None:
+            found = self._indexes[root] = self._build(root)
+        return found
+
+    def _build(self, root: str) -> ServiceIndex:
+        store = self._store
+        names = store.lsdir(root)
+        pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
+        # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
+        pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
+        pairs += [
+            (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
+        ]
+        found = index_services(
+            pairs,
+            names,
+            root,
+            resolvable=_held(self._resolvable, self._holdings, root),
+            cache=self._parses.setdefault(root, {}),
+            claims=self._claims.setdefault(root, NameClaims()),
+        )
+        self._reject_log.report(found.rejected, root)
+        if self._guards is not None:
+            guard = self._guarded.get(root)
+            if guard is None:
+                guard = self._guarded[root] = self._guards.new()
+            published = guard.update(found.services)[0]
+            found.services = {name: list(servers) for name, servers in published.items()}
+        return found
+
+    def table(self, roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
+        """The index of the root in ``roots`` and its route table, built once per index."""
+        found = self.index(roots)
+        built = self._tables.get(id(found))
+        if built is None or built[0] is not found:
+            self._tables.clear()
+            built = self._tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
+        return found, built[1]
 
 
 def _held(
