@@ -312,8 +312,9 @@ def _admit_names(names: Iterable[str], root: str, claims: NameClaims, index: Ser
 def _parse_entries(
     entries: Iterable[tuple[str, str]], root: str, index: ServiceIndex, cache: _Cache, fresh: _Cache
 ) -> list[tuple[str, Server]]:
-    """Parse each entry of an admitted service (reusing ``cache``, recording into ``fresh``):
-    routes go to ``index.routes``, bad entries to ``index.rejected``; return the servers."""
+    """Parse each entry of an admitted service, reusing ``cache``'s parse of an unchanged
+    value and recording every parse into ``fresh``: routes go to ``index.routes``, bad
+    entries to ``index.rejected``; return the servers."""
     parsed: list[tuple[str, Server]] = []
     for key, value in entries:
         if not key.startswith(root + "/"):
@@ -323,20 +324,24 @@ def _parse_entries(
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
         if len(parts) == 2 and parts[1] == "route":
-            route = _parse_cached(key, value, cache, fresh, name, _ROUTE)
-            if isinstance(route, Route):
-                index.routes[name] = route
-            else:
-                index.rejected[key] = str(route)
-        elif len(parts) != 3 or parts[1] != "servers":
+            kind = _ROUTE
+        elif len(parts) == 3 and parts[1] == "servers":
+            kind = _SERVER
+        else:
             # Logged once, so a typo (servers/a/b, server/a) is not a silent no-op.
             index.rejected[key] = IGNORED_KEY
+            continue
+        known = cache.get(key)
+        if known is None or known[0] != value:
+            known = (value, _parse(name, key, value, kind))
+        fresh[key] = known
+        result = known[1]
+        if isinstance(result, Server):
+            parsed.append((name, result))
+        elif isinstance(result, Route):
+            index.routes[name] = result
         else:
-            server = _parse_cached(key, value, cache, fresh, name, _SERVER)
-            if isinstance(server, Server):
-                parsed.append((name, server))
-            else:
-                index.rejected[key] = str(server)
+            index.rejected[key] = result
     return parsed
 
 
@@ -364,23 +369,15 @@ _SERVER = _Kind(
 )
 
 
-def _parse_cached(
-    key: str, value: str, cache: _Cache, fresh: _Cache, name: str, kind: _Kind
-) -> Server | Route | str:
-    """``key``'s parse, or why it was rejected; parsed again only if its value changed."""
-    known = cache.get(key)
-    if known is not None and known[0] == value:
-        result = known[1]
-    else:
-        try:
-            result = kind.parse(name, key, value)
-        except kind.rejected as exc:
-            result = str(exc)
-        except Exception as exc:  # a parser bug must cost this entry only, not the batch
-            log.exception(kv(kind.crashed_event, key=printable(key)))
-            result = f"{kind.crashed_reason} ({type(exc).__name__})"
-    fresh[key] = (value, result)
-    return result
+def _parse(name: str, key: str, value: str, kind: _Kind) -> Server | Route | str:
+    """``key``'s parse, or why it was rejected."""
+    try:
+        return kind.parse(name, key, value)
+    except kind.rejected as exc:
+        return str(exc)
+    except Exception as exc:  # a parser bug must cost this entry only, not the batch
+        log.exception(kv(kind.crashed_event, key=printable(key)))
+        return f"{kind.crashed_reason} ({type(exc).__name__})"
 
 
 def _place_servers(
