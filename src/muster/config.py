@@ -16,10 +16,10 @@ import dataclasses
 import logging
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from muster.backends import REGISTRY
 from muster.confd.dns import lookup_srv
@@ -488,23 +488,35 @@ def read_password_file(path: str, source: str = "") -> str:
 def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
     """Raise ``ConfigError`` naming the option and where it came from if ``config`` is unusable."""
     sources = sources or {}
+    for check in _CHECKS:
+        for name, message in check(config):
+            where = sources.get(name, "defaults")
+            raise ConfigError(f"{message} (from {where})")
 
-    def fail(name: str, message: str) -> NoReturn:
-        where = sources.get(name, "defaults")
-        raise ConfigError(f"{message} (from {where})")
 
+#: A problem with the config: the option (a ``Config`` field) and what is wrong with it.
+_Problem = tuple[str, str]
+
+
+def _backend_problems(config: Config) -> Iterator[_Problem]:
     if config.backend not in REGISTRY:
         # confd's other backends (consul, vault, redis, ...) end up here, named.
-        fail(
-            "backend",
-            f"unsupported backend {config.backend!r}; muster supports " + ", ".join(sorted(REGISTRY)),
-        )
+        supported = ", ".join(sorted(REGISTRY))
+        yield "backend", f"unsupported backend {config.backend!r}; muster supports {supported}"
     if config.backend == "file" and not config.files:
-        fail("files", "-backend file needs at least one -file")
+        yield "files", "-backend file needs at least one -file"
+    if bool(config.client_cert) != bool(config.client_key):
+        yield (
+            "client_cert" if config.client_cert else "client_key",
+            "client-cert and client-key must be given together",
+        )
+    if config.scheme not in ("http", "https"):
+        yield "scheme", f"scheme must be http or https, not {config.scheme!r}"
+
+
+def _timing_problems(config: Config) -> Iterator[_Problem]:
     if config.interval <= 0:
-        fail("interval", f"interval must be a positive number of seconds, not {config.interval}")
-    if config.log_level.lower() not in LEVELS:
-        fail("log_level", f"unknown log level {config.log_level!r}; use debug, info, warning or error")
+        yield "interval", f"interval must be a positive number of seconds, not {config.interval}"
     for name in (
         "debounce_window",
         "debounce_max",
@@ -514,52 +526,67 @@ def validate(config: Config, sources: Mapping[str, str] | None = None) -> None:
         "reload_timeout",
     ):
         if getattr(config, name) < 0:
-            fail(name, f"{name.replace('_', '-')} must not be negative")
+            yield name, f"{name.replace('_', '-')} must not be negative"
     for name in ("check_timeout", "reload_timeout"):
         if getattr(config, name) == 0:
-            fail(name, f"{name.replace('_', '-')} must be positive")
+            yield name, f"{name.replace('_', '-')} must be positive"
+    if config.debounce_max < config.debounce_window:
+        yield "debounce_max", "debounce-max must be at least debounce-window"
+
+
+def _panic_problems(config: Config) -> Iterator[_Problem]:
     if config.panic_grace < 0:
-        fail("panic_grace", "panic-grace must not be negative")
+        yield "panic_grace", "panic-grace must not be negative"
     if config.panic_window < 0:
-        fail("panic_window", "panic-window must not be negative")
+        yield "panic_window", "panic-window must not be negative"
     for name in ("panic_max_server_loss", "panic_max_service_loss"):
         if not 0 <= getattr(config, name) <= 100:
-            fail(name, f"{name.replace('_', '-')} must be a percentage, 0-100")
+            yield name, f"{name.replace('_', '-')} must be a percentage, 0-100"
     try:
         panic_grace_for(config.panic_grace_for)
     except ValueError as exc:
-        fail("panic_grace_for", str(exc))
-    if config.debounce_max < config.debounce_window:
-        fail("debounce_max", "debounce-max must be at least debounce-window")
-    if bool(config.client_cert) != bool(config.client_key):
-        fail(
-            "client_cert" if config.client_cert else "client_key",
-            "client-cert and client-key must be given together",
-        )
+        yield "panic_grace_for", str(exc)
+
+
+def _dataplane_problems(config: Config) -> Iterator[_Problem]:
     try:
         mode = DataPlaneMode.parse(config.dataplane)
     except ValueError as exc:
-        fail("dataplane", str(exc))
+        yield "dataplane", str(exc)
+        return
     if mode in (DataPlaneMode.LUA, DataPlaneMode.HAPROXY) and not config.dataplane_admin:
-        fail("dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)")
+        yield "dataplane", f"-dataplane {config.dataplane} needs -dataplane-admin (unix:PATH of its socket)"
     if config.dataplane_admin and mode != DataPlaneMode.HAPROXY:  # haproxy's: a socket path
         problem = admin_address_problem(config.dataplane_admin)
         if problem is not None:
-            fail("dataplane_admin", f"dataplane-admin: {problem}")
+            yield "dataplane_admin", f"dataplane-admin: {problem}"
+
+
+def _reporting_problems(config: Config) -> Iterator[_Problem]:
+    if config.log_level.lower() not in LEVELS:
+        yield "log_level", f"unknown log level {config.log_level!r}; use debug, info, warning or error"
     if config.status_addr:
         try:
             host, _ = parse_address(config.status_addr)
         except ConfigError as exc:
-            fail("status_addr", str(exc))
+            yield "status_addr", str(exc)
         else:
             if not is_loopback(host) and not config.status_token_file:
-                fail(
+                yield (
                     "status_addr",
                     f"status-addr: {host} is not a loopback address: the dashboard and /status "
                     "would be open to the network; give -status-token-file too",
                 )
-    if config.scheme not in ("http", "https"):
-        fail("scheme", f"scheme must be http or https, not {config.scheme!r}")
+
+
+# The first problem found is the one reported, so the backend (the usual typo) goes first.
+_CHECKS: tuple[Callable[[Config], Iterator[_Problem]], ...] = (
+    _backend_problems,
+    _timing_problems,
+    _panic_problems,
+    _dataplane_problems,
+    _reporting_problems,
+)
 
 
 def resolve_srv_nodes(config: Config, lookup: Any = None) -> Config:

@@ -237,12 +237,7 @@ def register(
         )
     except (RegistrationError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
-    # The service run as a child and the health check commands do not need it.
-    os.environ.pop("MUSTER_PASSWORD", None)
-    if password:
-        add_secret(password)
-    for node in nodes:
-        add_url_secrets(node)
+    _hide_secrets(password, nodes)
     configure(log_level)
     if on_command_line:
         logger.warning(
@@ -251,12 +246,25 @@ def register(
                 note="--password is visible to every user in ps; use --password-file or MUSTER_PASSWORD",
             )
         )
+    sys.exit(_run(registration, command, drain, kill_timeout))
+
+
+def _hide_secrets(password: str, nodes: tuple[str, ...]) -> None:
+    """Keep the password from the child and from every log line."""
+    # The service run as a child and the health check commands do not need it.
+    os.environ.pop("MUSTER_PASSWORD", None)
+    if password:
+        add_secret(password)
+    for node in nodes:
+        add_url_secrets(node)
+
+
+def _run(registration: Registration, command: tuple[str, ...], drain: float, kill_timeout: float) -> int:
+    """Register (supervising ``command`` if given) until told to stop; the exit status."""
     try:
         if command:
-            status = asyncio.run(supervise(registration, command, drain=drain, kill_timeout=kill_timeout))
-        else:
-            status = asyncio.run(serve(registration))
+            return asyncio.run(supervise(registration, command, drain=drain, kill_timeout=kill_timeout))
+        return asyncio.run(serve(registration))
     except Error as exc:
         click.echo(f"muster register: error: {redact(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
-    sys.exit(status)
+        return exc.exit_code

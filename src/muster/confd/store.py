@@ -207,6 +207,94 @@ def _patched(names: list[str], before: dict[str, int], after: dict[str, int]) ->
     return out
 
 
+def _applied(
+    values: dict[str, str], changes: Mapping[str, str | None]
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """A copy of ``values`` with ``changes`` applied, and the keys it added and removed."""
+    values = values.copy()
+    added: list[str] = []
+    removed: list[str] = []
+    for key, value in changes.items():
+        if value is None:
+            if values.pop(key, None) is not None:
+                removed.append(key)
+        else:
+            if key not in values:
+                added.append(key)
+            values[key] = value
+    return values, added, removed
+
+
+class _TreePatch:
+    """A children index patched key by key, copying each directory it writes on first
+    write, so the index it started from stays as it was."""
+
+    __slots__ = ("children", "_copied", "touched")
+
+    def __init__(self, children: dict[str | None, dict[str, int]]) -> None:
+        self.children = dict(children)
+        self._copied: set[str | None] = set()
+        self.touched: set[str | None] = set()  # the directories whose children changed
+
+    def _own(self, d: str | None) -> dict[str, int]:
+        # This patch's own copy of d's children, made on first write.
+        children = self.children
+        if d not in self._copied:
+            self._copied.add(d)
+            children[d] = dict(children.get(d, {}))
+        self.touched.add(d)
+        return children.setdefault(d, {})  # re-made if emptied earlier in this patch
+
+    def add(self, key: str) -> None:
+        """Index the new leaf ``key``, and its directories up to one already known."""
+        parent, sep, leaf = key.rpartition("/")
+        d: str | None = parent if sep else _ROOT
+        kids = self._own(d)
+        kids[leaf] = kids.get(leaf, 0) | _LEAF
+        while d is not _ROOT:  # mark d a directory in its parent, up to a known one
+            assert d is not None
+            grand, sep, name = d.rpartition("/")
+            up: str | None = grand if sep else _ROOT
+            if self.children.get(up, {}).get(name, 0) & _DIR:
+                break
+            kids = self._own(up)
+            kids[name] = kids.get(name, 0) | _DIR
+            d = up
+
+    def remove(self, key: str) -> None:
+        """Unindex the removed leaf ``key``, and each directory that it leaves empty."""
+        parent, sep, leaf = key.rpartition("/")
+        d, name, flag = (parent if sep else _ROOT), leaf, _LEAF
+        while True:  # clear the flag; an emptied directory leaves its parent too
+            kids = self._own(d)
+            left = kids.get(name, 0) & ~flag
+            if left:
+                kids[name] = left
+                break
+            kids.pop(name, None)
+            if kids or d is _ROOT:
+                break
+            del self.children[d]
+            assert d is not None
+            grand, sep, name = d.rpartition("/")
+            d, flag = (grand if sep else _ROOT), _DIR
+
+    def sorted_cache(
+        self, before: dict[str | None, dict[str, int]], cache: dict[str | None, list[str]]
+    ) -> dict[str | None, list[str]]:
+        """``cache`` (sorted listings of the index ``before``) carried over to the patched one."""
+        children = self.children
+        out = {d: v for d, v in cache.items() if d not in self.touched}
+        for d in self.touched:
+            # A listing of many names that gained or lost a few is patched, not sorted again.
+            names = cache.get(d)
+            if names is not None and d in children:
+                patched = _patched(names, before.get(d, {}), children[d])
+                if patched is not None:
+                    out[d] = patched
+        return out
+
+
 class KVStore:
     """An immutable snapshot of prefix-relative keys (``/services/web/servers/a``).
 
@@ -283,17 +371,7 @@ class KVStore:
         they are patched, so this snapshot stays as it was).
         """
         new = KVStore.__new__(KVStore)
-        values = new._values = self._values.copy()
-        added: list[str] = []
-        removed: list[str] = []
-        for key, value in changes.items():
-            if value is None:
-                if values.pop(key, None) is not None:
-                    removed.append(key)
-            else:
-                if key not in values:
-                    added.append(key)
-                values[key] = value
+        new._values, added, removed = _applied(self._values, changes)
         new._memo = {}
         new._keys_sorted = None
         new._canonical = self._canonical
@@ -305,58 +383,13 @@ class KVStore:
             new._children = self._children
             new._sorted_cache = self._sorted_cache
             return new
-        children = dict(self._children)
-        copied: set[str | None] = set()
-        touched: set[str | None] = set()
-
-        def own(d: str | None) -> dict[str, int]:
-            # This snapshot's own copy of d's children, made on first write.
-            if d not in copied:
-                copied.add(d)
-                children[d] = dict(children.get(d, {}))
-            touched.add(d)
-            return children.setdefault(d, {})  # re-made if emptied earlier in this update
-
+        patch = _TreePatch(self._children)
         for key in added:
-            parent, sep, leaf = key.rpartition("/")
-            d: str | None = parent if sep else _ROOT
-            kids = own(d)
-            kids[leaf] = kids.get(leaf, 0) | _LEAF
-            while d is not _ROOT:  # mark d a directory in its parent, up to a known one
-                assert d is not None
-                grand, sep, name = d.rpartition("/")
-                up: str | None = grand if sep else _ROOT
-                known = children.get(up, {}).get(name, 0) & _DIR
-                if known:
-                    break
-                kids = own(up)
-                kids[name] = kids.get(name, 0) | _DIR
-                d = up
+            patch.add(key)
         for key in removed:
-            parent, sep, leaf = key.rpartition("/")
-            d, name, flag = (parent if sep else _ROOT), leaf, _LEAF
-            while True:  # clear the flag; an emptied directory leaves its parent too
-                kids = own(d)
-                left = kids.get(name, 0) & ~flag
-                if left:
-                    kids[name] = left
-                    break
-                kids.pop(name, None)
-                if kids or d is _ROOT:
-                    break
-                del children[d]
-                assert d is not None
-                grand, sep, name = d.rpartition("/")
-                d, flag = (grand if sep else _ROOT), _DIR
-        new._children = children
-        cache = new._sorted_cache = {d: v for d, v in self._sorted_cache.items() if d not in touched}
-        for d in touched:
-            # A listing of many names that gained or lost a few is patched, not sorted again.
-            names = self._sorted_cache.get(d)
-            if names is not None and d in children:
-                patched = _patched(names, self._children.get(d, {}), children[d])
-                if patched is not None:
-                    cache[d] = patched
+            patch.remove(key)
+        new._children = patch.children
+        new._sorted_cache = patch.sorted_cache(self._children, self._sorted_cache)
         return new
 
     # -- plain lookups -----------------------------------------------------
@@ -434,18 +467,21 @@ class KVStore:
         # Skip the literal directory part in one lookup: a directory is in the index
         # only if some key lies below it, so its ancestors need no checking.
         cut = pattern.rfind("/", 0, special.start())
-        frontier: list[str | None]
         if cut < 0:
-            frontier = [_ROOT]
-        else:
-            if pattern[:cut] not in self._tree():
-                return []
-            frontier = [pattern[:cut]]
-        rest = pattern[cut + 1 :]
-        if rest == "*" and cut >= 0:
+            return self._match_segments(_ROOT, pattern)
+        base, rest = pattern[:cut], pattern[cut + 1 :]
+        kids = self._tree().get(base)
+        if kids is None:
+            return []
+        if rest == "*":
             # The common "/dir/*": every leaf child of one directory.
-            head = pattern[: cut + 1]
-            return [head + c for c, f in self._tree()[pattern[:cut]].items() if f & _LEAF]
+            return [f"{base}/{c}" for c, f in kids.items() if f & _LEAF]
+        return self._match_segments(base, rest)
+
+    def _match_segments(self, base: str | None, rest: str) -> list[str]:
+        # The keys under directory ``base`` matching ``rest`` (no character classes or
+        # escapes, so its segments align with the keys'), one segment at a time.
+        frontier: list[str | None] = [base]
         segs = rest.split("/")
         last = len(segs) - 1
         for i, seg in enumerate(segs):

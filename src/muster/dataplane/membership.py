@@ -109,6 +109,18 @@ class MembershipIndex:
 
     def _touch(self, changed: list[str]) -> set[str]:
         """Re-judge the services of the ``changed`` keys against ``_values``."""
+        touched, names_changed = self._file_keys(changed)
+        if not touched:
+            return set()
+        flipped = self._recheck_names(names_changed) if names_changed else set()
+        result = self._reindex(touched | flipped)
+        self._check_routes(bool(names_changed or flipped))
+        _REJECTS.report(self.rejected(), self.root)
+        return result
+
+    def _file_keys(self, changed: list[str]) -> tuple[set[str], set[str]]:
+        """Update ``_keys`` from ``_values`` for the ``changed`` keys; return the services
+        they belong to, and those of them that came or went."""
         prefix = self.root + "/"
         new = self._values
         touched: set[str] = set()
@@ -130,17 +142,18 @@ class MembershipIndex:
                 if not keys:
                     del self._keys[name]
                     names_changed.add(name)
-        if not touched:
-            return set()
-        flipped = self._recheck_names(names_changed) if names_changed else set()
-        result: set[str] = set()
-        valid = {
-            n for n in touched | flipped if n in self._keys and f"{prefix}{n}" not in self._names_rejected
-        }
+        return touched, names_changed
+
+    def _reindex(self, names: set[str]) -> set[str]:
+        """Index the entries of ``names`` again; return those whose servers changed (or vanished)."""
+        prefix = self.root + "/"
+        valid = {n for n in names if n in self._keys and f"{prefix}{n}" not in self._names_rejected}
         entries = [item for name in valid for item in self._keys[name].items()]
-        # One name per fold (judged above); splits are checked below, against every service.
+        # One name per fold (judged by _recheck_names); splits are checked by _check_routes,
+        # against every service.
         index = index_services(entries, valid, self.root, splits=False)
-        for name in touched | flipped:
+        result: set[str] = set()
+        for name in names:
             route = index.routes.get(name)
             if route is None:
                 self._routes.pop(name, None)
@@ -162,14 +175,17 @@ class MembershipIndex:
             if self.services.get(name) != members:
                 self.services[name] = members
                 result.add(name)
+        return result
+
+    def _check_routes(self, names_changed: bool) -> None:
+        """Publish the routes whose split targets are all registered; bump ``routes_version``
+        if they, or the set of services (``names_changed``), changed."""
         routes = dict(self._routes)
         self._split_rejected = {}
         check_splits(routes, self.services.keys(), self._split_rejected, self.root)
-        if routes != self.routes or names_changed or flipped:
+        if routes != self.routes or names_changed:
             self.routes_version += 1
         self.routes = routes
-        _REJECTS.report(self.rejected(), self.root)
-        return result
 
     def _recheck_names(self, names: set[str]) -> set[str]:
         """Re-judge the names that came or went and those they share a case fold with;

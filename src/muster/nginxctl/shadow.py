@@ -223,67 +223,101 @@ def plan_shadow(
     ``ShadowError`` if ``main`` never includes ``replace`` (the check would prove nothing).
     """
     main = Path(os.path.abspath(main))
-    conf_prefix = main.parent
-    target = os.path.abspath(replace)
     if shadow_name is None:
-        token = os.urandom(4).hex()  # two checks at once must not share shadow files
+        shadow_name = _shadow_names(main.parent)
+    shadower = _Shadower(main, os.path.abspath(replace), staged, read, glob, shadow_name)
+    if not shadower.visit(str(main), 0):
+        raise ShadowError(f"{main} never includes {replace}: nginx would not load it")
+    return shadower.plan
 
-        def shadow_name(real: Path) -> Path:
-            return conf_prefix / f".muster-check-{token}.{real.name}"
 
-    plan = ShadowPlan(main)
-    leads: dict[str, bool] = {}
+def _shadow_names(conf_prefix: Path) -> Callable[[Path], Path]:
+    token = os.urandom(4).hex()  # two checks at once must not share shadow files
 
-    def matches(stmt: IncludeStatement) -> list[str]:
-        pattern = _resolve(stmt.pattern, conf_prefix)
-        found = [os.path.abspath(p) for p in glob(pattern)]
+    def shadow_name(real: Path) -> Path:
+        return conf_prefix / f".muster-check-{token}.{real.name}"
+
+    return shadow_name
+
+
+class _Shadower:
+    """Walks the includes from the main file, planning a shadow of each file that leads
+    to ``target`` (``plan_shadow``'s arguments, ``target`` made absolute)."""
+
+    def __init__(
+        self,
+        main: Path,
+        target: str,
+        staged: Path,
+        read: Callable[[Path], str],
+        glob: Callable[[str], list[str]],
+        shadow_name: Callable[[Path], Path],
+    ) -> None:
+        self.plan = ShadowPlan(main)
+        self._conf_prefix = main.parent
+        self._target = target
+        self._staged = staged
+        self._read = read
+        self._glob = glob
+        self._shadow_name = shadow_name
+        self._leads: dict[str, bool] = {}  # path -> whether it leads to the target
+
+    def visit(self, path: str, depth: int) -> bool:
+        """Whether ``path`` leads to the target; plans its shadow when it does."""
+        if path == self._target:
+            return True
+        if path in self._leads:
+            return self._leads[path]
+        if depth > _MAX_DEPTH:
+            raise ShadowError(f"includes nested more than {_MAX_DEPTH} deep at {path}")
+        self._leads[path] = False  # guards against include cycles
+        try:
+            text = self._read(Path(path))
+        except OSError:
+            return False  # nginx -t will report the unreadable file itself
+        shadow = self._rewrite(text, depth)
+        if shadow is None:
+            return False
+        real_path = Path(path)
+        self.plan.files[real_path] = shadow
+        self.plan.names[real_path] = self._shadow_name(real_path)
+        self._leads[path] = True
+        return True
+
+    def _rewrite(self, text: str, depth: int) -> str | None:
+        """``text`` with each include that leads to the target rewritten, or None if none does."""
+        pieces: list[str] = []
+        last = 0
+        for stmt in find_includes(text):
+            files = self._matches(stmt)
+            hits = [self.visit(f, depth + 1) for f in files]
+            if not any(hits):
+                continue
+            pieces.append(text[last : stmt.start])
+            pieces.append(" ".join(self._include(f, hit) for f, hit in zip(files, hits, strict=True)))
+            last = stmt.end
+        if not pieces:
+            return None
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _matches(self, stmt: IncludeStatement) -> list[str]:
+        # The files the include loads, in nginx's order, counting the target if its glob
+        # would match it (it need not exist yet).
+        pattern = _resolve(stmt.pattern, self._conf_prefix)
+        found = [os.path.abspath(p) for p in self._glob(pattern)]
+        target = self._target
         if target not in found and _GLOB_MAGIC & set(pattern) and fnmatch.fnmatchcase(target, pattern):
             found = sorted([*found, target])
         return found
 
-    def visit(path: str, depth: int) -> bool:
-        """Whether ``path`` leads to ``target``; plans its shadow when it does."""
-        if path == target:
-            return True
-        if path in leads:
-            return leads[path]
-        if depth > _MAX_DEPTH:
-            raise ShadowError(f"includes nested more than {_MAX_DEPTH} deep at {path}")
-        leads[path] = False  # guards against include cycles
-        try:
-            text = read(Path(path))
-        except OSError:
-            return False  # nginx -t will report the unreadable file itself
-        pieces: list[str] = []
-        last = 0
-        changed = False
-        for stmt in find_includes(text):
-            files = matches(stmt)
-            hits = [visit(f, depth + 1) for f in files]
-            if not any(hits):
-                continue
-            changed = True
-            lines = []
-            for f, hit in zip(files, hits, strict=True):
-                if f == target:
-                    real = str(staged)
-                elif hit:
-                    real = str(shadow_name(Path(f)))
-                else:
-                    real = f
-                lines.append(f"include {nginx_quote(real)};")
-            pieces.append(text[last : stmt.start])
-            pieces.append(" ".join(lines))
-            last = stmt.end
-        if not changed:
-            return False
-        pieces.append(text[last:])
-        real_path = Path(path)
-        plan.files[real_path] = "".join(pieces)
-        plan.names[real_path] = shadow_name(real_path)
-        leads[path] = True
-        return True
-
-    if not visit(str(main), 0):
-        raise ShadowError(f"{main} never includes {replace}: nginx would not load it")
-    return plan
+    def _include(self, path: str, leads: bool) -> str:
+        # One include of the shadow tree: the staged file for the target, a shadow for a
+        # file that leads to it, the real file otherwise.
+        if path == self._target:
+            real = str(self._staged)
+        elif leads:
+            real = str(self._shadow_name(Path(path)))
+        else:
+            real = path
+        return f"include {nginx_quote(real)};"

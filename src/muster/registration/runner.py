@@ -114,52 +114,65 @@ async def supervise(
             proc.send_signal(signum)
 
     with capture_signals(dict.fromkeys(SHUTDOWN_SIGNALS + FORWARDED_SIGNALS, on_signal)):
+        proc = await _start_child(argv)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                # A child in a background process group that reads the terminal would be
-                # stopped by SIGTTIN, so it gets no terminal stdin.
-                stdin=asyncio.subprocess.DEVNULL if sys.stdin.isatty() else None,
-                process_group=0,
-                preexec_fn=_die_with_parent(os.getpid()),
-            )
-        except OSError as exc:
-            raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
-        logger.info(kv("registration.child.started", pid=proc.pid, command=argv[0]))
-        try:
-            async with registration:
-                child_exit = asyncio.create_task(proc.wait())
-                stop_wait = asyncio.create_task(shutdown.wait())
-                await asyncio.wait({child_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
-                if proc.returncode is not None:
-                    logger.warning(
-                        kv(
-                            "registration.child.exited",
-                            pid=proc.pid,
-                            status=exit_status(proc.returncode),
-                            action="deregistering",
-                        )
-                    )
-                else:
-                    logger.info(
-                        kv(
-                            "registration.shutdown",
-                            signal=signal.Signals(received[0]).name,
-                            key=registration.spec.key,
-                        )
-                    )
-                # Nothing to drain if no balancer ever learned of the child.
-                was_registered = registration.registered
-            # Leaving the block revoked the key: no new requests reach the child now.
+            was_registered = await _registered_while_running(registration, proc, shutdown, received)
+            # Leaving the registration revoked the key: no new requests reach the child now.
             if proc.returncode is not None:
                 return exit_status(proc.returncode)
+            # Nothing to drain if no balancer ever learned of the child.
             return await _stop_child(proc, received[0], drain if was_registered else 0.0, kill_timeout, hurry)
         finally:
             if proc.returncode is None:  # an error or cancellation above: never leave the child behind
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await reap(proc)  # even if cancelled again, or its transport stays open
+
+
+async def _start_child(argv: Sequence[str]) -> asyncio.subprocess.Process:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            # A child in a background process group that reads the terminal would be
+            # stopped by SIGTTIN, so it gets no terminal stdin.
+            stdin=asyncio.subprocess.DEVNULL if sys.stdin.isatty() else None,
+            process_group=0,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
+    logger.info(kv("registration.child.started", pid=proc.pid, command=argv[0]))
+    return proc
+
+
+async def _registered_while_running(
+    registration: Registration, proc: asyncio.subprocess.Process, shutdown: asyncio.Event, received: list[int]
+) -> bool:
+    """Keep ``registration`` until the child exits or ``shutdown`` is set (by the signals
+    ``received``), then deregister; whether the child was registered at that moment."""
+    async with registration:
+        child_exit = asyncio.create_task(proc.wait())
+        stop_wait = asyncio.create_task(shutdown.wait())
+        await asyncio.wait({child_exit, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if proc.returncode is not None:
+            logger.warning(
+                kv(
+                    "registration.child.exited",
+                    pid=proc.pid,
+                    status=exit_status(proc.returncode),
+                    action="deregistering",
+                )
+            )
+        else:
+            logger.info(
+                kv(
+                    "registration.shutdown",
+                    signal=signal.Signals(received[0]).name,
+                    key=registration.spec.key,
+                )
+            )
+        return registration.registered
 
 
 async def _stop_child(

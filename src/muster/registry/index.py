@@ -242,13 +242,17 @@ def check_splits(
             rejected[f"{root}/{name}/route"] = f"route split: service {missing[0]} is not registered"
 
 
+#: Parses kept across snapshots: key -> (its value, what it parsed to or why it was rejected).
+_Cache = dict[str, tuple[str, Server | Route | str]]
+
+
 def index_services(
     entries: Iterable[tuple[str, str]],
     names: Iterable[str],
     root: str = DEFAULT_ROOT,
     *,
     resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = None,
-    cache: dict[str, tuple[str, Server | Route | str]] | None = None,
+    cache: _Cache | None = None,
     claims: NameClaims | None = None,
     splits: bool = True,
 ) -> ServiceIndex:
@@ -267,16 +271,31 @@ def index_services(
     (the caller indexes a part of the registry and checks them itself). Pure: no I/O but
     what ``resolvable`` does.
     """
-    fresh: dict[str, tuple[str, Server | Route | str]] = {}
     root = root.rstrip("/")
     index = ServiceIndex()
+    _admit_names(names, root, claims if claims is not None else NameClaims(), index)
+    fresh: _Cache = {}
+    parsed = _parse_entries(entries, root, index, cache or {}, fresh)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    if splits:
+        check_splits(index.routes, index.services.keys(), index.rejected, root)
+    _place_servers(parsed, resolvable, index)
+    for servers in index.services.values():
+        servers.sort(key=lambda s: s.ID)  # stable: a name's addresses keep their order
+        _drop_duplicates(servers, index.rejected)
+    return index
+
+
+def _admit_names(names: Iterable[str], root: str, claims: NameClaims, index: ServiceIndex) -> None:
+    """List each valid name in ``index.services``; reject bad ones and case clashes."""
     folds: dict[str, list[str]] = {}
     for name in sorted(names):
         if valid_name(name):
             folds.setdefault(name.lower(), []).append(name)
         else:
             index.rejected[f"{root}/{name}"] = BAD_SERVICE_NAME
-    claims = claims if claims is not None else NameClaims()
     claims.keep_only(folds.keys())
     for fold, members in folds.items():
         # nginx compares upstream names without case: two would be a duplicate upstream.
@@ -288,6 +307,14 @@ def index_services(
                 index.rejected[f"{root}/{name}"] = case_clash(holder or "")
         if len(members) == 1:
             claims.judge(fold, members)
+
+
+def _parse_entries(
+    entries: Iterable[tuple[str, str]], root: str, index: ServiceIndex, cache: _Cache, fresh: _Cache
+) -> list[tuple[str, Server]]:
+    """Parse each entry of an admitted service, reusing ``cache``'s parse of an unchanged
+    value and recording every parse into ``fresh``: routes go to ``index.routes``, bad
+    entries to ``index.rejected``; return the servers."""
     parsed: list[tuple[str, Server]] = []
     for key, value in entries:
         if not key.startswith(root + "/"):
@@ -297,48 +324,69 @@ def index_services(
         if name not in index.services:
             continue  # the name itself was rejected (or not listed): logged once above
         if len(parts) == 2 and parts[1] == "route":
-            known = cache.get(key) if cache is not None else None
-            if known is not None and known[0] == value:
-                route = known[1]
-            else:
-                try:
-                    route = parse_route(name, value)
-                except RouteRejected as exc:
-                    route = str(exc)
-                except Exception as exc:  # a parser bug must cost this route only
-                    log.exception(kv("services.route.parse_crashed", key=printable(key)))
-                    route = f"route could not be parsed ({type(exc).__name__})"
-            fresh[key] = (value, route)
-            if isinstance(route, Route):
-                index.routes[name] = route
-            else:
-                index.rejected[key] = str(route)
-            continue
-        if len(parts) != 3 or parts[1] != "servers":
+            kind = _ROUTE
+        elif len(parts) == 3 and parts[1] == "servers":
+            kind = _SERVER
+        else:
             # Logged once, so a typo (servers/a/b, server/a) is not a silent no-op.
             index.rejected[key] = IGNORED_KEY
             continue
-        known = cache.get(key) if cache is not None else None
-        if known is not None and known[0] == value:
-            result = known[1]
-        else:
-            try:
-                result = parse_server(key, value)
-            except Rejected as exc:
-                result = str(exc)
-            except Exception as exc:  # a parser bug must cost this entry only, not the batch
-                log.exception(kv("services.entry.parse_crashed", key=printable(key)))
-                result = f"value could not be parsed ({type(exc).__name__})"
-        fresh[key] = (value, result)
+        known = cache.get(key)
+        if known is None or known[0] != value:
+            known = (value, _parse(name, key, value, kind))
+        fresh[key] = known
+        result = known[1]
         if isinstance(result, Server):
             parsed.append((name, result))
+        elif isinstance(result, Route):
+            index.routes[name] = result
         else:
-            index.rejected[key] = str(result)
-    if cache is not None:
-        cache.clear()
-        cache.update(fresh)
-    if splits:
-        check_splits(index.routes, index.services.keys(), index.rejected, root)
+            index.rejected[key] = result
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How to parse one kind of entry, and what to say when its parser crashes."""
+
+    parse: Callable[[str, str, str], Server | Route]  # (name, key, value)
+    rejected: type[ValueError]
+    crashed_event: str
+    crashed_reason: str
+
+
+_ROUTE = _Kind(
+    lambda name, key, value: parse_route(name, value),
+    RouteRejected,
+    "services.route.parse_crashed",
+    "route could not be parsed",
+)
+_SERVER = _Kind(
+    lambda name, key, value: parse_server(key, value),
+    Rejected,
+    "services.entry.parse_crashed",
+    "value could not be parsed",
+)
+
+
+def _parse(name: str, key: str, value: str, kind: _Kind) -> Server | Route | str:
+    """``key``'s parse, or why it was rejected."""
+    try:
+        return kind.parse(name, key, value)
+    except kind.rejected as exc:
+        return str(exc)
+    except Exception as exc:  # a parser bug must cost this entry only, not the batch
+        log.exception(kv(kind.crashed_event, key=printable(key)))
+        return f"{kind.crashed_reason} ({type(exc).__name__})"
+
+
+def _place_servers(
+    parsed: list[tuple[str, Server]],
+    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
+    index: ServiceIndex,
+) -> None:
+    """Add each server to its service: one per address of a DNS name when ``resolvable``
+    is given (rejected if the name does not resolve), else as registered."""
     dns_names = {s.Host for _, s in parsed if not _is_ip(s.Host)}
     addresses = resolvable(dns_names) if resolvable is not None and dns_names else {}
     for name, server in parsed:
@@ -348,10 +396,6 @@ def index_services(
             index.services[name].extend(server.resolved(address) for address in found)
         else:
             index.rejected[server.Key] = "host does not resolve"
-    for servers in index.services.values():
-        servers.sort(key=lambda s: s.ID)  # stable: a name's addresses keep their order
-        _drop_duplicates(servers, index.rejected)
-    return index
 
 
 def _drop_duplicates(servers: list[Server], rejected: dict[str, str]) -> None:
@@ -422,60 +466,11 @@ def service_funcs(
     ``HostResolver``, each root's DNS names are held (kept fresh) while these funcs live.
     With ``guards``, each root's servers pass a ``PanicGuard`` (mass removals stay routed).
     """
-    indexes: dict[str, ServiceIndex] = {}
-    guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
-    holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
-    parses: dict[str, dict[str, tuple[str, Server | Route | str]]] = {}  # per root, across snapshots
-    claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
-    tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
-    # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
-    indexed: list[object] = [None]
-
-    def index(roots: tuple[str, ...]) -> ServiceIndex:
-        if len(roots) > 1:
-            raise ValueError("at most one root")
-        current = getattr(store, "store", store)
-        if current is not indexed[0]:
-            indexes.clear()
-            indexed[0] = current
-        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
-        found = indexes.get(root)
-        if found is None:
-            names = store.lsdir(root)
-            pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
-            # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
-            pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
-            pairs += [
-                (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
-            ]
-            found = index_services(
-                pairs,
-                names,
-                root,
-                resolvable=_held(resolvable, holdings, root),
-                cache=parses.setdefault(root, {}),
-                claims=claims.setdefault(root, NameClaims()),
-            )
-            reject_log.report(found.rejected, root)
-            if guards is not None:
-                guard = guarded.get(root)
-                if guard is None:
-                    guard = guarded[root] = guards.new()
-                published = guard.update(found.services)[0]
-                found.services = {name: list(servers) for name, servers in published.items()}
-            indexes[root] = found
-        return found
+    roots = _RootIndexes(store, reject_log, resolvable, guards)
+    index, table = roots.index, roots.table
 
     def services(*root: str) -> GoSlice:
         return GoSlice(sorted(index(root).services), "string")
-
-    def table(roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
-        found = index(roots)
-        built = tables.get(id(found))
-        if built is None or built[0] is not found:
-            tables.clear()
-            built = tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
-        return found, built[1]
 
     def routing(*root: str) -> bool:
         return bool(index(root).routes)
@@ -503,6 +498,80 @@ def service_funcs(
         "route_conf": GoFunc(route_conf, ("string",), variadic="string", name="route_conf"),
         "route_balance": GoFunc(route_balance, ("string",), variadic="string", name="route_balance"),
     }
+
+
+class _RootIndexes:
+    """Each root's ``ServiceIndex`` of the store's current snapshot, built on first use,
+    and what is kept per root across snapshots (parses, case claims, DNS holdings, guards)."""
+
+    def __init__(
+        self,
+        store: ServiceStore,
+        reject_log: RejectLog,
+        resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
+        guards: Guards | None,
+    ) -> None:
+        self._store = store
+        self._reject_log = reject_log
+        self._resolvable = resolvable
+        self._guards = guards
+        self._indexes: dict[str, ServiceIndex] = {}  # per root, of the snapshot ``_indexed``
+        # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
+        self._indexed: object = None
+        self._guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
+        self._holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
+        self._parses: dict[str, _Cache] = {}  # per root, across snapshots
+        self._claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
+        self._tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
+
+    def index(self, roots: tuple[str, ...]) -> ServiceIndex:
+        """The index of the root in ``roots`` (at most one; default ``DEFAULT_ROOT``)."""
+        if len(roots) > 1:
+            raise ValueError("at most one root")
+        current = getattr(self._store, "store", self._store)
+        if current is not self._indexed:
+            self._indexes.clear()
+            self._indexed = current
+        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
+        found = self._indexes.get(root)
+        if found is None:
+            found = self._indexes[root] = self._build(root)
+        return found
+
+    def _build(self, root: str) -> ServiceIndex:
+        store = self._store
+        names = store.lsdir(root)
+        pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
+        # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
+        pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
+        pairs += [
+            (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
+        ]
+        found = index_services(
+            pairs,
+            names,
+            root,
+            resolvable=_held(self._resolvable, self._holdings, root),
+            cache=self._parses.setdefault(root, {}),
+            claims=self._claims.setdefault(root, NameClaims()),
+        )
+        self._reject_log.report(found.rejected, root)
+        if self._guards is not None:
+            guard = self._guarded.get(root)
+            if guard is None:
+                guard = self._guarded[root] = self._guards.new()
+            published = guard.update(found.services)[0]
+            found.services = {name: list(servers) for name, servers in published.items()}
+        return found
+
+    def table(self, roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
+        """The index of the root in ``roots`` and its route table, built once per index."""
+        found = self.index(roots)
+        built = self._tables.get(id(found))
+        if built is None or built[0] is not found:
+            self._tables.clear()
+            built = self._tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
+        return found, built[1]
 
 
 def _held(

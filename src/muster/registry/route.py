@@ -267,31 +267,9 @@ def route_from(service: str, data: object) -> Route:
             raise _fail("strip_prefix", "not true or false")
         kw["strip_prefix"] = data["strip_prefix"]
     if "split" in data:
-        split = _object(data["split"], "split")
-        if not split or len(split) > 8:
-            raise _fail("split", "give 1 to 8 services")
-        shares: list[tuple[str, float]] = []
-        for name, share in split.items():
-            if not valid_name(name):
-                raise _fail("split", "a service name is not [A-Za-z0-9._-]")
-            if name == service:
-                raise _fail(f"split.{name}", "is this service itself")
-            # Hundredths of a percent: what nginx's split_clients and the Lua plane both honour.
-            pct = _number(share, f"split.{name}", 0.01, 100)
-            if round(pct, 2) != pct:
-                raise _fail(f"split.{name}", "more than two decimals")
-            shares.append((name, pct))
-        if sum(p for _, p in shares) > 100:
-            raise _fail("split", "shares add up to more than 100")
-        kw["split"] = tuple(sorted(shares))
+        kw["split"] = _split(data["split"], service)
     if "timeouts" in data:
-        timeouts = _object(data["timeouts"], "timeouts")
-        for key, item in timeouts.items():
-            if key not in ("connect", "send", "read"):
-                raise _fail("timeouts", "use connect, send and read")
-            # Milliseconds are what nginx and ngx.balancer take.
-            seconds = _number(item, f"timeouts.{key}", 0.001, MAX_TIMEOUT)
-            kw[f"{key}_timeout"] = round(seconds, 3)
+        kw.update(_timeouts(data["timeouts"]))
     if "retries" in data:
         kw["retries"] = int(_number(data["retries"], "retries", 0, MAX_RETRIES, integer=True))
     if "retry_on" in data:
@@ -308,20 +286,59 @@ def route_from(service: str, data: object) -> Route:
             raise _fail("websocket", "not true or false")
         kw["websocket"] = data["websocket"]
     if "headers" in data:
-        headers = _object(data["headers"], "headers")
-        for key, item in headers.items():
-            if key not in ("request", "response"):
-                raise _fail("headers", "use request and response")
-            kw[f"{key}_headers"] = _headers(item, f"headers.{key}")
+        kw.update(_header_sets(data["headers"]))
     if "rate_limit" in data:
-        limit = _object(data["rate_limit"], "rate_limit")
-        if set(limit) - {"rate", "burst"} or "rate" not in limit:
-            raise _fail("rate_limit", "give rate (and optionally burst)")
-        kw["rate"] = int(_number(limit["rate"], "rate_limit.rate", 1, MAX_RATE, integer=True))
-        kw["burst"] = int(
-            _number(limit.get("burst", kw["rate"]), "rate_limit.burst", 1, MAX_RATE, integer=True)
-        )
+        kw["rate"], kw["burst"] = _rate_limit(data["rate_limit"])
     return Route(service, **kw)
+
+
+def _split(value: object, service: str) -> tuple[tuple[str, float], ...]:
+    split = _object(value, "split")
+    if not split or len(split) > 8:
+        raise _fail("split", "give 1 to 8 services")
+    shares: list[tuple[str, float]] = []
+    for name, share in split.items():
+        if not valid_name(name):
+            raise _fail("split", "a service name is not [A-Za-z0-9._-]")
+        if name == service:
+            raise _fail(f"split.{name}", "is this service itself")
+        # Hundredths of a percent: what nginx's split_clients and the Lua plane both honour.
+        pct = _number(share, f"split.{name}", 0.01, 100)
+        if round(pct, 2) != pct:
+            raise _fail(f"split.{name}", "more than two decimals")
+        shares.append((name, pct))
+    if sum(p for _, p in shares) > 100:
+        raise _fail("split", "shares add up to more than 100")
+    return tuple(sorted(shares))
+
+
+def _timeouts(value: object) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, item in _object(value, "timeouts").items():
+        if key not in ("connect", "send", "read"):
+            raise _fail("timeouts", "use connect, send and read")
+        # Milliseconds are what nginx and ngx.balancer take.
+        seconds = _number(item, f"timeouts.{key}", 0.001, MAX_TIMEOUT)
+        out[f"{key}_timeout"] = round(seconds, 3)
+    return out
+
+
+def _header_sets(value: object) -> dict[str, tuple[tuple[str, str], ...]]:
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for key, item in _object(value, "headers").items():
+        if key not in ("request", "response"):
+            raise _fail("headers", "use request and response")
+        out[f"{key}_headers"] = _headers(item, f"headers.{key}")
+    return out
+
+
+def _rate_limit(value: object) -> tuple[int, int]:
+    limit = _object(value, "rate_limit")
+    if set(limit) - {"rate", "burst"} or "rate" not in limit:
+        raise _fail("rate_limit", "give rate (and optionally burst)")
+    rate = int(_number(limit["rate"], "rate_limit.rate", 1, MAX_RATE, integer=True))
+    burst = int(_number(limit.get("burst", rate), "rate_limit.burst", 1, MAX_RATE, integer=True))
+    return rate, burst
 
 
 def route_problem(service: str, value: str) -> str | None:
