@@ -140,7 +140,7 @@ def test_muster_status_prints_the_table_and_the_page_s_json(up: Up) -> None:
 def browser() -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/install-deps)")
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/install-deps --tests)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
