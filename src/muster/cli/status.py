@@ -18,11 +18,12 @@ from typing import Any
 
 import click
 
+from muster.stack.up import UP_STATUS_FILE  # muster status reads what muster up writes
+
 __all__ = ["DEFAULT_URL", "UP_STATUS_FILE", "default_url", "fetch", "render_table", "status"]
 
 DEFAULT_URL = "http://127.0.0.1:9101"
 #: Written by ``muster up`` into its state directory while it runs.
-UP_STATUS_FILE = "status-url"
 
 
 def default_url(state_dir: Path = Path(".muster")) -> str:

@@ -39,7 +39,6 @@ from pathlib import Path
 import click
 
 from muster.backends import BackendOptions, create
-from muster.cli.status import UP_STATUS_FILE
 from muster.dataplane.mode import DataPlaneMode
 from muster.errors import BackendError, ConfigError, Error
 from muster.log import configure, kv
@@ -53,11 +52,13 @@ from muster.stack.nginx import nginx_available
 from muster.stack.redis import redis_available
 from muster.stack.zookeeper import zookeeper_available
 
-__all__ = ["run_up", "up"]
+__all__ = ["UP_STATUS_FILE", "run_up", "up"]
 
 log = logging.getLogger(__name__)
 
 SERVICE = "hello"
+#: The file in the state directory that names the running stack's status URL (``muster status``).
+UP_STATUS_FILE = "status-url"
 DEMO_TTL = 10
 #: nginx's master is restarted at most this many times in any RESTART_WINDOW seconds;
 #: one more exit within the window stops the stack.
