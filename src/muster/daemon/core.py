@@ -42,11 +42,12 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Literal, Protocol, TextIO, cast
 
-from muster.backends.base import Backend, Snapshot
+from muster.backends.base import Backend
 from muster.backends.changefeed import ChangeLog, Cursor
 from muster.backoff import Backoff
 from muster.config import Config, guard_settings
-from muster.daemon.report import BatchReport, Failure, change_summary
+from muster.daemon.report import BatchReport, Failure
+from muster.daemon.views import Read, View, follow, reread
 from muster.dataplane.mode import DataPlaneMode
 from muster.errors import (
     BackendError,
@@ -62,7 +63,7 @@ from muster.registry.guard import Guards
 from muster.registry.index import DEFAULT_RESOLVER
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
-from muster.resources.sync import SyncOptions, apply
+from muster.resources.sync import SyncOptions, SyncResult, apply
 from muster.status import Status
 
 __all__ = ["Clock", "Daemon", "Sink", "Sleep", "minimal_prefixes"]
@@ -78,6 +79,14 @@ INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop
 RETRY_FAILED_START = 1.0  # a batch with a failed resource runs again after this, doubling...
 RETRY_FAILED_MAX = 30.0  # ...up to this: a lasting failure costs a check twice a minute
 NAMES_REFRESH = 2.0  # how often stale DNS names of rendered servers are looked up again
+UNRENDERED_MAX = 4_096  # changed keys remembered for a resource not rendered (the renderer redoes more)
+
+
+def _group_by_keys(specs: Sequence[ResourceSpec]) -> dict[tuple[str, ...], list[ResourceSpec]]:
+    groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.prefixed_keys, []).append(spec)
+    return groups
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -146,11 +155,13 @@ class Daemon:
             if hasattr(sink, "guard"):
                 sink.guard = self.guards.new()
         self._guard_changed = asyncio.Event()
-        self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
-        self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
+        self._views: dict[tuple[str, ...], View] = {}  # each key set's values (daemon.views)
+        # resource -> the key set and view generation it was last applied from
+        self._applied: dict[str, tuple[ResourceSpec, tuple[str, ...], int]] = {}
+        # resource -> the keys of its view changed since it last rendered (None: unknown)
+        self._unrendered: dict[str, tuple[tuple[str, ...], set[str] | None]] = {}
         self._render_ms: dict[str, float] = {}
         self._cursors: dict[int, Cursor] = {}  # id(sink) -> where its change log reads resume
-        self._key_cursors: dict[tuple[str, ...], Cursor] = {}  # the same for each key set read
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
@@ -190,85 +201,138 @@ class Daemon:
     # -- one batch -----------------------------------------------------------------------------
 
     async def process(self, specs: Sequence[ResourceSpec] | None = None) -> BatchReport:
-        """Snapshot, render and apply every resource once; never raises for a resource's failure."""
+        """Snapshot, render and apply every resource once; never raises for a resource's failure.
+
+        The steps: feed the sinks (membership first), read each distinct key set (from the
+        change log where it can answer, see ``daemon.views``), render its resources, apply
+        the rendered files as one batch (``resources.sync.apply``), record the outcome.
+        """
         specs = self.specs if specs is None else specs
         started = self.clock()
         report = BatchReport()
-        groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
-        for spec in specs:
-            groups.setdefault(spec.prefixed_keys, []).append(spec)
-        rendered: list[tuple[ResourceSpec, bytes]] = []
         revisions: list[int | None] = []
-        used: dict[str, Mapping[str, str]] = {}
-        # A periodic resync exists to catch what a watch missed; when it finds the very values a
-        # resource was last applied from, rendering again would only burn CPU.
-        skip_unchanged = self._trigger == "resync"
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
             # Its revision counts like a resource's: the watch resumes from the oldest one,
             # so a change landing between this read and the resources' reads comes again.
             revisions.append(await self._feed(sink, report))
-        for keys, members in groups.items():
+        rendered: list[tuple[ResourceSpec, bytes]] = []
+        used: dict[str, tuple[tuple[str, ...], int]] = {}  # resource -> the view generation rendered
+        for keys, members in _group_by_keys(specs).items():
+            read = await self._read(keys, members, report)
+            if read is None:
+                continue
+            revisions.append(read.view.revision)
+            for spec in members:
+                content = await self._render_member(spec, read, report)
+                if content is not None:
+                    used[spec.name] = (keys, read.view.generation)
+                    rendered.append((spec, content))
+        results = await apply(rendered, self.opts)
+        self._record(results, used, report)
+        known = [r for r in revisions if r is not None]
+        report.revision = min(known) if known and len(known) == len(revisions) else None
+        self._report(specs, report, started, max(known) if known else None)
+        return report
+
+    async def _read(
+        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], report: BatchReport
+    ) -> Read | None:
+        """The values of ``keys`` now, from the change log when it can answer (a resync always
+        reads in full: it exists to catch what a watch missed); None when the backend failed."""
+        view = self._views.get(keys)
+        resync = self._trigger == "resync"
+        read = None if resync else follow(view, self.backend, keys)
+        if read is None:
             try:
                 snapshot = await self.backend.get_values(list(keys))
             except BackendError as exc:
                 logger.error(kv("backend.read.failed", keys=",".join(keys), error=exc))
                 report.backend_error = exc
                 report.failures.extend(Failure(s.name, exc) for s in members)
-                continue
-            revisions.append(snapshot.revision)
-            count, summary = change_summary(
-                self._previous.get(keys), snapshot.values, self._changed_keys(keys, snapshot)
+                return None
+            read = reread(view, snapshot, self.backend, keys, diff_all=resync)
+        self._views[keys] = read.view
+        self._note_changes(keys, members, read.changed)
+        (logger.info if read.count else logger.debug)(
+            kv(
+                "backend.snapshot",
+                keys=",".join(keys),
+                revision=read.view.revision,
+                count=len(read.view.values),
+                changed=read.count,
+                changes=read.summary,
             )
-            self._previous[keys] = snapshot.values
-            (logger.info if count else logger.debug)(
+        )
+        return read
+
+    def _note_changes(
+        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], changed: Collection[str] | None
+    ) -> None:
+        """Add ``changed`` to what each resource reading ``keys`` has not rendered yet, held
+        ones included (the view moved on without them); None: unknown from now on."""
+        for spec in [*self.specs, *members]:
+            if spec.prefixed_keys != keys:
+                continue
+            entry = self._unrendered.get(spec.name)
+            if entry is None or entry[0] != keys or entry[1] is None:
+                continue  # never rendered from this view, or unknown already: the renderer diffs
+            if changed is None or len(entry[1]) + len(changed) > UNRENDERED_MAX:
+                self._unrendered[spec.name] = (keys, None)
+            else:
+                entry[1].update(changed)
+
+    async def _render_member(self, spec: ResourceSpec, read: Read, report: BatchReport) -> bytes | None:
+        """Render ``spec`` over the view; None when it failed (logged, in ``report``) or a
+        resync found the very values it was last applied from (rendering again would only burn CPU)."""
+        keys = spec.prefixed_keys
+        if self._trigger == "resync" and self._applied.get(spec.name) == (spec, keys, read.view.generation):
+            return None
+        self._applied.pop(spec.name, None)
+        entry = self._unrendered.get(spec.name)
+        changed = entry[1] if entry is not None and entry[0] == keys else None
+        try:
+            if self._render_ms.get(spec.name, INLINE_RENDER_MS) < INLINE_RENDER_MS:
+                # A quick render costs less than a hop to a worker thread and back.
+                return self._render(spec, read.view.values, changed)
+            # A long one runs off the loop so the watch and signals stay served (the view
+            # changes only in this task, which awaits the render).
+            return await asyncio.to_thread(self._render, spec, read.view.values, changed)
+        except (TemplateError, ResourceError) as exc:
+            logger.error(
                 kv(
-                    "backend.snapshot",
-                    keys=",".join(keys),
-                    revision=snapshot.revision,
-                    count=len(snapshot.values),
-                    changed=count,
-                    changes=summary,
+                    "resource.render.failed",
+                    resource=spec.name,
+                    src=spec.src,
+                    error=exc,
+                    note="dest left unchanged",
                 )
             )
-            for spec in members:
-                if skip_unchanged and self._applied.get(spec.name) == (spec, snapshot.values):
-                    continue
-                self._applied.pop(spec.name, None)
-                used[spec.name] = snapshot.values
-                try:
-                    if self._render_ms.get(spec.name, INLINE_RENDER_MS) < INLINE_RENDER_MS:
-                        # A quick render costs less than a hop to a worker thread and back.
-                        content = self._render(spec, snapshot.values)
-                    else:
-                        # A long one runs off the loop so the watch and signals stay served.
-                        content = await asyncio.to_thread(self._render, spec, snapshot.values)
-                except (TemplateError, ResourceError) as exc:
-                    logger.error(
-                        kv(
-                            "resource.render.failed",
-                            resource=spec.name,
-                            src=spec.src,
-                            error=exc,
-                            note="dest left unchanged",
-                        )
-                    )
-                    report.failures.append(Failure(spec.name, exc))
-                    continue
-                rendered.append((spec, content))
-        results = await apply(rendered, self.opts)
+            report.failures.append(Failure(spec.name, exc))
+            return None
+
+    def _record(
+        self,
+        results: Sequence[SyncResult],
+        used: Mapping[str, tuple[tuple[str, ...], int]],
+        report: BatchReport,
+    ) -> None:
+        """Note what the batch applied: the reload time for pacing, and each resource's outcome."""
         if any(r.changed and r.spec.reload_cmd for r in results) and not self.opts.noop:
             self._last_reload = self.clock()
         for result in results:
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
             else:
-                self._applied[result.spec.name] = (result.spec, used[result.spec.name])
+                self._applied[result.spec.name] = (result.spec, *used[result.spec.name])
             report.changed += result.changed
+
+    def _report(
+        self, specs: Sequence[ResourceSpec], report: BatchReport, started: float, newest: int | None
+    ) -> None:
+        """Count the batch, log it and record it in the status."""
         self.batches += 1  # counted when done, so tests can wait for a finished batch
         self._guard_changed.set()
-        known = [r for r in revisions if r is not None]
-        report.revision = min(known) if known and len(known) == len(revisions) else None
         seconds = self.clock() - started
         logger.info(
             kv(
@@ -290,23 +354,10 @@ class Daemon:
             self.status.record(
                 failures=failures,
                 changed=report.changed,
-                revision=max(known) if known else None,
+                revision=newest,
                 backend_failed=report.backend_error is not None,
                 seconds=seconds,
             )
-        return report
-
-    def _changed_keys(self, keys: tuple[str, ...], snapshot: Snapshot) -> Collection[str] | None:
-        """The keys that may differ from the last read of ``keys``, from the backend's change
-        log when it describes exactly ``snapshot`` (read just now, with no await since)."""
-        if not isinstance(self.backend, ChangeLog):
-            return None
-        changes = self.backend.changes(list(keys), self._key_cursors.get(keys))
-        if changes is None or changes.revision != snapshot.revision:
-            self._key_cursors.pop(keys, None)
-            return None
-        self._key_cursors[keys] = changes.cursor
-        return None if changes.full else changes.values.keys()
 
     async def _feed(self, sink: Sink, report: BatchReport) -> int | None:
         """Give ``sink`` its keys (or what changed in them); return their revision."""
@@ -350,13 +401,19 @@ class Daemon:
         self._cursors[id(sink)] = changes.cursor
         return changes.revision
 
-    def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
+    def _render(
+        self, spec: ResourceSpec, values: Mapping[str, str], changed: Collection[str] | None = None
+    ) -> bytes:
         started = time.perf_counter()
         try:
             source = spec.src.read_bytes()
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
-        content = render(spec, values, source, self._templates)
+        try:
+            content = render(spec, values, source, self._templates, changed)
+        finally:
+            # The renderer has followed on to ``values`` (even when the template failed).
+            self._unrendered[spec.name] = (spec.prefixed_keys, set())
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
         logger.debug(
