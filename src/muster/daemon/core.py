@@ -210,6 +210,9 @@ class Daemon:
         specs = self.specs if specs is None else specs
         started = self.clock()
         report = BatchReport()
+        # A periodic resync exists to catch what a watch missed: it reads in full, and skips
+        # the resources whose values it finds unchanged.
+        resync = self._trigger == "resync"
         revisions: list[int | None] = []
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
@@ -219,12 +222,12 @@ class Daemon:
         rendered: list[tuple[ResourceSpec, bytes]] = []
         used: dict[str, tuple[tuple[str, ...], int]] = {}  # resource -> the view generation rendered
         for keys, members in _group_by_keys(specs).items():
-            read = await self._read(keys, members, report)
+            read = await self._read(keys, members, report, resync=resync)
             if read is None:
                 continue
             revisions.append(read.view.revision)
             for spec in members:
-                content = await self._render_member(spec, read, report)
+                content = await self._render_member(spec, read, report, skip_unchanged=resync)
                 if content is not None:
                     used[spec.name] = (keys, read.view.generation)
                     rendered.append((spec, content))
@@ -236,12 +239,11 @@ class Daemon:
         return report
 
     async def _read(
-        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], report: BatchReport
+        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], report: BatchReport, *, resync: bool
     ) -> Read | None:
-        """The values of ``keys`` now, from the change log when it can answer (a resync always
-        reads in full: it exists to catch what a watch missed); None when the backend failed."""
+        """The values of ``keys`` now, from the change log when it can answer and this is no
+        ``resync``; None when the backend failed."""
         view = self._views.get(keys)
-        resync = self._trigger == "resync"
         read = None if resync else follow(view, self.backend, keys)
         if read is None:
             try:
@@ -282,11 +284,13 @@ class Daemon:
             else:
                 entry[1].update(changed)
 
-    async def _render_member(self, spec: ResourceSpec, read: Read, report: BatchReport) -> bytes | None:
-        """Render ``spec`` over the view; None when it failed (logged, in ``report``) or a
-        resync found the very values it was last applied from (rendering again would only burn CPU)."""
+    async def _render_member(
+        self, spec: ResourceSpec, read: Read, report: BatchReport, *, skip_unchanged: bool
+    ) -> bytes | None:
+        """Render ``spec`` over the view; None when it failed (logged, in ``report``), or when
+        ``skip_unchanged`` and the view is the very one it was last applied from."""
         keys = spec.prefixed_keys
-        if self._trigger == "resync" and self._applied.get(spec.name) == (spec, keys, read.view.generation):
+        if skip_unchanged and self._applied.get(spec.name) == (spec, keys, read.view.generation):
             return None
         self._applied.pop(spec.name, None)
         entry = self._unrendered.get(spec.name)
