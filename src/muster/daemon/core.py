@@ -46,6 +46,7 @@ from muster.backends.base import Backend
 from muster.backends.changefeed import ChangeLog, Cursor
 from muster.backoff import Backoff
 from muster.config import Config, guard_settings
+from muster.daemon.heap import SETTLE_AFTER_RENDER_MS
 from muster.daemon.report import BatchReport, Failure
 from muster.daemon.views import Read, View, follow, reread
 from muster.dataplane.mode import DataPlaneMode
@@ -129,8 +130,11 @@ class Daemon:
         sinks: Sequence[Sink] = (),
         dataplane: str | None = None,
         status: Status | None = None,
+        settle_heap: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        #: Called after a batch with a long render (``daemon.heap.settle`` in ``muster confd``).
+        self.settle_heap = settle_heap
         self.status = status
         self.sinks = list(sinks)
         self.backend = backend
@@ -233,6 +237,10 @@ class Daemon:
                     rendered.append((spec, content))
         results = await apply(rendered, self.opts)
         self._record(results, used, report)
+        if self.settle_heap is not None and any(
+            self._render_ms.get(spec.name, 0.0) >= SETTLE_AFTER_RENDER_MS for spec, _ in rendered
+        ):
+            self.settle_heap()
         known = [r for r in revisions if r is not None]
         report.revision = min(known) if known and len(known) == len(revisions) else None
         self._report(specs, report, started, max(known) if known else None)

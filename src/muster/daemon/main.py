@@ -11,6 +11,7 @@ from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
 from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon
+from muster.daemon.heap import settle
 from muster.daemon.sinks import build_sink
 from muster.dataplane.sink import MembershipSink
 from muster.log import kv
@@ -44,7 +45,13 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         status.checks["dataplane"] = sink.problem
     server = StatusServer(status, config.status_addr) if config.status_addr and not config.onetime else None
     daemon = Daemon(
-        config, backend, diff_out=diff_out, sinks=[sink] if sink else [], dataplane=mode, status=status
+        config,
+        backend,
+        diff_out=diff_out,
+        sinks=[sink] if sink else [],
+        dataplane=mode,
+        status=status,
+        settle_heap=None if config.onetime else settle,
     )
     status.checks["guard"] = daemon.guards.problem
     status.gauges["muster_guard_held_servers"] = (
