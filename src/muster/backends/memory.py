@@ -154,12 +154,17 @@ class MemoryChangeLog(MemoryBackend):
     def reopen(self) -> None:
         self._serial = next(_serials)
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
-        """The keys under ``prefixes`` changed since ``cursor`` (every key for a stale one)."""
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
+        """The keys under ``prefixes`` changed since ``cursor``, or since revision ``since``
+        without one (every key for a stale cursor, or a ``since`` already compacted)."""
         if not self.live or self.closed or self.unavailable:
             return None
         self.changes_calls += 1
         here: Cursor = (self._serial, self.revision)
+        if cursor is None and since is not None and since >= self.compacted:
+            cursor = (self._serial, since)
         if cursor is None or cursor[0] != self._serial or cursor[1] < self.compacted:
             values = {k: v for k, v in self._values.items() if _under(k, prefixes)}
             return Changes(values, self.revision, here, full=True)

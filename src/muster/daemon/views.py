@@ -52,7 +52,13 @@ def follow(view: View | None, backend: Backend, keys: Sequence[str]) -> Read | N
     keeps no log or none serves ``keys`` (then ``reread``). Synchronous: one consistent state."""
     if not isinstance(backend, ChangeLog):
         return None
-    changes = backend.changes(list(keys), None if view is None else view.cursor)
+    if view is None:
+        changes = backend.changes(list(keys), None)
+    elif view.cursor is None:
+        # Read in full just before the mirror opened: the log may cover everything since.
+        changes = backend.changes(list(keys), None, since=view.revision)
+    else:
+        changes = backend.changes(list(keys), view.cursor)
     if changes is None:
         return None
     if changes.full or view is None:

@@ -154,3 +154,20 @@ def test_follow_counts_only_what_really_changed(tmp_path: Path) -> None:
     assert moved is not None and (moved.count, moved.summary, moved.view.generation) == (1, "~/svc/b", 1)
     backend.live = False
     assert follow(first.view, backend, ["/svc"]) is None
+
+
+async def test_the_first_change_after_a_full_read_follows_the_log(confdir: ConfDir) -> None:
+    dest = confdir.add("up", TEMPLATE, reload=False)
+    backend = MemoryChangeLog({"/svc/s0/servers/n0": "10.0.0.1:80"})
+    backend.live = False  # at start no mirror serves the keys: the batch reads them
+    daemon = Daemon(make_config(confdir), backend)
+    daemon.load()
+    await daemon.process()
+    view = daemon._views[("/svc",)]
+    assert view.cursor is None and backend.get_calls == 1
+    backend.live = True  # the watch opened the mirror at the revision read
+    backend.put("/svc/s1/servers/n0", "10.0.0.2:80")
+    await daemon.process()
+    assert daemon._views[("/svc",)] is view and view.cursor is not None
+    assert dest.read_bytes() == full_render(daemon, "up", backend)
+    assert backend.get_calls == 1

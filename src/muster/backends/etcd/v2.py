@@ -92,9 +92,12 @@ class EtcdV2Backend:
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
         """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
-        None when no mirror serves them."""
+        None when no mirror serves them. ``since`` is not used: a v2 mirror's prefixes are
+        read at different indexes, so its start is no one revision (``exact_start``)."""
         for mirror in self._mirrors.values():
             if mirror.serves(prefixes):
                 return mirror.changes(prefixes, cursor)

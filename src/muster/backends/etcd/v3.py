@@ -73,12 +73,14 @@ class EtcdV3Backend:
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
-        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
-        None when no mirror serves them."""
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
+        """What changed under ``prefixes`` since ``cursor`` (or revision ``since``), from a
+        live mirror (``ChangeLog``); None when no mirror serves them."""
         for mirror in self._mirrors.values():
             if mirror.serves(prefixes):
-                return mirror.changes(prefixes, cursor)
+                return mirror.changes(prefixes, cursor, since)
         return None
 
     async def get_values(self, prefixes: Sequence[str]) -> Snapshot:
