@@ -217,6 +217,7 @@ class Daemon:
         # A periodic resync exists to catch what a watch missed: it reads in full, and skips
         # the resources whose values it finds unchanged.
         resync = self._trigger == "resync"
+        full_renders = self._templates.full_renders()
         revisions: list[int | None] = []
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
@@ -237,14 +238,22 @@ class Daemon:
                     rendered.append((spec, content))
         results = await apply(rendered, self.opts)
         self._record(results, used, report)
-        if self.settle_heap is not None and any(
-            self._render_ms.get(spec.name, 0.0) >= SETTLE_AFTER_RENDER_MS for spec, _ in rendered
-        ):
+        if self._settle_due(full_renders, rendered):
+            assert self.settle_heap is not None
             self.settle_heap()
         known = [r for r in revisions if r is not None]
         report.revision = min(known) if known and len(known) == len(revisions) else None
         self._report(specs, report, started, max(known) if known else None)
         return report
+
+    def _settle_due(self, full_renders: int, rendered: Sequence[tuple[ResourceSpec, bytes]]) -> bool:
+        """A long render from scratch ran (it left the objects ``daemon.heap`` freezes); a
+        long incremental one (a template calling ``services``) is no reason to scan the heap."""
+        return (
+            self.settle_heap is not None
+            and self._templates.full_renders() > full_renders
+            and any(self._render_ms.get(spec.name, 0.0) >= SETTLE_AFTER_RENDER_MS for spec, _ in rendered)
+        )
 
     async def _read(
         self, keys: tuple[str, ...], members: Sequence[ResourceSpec], report: BatchReport, *, resync: bool

@@ -9,7 +9,7 @@ the objects alive now to a generation the collector never scans; they are still 
 reference counting as usual, so only cycles among them wait for the next ``settle``, which
 thaws them and collects first.
 
-The daemon calls ``settle`` after a batch with a long render (a full one), which costs far
+The daemon calls ``settle`` after a batch with a long render from scratch, which costs far
 more than the collection; this is process-wide state, so only ``daemon.main.run`` turns it on.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["SETTLE_AFTER_RENDER_MS", "settle"]
 
 logger = logging.getLogger(__name__)
 
-#: A render this long (a full render, from 1,000 services or so) is followed by ``settle``.
+#: A render from scratch this long (from 1,000 services or so) is followed by ``settle``.
 SETTLE_AFTER_RENDER_MS = 250.0
 
 

@@ -104,6 +104,10 @@ class TemplateCache:
             )
         return found
 
+    def full_renders(self) -> int:
+        """How many renders from scratch the incremental renderers held now have made."""
+        return sum(r.full_renders for r in self._renderers.values())
+
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
         key = (name, source)
         entry = self._entries.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 from daemon_helpers import ConfDir
@@ -20,18 +21,21 @@ def test_settle_freezes_what_is_alive_and_collects_the_rest() -> None:
             self.me = self
 
     try:
+        garbage = weakref.ref(Cycle())  # garbage only the collector finds
+        kept = Cycle()
         settle()
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
-        Cycle()  # garbage only the collector finds
-        kept = [Cycle() for _ in range(10)]
+        assert garbage() is None and gc.get_freeze_count() > 0
+        frozen = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert frozen() is not None  # frozen: the collector's scans skip it...
         settle()
-        assert gc.get_freeze_count() >= frozen + len(kept)
+        assert frozen() is None  # ...until the next settle thaws and collects
     finally:
         gc.unfreeze()
 
 
-async def test_the_daemon_settles_after_a_long_render_only(
+async def test_the_daemon_settles_after_a_long_render_from_scratch_only(
     confdir: ConfDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     confdir.add("a", reload=False)
@@ -42,5 +46,8 @@ async def test_the_daemon_settles_after_a_long_render_only(
     await daemon.process()
     assert settled == []  # a render of a few keys is no reason to scan the heap
     monkeypatch.setattr(core, "SETTLE_AFTER_RENDER_MS", 0.0)
+    await daemon.process()
+    assert settled == []  # followed on incrementally: the heap has not been rebuilt
+    daemon._templates._renderers.clear()  # the next render starts from scratch
     await daemon.process()
     assert settled == [1]
