@@ -6,6 +6,9 @@ change: ``changes(prefixes, cursor)`` returns the values now of the keys changed
 reader's cursor, and a new cursor. A cursor is a position in one mirror's log; a reader
 whose cursor is from another mirror (it was dropped and reopened), or so far behind that
 the log was trimmed past it, gets every key instead (``Changes.full``), as on its first read.
+A reader with no cursor yet whose keys stand at the very revision a mirror started from
+(``since``: it read them with ``get_values`` just before the mirror opened, as the daemon
+does) is answered from the start of the log where the mirror says its start is exact.
 """
 
 from __future__ import annotations
@@ -51,10 +54,13 @@ class Changes:
 class ChangeLog(Protocol):
     """A backend that can say what changed since a reader's cursor (etcd v3 and v2)."""
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
         """What changed under ``prefixes`` since ``cursor`` (every key when ``cursor`` is
-        None or no longer valid); None when no live mirror serves ``prefixes``, so the
-        reader must use ``get_values``. Synchronous: the answer is one consistent state."""
+        None or no longer valid, unless the reader's keys stand at revision ``since`` and
+        the log covers everything after it); None when no live mirror serves ``prefixes``,
+        so the reader must use ``get_values``. Synchronous: the answer is one consistent state."""
         ...
 
 
@@ -68,6 +74,9 @@ class ChangeFeed:
     """
 
     prefixes: tuple[str, ...]
+    #: The keys at ``first_revision`` are exactly the store's then (no later write mixed in),
+    #: so a reader at that revision can start from the log's first entry (see ``changes``).
+    exact_start = False
 
     def __init__(self) -> None:
         #: The newest revision that changed a watched key.
@@ -108,11 +117,13 @@ class ChangeFeed:
                 raise self.error
             await wakeup.wait()
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes:
+    def changes(self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None) -> Changes:
         """The keys under ``prefixes`` changed since ``cursor`` (see the module doc)."""
         end = self._log_start + len(self._log)
         here: Cursor = (self._serial, end)
         wanted = self._filter(prefixes)
+        if cursor is None and since is not None and self._starts_at(since):
+            cursor = (self._serial, 0)
         if cursor is None or cursor[0] != self._serial or not self._log_start <= cursor[1] <= end:
             everything = self.all_values()
             values = (
@@ -124,6 +135,9 @@ class ChangeFeed:
             if key not in changed and (wanted is None or wanted(key)):
                 changed[key] = self.value(key)
         return Changes(changed, self.revision_now, here)
+
+    def _starts_at(self, revision: int) -> bool:
+        return self.exact_start and revision == self.first_revision and self._log_start == 0
 
     def _filter(self, prefixes: Sequence[str]) -> Callable[[str], bool] | None:
         if {normalize_prefix(p) for p in prefixes} == set(self.prefixes):

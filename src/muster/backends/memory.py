@@ -3,18 +3,23 @@
 It implements the ``Backend`` protocol exactly (hierarchical prefixes: ``/a`` holds ``/a`` and
 ``/a/...``, not ``/ab``) plus knobs a test needs: writes that bump the revision, multi-key
 transactions, ``compact()``, and ``unavailable`` to make every call fail as a dead server would.
+``MemoryChangeLog`` adds a change log (``backends.changefeed.ChangeLog``), as the etcd mirrors keep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping, Sequence
 
 from muster.backends.base import Snapshot
+from muster.backends.changefeed import Changes, Cursor
 from muster.backends.options import BackendOptions
 from muster.errors import BackendUnavailable, RevisionCompacted
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemoryBackend", "MemoryChangeLog"]
+
+_serials = itertools.count(1)
 
 
 def _under(key: str, prefixes: Sequence[str]) -> bool:
@@ -128,3 +133,40 @@ class MemoryBackend:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class MemoryChangeLog(MemoryBackend):
+    """A ``MemoryBackend`` that also answers ``changes`` from its history, as a mirror does:
+    a write made with ``notify=False`` is missing from the log too (a lost event).
+
+    ``live = False`` makes ``changes`` answer None (no mirror serves the keys); ``reopen()``
+    invalidates every cursor (a mirror dropped and opened anew); ``changes_calls`` counts reads.
+    """
+
+    def __init__(
+        self, values: Mapping[str, str] | None = None, *, options: BackendOptions | None = None
+    ) -> None:
+        super().__init__(values, options=options)
+        self.live = True
+        self.changes_calls = 0
+        self._serial = next(_serials)
+
+    def reopen(self) -> None:
+        self._serial = next(_serials)
+
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
+        """The keys under ``prefixes`` changed since ``cursor``, or since revision ``since``
+        without one (every key for a stale cursor, or a ``since`` already compacted)."""
+        if not self.live or self.closed or self.unavailable:
+            return None
+        self.changes_calls += 1
+        here: Cursor = (self._serial, self.revision)
+        if cursor is None and since is not None and since >= self.compacted:
+            cursor = (self._serial, since)
+        if cursor is None or cursor[0] != self._serial or cursor[1] < self.compacted:
+            values = {k: v for k, v in self._values.items() if _under(k, prefixes)}
+            return Changes(values, self.revision, here, full=True)
+        changed = {k: self._values.get(k) for r, k in self._history if r > cursor[1] and _under(k, prefixes)}
+        return Changes(changed, self.revision, here)

@@ -5,6 +5,8 @@ Modules, by concept:
 * ``core``: the ``Daemon`` (conf.d, one batch, the onetime/interval/watch modes; theory of
   operation there);
 * ``report``: what a batch did (``BatchReport``, ``Failure``);
+* ``views``: each key set's values, kept current from a backend's change log;
+* ``heap``: the collector's pauses kept off the change path (``settle``);
 * ``main``: ``run()``, from a ``Config`` to an exit code.
 
 Opening and closing the backend a ``Config`` names lives in ``muster.daemon.backend``; it

@@ -45,11 +45,13 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Literal, Protocol, TextIO, cast
 
-from muster.backends.base import Backend, Snapshot
+from muster.backends.base import Backend
 from muster.backends.changefeed import ChangeLog, Cursor
 from muster.backoff import Backoff
 from muster.config import Config, guard_settings
-from muster.daemon.report import BatchReport, Failure, change_summary
+from muster.daemon.heap import SETTLE_AFTER_RENDER_MS
+from muster.daemon.report import BatchReport, Failure
+from muster.daemon.views import Read, View, follow, reread
 from muster.dataplane.mode import DataPlaneMode
 from muster.errors import (
     BackendError,
@@ -65,7 +67,7 @@ from muster.registry.guard import Guards
 from muster.registry.index import DEFAULT_RESOLVER
 from muster.resources.render import TemplateCache, render
 from muster.resources.spec import ResourceSpec, load_resources
-from muster.resources.sync import SyncOptions, apply
+from muster.resources.sync import SyncOptions, SyncResult, apply
 from muster.status import Status
 
 __all__ = ["Clock", "Daemon", "Observer", "Sink", "Sleep", "config_diff", "minimal_prefixes"]
@@ -81,6 +83,7 @@ INLINE_RENDER_MS = 5.0  # renders that took less last time run on the event loop
 RETRY_FAILED_START = 1.0  # a batch with a failed resource runs again after this, doubling...
 RETRY_FAILED_MAX = 30.0  # ...up to this: a lasting failure costs a check twice a minute
 NAMES_REFRESH = 2.0  # how often stale DNS names of rendered servers are looked up again
+UNRENDERED_MAX = 4_096  # changed keys remembered for a resource not rendered (the renderer redoes more)
 
 
 def config_diff(old: bytes | None, new: bytes, limit: int = 256 * 1024) -> str:
@@ -96,6 +99,13 @@ def config_diff(old: bytes | None, new: bytes, limit: int = 256 * 1024) -> str:
         old.decode(errors="replace").splitlines(), new.decode(errors="replace").splitlines(), lineterm="", n=1
     )
     return "\n".join(list(lines)[2:200])
+
+
+def _group_by_keys(specs: Sequence[ResourceSpec]) -> dict[tuple[str, ...], list[ResourceSpec]]:
+    groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.prefixed_keys, []).append(spec)
+    return groups
 
 
 def minimal_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -132,6 +142,8 @@ class Observer(Protocol):
 
     async def apply(self, values: Mapping[str, str]) -> None: ...
 
+    async def apply_changes(self, changes: Mapping[str, str | None]) -> None: ...
+
 
 class Daemon:
     """Runs the resources of ``config`` against ``backend``; one method per confd mode."""
@@ -147,12 +159,16 @@ class Daemon:
         sinks: Sequence[Sink] = (),
         dataplane: str | None = None,
         status: Status | None = None,
+        settle_heap: Callable[[], None] | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.config = config
-        self.status = status
-        #: Fed the snapshot of its ``root`` whenever a batch reads one (for the dashboard).
+        #: Fed the values of its ``root`` whenever a batch reads them (for the dashboard).
         self.observer = observer
+        self._observed = False  # whether the observer holds the last view of its root
+        #: Called after a batch with a long render (``daemon.heap.settle`` in ``muster confd``).
+        self.settle_heap = settle_heap
+        self.status = status
         self.sinks = list(sinks)
         self.backend = backend
         self.clock = clock
@@ -176,11 +192,13 @@ class Daemon:
             if hasattr(sink, "guard"):
                 sink.guard = self.guards.new()
         self._guard_changed = asyncio.Event()
-        self._previous: dict[tuple[str, ...], Mapping[str, str]] = {}
-        self._applied: dict[str, tuple[ResourceSpec, Mapping[str, str]]] = {}
+        self._views: dict[tuple[str, ...], View] = {}  # each key set's values (daemon.views)
+        # resource -> the key set and view generation it was last applied from
+        self._applied: dict[str, tuple[ResourceSpec, tuple[str, ...], int]] = {}
+        # resource -> the keys of its view changed since it last rendered (None: unknown)
+        self._unrendered: dict[str, tuple[tuple[str, ...], set[str] | None]] = {}
         self._render_ms: dict[str, float] = {}
         self._cursors: dict[int, Cursor] = {}  # id(sink) -> where its change log reads resume
-        self._key_cursors: dict[tuple[str, ...], Cursor] = {}  # the same for each key set read
         self._contents: dict[str, bytes] = {}  # last applied file per resource, for the status's diffs
         self._first_pending: float | None = None  # when the change the next batch serves came
         self._feeding = asyncio.Lock()  # one change-log feed at a time: its cursor moves on
@@ -224,20 +242,20 @@ class Daemon:
     # -- one batch -----------------------------------------------------------------------------
 
     async def process(self, specs: Sequence[ResourceSpec] | None = None) -> BatchReport:
-        """Snapshot, render and apply every resource once; never raises for a resource's failure."""
+        """Snapshot, render and apply every resource once; never raises for a resource's failure.
+
+        The steps: feed the sinks (membership first), read each distinct key set (from the
+        change log where it can answer, see ``daemon.views``), render its resources, apply
+        the rendered files as one batch (``resources.sync.apply``), record the outcome.
+        """
         specs = self.specs if specs is None else specs
         started = self.clock()
         report = BatchReport()
-        groups: dict[tuple[str, ...], list[ResourceSpec]] = {}
-        for spec in specs:
-            groups.setdefault(spec.prefixed_keys, []).append(spec)
-        rendered: list[tuple[ResourceSpec, bytes]] = []
+        # A periodic resync exists to catch what a watch missed: it reads in full, and skips
+        # the resources whose values it finds unchanged.
+        resync = self._trigger == "resync"
+        full_renders = self._templates.full_renders()
         revisions: list[int | None] = []
-        used: dict[str, Mapping[str, str]] = {}
-        # A periodic resync exists to catch what a watch missed; when it finds the very values a
-        # resource was last applied from, rendering again would only burn CPU.
-        skip_unchanged = self._trigger == "resync"
-        observed: Mapping[str, str] | None = None  # a snapshot that covers the observer's root
         for sink in self.sinks:
             # Membership first: a new service's servers are in place before its location loads.
             # Its revision counts like a resource's: the watch resumes from the oldest one,
@@ -245,87 +263,173 @@ class Daemon:
             revision, values = await self._feed(sink, report)
             revisions.append(revision)
             if values is not None and self._covers(sink.prefixes):
-                observed = values
-        for keys, members in groups.items():
+                await self._observe(values, None)
+        rendered: list[tuple[ResourceSpec, bytes]] = []
+        used: dict[str, tuple[tuple[str, ...], int]] = {}  # resource -> the view generation rendered
+        for keys, members in _group_by_keys(specs).items():
+            read = await self._read(keys, members, report, resync=resync)
+            if read is None:
+                continue
+            revisions.append(read.view.revision)
+            if self._covers(keys):
+                # What the batch read anyway: the dashboard costs no read of its own.
+                await self._observe(read.view.values, read.changed)
+            for spec in members:
+                content = await self._render_member(spec, read, report, skip_unchanged=resync)
+                if content is not None:
+                    used[spec.name] = (keys, read.view.generation)
+                    rendered.append((spec, content))
+        results = await apply(rendered, self.opts)
+        self._record(results, used, report, {spec.name: content for spec, content in rendered})
+        if self._settle_due(full_renders, rendered):
+            assert self.settle_heap is not None
+            self.settle_heap()
+        known = [r for r in revisions if r is not None]
+        report.revision = min(known) if known and len(known) == len(revisions) else None
+        self._report(specs, report, started, max(known) if known else None)
+        return report
+
+    async def _observe(self, values: Mapping[str, str], changed: Collection[str] | None) -> None:
+        """Show the observer ``values`` (whole, or only the ``changed`` keys when it holds the
+        view they changed from)."""
+        assert self.observer is not None
+        if changed is None or not self._observed:
+            await self.observer.apply(values)
+            self._observed = True
+        elif changed:
+            await self.observer.apply_changes({key: values.get(key) for key in changed})
+
+    def _covers(self, prefixes: Sequence[str]) -> bool:
+        """Whether a read of ``prefixes`` holds everything under the observer's root."""
+        if self.observer is None:
+            return False
+        root = self.observer.root
+        return any(p.rstrip("/") in ("", root) or root.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+    def _settle_due(self, full_renders: int, rendered: Sequence[tuple[ResourceSpec, bytes]]) -> bool:
+        """A long render from scratch ran (it left the objects ``daemon.heap`` freezes); a
+        long incremental one (a template calling ``services``) is no reason to scan the heap."""
+        return (
+            self.settle_heap is not None
+            and self._templates.full_renders() > full_renders
+            and any(self._render_ms.get(spec.name, 0.0) >= SETTLE_AFTER_RENDER_MS for spec, _ in rendered)
+        )
+
+    async def _read(
+        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], report: BatchReport, *, resync: bool
+    ) -> Read | None:
+        """The values of ``keys`` now, from the change log when it can answer and this is no
+        ``resync``; None when the backend failed."""
+        view = self._views.get(keys)
+        read = None if resync else follow(view, self.backend, keys)
+        if read is None:
             try:
                 snapshot = await self.backend.get_values(list(keys))
             except BackendError as exc:
                 logger.error(kv("backend.read.failed", keys=",".join(keys), error=exc))
                 report.backend_error = exc
                 report.failures.extend(Failure(s.name, exc) for s in members)
-                continue
-            revisions.append(snapshot.revision)
-            if observed is None and self._covers(keys):
-                observed = snapshot.values
-            count, summary = change_summary(
-                self._previous.get(keys), snapshot.values, self._changed_keys(keys, snapshot)
+                return None
+            read = reread(view, snapshot, self.backend, keys, diff_all=resync)
+        self._views[keys] = read.view
+        self._note_changes(keys, members, read.changed)
+        (logger.info if read.count else logger.debug)(
+            kv(
+                "backend.snapshot",
+                keys=",".join(keys),
+                revision=read.view.revision,
+                count=len(read.view.values),
+                changed=read.count,
+                changes=read.summary,
             )
-            self._previous[keys] = snapshot.values
-            (logger.info if count else logger.debug)(
+        )
+        return read
+
+    def _note_changes(
+        self, keys: tuple[str, ...], members: Sequence[ResourceSpec], changed: Collection[str] | None
+    ) -> None:
+        """Add ``changed`` to what each resource reading ``keys`` has not rendered yet, held
+        ones included (the view moved on without them); None: unknown from now on."""
+        for spec in [*self.specs, *members]:
+            if spec.prefixed_keys != keys:
+                continue
+            entry = self._unrendered.get(spec.name)
+            if entry is None or entry[0] != keys or entry[1] is None:
+                continue  # never rendered from this view, or unknown already: the renderer diffs
+            if changed is None or len(entry[1]) + len(changed) > UNRENDERED_MAX:
+                self._unrendered[spec.name] = (keys, None)
+            else:
+                entry[1].update(changed)
+
+    async def _render_member(
+        self, spec: ResourceSpec, read: Read, report: BatchReport, *, skip_unchanged: bool
+    ) -> bytes | None:
+        """Render ``spec`` over the view; None when it failed (logged, in ``report``), or when
+        ``skip_unchanged`` and the view is the very one it was last applied from."""
+        keys = spec.prefixed_keys
+        if skip_unchanged and self._applied.get(spec.name) == (spec, keys, read.view.generation):
+            return None
+        self._applied.pop(spec.name, None)
+        entry = self._unrendered.get(spec.name)
+        changed = entry[1] if entry is not None and entry[0] == keys else None
+        try:
+            if self._render_ms.get(spec.name, INLINE_RENDER_MS) < INLINE_RENDER_MS:
+                # A quick render costs less than a hop to a worker thread and back.
+                return self._render(spec, read.view.values, changed)
+            # A long one runs off the loop so the watch and signals stay served (the view
+            # changes only in this task, which awaits the render).
+            return await asyncio.to_thread(self._render, spec, read.view.values, changed)
+        except (TemplateError, ResourceError) as exc:
+            logger.error(
                 kv(
-                    "backend.snapshot",
-                    keys=",".join(keys),
-                    revision=snapshot.revision,
-                    count=len(snapshot.values),
-                    changed=count,
-                    changes=summary,
+                    "resource.render.failed",
+                    resource=spec.name,
+                    src=spec.src,
+                    error=exc,
+                    note="dest left unchanged",
                 )
             )
-            for spec in members:
-                if skip_unchanged and self._applied.get(spec.name) == (spec, snapshot.values):
-                    continue
-                self._applied.pop(spec.name, None)
-                used[spec.name] = snapshot.values
-                try:
-                    if self._render_ms.get(spec.name, INLINE_RENDER_MS) < INLINE_RENDER_MS:
-                        # A quick render costs less than a hop to a worker thread and back.
-                        content = self._render(spec, snapshot.values)
-                    else:
-                        # A long one runs off the loop so the watch and signals stay served.
-                        content = await asyncio.to_thread(self._render, spec, snapshot.values)
-                except (TemplateError, ResourceError) as exc:
-                    logger.error(
-                        kv(
-                            "resource.render.failed",
-                            resource=spec.name,
-                            src=spec.src,
-                            error=exc,
-                            note="dest left unchanged",
-                        )
-                    )
-                    report.failures.append(Failure(spec.name, exc))
-                    continue
-                rendered.append((spec, content))
-        if self.observer is not None and observed is not None:
-            # What the batch read anyway: the dashboard costs no read of its own.
-            await self.observer.apply(observed)
-        results = await apply(rendered, self.opts)
+            report.failures.append(Failure(spec.name, exc))
+            return None
+
+    def _record(
+        self,
+        results: Sequence[SyncResult],
+        used: Mapping[str, tuple[tuple[str, ...], int]],
+        report: BatchReport,
+        contents: Mapping[str, bytes],
+    ) -> None:
+        """Note what the batch applied: the reload time for pacing, and each resource's outcome
+        (in the status too, with the file's diff for the dashboard)."""
         if any(r.changed and r.spec.reload_cmd for r in results) and not self.opts.noop:
             self._last_reload = self.clock()
-        contents = {spec.name: content for spec, content in rendered}
         for result in results:
             if self.status is not None:
                 name = result.spec.name
+                content = contents[name]
                 previous = self._contents.get(name)
                 if result.changed and result.error is None:
-                    self._contents[name] = contents[name]
+                    self._contents[name] = content
                 self.status.applied(
                     name,
                     changed=result.changed,
                     reloaded=result.reloaded,
                     error=None if result.error is None else str(result.error),
-                    diff=config_diff(previous, contents[name]) if result.changed else result.diff,
+                    diff=config_diff(previous, content) if result.changed else result.diff,
                     rolled_back=result.rolled_back,
                 )
             if result.error is not None:
                 report.failures.append(Failure(result.spec.name, result.error))
             else:
-                self._applied[result.spec.name] = (result.spec, used[result.spec.name])
+                self._applied[result.spec.name] = (result.spec, *used[result.spec.name])
             report.changed += result.changed
+
+    def _report(
+        self, specs: Sequence[ResourceSpec], report: BatchReport, started: float, newest: int | None
+    ) -> None:
+        """Count the batch, log it and record it in the status."""
         self.batches += 1  # counted when done, so tests can wait for a finished batch
         self._guard_changed.set()
-        known = [r for r in revisions if r is not None]
-        report.revision = min(known) if known and len(known) == len(revisions) else None
         seconds = self.clock() - started
         logger.info(
             kv(
@@ -347,23 +451,10 @@ class Daemon:
             self.status.record(
                 failures=failures,
                 changed=report.changed,
-                revision=max(known) if known else None,
+                revision=newest,
                 backend_failed=report.backend_error is not None,
                 seconds=seconds,
             )
-        return report
-
-    def _changed_keys(self, keys: tuple[str, ...], snapshot: Snapshot) -> Collection[str] | None:
-        """The keys that may differ from the last read of ``keys``, from the backend's change
-        log when it describes exactly ``snapshot`` (read just now, with no await since)."""
-        if not isinstance(self.backend, ChangeLog):
-            return None
-        changes = self.backend.changes(list(keys), self._key_cursors.get(keys))
-        if changes is None or changes.revision != snapshot.revision:
-            self._key_cursors.pop(keys, None)
-            return None
-        self._key_cursors[keys] = changes.cursor
-        return None if changes.full else changes.values.keys()
 
     async def _feed(self, sink: Sink, report: BatchReport) -> tuple[int | None, Mapping[str, str] | None]:
         """Give ``sink`` its keys (or what changed in them); return their revision, and the
@@ -384,13 +475,6 @@ class Daemon:
             logger.error(kv("dataplane.apply.failed", error=exc, note="retried at the next change"))
             report.failures.append(Failure("dataplane", exc))
         return snapshot.revision, snapshot.values
-
-    def _covers(self, prefixes: Sequence[str]) -> bool:
-        """Whether a snapshot of ``prefixes`` holds everything under the observer's root."""
-        if self.observer is None:
-            return False
-        root = self.observer.root
-        return any(p.rstrip("/") in ("", root) or root.startswith(p.rstrip("/") + "/") for p in prefixes)
 
     async def _feed_changes(self, sink: Sink, report: BatchReport) -> int | None | Literal[False]:
         """Feed ``sink`` from the backend's change log; False when either cannot."""
@@ -426,15 +510,21 @@ class Daemon:
             for sink in self.sinks:
                 await self._feed_changes(sink, report)
 
-    def _render(self, spec: ResourceSpec, values: Mapping[str, str]) -> bytes:
+    def _render(
+        self, spec: ResourceSpec, values: Mapping[str, str], changed: Collection[str] | None = None
+    ) -> bytes:
         started = time.perf_counter()
         try:
             source = spec.src.read_bytes()
         except OSError as exc:
             raise ResourceError(f"cannot read template {spec.src}: {exc.strerror or exc}") from exc
-        content = render(spec, values, source, self._templates)
-        if self.status is not None:
-            self.status.rendered(spec.name)
+        try:
+            content = render(spec, values, source, self._templates, changed)
+            if self.status is not None:
+                self.status.rendered(spec.name)
+        finally:
+            # The renderer has followed on to ``values`` (even when the template failed).
+            self._unrendered[spec.name] = (spec.prefixed_keys, set())
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
         logger.debug(

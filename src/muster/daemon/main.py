@@ -12,6 +12,7 @@ from muster.backends.base import Backend
 from muster.config import Config, resolve_srv_nodes
 from muster.daemon.backend import close_backend, create_backend
 from muster.daemon.core import Daemon
+from muster.daemon.heap import settle
 from muster.daemon.observer import RegistryObserver
 from muster.daemon.sinks import build_sink
 from muster.dataplane.nginx.pusher import DataPlane
@@ -59,6 +60,7 @@ async def run(config: Config, backend: Backend | None = None, *, diff_out: TextI
         dataplane=mode,
         status=status,
         observer=observer,
+        settle_heap=None if config.onetime else settle,
     )
     status.checks["guard"] = daemon.guards.problem
     status.held = daemon.guards.held

@@ -50,8 +50,24 @@ class RegistryObserver:
         return self._index.services, self._rejected
 
     async def apply(self, values: Mapping[str, str]) -> None:
+        """Take the whole of ``values`` under the root."""
         before = {name: list(entries) for name, entries in self._index.services.items()}
-        changed = self._index.update(values)
+        self._report(before, self._index.update(values))
+
+    async def apply_changes(self, changes: Mapping[str, str | None]) -> None:
+        """Take only the keys changed since the last call (None: deleted)."""
+        before = {
+            name: list(self._index.services[name])
+            for name in self._names(changes)
+            if name in self._index.services
+        }
+        self._report(before, self._index.apply_changes(changes))
+
+    def _names(self, keys: Mapping[str, object]) -> set[str]:
+        prefix = self.root + "/"
+        return {key[len(prefix) :].split("/", 1)[0] for key in keys if key.startswith(prefix)}
+
+    def _report(self, before: Mapping[str, list[tuple[str, int, int]]], changed: set[str]) -> None:
         rejected = self._index.rejected()
         if self._first:
             # The state at start is not news: one line instead of a join per server.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from muster.errors import BackendError, Error
 
-__all__ = ["BatchReport", "Failure", "KEYS_LOGGED", "change_summary"]
+__all__ = ["BatchReport", "Failure", "KEYS_LOGGED", "change_summary", "summarize"]
 
 KEYS_LOGGED = 20
 
@@ -52,7 +52,18 @@ def change_summary(
         removed = [f"-{k}" for k in old.keys() - new.keys()]
         modified = [f"~{k}" for k, v in new.items() if old.get(k, v) != v]
     changes = sorted(added + removed + modified, key=lambda s: s[1:])
+    return len(changes), _bounded(changes)
+
+
+def summarize(added: Sequence[str], removed: Sequence[str], modified: Sequence[str]) -> tuple[int, str]:
+    """``change_summary``'s answer for keys already sorted into added, removed and modified."""
+    changes = [f"+{k}" for k in added] + [f"-{k}" for k in removed] + [f"~{k}" for k in modified]
+    changes.sort(key=lambda s: s[1:])
+    return len(changes), _bounded(changes)
+
+
+def _bounded(changes: list[str]) -> str:
     text = ",".join(changes[:KEYS_LOGGED])
     if len(changes) > KEYS_LOGGED:
         text += f",...{len(changes) - KEYS_LOGGED} more"
-    return len(changes), text
+    return text

@@ -1,8 +1,8 @@
 """Incremental rendering: one resource's template rendered again at a cost in proportion
 to the change, byte-identical to a full render.
 
-Theory of operation. ``IncrementalRenderer`` keeps, between renders, the backend values
-it last saw, the ``KVStore`` built from them and a ``Memo`` (gotemplate/memo.py) of the
+Theory of operation. ``IncrementalRenderer`` keeps, between renders, a copy of the backend
+values it last saw, the ``KVStore`` built from them and a ``Memo`` (gotemplate/memo.py) of the
 template's ``range``/``with`` bodies and ``{{template}}`` calls. A render
 
 1. diffs the new values against the last ones (or takes the changed keys it is given),
@@ -219,7 +219,7 @@ class IncrementalRenderer:
         self.reads = StoreReads(self.memo)
         funcs = template_funcs(self.reads, dataplane, guards)
         self.template: Template = Template(name, funcs=funcs).parse(from_bytes(source))
-        self._raw: Mapping[str, str] | None = None
+        self._raw: dict[str, str] | None = None  # the backend values last rendered (a copy)
         self._collisions = False
         self.full_renders = 0
 
@@ -229,8 +229,9 @@ class IncrementalRenderer:
     def render(self, values: Mapping[str, str], changed: Collection[str] | None = None) -> bytes:
         """The template's output over ``values`` (full backend keys), as ``render`` gives it.
 
-        ``values`` is a snapshot: the renderer keeps it, to diff the next one against, so
-        the caller must not change it in place afterwards (backends hand out fresh ones).
+        ``values`` is read during the call only: the renderer keeps its own copy of the
+        keys (copied on a full render, updated key by key after), so the caller may keep
+        one mapping and change it in place between renders (the daemon's change-log view).
         ``changed``, when given, must name every backend key added, removed or modified
         since the last call (a superset is fine): the values are then not diffed.
         Raises ``TemplateExecError``; the next render still follows on from ``values``.
@@ -254,6 +255,7 @@ class IncrementalRenderer:
             self._full(values)
             return
         changes: dict[str, str | None] = {}
+        raw: dict[str, str | None] = {}
         for key in keys:
             value = values.get(key)
             stripped = _strip_key(key, self.prefix)
@@ -263,8 +265,13 @@ class IncrementalRenderer:
                 self._full(values)
                 return
             changes[stripped] = value
+            raw[key] = value
         new = store.updated(changes)
-        self._raw = values
+        for key, value in raw.items():  # the renderer's copy follows the change, key by key
+            if value is None:
+                old.pop(key, None)
+            else:
+                old[key] = value
         # Malformed patterns are errors only over a non-empty store, and ls/lsdir read
         # differently once a key is not canonical: such flips start over.
         if (len(new) == 0) != (len(store) == 0) or new.canonical != store.canonical:
@@ -278,7 +285,7 @@ class IncrementalRenderer:
 
         stripped = strip_prefix(values, self.prefix)
         self._collisions = len(stripped) < len(values)
-        self._raw = values
+        self._raw = dict(values)  # a full render is O(keys) anyway; the copy frees the caller
         self.reads.reset()
         self.reads.store = KVStore(stripped)
         self.memo.advance()

@@ -104,6 +104,10 @@ class TemplateCache:
             )
         return found
 
+    def full_renders(self) -> int:
+        """How many renders from scratch the incremental renderers held now have made."""
+        return sum(r.full_renders for r in self._renderers.values())
+
     def get(self, name: str, source: bytes) -> tuple[Template, _StoreSlot]:
         key = (name, source)
         entry = self._entries.get(key)
@@ -132,7 +136,7 @@ def render(
     ``cache``, an unchanged source is not parsed again, and an incremental cache renders
     only what changed since the resource's last render: ``changed`` (every backend key
     added, removed or modified since then, from a change log) spares it diffing the
-    values, and the caller then must not change ``values`` in place.
+    values. ``values`` is read during the call only.
     """
     # Imported here: these modules are the template engine's and the confd functions' owners',
     # and a resource that never renders (e.g. -noop on an empty conf.d) should not need them.

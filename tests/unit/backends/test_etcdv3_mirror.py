@@ -91,3 +91,14 @@ def test_a_cursor_older_than_the_log_reads_everything(monkeypatch: pytest.Monkey
     m._apply(WatchResponse(0, 16, events=[put(f"/a/{i}", "w", 14 + i) for i in range(3, 6)]))
     stale = m.changes(["/a"], cursor)
     assert stale.full and len(stale.values) == 6
+
+
+def test_a_reader_at_the_start_revision_is_answered_from_the_log() -> None:
+    # The daemon reads every key (get_values) just before the watch opens the mirror at that
+    # revision: its first change then costs what it touches, not a read of every key.
+    m = mirror(values={"/a/x": "1"})
+    m._apply(WatchResponse(0, 11, events=[put("/a/y", "2", 11)]))
+    since_start = m.changes(["/a"], None, since=10)
+    assert not since_start.full and since_start.values == {"/a/y": "2"} and since_start.revision == 11
+    assert m.changes(["/a"], None, since=11).full  # not the start: the log cannot tell
+    assert m.changes(["/a"], None).full

@@ -365,9 +365,9 @@ async def test_resync_without_changes_renders_nothing(confdir: ConfDir, clock: F
     renders: list[str] = []
     real_render = daemon._render
 
-    def counting_render(spec: object, values: object) -> bytes:
+    def counting_render(spec: object, values: object, changed: object = None) -> bytes:
         renders.append(getattr(spec, "name", ""))
-        return real_render(spec, values)  # type: ignore[arg-type]
+        return real_render(spec, values, changed)  # type: ignore[arg-type]
 
     daemon._render = counting_render  # type: ignore[method-assign]
 

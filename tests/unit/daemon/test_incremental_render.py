@@ -100,3 +100,32 @@ def test_the_cache_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.renderer(spec, SEED) is first
     assert cache.renderer(spec, SEED + b" ") is not first  # a new source, a new memo
     assert "IncrementalRenderer" in repr(first)
+
+
+def test_one_mapping_changed_in_place_between_renders() -> None:
+    # The daemon keeps one view per key set and changes it in place: the renderer must not
+    # compare it with itself, with or without the changed keys.
+    values = _values(20)
+    for told in (True, False):
+        r = IncrementalRenderer("t.tmpl", SEED, "/p")
+        assert r.render(values) == _full(values)
+        for i, (key, value) in enumerate(
+            [
+                ("/p/services/s3/servers/0", "10.1.1.1"),
+                ("/p/services/new/servers/0", "10.2.2.2"),
+                ("/p/services/s4/servers/1", None),
+            ]
+        ):
+            if value is None:
+                del values[key]
+            else:
+                values[key] = value
+            assert r.render(values, [key] if told else None) == _full(values), (told, i)
+        assert r.full_renders == 1
+        values = _values(20)
+    # A second backend key for a known template key is still caught with changed keys given.
+    r = IncrementalRenderer("t.tmpl", SEED, "/p")
+    r.render(values)
+    values["/p//services/s1/servers/0"] = "10.3.3.3"
+    assert r.render(values, ["/p//services/s1/servers/0"]) == _full(values)
+    assert r.full_renders == 2

@@ -23,7 +23,9 @@ class _Mirror(Protocol):
 
     def snapshot(self, prefixes: Sequence[str]) -> Snapshot: ...
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes: ...
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes: ...
 
     async def aclose(self) -> None: ...
 
@@ -40,6 +42,9 @@ class MirroredBackend(Generic[M]):
 
     client: _Client
     _mirrors: dict[tuple[str, ...], M]
+    #: Whether a mirror's replica starts at one revision, so a reader at that revision can
+    #: follow its log from the start (etcd v3); v2 reads each prefix at its own index.
+    exact_start = True
 
     async def __aenter__(self) -> Self:
         return self
@@ -62,11 +67,16 @@ class MirroredBackend(Generic[M]):
         since = [m.down_since for m in self._mirrors.values() if m.down_since is not None]
         return time.monotonic() - min(since) if since else None
 
-    def changes(self, prefixes: Sequence[str], cursor: Cursor | None) -> Changes | None:
-        """What changed under ``prefixes`` since ``cursor``, from a live mirror (``ChangeLog``);
+    def changes(
+        self, prefixes: Sequence[str], cursor: Cursor | None, since: int | None = None
+    ) -> Changes | None:
+        """What changed under ``prefixes`` since ``cursor`` (or revision ``since``, where the
+        mirror's start is one revision: ``exact_start``), from a live mirror (``ChangeLog``);
         None when no mirror serves them."""
         mirror = self._serving(prefixes)
-        return None if mirror is None else mirror.changes(prefixes, cursor)
+        if mirror is None:
+            return None
+        return mirror.changes(prefixes, cursor, since if self.exact_start else None)
 
     def _serving(self, prefixes: Sequence[str]) -> M | None:
         """The mirror that answers reads of ``prefixes``, if one does."""

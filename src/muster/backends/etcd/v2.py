@@ -61,6 +61,7 @@ class EtcdV2Backend(MirroredBackend[V2Mirror]):
     """
 
     client: EtcdV2Client
+    exact_start = False  # each prefix is read at its own index
 
     def __init__(self, *, options: BackendOptions | None = None, client: EtcdV2Client | None = None) -> None:
         self.options = options or BackendOptions()

@@ -64,6 +64,8 @@ def text(raw: bytes) -> str:
 class Mirror(ChangeFeed):
     """The keys under ``prefixes``, kept current by a background watch; see the module doc."""
 
+    exact_start = True  # read at start_revision, pinned: every later change is in the log
+
     def __init__(self, client: EtcdV3Client, options: BackendOptions, prefixes: tuple[str, ...]) -> None:
         super().__init__()
         self.client = client
