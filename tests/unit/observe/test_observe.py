@@ -163,3 +163,20 @@ def test_series_of_servers_that_left_are_forgotten_once_idle() -> None:
     assert idle.update(snap(1100, 12), registered) == [("web", "10.0.0.9:80")]
     # Registered servers and requests that reached none are never dropped, however idle.
     assert idle.update(snap(99_999, 12), registered | {("web", "10.0.0.9:80")}) == []
+
+
+async def test_observer_given_only_the_changed_keys_tells_what_a_whole_snapshot_would() -> None:
+    first = {"/services/web/servers/a": '{"host": "10.0.0.1", "port": 80}'}
+    changes: dict[str, str | None] = {
+        "/services/web/servers/a": None,
+        "/services/web/servers/b": '{"host": "10.0.0.2", "port": 80, "weight": 3}',
+        "/services/web/servers/evil": '{"host": "1.2.3.4; include /x", "port": 80}',
+    }
+    whole, partial = EventLog(), EventLog()
+    by_snapshot, by_changes = RegistryObserver(whole), RegistryObserver(partial)
+    await by_snapshot.apply(first)
+    await by_snapshot.apply({k: v for k, v in changes.items() if v is not None})
+    await by_changes.apply(first)
+    await by_changes.apply_changes(changes)
+    assert [(e.kind, e.text) for e in partial] == [(e.kind, e.text) for e in whole]
+    assert by_changes.snapshot() == by_snapshot.snapshot()
