@@ -16,7 +16,15 @@ from muster.backends.options import BackendOptions
 from muster.errors import BackendError, BackendUnavailable, ConfigError
 from muster.log import kv
 
-__all__ = ["Endpoints", "is_certificate_error", "make_session", "map_exceptions", "parse_json", "ssl_context"]
+__all__ = [
+    "Endpoints",
+    "PooledSession",
+    "is_certificate_error",
+    "make_session",
+    "map_exceptions",
+    "parse_json",
+    "ssl_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,24 @@ def make_session(options: BackendOptions) -> aiohttp.ClientSession:
     ctx = ssl_context(options)
     connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True, limit=0)
     return aiohttp.ClientSession(connector=connector, json_serialize=json.dumps)
+
+
+class PooledSession:
+    """The lazily made, re-made-when-closed session of an etcd client (``options`` set by it)."""
+
+    options: BackendOptions
+    _session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = make_session(self.options)
+        return self._session
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 def parse_json(raw: bytes, what: str) -> Any:

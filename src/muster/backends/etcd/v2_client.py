@@ -19,7 +19,7 @@ import aiohttp
 from muster.backends.etcd.transport import (
     TRANSPORT_ERRORS,
     Endpoints,
-    make_session,
+    PooledSession,
     map_exceptions,
     parse_json,
 )
@@ -38,6 +38,7 @@ COMPARE_FAILED = 101
 EVENT_INDEX_CLEARED = 401
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 0.5
+
 
 class V2Error(BackendError):
     """etcd answered with a v2 error body; ``error_code`` is etcd's ``errorCode``."""
@@ -74,13 +75,12 @@ def _key_path(prefix: str) -> str:
     return "/v2/keys" + urllib.parse.quote(p if p.startswith("/") else "/" + p, safe="/")
 
 
-class EtcdV2Client:
+class EtcdV2Client(PooledSession):
     """``/v2/keys`` requests with endpoint failover, TLS and HTTP basic auth."""
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
         self.endpoints = Endpoints(options.endpoints())
-        self._session: aiohttp.ClientSession | None = None
         auth = None
         if options.username:
             auth = aiohttp.BasicAuth(options.username, options.password)
@@ -88,17 +88,6 @@ class EtcdV2Client:
 
     def __repr__(self) -> str:
         return f"<EtcdV2Client {self.endpoints!r}>"
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = make_session(self.options)
-        return self._session
 
     async def request_on(
         self, url: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -203,7 +192,6 @@ class EtcdV2Client:
         except (BackendError, aiohttp.ClientError, TimeoutError, OSError):
             return False
         return isinstance(body, dict) and body.get("health") in ("true", True)
-
 
 
 def event_index(event: Mapping[str, Any]) -> int:

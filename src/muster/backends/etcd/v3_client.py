@@ -25,7 +25,7 @@ import aiohttp
 from muster.backends.etcd.transport import (
     TRANSPORT_ERRORS,
     Endpoints,
-    make_session,
+    PooledSession,
     map_exceptions,
     parse_json,
 )
@@ -186,7 +186,7 @@ class WatchStream:
         return parse_watch_message(parse_json(line, what), what)
 
 
-class EtcdV3Client:
+class EtcdV3Client(PooledSession):
     """Requests to the first healthy endpoint, with failover, auth tokens and TLS.
 
     Use as ``async with EtcdV3Client(options) as client``; ``aclose()`` is idempotent.
@@ -195,7 +195,6 @@ class EtcdV3Client:
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
         self.endpoints = Endpoints(options.endpoints())
-        self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -207,17 +206,6 @@ class EtcdV3Client:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = make_session(self.options)
-        return self._session
 
     def _timeout(self, total: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total, sock_connect=self.options.dial_timeout)
