@@ -104,8 +104,12 @@ async def test_password_from_file_or_env_stays_out_of_sight(
         await wait_until(lambda: read(dest) == "8080\n" and env_dump.exists(), "the first render", log)
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         assert "-username muster" in cmdline and etcd_auth.password not in cmdline
-        body = await served(port)
-        assert '"ready": true' in body and etcd_auth.password not in body
+        # The file (and the reload) come a moment before the batch is recorded as complete.
+        deadline = time.monotonic() + 10
+        while '"ready": true' not in (body := await served(port)):
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.05)
+        assert etcd_auth.password not in body
         assert etcd_auth.password not in env_dump.read_text(), "reload_cmd inherited the password"
     text = log.read_text()
     assert "etcd.auth.complete" in text, "debug logging was on, authentication was logged"
