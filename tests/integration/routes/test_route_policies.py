@@ -8,14 +8,11 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
-from route_helpers import Backends, fetch, route_stack, settle, spread, wait_for
+from route_helpers import Backends, base, fetch, settle, spread, wait_for
 
-from muster.dataplane.nginx.conf import lua_available
 from muster.stack.etcd import etcd_available
 from muster.stack.local import Stack
 from muster.stack.nginx import nginx_available
@@ -24,31 +21,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not (nginx_available() and etcd_available()), reason="needs nginx and etcd"),
 ]
-
-
-@pytest.fixture(params=["reload", "lua"])
-def plane(request: pytest.FixtureRequest) -> str:
-    if request.param == "lua" and not lua_available():
-        pytest.skip("libnginx-mod-http-lua is not installed")
-    return str(request.param)
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    made = Backends()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def stack(plane: str, tmp_path: Path) -> Iterator[Stack]:
-    with route_stack(tmp_path, plane) as running:
-        yield running
-
-
-def base(stack: Stack) -> str:
-    assert stack.nginx is not None
-    return f"http://127.0.0.1:{stack.nginx.port}"
 
 
 def register(stack: Stack, backends: Backends, service: str, *idents: str, **kw: float | int) -> None:

@@ -183,3 +183,9 @@ async def spread(
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return seen
+
+
+def base(stack: Stack) -> str:
+    """The URL of the stack's nginx."""
+    assert stack.nginx is not None
+    return f"http://127.0.0.1:{stack.nginx.port}"
