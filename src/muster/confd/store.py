@@ -435,6 +435,12 @@ class KVStore:
     def _kids(self, parent: str | None) -> dict[str, int]:
         return self._tree().get(parent, {})
 
+    def is_dir(self, path: str) -> bool:
+        """Whether the clean absolute ``path`` (not "/") has keys below it: in a canonical
+        store, ``lsdir`` of its parent lists it exactly then."""
+        parent, _, name = path.rpartition("/")
+        return bool(self._kids(parent).get(name, 0) & _DIR)
+
     def _sorted_kids(self, parent: str | None) -> list[str]:
         cached = self._sorted_cache.get(parent)
         if cached is None:

@@ -40,12 +40,11 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from muster.golang.values import GoFunc, GoSlice, GoStruct
+from muster.golang.values import GoStruct
 from muster.log import kv, printable
 from muster.registry import routeconf as routeconf
-from muster.registry.guard import Guards, PanicGuard
 from muster.registry.resolve import (  # re-exported: their home before registry/
     HOST_EVENTS,
     RESOLVE_DEADLINE,
@@ -55,7 +54,6 @@ from muster.registry.resolve import (  # re-exported: their home before registry
     lookup_addresses,
 )
 from muster.registry.route import Route, RouteRejected, parse_route
-from muster.registry.routing import RouteTable, build_table
 from muster.registry.schema import (
     DEFAULT_ROOT,
     MAX_VALUE_BYTES,
@@ -84,7 +82,6 @@ __all__ = [
     "index_services",
     "lookup_addresses",
     "parse_server",
-    "service_funcs",
     "valid_host",
     "valid_name",
 ]
@@ -435,154 +432,5 @@ class RejectLog:
             self._seen.update(rejected)
 
 
-class ServiceStore(Protocol):
-    """What ``service_funcs`` needs of confd's KV store (``muster.confd.store``)."""
-
-    def lsdir(self, path: str) -> list[str]: ...
-
-    def gets(self, pattern: str) -> list[Any]: ...
-
-
 DEFAULT_REJECT_LOG = RejectLog()
 DEFAULT_RESOLVER = HostResolver()
-
-
-def service_funcs(
-    store: ServiceStore,
-    *,
-    reject_log: RejectLog = DEFAULT_REJECT_LOG,
-    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None = DEFAULT_RESOLVER,
-    guards: Guards | None = None,
-) -> dict[str, GoFunc]:
-    """Template functions ``services [ROOT]`` and ``servers NAME [ROOT]`` over ``store``,
-    and for routes (``ROOT/NAME/route``): ``routing`` (whether any service has one),
-    ``route_conf "http"|"server"`` (the route table's nginx lines, ``muster.registry.routeconf``)
-    and ``route_balance NAME`` (its upstream's balancing line).
-
-    Each root is indexed once per snapshot, so a template calling ``servers`` for every
-    service costs time in proportion to the entries, not their square. ``store`` may be a
-    slot whose ``.store`` attribute is re-pointed at each new snapshot (the daemon's
-    template cache binds functions once and re-executes): the index follows it. With a
-    ``HostResolver``, each root's DNS names are held (kept fresh) while these funcs live.
-    With ``guards``, each root's servers pass a ``PanicGuard`` (mass removals stay routed).
-    """
-    roots = _RootIndexes(store, reject_log, resolvable, guards)
-    index, table = roots.index, roots.table
-
-    def services(*root: str) -> GoSlice:
-        return GoSlice(sorted(index(root).services), "string")
-
-    def routing(*root: str) -> bool:
-        return bool(index(root).routes)
-
-    def route_conf(level: str, *root: str) -> str:
-        found, routes = table(root)
-        live = lambda name: bool(found.services.get(name))  # noqa: E731
-        if level == "http":
-            return routeconf.http_conf(routes, live)
-        if level == "server":
-            return routeconf.server_conf(routes, live)
-        raise ValueError("route_conf takes http or server")
-
-    def route_balance(name: str, *root: str) -> str:
-        route = index(root).routes.get(name)
-        return routeconf.balance_directive(route) if route is not None else ""
-
-    def servers(name: str, *root: str) -> GoSlice:
-        return GoSlice(index(root).services.get(name, []), Server.go_type)
-
-    return {
-        "services": GoFunc(services, (), variadic="string", name="services"),
-        "servers": GoFunc(servers, ("string",), variadic="string", name="servers"),
-        "routing": GoFunc(routing, (), variadic="string", name="routing"),
-        "route_conf": GoFunc(route_conf, ("string",), variadic="string", name="route_conf"),
-        "route_balance": GoFunc(route_balance, ("string",), variadic="string", name="route_balance"),
-    }
-
-
-class _RootIndexes:
-    """Each root's ``ServiceIndex`` of the store's current snapshot, built on first use,
-    and what is kept per root across snapshots (parses, case claims, DNS holdings, guards)."""
-
-    def __init__(
-        self,
-        store: ServiceStore,
-        reject_log: RejectLog,
-        resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
-        guards: Guards | None,
-    ) -> None:
-        self._store = store
-        self._reject_log = reject_log
-        self._resolvable = resolvable
-        self._guards = guards
-        self._indexes: dict[str, ServiceIndex] = {}  # per root, of the snapshot ``_indexed``
-        # The snapshot the indexes were built from, held so its id cannot be reused meanwhile.
-        self._indexed: object = None
-        self._guarded: dict[str, PanicGuard[Server]] = {}  # per root, across snapshots
-        self._holdings: dict[str, Holding] = {}  # per root: the DNS names its last index used
-        self._parses: dict[str, _Cache] = {}  # per root, across snapshots
-        self._claims: dict[str, NameClaims] = {}  # per root, across snapshots: the first name keeps it
-        self._tables: dict[int, tuple[ServiceIndex, RouteTable]] = {}  # the route table of the last index
-
-    def index(self, roots: tuple[str, ...]) -> ServiceIndex:
-        """The index of the root in ``roots`` (at most one; default ``DEFAULT_ROOT``)."""
-        if len(roots) > 1:
-            raise ValueError("at most one root")
-        current = getattr(self._store, "store", self._store)
-        if current is not self._indexed:
-            self._indexes.clear()
-            self._indexed = current
-        root = (roots[0] if roots else DEFAULT_ROOT).rstrip("/") or "/"
-        found = self._indexes.get(root)
-        if found is None:
-            found = self._indexes[root] = self._build(root)
-        return found
-
-    def _build(self, root: str) -> ServiceIndex:
-        store = self._store
-        names = store.lsdir(root)
-        pairs = [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*")]
-        # Keys one level off the layout, to say they are ignored (deeper ones go unsaid).
-        pairs += [(kv.Key, kv.Value) for kv in store.gets(f"{root}/*/servers/*/*")]
-        pairs += [
-            (kv.Key, kv.Value) for kv in store.gets(f"{root}/*/*") if kv.Key.split("/")[-1] != "servers"
-        ]
-        found = index_services(
-            pairs,
-            names,
-            root,
-            resolvable=_held(self._resolvable, self._holdings, root),
-            cache=self._parses.setdefault(root, {}),
-            claims=self._claims.setdefault(root, NameClaims()),
-        )
-        self._reject_log.report(found.rejected, root)
-        if self._guards is not None:
-            guard = self._guarded.get(root)
-            if guard is None:
-                guard = self._guarded[root] = self._guards.new()
-            published = guard.update(found.services)[0]
-            found.services = {name: list(servers) for name, servers in published.items()}
-        return found
-
-    def table(self, roots: tuple[str, ...]) -> tuple[ServiceIndex, RouteTable]:
-        """The index of the root in ``roots`` and its route table, built once per index."""
-        found = self.index(roots)
-        built = self._tables.get(id(found))
-        if built is None or built[0] is not found:
-            self._tables.clear()
-            built = self._tables[id(found)] = (found, build_table(found.services.keys(), found.routes))
-        return found, built[1]
-
-
-def _held(
-    resolvable: Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None,
-    holdings: dict[str, Holding],
-    root: str,
-) -> Callable[[Collection[str]], Mapping[str, Sequence[str]]] | None:
-    if not isinstance(resolvable, HostResolver):
-        return resolvable
-    resolver = resolvable
-    holding = holdings.get(root)
-    if holding is None:
-        holding = holdings[root] = resolver.holding()
-    return lambda hosts: resolver.addresses(hosts, holding=holding)

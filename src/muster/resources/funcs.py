@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from muster.confd.funcs import func_map
 from muster.golang.values import GoFunc
-from muster.registry.index import service_funcs
+from muster.registry.servicefuncs import service_funcs
 from muster.resources.spec import go_join
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ from muster.confd.store import KVPair, KVStore, path_clean
 from muster.golang.values import GoSlice, from_bytes, to_bytes
 from muster.gotemplate import Template
 from muster.gotemplate.memo import Memo
+from muster.registry.servicefuncs import SERVICE_READS, Follower
 from muster.resources.funcs import strip_prefix, template_funcs
 from muster.resources.spec import go_join
 
@@ -86,6 +87,16 @@ class StoreReads:
         self._by_prefix: dict[str, dict[Hashable, Any]] = {}
         self._count = 0
         self._baseline: int | None = None  # reads recorded by the render after a reset
+        self._followers: list[Follower] = []
+
+    def note(self, token: Hashable) -> None:
+        """Record a read whose answer a follower tracks (the service functions')."""
+        self.memo.note(token)
+
+    def follow(self, callback: Follower) -> None:
+        """Tell ``callback(old, new, changed)`` of each snapshot ``refresh`` moves to; it
+        returns the tokens (of ``note``) whose answers changed, or None to start over."""
+        self._followers.append(callback)
 
     def reset(self) -> None:
         """Forget every read and every memoised output."""
@@ -97,8 +108,16 @@ class StoreReads:
     def refresh(self, store: KVStore, changed: Collection[str]) -> None:
         """Point at ``store``, which differs from the last one in the ``changed`` keys, and
         invalidate the memo's entries whose reads now answer differently."""
-        self.store = store
+        old, self.store = self.store, store
         self.memo.advance()
+        followed: list[Hashable] = []
+        for follower in self._followers:
+            tokens = follower(old, store, changed)
+            if tokens is None:
+                self.reset()
+                return
+            followed.extend(tokens)
+        self.memo.invalidate(followed)
         # Reads of what left the registry stay recorded; past three times what one render
         # from scratch records (or max_reads), start over.
         if self._baseline is None:
@@ -215,7 +234,7 @@ class IncrementalRenderer:
 
         self.prefix = prefix
         self.max_changes = max_changes
-        self.memo = Memo(PURE_HELPERS | STORE_READS)
+        self.memo = Memo(PURE_HELPERS | STORE_READS | SERVICE_READS)
         self.reads = StoreReads(self.memo)
         funcs = template_funcs(self.reads, dataplane, guards)
         self.template: Template = Template(name, funcs=funcs).parse(from_bytes(source))

@@ -19,7 +19,8 @@ import pytest
 
 from muster.confd.store import KVStore
 from muster.gotemplate import Template
-from muster.registry.index import HostResolver, RejectLog, service_funcs
+from muster.registry.index import HostResolver, RejectLog
+from muster.registry.servicefuncs import service_funcs
 
 NO_SUCH_NAME = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 TRY_AGAIN = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")

@@ -26,10 +26,10 @@ from muster.registry.index import (
     Server,
     index_services,
     parse_server,
-    service_funcs,
     valid_host,
     valid_name,
 )
+from muster.registry.servicefuncs import service_funcs
 
 KEY = "/services/web/servers/a"
 

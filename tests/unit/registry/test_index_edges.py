@@ -23,9 +23,9 @@ from muster.registry.index import (
     Server,
     index_services,
     parse_server,
-    service_funcs,
     valid_host,
 )
+from muster.registry.servicefuncs import service_funcs
 
 KEY = "/services/web/servers/a"
 LONGEST_NAME = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: DNS's limit
