@@ -171,6 +171,10 @@ class NameClaims:
             self._holders[fold] = holder
         return holder
 
+    def holder(self, fold: str) -> str | None:
+        """The name holding ``fold`` now, if any."""
+        return self._holders.get(fold)
+
     def keep_only(self, folds: Collection[str]) -> None:
         """Forget the folds no name holds any more."""
         for fold in self._holders.keys() - folds:

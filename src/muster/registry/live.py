@@ -97,7 +97,9 @@ class LiveRoot:
         self._registered: dict[str, list[Server]] = {}  # valid servers per admitted name, before the guard
         self._routes: dict[str, Route] = {}  # valid routes, before the split check
         self._rejected_of: dict[str, dict[str, str]] = {}  # name -> its rejected keys -> why
-        self._folds: dict[str, set[str]] = {}  # case fold -> its valid names that have keys
+        # Case fold -> its valid names that have keys, for folds of two or more names (the
+        # claims know each fold's holder; a set per service would cost 9 MB at 30,000).
+        self._folds: dict[str, set[str]] = {}
         self._dns: set[str] = set()  # admitted names with a server named by DNS
         self._split_rejected: dict[str, str] = {}  # routes that split to an unregistered service
 
@@ -122,10 +124,11 @@ class LiveRoot:
         )
         self._registered = found.services
         self._routes = found.routes
-        self._folds = {}
+        folds: dict[str, set[str]] = {}
         for name in names:
             if valid_name(name):
-                self._folds.setdefault(name.lower(), set()).add(name)
+                folds.setdefault(name.lower(), set()).add(name)
+        self._folds = {fold: members for fold, members in folds.items() if len(members) > 1}
         self._rejected_of = {}
         for key, reason in found.rejected.items():
             self._rejected_of.setdefault(self._name_of(key), {})[key] = reason
@@ -166,7 +169,12 @@ class LiveRoot:
             self._rejected_of.pop(name, None)
             if valid_name(name):
                 fold = name.lower()
-                mates = folds.setdefault(fold, set(self._folds.get(fold, ())))
+                mates = folds.get(fold)
+                if mates is None:
+                    mates = folds[fold] = set(self._folds.get(fold, ()))
+                    holder = self._claims.holder(fold)
+                    if holder is not None:
+                        mates.add(holder)
                 mates.add(name)
             elif store.is_dir(f"{base}/{name}"):
                 self._rejected_of[name] = {f"{base}/{name}": BAD_SERVICE_NAME}
@@ -174,7 +182,7 @@ class LiveRoot:
         for fold, candidates in folds.items():
             group |= candidates
             members = sorted(name for name in candidates if store.is_dir(f"{base}/{name}"))
-            if members:
+            if len(members) > 1:
                 self._folds[fold] = set(members)
             else:
                 self._folds.pop(fold, None)

@@ -13,25 +13,30 @@ from muster.resources.spec import go_join
 if TYPE_CHECKING:
     from muster.registry.guard import Guards
 
-__all__ = ["strip_prefix", "template_funcs"]
+__all__ = ["strip_key", "strip_prefix", "template_funcs"]
 
 
 def strip_prefix(values: Mapping[str, str], prefix: str) -> dict[str, str]:
-    """Keys as templates see them, exactly as confd's ``setVars`` stores them.
+    """Keys as templates see them, exactly as confd's ``setVars`` stores them (``strip_key``)."""
+    return {strip_key(key, prefix): value for key, value in values.items()}
 
-    ``path.Join("/", strings.TrimPrefix(key, prefix))``: a plain string trim (so prefix
-    ``/app`` turns ``/application`` into ``/lication``, as confd does), then Go's path cleaning.
-    """
-    out: dict[str, str] = {}
-    for key, value in values.items():
+
+def strip_key(key: str, prefix: str) -> str:
+    """One key as templates see it: ``path.Join("/", strings.TrimPrefix(key, prefix))``, a
+    plain string trim (so prefix ``/app`` turns ``/application`` into ``/lication``, as
+    confd does), then Go's path cleaning."""
+    if prefix.endswith("/") and key.startswith(prefix):
+        # The prefix's own "/" kept: with the usual prefix "/", the key itself, not a copy
+        # (90,000 keys at 30,000 services: 7 MB).
+        rest = key[len(prefix) - 1 :]
+    else:
         rest = key.removeprefix(prefix)
         if not rest.startswith("/"):
             rest = "/" + rest
-        # Fast path for keys that are already clean; go_join handles "//", "." and ".." parts.
-        if "//" in rest or "/." in rest or (rest.endswith("/") and rest != "/"):
-            rest = go_join("/", rest)
-        out[rest] = value
-    return out
+    # Fast path for keys that are already clean; go_join handles "//", "." and ".." parts.
+    if "//" in rest or "/." in rest or (rest.endswith("/") and rest != "/"):
+        rest = go_join("/", rest)
+    return rest
 
 
 def template_funcs(slot: Any, dataplane: str = "reload", guards: Guards | None = None) -> dict[str, Any]:

@@ -30,8 +30,7 @@ from muster.golang.values import GoSlice, from_bytes, to_bytes
 from muster.gotemplate import Template
 from muster.gotemplate.memo import Memo
 from muster.registry.servicefuncs import SERVICE_READS, Follower
-from muster.resources.funcs import strip_prefix, template_funcs
-from muster.resources.spec import go_join
+from muster.resources.funcs import strip_key, strip_prefix, template_funcs
 
 if TYPE_CHECKING:
     from muster.registry.guard import Guards
@@ -204,16 +203,6 @@ class StoreReads:
         return self._record(("lsdir", path), self._dir_prefix(path), self._s().lsdir(path))
 
 
-def _strip_key(key: str, prefix: str) -> str:
-    # render.strip_prefix for one key.
-    rest = key.removeprefix(prefix)
-    if not rest.startswith("/"):
-        rest = "/" + rest
-    if "//" in rest or "/." in rest or (rest.endswith("/") and rest != "/"):
-        rest = go_join("/", rest)
-    return rest
-
-
 class IncrementalRenderer:
     """One resource's parsed template plus what it needs to render the next snapshot
     incrementally. Not thread-safe: one render at a time.
@@ -277,7 +266,7 @@ class IncrementalRenderer:
         raw: dict[str, str | None] = {}
         for key in keys:
             value = values.get(key)
-            stripped = _strip_key(key, self.prefix)
+            stripped = strip_key(key, self.prefix)
             if value is not None and key not in old and stripped in store:
                 # A second backend key for one template key: confd's last-wins, which
                 # only a full render reproduces.
