@@ -70,15 +70,38 @@ class Run:
     """A range's last run over a list outside any unit: the elements, each iteration's
     key and text, and (built when first needed) the positions of each key."""
 
-    __slots__ = ("elems", "keys", "texts", "positions")
+    __slots__ = ("elems", "keys", "texts", "positions", "all_str")
 
     def __init__(self, elems: list[Any]) -> None:
         self.elems = elems
+        # Only a string equals a string: a list equal to an all-string one is the same list.
+        self.all_str = set(map(type, elems)) <= {str}
         self.keys: list[Hashable] = []
         self.texts: list[str] = []
         # A key's position, or its positions when it repeats: ints and tuples, which
         # the collector does not track.
         self.positions: dict[Hashable, int | tuple[int, ...]] | None = None
+
+    def same(self, val: Any) -> bool:
+        """Whether ``val`` holds elements no template can tell from this run's. Python's
+        ``==`` is not enough: it holds for [1] and [True], [0.0] and [-0.0], [[1]] and [[1.0]]."""
+        elems = self.elems
+        if elems != val:
+            return False
+        if self.all_str:
+            return True
+        if list(map(type, elems)) != list(map(type, val)):
+            return False
+        for old, new in zip(elems, val, strict=True):
+            t = type(old)
+            if t is str or t is int or t is bool or old is None or isinstance(old, GoInt):
+                continue  # equal and of one type: the same value
+            if isinstance(old, GoStruct) and t.__name__ == "KVPair":
+                continue  # two strings
+            key = freeze(old)
+            if key is UNFROZEN or key != freeze(new):
+                return False
+        return True
 
 
 class Unit:

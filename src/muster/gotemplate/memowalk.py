@@ -128,7 +128,7 @@ class MemoWalks:
         run: Run | None = None
         if not frames and type(val) is not dict:
             run = memo.runs.get(id(table))
-            if run is not None and run.elems == val:
+            if run is not None and run.same(val):
                 self._rerun(memo, table, run, plan, elem_var, index_var, mark)
                 return
             memo.runs.pop(id(table), None)
