@@ -98,6 +98,16 @@ def test_a_range_over_an_equal_list_of_values_go_tells_apart_runs_again() -> Non
         assert t.execute(data, memo=memo) == t.execute(data), data
 
 
+def test_each_iteration_rebinds_the_element_as_an_interface_value() -> None:
+    # The body assigns $v a string; the next element is an interface value again, which
+    # Go's message names (exec_goldens.json: range-assigned-elem-rebinds-as-interface).
+    t = Template("t").parse('{{range $i, $v := .}}{{if $i}}{{$v.Z}}{{end}}{{$v = "s"}}{{end}}')
+    memo = Memo()
+    for data in (["x", "y"], ["x", "y"], ["x", "z"], ["w", "x", "z"]):
+        with pytest.raises(TemplateExecError, match=r"field Z in type interface \{\}"):
+            t.execute(GoSlice(data, "interface {}"), memo=memo)
+
+
 def test_an_impure_function_is_never_memoised() -> None:
     w = _world()
     t = w.template("{{range .}}{{peek .}}{{end}}")
