@@ -47,7 +47,6 @@ from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
 from muster.gotemplate.memo import Memo  # noqa: E402
 from muster.resources.incremental import IncrementalRenderer  # noqa: E402
-from muster.confd.store import KVStore  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # Data
@@ -629,6 +628,21 @@ def random_keys(rng: random.Random) -> dict[str, str]:
     return keys
 
 
+def nudge_keys(rng: random.Random, keys: dict[str, str]) -> dict[str, str]:
+    """A nearby key set (one to three keys added, changed or removed): what --memo renders
+    after ``keys``, so that most memoised units are reused and the rest run again."""
+    out = dict(keys)
+    for _ in range(rng.randint(1, 3)):
+        key = rng.choice(CONFD_KEYS)
+        if key in out and rng.random() < 0.4:
+            del out[key]
+        elif key.startswith("/app/config") or key == "/app/list":
+            out[key] = rng.choice(CONFD_JSON)
+        else:
+            out[key] = rng.choice(CONFD_VALUES)
+    return out
+
+
 class ConfdGen(Gen):
     """Templates that also call confd's functions, with arguments of every kind."""
 
@@ -807,6 +821,11 @@ def soup(rng: random.Random) -> str:
 # Running
 
 
+# Seconds one muster render may take (--timeout): a template recursing to Go's depth
+# limit takes about a second, more on a loaded machine.
+TIMEOUT_S = 5
+
+
 class Timeout(Exception):
     pass
 
@@ -838,13 +857,20 @@ def _parse(src: bytes, reuse: bool) -> Template:
 # template: each case then renders incrementally from the one before it.
 _MEMOS: dict[bytes, Memo] = {}
 _RENDERERS: dict[bytes, IncrementalRenderer] = {}
+_MEMO_USE = {"memo_hits": 0, "memo_misses": 0}  # summed over all memos: shows --memo reused output
+
+
+def _count_memo_hits() -> None:
+    for memo in [*_MEMOS.values(), *(r.memo for r in _RENDERERS.values())]:
+        _MEMO_USE["memo_hits"] += memo.hits
+        _MEMO_USE["memo_misses"] += memo.misses
 
 
 def muster_render(
     src: bytes, data: bytes | dict[str, str] | None, reuse: bool = False, memo: bool = False
 ) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(5)
+    signal.alarm(TIMEOUT_S)
     try:
         if isinstance(data, dict) and memo:
             renderer = _RENDERERS.get(src)
@@ -870,6 +896,10 @@ def muster_render(
     except TemplateError as exc:
         return {"ok": False, "out": b"", "err": str(exc)}
     except Timeout:
+        # A deep render runs on in its own thread (deepstack) after the alarm: it keeps
+        # this template's memo, which is for one execution at a time.
+        _MEMOS.pop(src, None)
+        _RENDERERS.pop(src, None)
         return {"ok": False, "out": b"", "err": "TIMEOUT", "crash": True}
     except Exception as exc:  # a crash is a bug of its own
         return {"ok": False, "out": b"", "err": f"CRASH {type(exc).__name__}: {exc}", "crash": True}
@@ -925,6 +955,7 @@ def _b64(b: bytes) -> str:
 
 
 def main() -> int:
+    global TIMEOUT_S
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=None)
@@ -933,7 +964,12 @@ def main() -> int:
     ap.add_argument("--messages", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--soup", type=float, default=0.0, help="fraction of token-soup templates")
-    ap.add_argument("--reuse", type=int, default=1, help="execute each parsed template over N data sets")
+    ap.add_argument(
+        "--reuse",
+        type=int,
+        default=1,
+        help="execute each parsed template over N data sets (with --memo, mostly each near the last)",
+    )
     ap.add_argument("--confd", type=float, default=0.0, help="fraction of confd cases (functions, keys)")
     ap.add_argument(
         "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
@@ -945,7 +981,9 @@ def main() -> int:
     )
     ap.add_argument("--mutate", type=float, default=0.0, help="fraction of mutated corpus cases")
     ap.add_argument("--printf", type=float, default=0.0, help="fraction of printf-dense templates")
+    ap.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds one muster render may take")
     args = ap.parse_args()
+    TIMEOUT_S = args.timeout
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
@@ -964,8 +1002,6 @@ def main() -> int:
             n = min(args.batch, args.count - done)
             cases: list[tuple[bytes, bytes | dict[str, str] | None]] = []
             _PARSED.clear()
-            _MEMOS.clear()
-            _RENDERERS.clear()
             while len(cases) < n:
                 if corpus and rng.random() < args.mutate:
                     src, mdata = corpus_case(rng, corpus)
@@ -973,8 +1009,12 @@ def main() -> int:
                     continue
                 if rng.random() < args.confd:
                     text = ConfdGen(rng).template()
+                    keys = random_keys(rng)
                     for _ in range(args.reuse):
-                        cases.append((text.encode("utf-8", "surrogateescape"), random_keys(rng)))
+                        cases.append((text.encode("utf-8", "surrogateescape"), keys))
+                        # With --memo, mostly a nearby key set: memoised units get reused.
+                        nearby = args.memo and rng.random() < 0.7
+                        keys = nudge_keys(rng, keys) if nearby else random_keys(rng)
                     continue
                 first = random_top_data(rng)
                 if rng.random() < args.printf:
@@ -982,8 +1022,12 @@ def main() -> int:
                 else:
                     text = soup(rng) if rng.random() < args.soup else Gen(rng, first).template()
                 src = text.encode("utf-8", "surrogateescape")
+                data = first
                 for i in range(args.reuse):
-                    data = first if i == 0 else random_top_data(rng)
+                    if i:
+                        # With --memo, mostly a nearby data set: memoised units get reused.
+                        nearby = args.memo and rng.random() < 0.7
+                        data = mutate_data(rng, data) if nearby else random_top_data(rng)
                     encoded = None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5)
                     cases.append((src, None if encoded is None else encoded.encode()))
             gos = go_render(exe, cases)
@@ -1035,7 +1079,13 @@ def main() -> int:
                     elif data is not None:
                         (d / "data.json").write_bytes(data)
             done += n
-            print(json.dumps(stats), flush=True)
+            if args.memo:
+                _count_memo_hits()
+                _MEMOS.clear()
+                _RENDERERS.clear()
+                print(json.dumps(stats | _MEMO_USE), flush=True)
+            else:
+                print(json.dumps(stats), flush=True)
     return 1 if stats["mismatch"] else 0
 
 
