@@ -628,19 +628,129 @@ def random_keys(rng: random.Random) -> dict[str, str]:
     return keys
 
 
-def nudge_keys(rng: random.Random, keys: dict[str, str]) -> dict[str, str]:
+def nudge_keys(rng: random.Random, keys: dict[str, str], ranges: bool = False) -> dict[str, str]:
     """A nearby key set (one to three keys added, changed or removed): what --memo renders
     after ``keys``, so that most memoised units are reused and the rest run again."""
     out = dict(keys)
     for _ in range(rng.randint(1, 3)):
-        key = rng.choice(CONFD_KEYS)
+        key = rng.choice(RANGE_KEYS if ranges else CONFD_KEYS)
         if key in out and rng.random() < 0.4:
             del out[key]
+        elif ranges:
+            out[key] = rng.choice(RANGE_VALUES)
         elif key.startswith("/app/config") or key == "/app/list":
             out[key] = rng.choice(CONFD_JSON)
         else:
             out[key] = rng.choice(CONFD_VALUES)
     return out
+
+
+# --ranges: templates of the shapes memoisation handles (and must refuse), over a registry.
+RANGE_SERVICES = ["web", "api", "db", "new", "a b"]
+RANGE_KEYS = (
+    [f"/services/{s}/servers/{x}" for s in RANGE_SERVICES for x in "abc"]
+    + [f"/services/{s}/port" for s in RANGE_SERVICES]
+    + ["/top", "/app/config", "/app/list"]
+)
+RANGE_VALUES = [
+    "10.0.0.1:80",
+    "10.0.0.2:80",
+    "8080",
+    "",
+    "web",
+    "true",
+    '{"host":"h","port":80}',
+    "[1,2]",
+    "é",
+]
+
+
+def range_keys(rng: random.Random) -> dict[str, str]:
+    chosen = rng.sample(RANGE_KEYS, rng.randint(0, len(RANGE_KEYS)))
+    return {k: rng.choice(RANGE_VALUES) for k in chosen}
+
+
+class RangeGen:
+    """Ranges over store listings whose bodies read the store, nested ranges, with, template
+    calls, break/continue, outer variables read or assigned, mutating functions."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.depth = 0
+
+    def source(self) -> str:
+        return self.rng.choice(
+            [
+                'ls "/services"',
+                'lsdir "/services"',
+                'gets "/services/*/servers/*"',
+                'getvs "/services/*/servers/*"',
+                'ls "/services/web/servers"',
+                'split (getv "/top" "a,b") ","',
+                "$all",
+                'seq 1 (len (ls "/services"))',
+                'jsonArray (getv "/app/list" "[]")',
+            ]
+        )
+
+    def key_of(self, var: str) -> str:
+        return self.rng.choice(
+            [
+                f'(printf "/services/%s/port" {var})',
+                f'(printf "/services/%s/servers/*" {var})',
+                f'(printf "%v" {var})',
+                '"/top"',
+            ]
+        )
+
+    def item(self, var: str) -> str:
+        self.depth += 1
+        try:
+            choices = [
+                f"{{{{{var}}}}}",
+                "x",
+                f'{{{{getv {self.key_of(var)} "-"}}}}',
+                f"{{{{exists {self.key_of(var)}}}}}",
+                f"{{{{range getvs {self.key_of(var)}}}}}<{{{{.}}}}>{{{{end}}}}",
+                f'{{{{with getv {self.key_of(var)} ""}}}}w{{{{.}}}}{{{{else}}}}e{{{{end}}}}',
+                f'{{{{if eq (printf "%v" {var}) "web"}}}}{{{{break}}}}{{{{end}}}}',
+                f'{{{{if eq (printf "%v" {var}) "api"}}}}{{{{continue}}}}{{{{end}}}}',
+                f'{{{{$outer = printf "%v" {var}}}}}',
+                "{{$outer}}",
+                f"{{{{$d := {var}}}}}{{{{$d}}}}",
+                f'{{{{template "t" {var}}}}}',
+                f"{{{{len (ls {self.key_of(var)})}}}}",
+                "{{.Key}}",
+                "{{index $all 0}}",
+                '{{reverse (ls "/services")}}',
+                "{{$}}",
+                f"{{{{(json {var}).host}}}}",
+            ]
+            if self.depth < 3:
+                choices.append(self.range())
+            return self.rng.choice(choices)
+        finally:
+            self.depth -= 1
+
+    def range(self) -> str:
+        r = self.rng
+        var = r.choice(["$s", "$v", "$k"])
+        decl = r.choice([f"{var} := ", f"$i, {var} := "])
+        body = "".join(self.item(var) for _ in range(r.randint(1, 4)))
+        tail = r.choice(["", "{{else}}none"])
+        return f"{{{{range {decl}{self.source()}}}}}[{body}]{tail}{{{{end}}}}"
+
+    def template(self) -> str:
+        head = '{{$all := ls "/services"}}{{$outer := "o"}}'
+        parts = [self.range() for _ in range(self.rng.randint(1, 3))]
+        define = self.rng.choice(
+            [
+                '{{define "t"}}T{{getv (printf "/services/%v/port" .) "?"}}{{end}}',
+                '{{define "t"}}T{{range ls "/services"}}{{.}}{{end}}{{end}}',
+                '{{define "t"}}T{{.}}{{end}}',
+            ]
+        )
+        return head + "\n".join(parts) + "{{$outer}}" + define
 
 
 class ConfdGen(Gen):
@@ -972,6 +1082,9 @@ def main() -> int:
     )
     ap.add_argument("--confd", type=float, default=0.0, help="fraction of confd cases (functions, keys)")
     ap.add_argument(
+        "--ranges", type=float, default=0.0, help="fraction of confd cases ranging over store listings"
+    )
+    ap.add_argument(
         "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
     )
     ap.add_argument(
@@ -1006,6 +1119,14 @@ def main() -> int:
                 if corpus and rng.random() < args.mutate:
                     src, mdata = corpus_case(rng, corpus)
                     cases.append((src, mdata))
+                    continue
+                if rng.random() < args.ranges:
+                    text = RangeGen(rng).template()
+                    keys = range_keys(rng)
+                    for _ in range(args.reuse):
+                        cases.append((text.encode("utf-8", "surrogateescape"), keys))
+                        nearby = args.memo and rng.random() < 0.8
+                        keys = nudge_keys(rng, keys, ranges=True) if nearby else range_keys(rng)
                     continue
                 if rng.random() < args.confd:
                     text = ConfdGen(rng).template()
