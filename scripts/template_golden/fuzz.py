@@ -47,7 +47,6 @@ from muster.errors import TemplateError  # noqa: E402
 from muster.gotemplate import Template  # noqa: E402
 from muster.gotemplate.memo import Memo  # noqa: E402
 from muster.resources.incremental import IncrementalRenderer  # noqa: E402
-from muster.confd.store import KVStore  # noqa: E402
 
 # ---------------------------------------------------------------------------------
 # Data
@@ -629,6 +628,131 @@ def random_keys(rng: random.Random) -> dict[str, str]:
     return keys
 
 
+def nudge_keys(rng: random.Random, keys: dict[str, str], ranges: bool = False) -> dict[str, str]:
+    """A nearby key set (one to three keys added, changed or removed): what --memo renders
+    after ``keys``, so that most memoised units are reused and the rest run again."""
+    out = dict(keys)
+    for _ in range(rng.randint(1, 3)):
+        key = rng.choice(RANGE_KEYS if ranges else CONFD_KEYS)
+        if key in out and rng.random() < 0.4:
+            del out[key]
+        elif ranges:
+            out[key] = rng.choice(RANGE_VALUES)
+        elif key.startswith("/app/config") or key == "/app/list":
+            out[key] = rng.choice(CONFD_JSON)
+        else:
+            out[key] = rng.choice(CONFD_VALUES)
+    return out
+
+
+# --ranges: templates of the shapes memoisation handles (and must refuse), over a registry.
+RANGE_SERVICES = ["web", "api", "db", "new", "a b"]
+RANGE_KEYS = (
+    [f"/services/{s}/servers/{x}" for s in RANGE_SERVICES for x in "abc"]
+    + [f"/services/{s}/port" for s in RANGE_SERVICES]
+    + ["/top", "/app/config", "/app/list"]
+)
+RANGE_VALUES = [
+    "10.0.0.1:80",
+    "10.0.0.2:80",
+    "8080",
+    "",
+    "web",
+    "true",
+    '{"host":"h","port":80}',
+    "[1,2]",
+    "é",
+]
+
+
+def range_keys(rng: random.Random) -> dict[str, str]:
+    chosen = rng.sample(RANGE_KEYS, rng.randint(0, len(RANGE_KEYS)))
+    return {k: rng.choice(RANGE_VALUES) for k in chosen}
+
+
+class RangeGen:
+    """Ranges over store listings whose bodies read the store, nested ranges, with, template
+    calls, break/continue, outer variables read or assigned, mutating functions."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.depth = 0
+
+    def source(self) -> str:
+        return self.rng.choice(
+            [
+                'ls "/services"',
+                'lsdir "/services"',
+                'gets "/services/*/servers/*"',
+                'getvs "/services/*/servers/*"',
+                'ls "/services/web/servers"',
+                'split (getv "/top" "a,b") ","',
+                "$all",
+                'seq 1 (len (ls "/services"))',
+                'jsonArray (getv "/app/list" "[]")',
+            ]
+        )
+
+    def key_of(self, var: str) -> str:
+        return self.rng.choice(
+            [
+                f'(printf "/services/%s/port" {var})',
+                f'(printf "/services/%s/servers/*" {var})',
+                f'(printf "%v" {var})',
+                '"/top"',
+            ]
+        )
+
+    def item(self, var: str) -> str:
+        self.depth += 1
+        try:
+            choices = [
+                f"{{{{{var}}}}}",
+                "x",
+                f'{{{{getv {self.key_of(var)} "-"}}}}',
+                f"{{{{exists {self.key_of(var)}}}}}",
+                f"{{{{range getvs {self.key_of(var)}}}}}<{{{{.}}}}>{{{{end}}}}",
+                f'{{{{with getv {self.key_of(var)} ""}}}}w{{{{.}}}}{{{{else}}}}e{{{{end}}}}',
+                f'{{{{if eq (printf "%v" {var}) "web"}}}}{{{{break}}}}{{{{end}}}}',
+                f'{{{{if eq (printf "%v" {var}) "api"}}}}{{{{continue}}}}{{{{end}}}}',
+                f'{{{{$outer = printf "%v" {var}}}}}',
+                "{{$outer}}",
+                f"{{{{$d := {var}}}}}{{{{$d}}}}",
+                f'{{{{template "t" {var}}}}}',
+                f"{{{{len (ls {self.key_of(var)})}}}}",
+                "{{.Key}}",
+                "{{index $all 0}}",
+                '{{reverse (ls "/services")}}',
+                "{{$}}",
+                f"{{{{(json {var}).host}}}}",
+            ]
+            if self.depth < 3:
+                choices.append(self.range())
+            return self.rng.choice(choices)
+        finally:
+            self.depth -= 1
+
+    def range(self) -> str:
+        r = self.rng
+        var = r.choice(["$s", "$v", "$k"])
+        decl = r.choice([f"{var} := ", f"$i, {var} := "])
+        body = "".join(self.item(var) for _ in range(r.randint(1, 4)))
+        tail = r.choice(["", "{{else}}none"])
+        return f"{{{{range {decl}{self.source()}}}}}[{body}]{tail}{{{{end}}}}"
+
+    def template(self) -> str:
+        head = '{{$all := ls "/services"}}{{$outer := "o"}}'
+        parts = [self.range() for _ in range(self.rng.randint(1, 3))]
+        define = self.rng.choice(
+            [
+                '{{define "t"}}T{{getv (printf "/services/%v/port" .) "?"}}{{end}}',
+                '{{define "t"}}T{{range ls "/services"}}{{.}}{{end}}{{end}}',
+                '{{define "t"}}T{{.}}{{end}}',
+            ]
+        )
+        return head + "\n".join(parts) + "{{$outer}}" + define
+
+
 class ConfdGen(Gen):
     """Templates that also call confd's functions, with arguments of every kind."""
 
@@ -807,6 +931,11 @@ def soup(rng: random.Random) -> str:
 # Running
 
 
+# Seconds one muster render may take (--timeout): a template recursing to Go's depth
+# limit takes about a second, more on a loaded machine.
+TIMEOUT_S = 5
+
+
 class Timeout(Exception):
     pass
 
@@ -838,13 +967,20 @@ def _parse(src: bytes, reuse: bool) -> Template:
 # template: each case then renders incrementally from the one before it.
 _MEMOS: dict[bytes, Memo] = {}
 _RENDERERS: dict[bytes, IncrementalRenderer] = {}
+_MEMO_USE = {"memo_hits": 0, "memo_misses": 0}  # summed over all memos: shows --memo reused output
+
+
+def _count_memo_hits() -> None:
+    for memo in [*_MEMOS.values(), *(r.memo for r in _RENDERERS.values())]:
+        _MEMO_USE["memo_hits"] += memo.hits
+        _MEMO_USE["memo_misses"] += memo.misses
 
 
 def muster_render(
     src: bytes, data: bytes | dict[str, str] | None, reuse: bool = False, memo: bool = False
 ) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(5)
+    signal.alarm(TIMEOUT_S)
     try:
         if isinstance(data, dict) and memo:
             renderer = _RENDERERS.get(src)
@@ -870,6 +1006,10 @@ def muster_render(
     except TemplateError as exc:
         return {"ok": False, "out": b"", "err": str(exc)}
     except Timeout:
+        # A deep render runs on in its own thread (deepstack) after the alarm: it keeps
+        # this template's memo, which is for one execution at a time.
+        _MEMOS.pop(src, None)
+        _RENDERERS.pop(src, None)
         return {"ok": False, "out": b"", "err": "TIMEOUT", "crash": True}
     except Exception as exc:  # a crash is a bug of its own
         return {"ok": False, "out": b"", "err": f"CRASH {type(exc).__name__}: {exc}", "crash": True}
@@ -925,6 +1065,7 @@ def _b64(b: bytes) -> str:
 
 
 def main() -> int:
+    global TIMEOUT_S
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=None)
@@ -933,8 +1074,16 @@ def main() -> int:
     ap.add_argument("--messages", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--soup", type=float, default=0.0, help="fraction of token-soup templates")
-    ap.add_argument("--reuse", type=int, default=1, help="execute each parsed template over N data sets")
+    ap.add_argument(
+        "--reuse",
+        type=int,
+        default=1,
+        help="execute each parsed template over N data sets (with --memo, mostly each near the last)",
+    )
     ap.add_argument("--confd", type=float, default=0.0, help="fraction of confd cases (functions, keys)")
+    ap.add_argument(
+        "--ranges", type=float, default=0.0, help="fraction of confd cases ranging over store listings"
+    )
     ap.add_argument(
         "--corpus", type=Path, default=None, help="mutate this corpus's lang-* cases (with --mutate)"
     )
@@ -945,7 +1094,9 @@ def main() -> int:
     )
     ap.add_argument("--mutate", type=float, default=0.0, help="fraction of mutated corpus cases")
     ap.add_argument("--printf", type=float, default=0.0, help="fraction of printf-dense templates")
+    ap.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds one muster render may take")
     args = ap.parse_args()
+    TIMEOUT_S = args.timeout
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
@@ -964,17 +1115,27 @@ def main() -> int:
             n = min(args.batch, args.count - done)
             cases: list[tuple[bytes, bytes | dict[str, str] | None]] = []
             _PARSED.clear()
-            _MEMOS.clear()
-            _RENDERERS.clear()
             while len(cases) < n:
                 if corpus and rng.random() < args.mutate:
                     src, mdata = corpus_case(rng, corpus)
                     cases.append((src, mdata))
                     continue
+                if rng.random() < args.ranges:
+                    text = RangeGen(rng).template()
+                    keys = range_keys(rng)
+                    for _ in range(args.reuse):
+                        cases.append((text.encode("utf-8", "surrogateescape"), keys))
+                        nearby = args.memo and rng.random() < 0.8
+                        keys = nudge_keys(rng, keys, ranges=True) if nearby else range_keys(rng)
+                    continue
                 if rng.random() < args.confd:
                     text = ConfdGen(rng).template()
+                    keys = random_keys(rng)
                     for _ in range(args.reuse):
-                        cases.append((text.encode("utf-8", "surrogateescape"), random_keys(rng)))
+                        cases.append((text.encode("utf-8", "surrogateescape"), keys))
+                        # With --memo, mostly a nearby key set: memoised units get reused.
+                        nearby = args.memo and rng.random() < 0.7
+                        keys = nudge_keys(rng, keys) if nearby else random_keys(rng)
                     continue
                 first = random_top_data(rng)
                 if rng.random() < args.printf:
@@ -982,8 +1143,12 @@ def main() -> int:
                 else:
                     text = soup(rng) if rng.random() < args.soup else Gen(rng, first).template()
                 src = text.encode("utf-8", "surrogateescape")
+                data = first
                 for i in range(args.reuse):
-                    data = first if i == 0 else random_top_data(rng)
+                    if i:
+                        # With --memo, mostly a nearby data set: memoised units get reused.
+                        nearby = args.memo and rng.random() < 0.7
+                        data = mutate_data(rng, data) if nearby else random_top_data(rng)
                     encoded = None if data is None else json.dumps(data, ensure_ascii=rng.random() < 0.5)
                     cases.append((src, None if encoded is None else encoded.encode()))
             gos = go_render(exe, cases)
@@ -1035,7 +1200,13 @@ def main() -> int:
                     elif data is not None:
                         (d / "data.json").write_bytes(data)
             done += n
-            print(json.dumps(stats), flush=True)
+            if args.memo:
+                _count_memo_hits()
+                _MEMOS.clear()
+                _RENDERERS.clear()
+                print(json.dumps(stats | _MEMO_USE), flush=True)
+            else:
+                print(json.dumps(stats), flush=True)
     return 1 if stats["mismatch"] else 0
 
 

@@ -68,20 +68,27 @@ def run_deep(fn: Callable[[], T]) -> T:
             outcome.append(fn())
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             failure.append(exc)
+        finally:
+            # Undone by this thread, not the caller: a signal handler's exception (a
+            # timeout, Ctrl-C) can end the caller's join while this thread runs on, and
+            # lowering the limit under a deep stack aborts the process.
+            _restore_limit()
 
+    thread = threading.Thread(target=target, name="muster-deep-stack", daemon=True)
     _raise_limit()
     try:
         with _lock:
             # stack_size applies to threads started after it: set it for ours only.
             previous = threading.stack_size(_STACK_SIZE)
             try:
-                thread = threading.Thread(target=target, name="muster-deep-stack", daemon=True)
                 thread.start()
             finally:
                 threading.stack_size(previous)
-        thread.join()
-    finally:
-        _restore_limit()
+    except BaseException:
+        if thread.ident is None:
+            _restore_limit()  # the thread never started: nobody else will
+        raise
+    thread.join()
     if failure:
         raise failure[0]
     return outcome[0]

@@ -334,6 +334,7 @@ class _State(Calls, Fields, MemoWalks):
             for index, elem in items:
                 if elem_var is not None:
                     elem_var[1] = elem
+                    elem_var[2] = iface  # the body may have assigned it a value of a concrete type
                 if index_var is not None:
                     index_var[1] = index
                 try:

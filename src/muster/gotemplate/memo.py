@@ -70,15 +70,40 @@ class Run:
     """A range's last run over a list outside any unit: the elements, each iteration's
     key and text, and (built when first needed) the positions of each key."""
 
-    __slots__ = ("elems", "keys", "texts", "positions")
+    __slots__ = ("elems", "keys", "texts", "positions", "all_str", "exact")
 
     def __init__(self, elems: list[Any]) -> None:
         self.elems = elems
+        types = set(map(type, elems))
+        # Only a string equals a string: a list equal to an all-string one is the same list.
+        self.all_str = types <= {str}
+        # Element types whose == between two values of the type is exact for templates.
+        self.exact = all(_exact_type(t) for t in types)
         self.keys: list[Hashable] = []
         self.texts: list[str] = []
         # A key's position, or its positions when it repeats: ints and tuples, which
         # the collector does not track.
         self.positions: dict[Hashable, int | tuple[int, ...]] | None = None
+
+    def same(self, val: Any) -> bool:
+        """Whether ``val`` holds elements no template can tell from this run's. Python's
+        ``==`` is not enough: it holds for [1] and [True], [0.0] and [-0.0], [[1]] and [[1.0]]."""
+        elems = self.elems
+        if elems != val:
+            return False
+        if self.all_str:
+            return True
+        if list(map(type, elems)) != list(map(type, val)):
+            return False
+        if self.exact:
+            return True
+        for old, new in zip(elems, val, strict=True):
+            if _exact_type(type(old)):
+                continue
+            key = freeze(old)
+            if key is UNFROZEN or key != freeze(new):
+                return False
+        return True
 
 
 class Unit:
@@ -91,6 +116,14 @@ class Unit:
         self.safe = safe
         self.names = names
         self.assigned = assigned
+
+
+def _exact_type(t: type) -> bool:
+    """Whether two equal values of type ``t`` are the same value to a template (not so for
+    floats, 0.0 == -0.0, nor for containers, whose items may differ in type)."""
+    if t is str or t is int or t is bool or t is type(None) or issubclass(t, GoInt):
+        return True
+    return issubclass(t, GoStruct) and t.__name__ == "KVPair"  # two strings
 
 
 def freeze(value: Any) -> Any:

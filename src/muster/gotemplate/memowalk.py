@@ -125,10 +125,13 @@ class MemoWalks:
         (``Run``), so its cost follows the change, not the list.
         """
         frames = memo.frames
+        # Each iteration binds the element with the static type walk_range gave it; the
+        # body may assign the variable a value of a concrete type (messages tell them apart).
+        iface = elem_var is not None and elem_var[2]
         run: Run | None = None
         if not frames and type(val) is not dict:
             run = memo.runs.get(id(table))
-            if run is not None and run.elems == val:
+            if run is not None and run.same(val):
                 self._rerun(memo, table, run, plan, elem_var, index_var, mark)
                 return
             memo.runs.pop(id(table), None)
@@ -146,6 +149,7 @@ class MemoWalks:
         for index, elem in items:
             if elem_var is not None:
                 elem_var[1] = elem
+                elem_var[2] = iface
             if index_var is not None:
                 index_var[1] = index
             key = elem if type(elem) is str else freeze(elem)
@@ -211,6 +215,7 @@ class MemoWalks:
         mark: int,
     ) -> None:
         out = self.out
+        iface = elem_var is not None and elem_var[2]
         entries: list[Any] = list(map(table.get, elems))
         run = Run(elems)
         run.keys = list(elems)  # a string element is its own key
@@ -221,6 +226,7 @@ class MemoWalks:
                 missing += 1
                 if elem_var is not None:
                     elem_var[1] = elems[i]
+                    elem_var[2] = iface
                 start = len(out)
                 try:
                     text, reads = self._iteration(memo, plan, elems[i], mark)
@@ -251,11 +257,13 @@ class MemoWalks:
         mark: int,
     ) -> None:
         out = self.out
+        iface = elem_var is not None and elem_var[2]
         todo = memo.stale_positions(table, run)
         for i in todo:
             elem = run.elems[i]
             if elem_var is not None:
                 elem_var[1] = elem
+                elem_var[2] = iface
             if index_var is not None:
                 index_var[1] = i
             start = len(out)

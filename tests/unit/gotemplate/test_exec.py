@@ -7,7 +7,11 @@ contract of ``execute`` itself.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -241,6 +245,49 @@ def test_deep_runs_hand_back_results_and_errors() -> None:
     with pytest.raises(ValueError, match="boom"):
         deepstack.run_deep(lambda: int("boom"))
     assert not deepstack.in_deep_run()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_deep_run_keeps_its_limit_when_the_caller_is_interrupted() -> None:
+    # A signal handler's exception ends the caller's wait while the deep thread runs on
+    # (fuzz.py's timeout did): lowering the limit under it would abort the process.
+    started, release = threading.Event(), threading.Event()
+    results: list[int] = []
+
+    def depth(n: int) -> int:
+        return 0 if n == 0 else 1 + depth(n - 1)
+
+    def deep() -> int:
+        started.set()
+        time.sleep(0.05)  # let the caller reach its join
+        os.kill(os.getpid(), signal.SIGALRM)  # handled in the main thread: the caller
+        release.wait(30)
+        results.append(depth(5_000))  # more frames than the default limit allows
+        return 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    limit = sys.getrecursionlimit()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(_Interrupted):
+            deepstack.run_deep(deep)
+        assert started.is_set()
+        assert sys.getrecursionlimit() == deepstack.DEEP_RECURSION_LIMIT  # still running
+        release.set()
+        for _ in range(300):
+            if sys.getrecursionlimit() == limit:
+                break
+            time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        release.set()
+    assert results == [5_000]
+    assert sys.getrecursionlimit() == limit  # undone once the thread ended
 
 
 def test_dict_and_list_subclasses_are_json_values() -> None:

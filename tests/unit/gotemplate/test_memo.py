@@ -76,6 +76,38 @@ def test_a_range_body_is_reused_until_its_read_changes() -> None:
     assert w.calls == 4
 
 
+def test_a_range_over_an_equal_list_of_values_go_tells_apart_runs_again() -> None:
+    # Python's == holds for each neighbour pair; Go prints them differently (the
+    # differential fuzzer found [1, 2, 3] then [true, 2, 3] replaying "123").
+    t = Template("t").parse("{{range .}}{{.}} {{end}}")
+    memo = Memo()
+    sequence: list[list[object]] = [
+        [1.0, 2.0],
+        [True, 2.0],
+        [1, 2.0],
+        [0.0],
+        [-0.0],
+        [[1.0]],
+        [[True]],
+        [{"a": 1.0}],
+        [{"a": True}],
+        [Int64(1)],
+        [1],
+    ]
+    for data in sequence:
+        assert t.execute(data, memo=memo) == t.execute(data), data
+
+
+def test_each_iteration_rebinds_the_element_as_an_interface_value() -> None:
+    # The body assigns $v a string; the next element is an interface value again, which
+    # Go's message names (exec_goldens.json: range-assigned-elem-rebinds-as-interface).
+    t = Template("t").parse('{{range $i, $v := .}}{{if $i}}{{$v.Z}}{{end}}{{$v = "s"}}{{end}}')
+    memo = Memo()
+    for data in (["x", "y"], ["x", "y"], ["x", "z"], ["w", "x", "z"]):
+        with pytest.raises(TemplateExecError, match=r"field Z in type interface \{\}"):
+            t.execute(GoSlice(data, "interface {}"), memo=memo)
+
+
 def test_an_impure_function_is_never_memoised() -> None:
     w = _world()
     t = w.template("{{range .}}{{peek .}}{{end}}")
