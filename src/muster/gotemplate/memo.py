@@ -275,7 +275,15 @@ class Memo:
         return table
 
     def store(self, table: dict[Hashable, Entry], key: Hashable, text: str, reads: list[Hashable]) -> None:
-        """Keep a unit's output under ``key`` until one of its ``reads`` changes."""
+        """Keep a unit's output under ``key`` until one of its ``reads`` changes.
+
+        Not in an execution from scratch when the unit runs inside another: the enclosing
+        unit's entry is reused whole until it changes, and an inner entry would only help
+        it run again, at the cost of a second copy of its text (a 30,000-service seed render
+        kept 90,000 such server lines, 16 MB). They are kept from the next execution on.
+        """
+        if self._fresh and self.frames:
+            return
         if key not in table:
             self.entries += 1
         table[key] = (text, tuple(reads))
