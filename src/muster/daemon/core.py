@@ -333,16 +333,19 @@ class Daemon:
             read = reread(view, snapshot, self.backend, keys, diff_all=resync)
         self._views[keys] = read.view
         self._note_changes(keys, members, read.changed)
-        (logger.info if read.count else logger.debug)(
-            kv(
-                "backend.snapshot",
-                keys=",".join(keys),
-                revision=read.view.revision,
-                count=len(read.view.values),
-                changed=read.count,
-                changes=read.summary,
+        level = logging.INFO if read.count else logging.DEBUG
+        if logger.isEnabledFor(level):  # a batch per change: build no line nobody reads
+            logger.log(
+                level,
+                kv(
+                    "backend.snapshot",
+                    keys=",".join(keys),
+                    revision=read.view.revision,
+                    count=len(read.view.values),
+                    changed=read.count,
+                    changes=read.summary,
+                ),
             )
-        )
         return read
 
     def _note_changes(
@@ -527,14 +530,15 @@ class Daemon:
             self._unrendered[spec.name] = (spec.prefixed_keys, set())
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
-        logger.debug(
-            kv(
-                "resource.render.complete",
-                resource=spec.name,
-                bytes=len(content),
-                duration_ms=round(elapsed_ms, 2),
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                kv(
+                    "resource.render.complete",
+                    resource=spec.name,
+                    bytes=len(content),
+                    duration_ms=round(elapsed_ms, 2),
+                )
             )
-        )
         return content
 
     # -- modes ---------------------------------------------------------------------------------
@@ -839,7 +843,8 @@ class Daemon:
                 backoff.reset()
                 self._mark_dirty("reconnect")
             if outcome == "change":
-                logger.debug(kv("watch.changed", revision=revision))
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(kv("watch.changed", revision=revision))
                 if self.status is not None:
                     self.status.watch_changed(revision)
                 self._sinks_due.set()

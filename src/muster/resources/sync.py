@@ -366,7 +366,9 @@ async def apply(rendered: Sequence[tuple[ResourceSpec, bytes]], opts: SyncOption
             results[index] = SyncResult(spec, error=exc)
             continue
         if not staged.changed:
-            logger.info(kv("resource.sync.unchanged", resource=spec.name, dest=spec.dest))
+            # DEBUG, as confd's "in sync": a batch per change would log it for every resource.
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(kv("resource.sync.unchanged", resource=spec.name, dest=spec.dest))
             results[index] = SyncResult(spec)
             continue
         summary = diff_summary(staged)

@@ -331,7 +331,7 @@ async def test_keep_stage_file_keeps_an_unchanged_or_noop_stage_too(
 async def test_an_unchanged_or_noop_resource_does_not_end_the_batch(
     tmp_path: Path, noop: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="muster.resources.sync")
+    caplog.set_level(logging.DEBUG, logger="muster.resources.sync")
     first, second = spec(tmp_path, "first"), spec(tmp_path, "second")
     await apply([(first, b"same")], SyncOptions())
     results = await apply(

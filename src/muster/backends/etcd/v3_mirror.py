@@ -271,5 +271,6 @@ class Mirror(ChangeFeed):
         seen = max((ev.mod_revision for ev in msg.events), default=msg.revision)
         self.revision = max(self.revision, seen)
         if changed:
-            log.debug(kv("etcd.watch.changed", revision=changed, keys=len(self.values)))
+            if log.isEnabledFor(logging.DEBUG):  # once per watch message: build no line unread
+                log.debug(kv("etcd.watch.changed", revision=changed, keys=len(self.values)))
             self._changed(changed)
