@@ -205,6 +205,7 @@ class Daemon:
         self._sinks_due = asyncio.Event()
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
+        self._batch_done = asyncio.Event()  # set whenever the processor finishes with a dirty mark
         self._synced = asyncio.Event()
         self._hup = asyncio.Event()
         self._synced_rev: int | None = None
@@ -654,6 +655,7 @@ class Daemon:
             self._dirty.clear()
             specs = self._due_specs()
             if specs is None:
+                self._batch_done.set()
                 continue  # only held resources would run: the hold's end runs them
             partial = len(specs) < len(self.specs)
             trigger, pending = self._trigger, self._first_pending
@@ -672,12 +674,14 @@ class Daemon:
                 log = logger.debug if backoff.failing else logger.warning
                 delay = backoff.next()
                 log(kv("batch.retry", in_s=round(delay, 2), error=report.backend_error))
+                self._batch_done.set()  # before the backoff: a change the watcher reports ends it
                 await self._sleep_unless_dirty(delay)
                 self._mark_dirty("retry")
                 continue
             backoff.reset()
             self._synced_rev = report.revision
             self._synced.set()
+            self._batch_done.set()
             if not partial or report.failures:
                 # A batch without the held resources says nothing about their failures.
                 self._retry_failures(report)
@@ -851,6 +855,8 @@ class Daemon:
                 if revision is not None:
                     since = revision
                 self._mark_dirty("change")
+                if revision is not None and not self.sinks:
+                    await self._batch_taken()
             else:
                 logger.info(kv("resources.reload", reason=outcome))
                 self._hup.clear()
@@ -859,6 +865,20 @@ class Daemon:
                 except ConfigError as exc:
                     logger.error(kv("resources.load.failed", error=exc))
                 self._mark_dirty(outcome)
+
+    async def _batch_taken(self) -> None:
+        """Wait for the processor to finish the batch in progress, or the one the change just
+        reported starts, before asking the backend for more.
+
+        Why: under churn a watch reports a change per message (500/s), each wakeup cost the
+        watcher two tasks and a wait, and every one after the first only set ``_dirty``
+        again. Asking afterwards, from the revision last reported, loses nothing (a backend
+        with revisions reports every later change at once) and wakes the watcher once per
+        batch. Not with sinks (their early feed wants every change at once) nor for a
+        backend without revisions (its ``wait_changed`` waits for the next change from now).
+        """
+        self._batch_done.clear()
+        await self._batch_done.wait()
 
     async def _wait_for_change(self, prefixes: list[str], since: int | None) -> tuple[str, int | None]:
         """("change", rev) from the backend, ("SIGHUP", None), or ("resync", None) on the timer."""
