@@ -192,6 +192,10 @@ class Daemon:
             if hasattr(sink, "guard"):
                 sink.guard = self.guards.new()
         self._guard_changed = asyncio.Event()
+        # What ``_follow_guard`` last read of the guards (and whether it waits for the batch
+        # it forced): a batch that leaves them so need not wake it (a batch per change).
+        self._guard_seen: float | None = None
+        self._guard_forced = False
         self._views: dict[tuple[str, ...], View] = {}  # each key set's values (daemon.views)
         # resource -> the key set and view generation it was last applied from
         self._applied: dict[str, tuple[ResourceSpec, tuple[str, ...], int]] = {}
@@ -433,7 +437,8 @@ class Daemon:
     ) -> None:
         """Count the batch, log it and record it in the status."""
         self.batches += 1  # counted when done, so tests can wait for a finished batch
-        self._guard_changed.set()
+        if self._guard_forced or self.guards.next_deadline() != self._guard_seen:
+            self._guard_changed.set()
         seconds = self.clock() - started
         logger.info(
             kv(
@@ -616,7 +621,7 @@ class Daemon:
         """Run a batch when the earliest hold of the panic guard ends (its removal applies)."""
         forced: float | None = None
         while True:
-            deadline = self.guards.next_deadline()
+            deadline = self._guard_seen = self.guards.next_deadline()
             if deadline is not None and deadline == forced:
                 deadline = None  # no render updated that guard (its resource is gone): do not spin
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
@@ -628,7 +633,9 @@ class Daemon:
             else:
                 forced = deadline
                 self._force_render("guard")
+                self._guard_forced = True
                 await self._guard_changed.wait()  # for that batch, not to spin meanwhile
+                self._guard_forced = False
 
     def hangup(self) -> None:
         """SIGHUP: re-read conf.d and everything now."""
