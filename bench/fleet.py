@@ -175,11 +175,13 @@ def run(n_daemons: int, args: argparse.Namespace, tmp: Path, etcd_dir: Path) -> 
         try:
             needle = f"upstream svc{args.services - 1:05d}" if args.template == "seed" else "#"
             deadline = time.monotonic() + 300
-            for k, _ in enumerate(daemons):
+            for k, (proc, log) in enumerate(daemons):
                 dest = tmp / f"d{n_daemons}-{k}" / "out" / "seed.conf"
                 while not (dest.exists() and needle in dest.read_text()):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"daemon {k} exited ({proc.returncode}); see {log}")
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"daemon {k} never rendered; see its daemon.log")
+                        raise TimeoutError(f"daemon {k} never rendered; see {log}")
                     time.sleep(0.1)
             time.sleep(2.0)
             etcd_pids = [m._proc.pid for m in cluster.members if m._proc is not None]  # noqa: SLF001
