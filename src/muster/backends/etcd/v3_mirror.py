@@ -13,7 +13,8 @@ message the replica equals the store at ``revision`` for the watched keys. Progr
 notifications advance ``revision`` too. When the stream breaks, or stays silent past
 ``watch_probe_interval`` and a status probe of its member fails, the task reopens it on the
 next endpoint from ``revision + 1`` with a short capped backoff. A compaction or a refusal
-ends the task with ``error`` set; the owner then drops the mirror.
+ends the task with ``error`` set; the owner then drops the mirror. Under churn the stream is
+read at most every ``COALESCE`` (10 ms), so a burst wakes the process once, not per message.
 """
 
 from __future__ import annotations
