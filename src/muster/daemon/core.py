@@ -192,6 +192,10 @@ class Daemon:
             if hasattr(sink, "guard"):
                 sink.guard = self.guards.new()
         self._guard_changed = asyncio.Event()
+        # What ``_follow_guard`` last read of the guards (and whether it waits for the batch
+        # it forced): a batch that leaves them so need not wake it (a batch per change).
+        self._guard_seen: float | None = None
+        self._guard_forced = False
         self._views: dict[tuple[str, ...], View] = {}  # each key set's values (daemon.views)
         # resource -> the key set and view generation it was last applied from
         self._applied: dict[str, tuple[ResourceSpec, tuple[str, ...], int]] = {}
@@ -205,6 +209,7 @@ class Daemon:
         self._sinks_due = asyncio.Event()
         # watch-mode state shared by the watcher and the processor
         self._dirty = asyncio.Event()
+        self._batch_done = asyncio.Event()  # set whenever the processor finishes with a dirty mark
         self._synced = asyncio.Event()
         self._hup = asyncio.Event()
         self._synced_rev: int | None = None
@@ -333,16 +338,19 @@ class Daemon:
             read = reread(view, snapshot, self.backend, keys, diff_all=resync)
         self._views[keys] = read.view
         self._note_changes(keys, members, read.changed)
-        (logger.info if read.count else logger.debug)(
-            kv(
-                "backend.snapshot",
-                keys=",".join(keys),
-                revision=read.view.revision,
-                count=len(read.view.values),
-                changed=read.count,
-                changes=read.summary,
+        level = logging.INFO if read.count else logging.DEBUG
+        if logger.isEnabledFor(level):  # a batch per change: build no line nobody reads
+            logger.log(
+                level,
+                kv(
+                    "backend.snapshot",
+                    keys=",".join(keys),
+                    revision=read.view.revision,
+                    count=len(read.view.values),
+                    changed=read.count,
+                    changes=read.summary,
+                ),
             )
-        )
         return read
 
     def _note_changes(
@@ -429,7 +437,8 @@ class Daemon:
     ) -> None:
         """Count the batch, log it and record it in the status."""
         self.batches += 1  # counted when done, so tests can wait for a finished batch
-        self._guard_changed.set()
+        if self._guard_forced or self.guards.next_deadline() != self._guard_seen:
+            self._guard_changed.set()
         seconds = self.clock() - started
         logger.info(
             kv(
@@ -527,14 +536,15 @@ class Daemon:
             self._unrendered[spec.name] = (spec.prefixed_keys, set())
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._render_ms[spec.name] = elapsed_ms
-        logger.debug(
-            kv(
-                "resource.render.complete",
-                resource=spec.name,
-                bytes=len(content),
-                duration_ms=round(elapsed_ms, 2),
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                kv(
+                    "resource.render.complete",
+                    resource=spec.name,
+                    bytes=len(content),
+                    duration_ms=round(elapsed_ms, 2),
+                )
             )
-        )
         return content
 
     # -- modes ---------------------------------------------------------------------------------
@@ -611,7 +621,7 @@ class Daemon:
         """Run a batch when the earliest hold of the panic guard ends (its removal applies)."""
         forced: float | None = None
         while True:
-            deadline = self.guards.next_deadline()
+            deadline = self._guard_seen = self.guards.next_deadline()
             if deadline is not None and deadline == forced:
                 deadline = None  # no render updated that guard (its resource is gone): do not spin
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
@@ -623,7 +633,9 @@ class Daemon:
             else:
                 forced = deadline
                 self._force_render("guard")
+                self._guard_forced = True
                 await self._guard_changed.wait()  # for that batch, not to spin meanwhile
+                self._guard_forced = False
 
     def hangup(self) -> None:
         """SIGHUP: re-read conf.d and everything now."""
@@ -650,6 +662,7 @@ class Daemon:
             self._dirty.clear()
             specs = self._due_specs()
             if specs is None:
+                self._batch_done.set()
                 continue  # only held resources would run: the hold's end runs them
             partial = len(specs) < len(self.specs)
             trigger, pending = self._trigger, self._first_pending
@@ -668,12 +681,14 @@ class Daemon:
                 log = logger.debug if backoff.failing else logger.warning
                 delay = backoff.next()
                 log(kv("batch.retry", in_s=round(delay, 2), error=report.backend_error))
+                self._batch_done.set()  # before the backoff: a change the watcher reports ends it
                 await self._sleep_unless_dirty(delay)
                 self._mark_dirty("retry")
                 continue
             backoff.reset()
             self._synced_rev = report.revision
             self._synced.set()
+            self._batch_done.set()
             if not partial or report.failures:
                 # A batch without the held resources says nothing about their failures.
                 self._retry_failures(report)
@@ -839,13 +854,16 @@ class Daemon:
                 backoff.reset()
                 self._mark_dirty("reconnect")
             if outcome == "change":
-                logger.debug(kv("watch.changed", revision=revision))
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(kv("watch.changed", revision=revision))
                 if self.status is not None:
                     self.status.watch_changed(revision)
                 self._sinks_due.set()
                 if revision is not None:
                     since = revision
                 self._mark_dirty("change")
+                if revision is not None and not self.sinks:
+                    await self._batch_taken()
             else:
                 logger.info(kv("resources.reload", reason=outcome))
                 self._hup.clear()
@@ -854,6 +872,20 @@ class Daemon:
                 except ConfigError as exc:
                     logger.error(kv("resources.load.failed", error=exc))
                 self._mark_dirty(outcome)
+
+    async def _batch_taken(self) -> None:
+        """Wait for the processor to finish the batch in progress, or the one the change just
+        reported starts, before asking the backend for more.
+
+        Why: under churn a watch reports a change per message (500/s), each wakeup cost the
+        watcher two tasks and a wait, and every one after the first only set ``_dirty``
+        again. Asking afterwards, from the revision last reported, loses nothing (a backend
+        with revisions reports every later change at once) and wakes the watcher once per
+        batch. Not with sinks (their early feed wants every change at once) nor for a
+        backend without revisions (its ``wait_changed`` waits for the next change from now).
+        """
+        self._batch_done.clear()
+        await self._batch_done.wait()
 
     async def _wait_for_change(self, prefixes: list[str], since: int | None) -> tuple[str, int | None]:
         """("change", rev) from the backend, ("SIGHUP", None), or ("resync", None) on the timer."""

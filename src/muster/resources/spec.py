@@ -18,7 +18,7 @@ import pwd
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +87,12 @@ class ResourceSpec:
     reload_cmd: str = ""
     check_timeout: float | None = None
     reload_timeout: float | None = None
+    #: The backend keys to read: confd's ``util.AppendPrefix`` (``path.Join(prefix, key)``).
+    #: Worked out once: the daemon asks several times per batch, a batch per change.
+    prefixed_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def prefixed_keys(self) -> tuple[str, ...]:
-        """The backend keys to read: confd's ``util.AppendPrefix`` (``path.Join(prefix, key)``)."""
-        return tuple(go_join(self.prefix, key) for key in self.keys)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefixed_keys", tuple(go_join(self.prefix, key) for key in self.keys))
 
 
 def find_resource_files(resource_dir: Path) -> list[Path]:

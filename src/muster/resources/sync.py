@@ -3,7 +3,10 @@
 Theory of operation, for one batch of rendered resources:
 
 1. **Stage.** Each output is written to ``.<dest-basename><random>`` in the dest directory
-   (same filesystem, so the rename is atomic), fsynced, and given its mode and owner.
+   (same filesystem, so the rename is atomic), fsynced, and given its mode and owner. An
+   output equal to dest in content, mode and owner is not written at all (unless
+   ``keep_stage_file``): most batches leave most files as they are, and a stage file's
+   create + fsync + unlink was most of a daemon's work per change with 30 daemons.
 2. **Compare** content, mode, uid and gid of the staged file with dest. Equal: nothing to do.
    ``-noop`` stops here and prints a unified diff.
 3. **Check.** ``check_cmd`` runs against the staged file; a failure leaves dest untouched.
@@ -168,6 +171,13 @@ def stage(spec: ResourceSpec, content: bytes, *, keep: bool = False) -> Staged:
         mode = 0o644
     uid = spec.uid if spec.uid is not None else os.geteuid()
     gid = spec.gid if spec.gid is not None else os.getegid()
+    if (
+        not keep
+        and previous.content == content
+        and (previous.mode, previous.uid, previous.gid) == (mode, uid, gid)
+    ):
+        # The stage file would equal dest (fchmod sets exactly ``mode``): nothing to write.
+        return Staged(spec, None, content, previous, ())
     path, new = _write_staged(spec.dest, content, mode, uid, gid)
     reasons: list[str] = []
     if previous.content is None:
@@ -356,7 +366,9 @@ async def apply(rendered: Sequence[tuple[ResourceSpec, bytes]], opts: SyncOption
             results[index] = SyncResult(spec, error=exc)
             continue
         if not staged.changed:
-            logger.info(kv("resource.sync.unchanged", resource=spec.name, dest=spec.dest))
+            # DEBUG, as confd's "in sync": a batch per change would log it for every resource.
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(kv("resource.sync.unchanged", resource=spec.name, dest=spec.dest))
             results[index] = SyncResult(spec)
             continue
         summary = diff_summary(staged)

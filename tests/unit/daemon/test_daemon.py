@@ -136,6 +136,25 @@ async def test_watch_applies_a_lone_change_at_once(confdir: ConfDir, clock: Fake
         assert backend.watch_calls >= 1
 
 
+async def test_the_watcher_asks_once_per_batch_under_churn(confdir: ConfDir, clock: FakeClock) -> None:
+    # A watch reports a change per message (500/s under churn); the watcher used to wake and
+    # ask the backend again for each one, though only the first of a batch sets anything.
+    dest = confdir.add("a", extra='check_cmd = "sleep 0.2"\n', reload=False)
+    backend = MemoryBackend({"/svc/a": "1"})
+    daemon = Daemon(make_config(confdir), backend, clock=clock, sleep=clock.sleep)
+    async with watching(daemon):
+        await eventually(lambda: daemon.batches == 1)
+        asked = backend.watch_calls
+        for i in range(50):  # over 0.5 s, while batches run their 0.2 s checks
+            backend.put(f"/svc/k{i:02d}", str(i))
+            await asyncio.sleep(0.01)
+        await eventually(lambda: "/svc/k49=49" in dest.read_text(), what="every change")
+        batches = daemon.batches - 1
+        assert 2 <= batches <= 6
+        assert backend.watch_calls - asked <= batches + 1
+        assert dest.read_text().count("\n") == 51
+
+
 async def test_a_lone_change_right_after_a_reload_waits_only_for_the_interval(
     confdir: ConfDir, clock: FakeClock
 ) -> None:

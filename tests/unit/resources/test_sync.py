@@ -8,7 +8,9 @@ import io
 import logging
 import os
 import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,30 @@ async def test_unchanged_file_is_not_touched(tmp_path: Path) -> None:
     assert s.dest.stat().st_ino == inode
     assert (tmp_path / "reloads").read_text() == "r\n"
     assert leftovers(tmp_path) == []
+
+
+async def test_unchanged_output_stages_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A daemon applies a batch per change, and most leave a file as it is: staging it
+    # anyway cost a create, an fsync and an unlink per resource per change.
+    s = spec(tmp_path, mode=0o640)
+    await apply([(s, b"same")], SyncOptions())
+    staged: list[str] = []
+    real = tempfile.mkstemp
+
+    def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, name = real(*args, **kwargs)
+        staged.append(name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    [result] = await apply([(s, b"same")], SyncOptions())
+    assert not result.changed and result.error is None and staged == []
+    # A different mode, or different content, is still staged and swapped in.
+    [result] = await apply([(dataclasses.replace(s, mode=0o644), b"same")], SyncOptions())
+    assert result.changed and result.reasons == ("mode 0640->0644",) and len(staged) == 1
+    [result] = await apply([(s, b"new")], SyncOptions())
+    assert result.changed and s.dest.read_bytes() == b"new" and len(staged) == 2
+    assert stat.S_IMODE(s.dest.stat().st_mode) == 0o640
 
 
 async def test_existing_mode_is_kept_and_explicit_mode_wins(tmp_path: Path) -> None:
@@ -305,7 +331,7 @@ async def test_keep_stage_file_keeps_an_unchanged_or_noop_stage_too(
 async def test_an_unchanged_or_noop_resource_does_not_end_the_batch(
     tmp_path: Path, noop: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="muster.resources.sync")
+    caplog.set_level(logging.DEBUG, logger="muster.resources.sync")
     first, second = spec(tmp_path, "first"), spec(tmp_path, "second")
     await apply([(first, b"same")], SyncOptions())
     results = await apply(

@@ -185,6 +185,30 @@ class WatchStream:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return parse_watch_message(parse_json(line, what), what)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a whole message is already buffered (``receive`` returns it at once)."""
+        return b"\n" in self._buffer
+
+    async def hold(self, seconds: float) -> None:
+        """Read nothing for ``seconds``: what arrives meanwhile waits in the socket and is
+        then read in one go, rather than waking this process once per message.
+
+        The transport is paused, not aiohttp's protocol: pausing that pauses its HTTP parser
+        too, which then hands on one message and keeps the rest until the next read.
+        """
+        connection = self._response.connection
+        transport = connection.transport if connection is not None else None
+        if transport is None or transport.is_closing():
+            await asyncio.sleep(seconds)
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            if not transport.is_closing():
+                transport.resume_reading()
+
 
 class EtcdV3Client(PooledSession):
     """Requests to the first healthy endpoint, with failover, auth tokens and TLS.
