@@ -33,11 +33,11 @@ ROUTES = [
 ]
 SMALL = [
     "{{range $n := services}}{{$n}}:{{range servers $n}}{{.Addr}}/{{.Weight}} {{end}}"
-    "{{route_balance $n}}\n{{end}}{{if routing}}{{route_conf \"http\"}}{{route_conf \"server\"}}{{end}}",
+    '{{route_balance $n}}\n{{end}}{{if routing}}{{route_conf "http"}}{{route_conf "server"}}{{end}}',
     '{{range services "/services"}}{{with servers . "/services"}}{{len .}}{{else}}none{{end}},{{end}}'
     '|{{range services "/other"}}{{.}}={{len (servers . "/other")}};{{end}}',
     '{{range services}}{{.}}={{getv (printf "/services/%s/stray" .) "-"}}'
-    '{{range $i, $s := servers .}}{{if $i}},{{end}}{{$s.ID}}{{end}};{{end}}',
+    "{{range $i, $s := servers .}}{{if $i}},{{end}}{{$s.ID}}{{end}};{{end}}",
     '{{define "svc"}}[{{.}}:{{range servers .}}{{.Host}}{{end}}]{{end}}'
     '{{range services}}{{template "svc" .}}{{end}}{{len services}}',
 ]

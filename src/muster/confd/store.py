@@ -31,7 +31,7 @@ import bisect
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import ClassVar, Final
+from typing import ClassVar, Final, NoReturn
 
 from muster.golang import path as gopath
 from muster.golang.values import GoSlice, GoStruct, append_cap, appended, appended_tail
@@ -210,8 +210,7 @@ def _patched(names: list[str], before: dict[str, int], after: dict[str, int]) ->
 def _applied(
     values: dict[str, str], changes: Mapping[str, str | None]
 ) -> tuple[dict[str, str], list[str], list[str]]:
-    """A copy of ``values`` with ``changes`` applied, and the keys it added and removed."""
-    values = values.copy()
+    """``values`` with ``changes`` applied (in place), and the keys it added and removed."""
     added: list[str] = []
     removed: list[str] = []
     for key, value in changes.items():
@@ -227,22 +226,24 @@ def _applied(
 
 class _TreePatch:
     """A children index patched key by key, copying each directory it writes on first
-    write, so the index it started from stays as it was."""
+    write, so each directory's children as they were stay intact (``before``). With
+    ``in_place``, the index itself is patched (its directories still copied on write),
+    else a copy of it, so the index it started from stays as it was."""
 
-    __slots__ = ("children", "_copied", "touched")
+    __slots__ = ("children", "before", "touched")
 
-    def __init__(self, children: dict[str | None, dict[str, int]]) -> None:
-        self.children = dict(children)
-        self._copied: set[str | None] = set()
-        self.touched: set[str | None] = set()  # the directories whose children changed
+    def __init__(self, children: dict[str | None, dict[str, int]], *, in_place: bool = False) -> None:
+        self.children = children if in_place else dict(children)
+        # The directories written, with their children before the first write.
+        self.before: dict[str | None, dict[str, int]] = {}
+        self.touched = self.before.keys()  # the directories whose children changed
 
     def _own(self, d: str | None) -> dict[str, int]:
         # This patch's own copy of d's children, made on first write.
         children = self.children
-        if d not in self._copied:
-            self._copied.add(d)
-            children[d] = dict(children.get(d, {}))
-        self.touched.add(d)
+        if d not in self.before:
+            old = self.before[d] = children.get(d, {})
+            children[d] = dict(old)
         return children.setdefault(d, {})  # re-made if emptied earlier in this patch
 
     def add(self, key: str) -> None:
@@ -280,19 +281,35 @@ class _TreePatch:
             d, flag = (grand if sep else _ROOT), _DIR
 
     def sorted_cache(
-        self, before: dict[str | None, dict[str, int]], cache: dict[str | None, list[str]]
+        self, cache: dict[str | None, list[str]], *, in_place: bool = False
     ) -> dict[str | None, list[str]]:
-        """``cache`` (sorted listings of the index ``before``) carried over to the patched one."""
+        """``cache`` (sorted listings of the index before) carried over to the patched one
+        (``in_place``: ``cache`` itself, else a copy)."""
         children = self.children
-        out = {d: v for d, v in cache.items() if d not in self.touched}
-        for d in self.touched:
+        out = cache if in_place else {d: v for d, v in cache.items() if d not in self.touched}
+        for d, before in self.before.items():
             # A listing of many names that gained or lost a few is patched, not sorted again.
             names = cache.get(d)
+            patched = None
             if names is not None and d in children:
-                patched = _patched(names, before.get(d, {}), children[d])
-                if patched is not None:
-                    out[d] = patched
+                patched = _patched(names, before, children[d])
+            if patched is not None:
+                out[d] = patched
+            elif in_place:
+                out.pop(d, None)
         return out
+
+
+class _Consumed(dict):  # type: ignore[type-arg]
+    """What a snapshot handed over by ``updated(consume=True)`` holds: any read raises."""
+
+    def _gone(self, *args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("KVStore used after updated(consume=True) handed its keys on")
+
+    __getitem__ = __contains__ = __iter__ = __len__ = get = keys = values = items = copy = _gone
+
+
+_CONSUMED: Final = _Consumed()
 
 
 class KVStore:
@@ -363,15 +380,19 @@ class KVStore:
                 return
             d = parent
 
-    def updated(self, changes: Mapping[str, str | None]) -> KVStore:
+    def updated(self, changes: Mapping[str, str | None], *, consume: bool = False) -> KVStore:
         """A new snapshot: this one with ``changes`` applied (``None`` deletes a key).
 
-        Costs in proportion to the changes, not the store: the new snapshot shares this
-        one's index except for the directories whose children changed (copied before
-        they are patched, so this snapshot stays as it was).
+        The new snapshot shares this one's index except for the directories whose
+        children changed (copied before they are patched, so this snapshot stays as it
+        was), but copies the table of values and of directories: O(keys), 1.6 ms at
+        90,000 keys. With ``consume`` it takes them over and patches them in place, at a
+        cost in proportion to the changes, and this snapshot must not be used again (it
+        raises ``RuntimeError`` if it is): for an owner that moves on (the renderer).
         """
         new = KVStore.__new__(KVStore)
-        new._values, added, removed = _applied(self._values, changes)
+        values = self._values if consume else self._values.copy()
+        new._values, added, removed = _applied(values, changes)
         new._memo = {}
         new._keys_sorted = None
         new._canonical = self._canonical
@@ -382,14 +403,18 @@ class KVStore:
         if self._children is None or not (added or removed):
             new._children = self._children
             new._sorted_cache = self._sorted_cache
-            return new
-        patch = _TreePatch(self._children)
-        for key in added:
-            patch.add(key)
-        for key in removed:
-            patch.remove(key)
-        new._children = patch.children
-        new._sorted_cache = patch.sorted_cache(self._children, self._sorted_cache)
+        else:
+            patch = _TreePatch(self._children, in_place=consume)
+            for key in added:
+                patch.add(key)
+            for key in removed:
+                patch.remove(key)
+            new._children = patch.children
+            new._sorted_cache = patch.sorted_cache(self._sorted_cache, in_place=consume)
+        if consume:
+            self._values = _CONSUMED
+            self._children = self._keys_sorted = None
+            self._sorted_cache = self._memo = _CONSUMED
         return new
 
     # -- plain lookups -----------------------------------------------------
@@ -404,6 +429,8 @@ class KVStore:
         return key in self._values
 
     def __repr__(self) -> str:
+        if self._values is _CONSUMED:
+            return "KVStore(handed on)"
         return f"KVStore({len(self._values)} keys)"
 
     @property
