@@ -11,13 +11,19 @@ thaws them and collects first.
 
 The daemon calls ``settle`` after a batch with a long render from scratch, which costs far
 more than the collection; this is process-wide state, so only ``daemon.main.run`` turns it on.
+It also hands the memory the render freed back to the system (glibc's ``malloc_trim``): a
+render from scratch builds and drops its intermediate lists and strings, and glibc keeps
+their pages (a 30,000-service daemon held some 17 MB more than it used).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from muster.log import kv
 
@@ -29,12 +35,27 @@ logger = logging.getLogger(__name__)
 SETTLE_AFTER_RENDER_MS = 250.0
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
 def settle() -> None:
-    """Collect what is garbage now, then freeze the rest out of the collector's scans."""
+    """Collect what is garbage now, freeze the rest out of the collector's scans, and give
+    the freed memory back to the system."""
     started = time.perf_counter()
     gc.unfreeze()
     collected = gc.collect()
     gc.freeze()
+    if _TRIM is not None:
+        _TRIM(0)
     logger.debug(
         kv(
             "heap.settled",

@@ -11,7 +11,7 @@ from daemon_helpers import ConfDir
 import muster.daemon.core as core
 from muster.backends.memory import MemoryBackend
 from muster.config import Config
-from muster.daemon import Daemon
+from muster.daemon import Daemon, heap
 from muster.daemon.heap import settle
 
 
@@ -33,6 +33,15 @@ def test_settle_freezes_what_is_alive_and_collects_the_rest() -> None:
         assert frozen() is None  # ...until the next settle thaws and collects
     finally:
         gc.unfreeze()
+
+
+def test_settle_hands_freed_memory_back_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert heap._TRIM is not None, "Debian's glibc has malloc_trim"
+    trimmed: list[int] = []
+    monkeypatch.setattr(heap, "_TRIM", lambda pad: trimmed.append(pad) or 1)
+    settle()
+    gc.unfreeze()
+    assert trimmed == [0]
 
 
 async def test_the_daemon_settles_after_a_long_render_from_scratch_only(
