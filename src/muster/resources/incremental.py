@@ -227,7 +227,9 @@ class IncrementalRenderer:
         self.reads = StoreReads(self.memo)
         funcs = template_funcs(self.reads, dataplane, guards)
         self.template: Template = Template(name, funcs=funcs).parse(from_bytes(source))
-        self._raw: dict[str, str] | None = None  # the backend values last rendered (a copy)
+        # The backend values last rendered (a copy), or None while every backend key is its
+        # own template key (the usual prefix "/"): the store's values are then the same.
+        self._raw: dict[str, str] | None = None
         self._collisions = False
         self.full_renders = 0
 
@@ -249,11 +251,11 @@ class IncrementalRenderer:
         return to_bytes(self.template.execute(None, memo=self.memo))
 
     def _advance(self, values: Mapping[str, str], changed: Collection[str] | None) -> None:
-        old = self._raw
         store = self.reads.store
-        if store is None or old is None or self._collisions:
+        if store is None or self._collisions:
             self._full(values)
             return
+        old: Mapping[str, str] = self._raw if self._raw is not None else store.values
         if changed is None:
             keys = [k for k, v in values.items() if old.get(k, _GONE) != v]
             keys.extend(old.keys() - values.keys())
@@ -264,12 +266,21 @@ class IncrementalRenderer:
             return
         changes: dict[str, str | None] = {}
         raw: dict[str, str | None] = {}
+        claimed: dict[str, str] = {}  # template key -> the backend key of this change that set it
         for key in keys:
             value = values.get(key)
+            if value is None and key not in old:
+                continue  # came and went (its template key may be another backend key's)
             stripped = strip_key(key, self.prefix)
-            if value is not None and key not in old and stripped in store:
-                # A second backend key for one template key: confd's last-wins, which
-                # only a full render reproduces.
+            if claimed.setdefault(stripped, key) != key or (
+                value is not None
+                and key not in old
+                and (stripped in store or self._raw is None and stripped != key)
+            ):
+                # A second backend key for one template key (in this change, or beside
+                # one rendered before): confd's last-wins, which only a full render
+                # reproduces; or the first key that is not its own template key: the
+                # renderer needs its own copy of the backend's from now on.
                 self._full(values)
                 return
             changes[stripped] = value
@@ -278,11 +289,12 @@ class IncrementalRenderer:
         # The renderer owns its snapshots and moves on: the new one takes the old one's
         # tables over (no copy of 90,000 keys per change).
         new = store.updated(changes, consume=True)
-        for key, value in raw.items():  # the renderer's copy follows the change, key by key
-            if value is None:
-                old.pop(key, None)
-            else:
-                old[key] = value
+        if self._raw is not None:  # the renderer's copy follows the change, key by key
+            for key, value in raw.items():
+                if value is None:
+                    self._raw.pop(key, None)
+                else:
+                    self._raw[key] = value
         # Malformed patterns are errors only over a non-empty store, and ls/lsdir read
         # differently once a key is not canonical: such flips start over.
         if (len(new) == 0) != was_empty or new.canonical != was_canonical:
@@ -296,7 +308,10 @@ class IncrementalRenderer:
 
         stripped = strip_prefix(values, self.prefix)
         self._collisions = len(stripped) < len(values)
-        self._raw = dict(values)  # a full render is O(keys) anyway; the copy frees the caller
+        # A full render is O(keys) anyway; the copy frees the caller. None when each key is
+        # its own template key (the store's values are the copy: 5 MB less at 90,000 keys).
+        same = not self._collisions and all(a == b for a, b in zip(values, stripped, strict=True))
+        self._raw = None if same else dict(values)
         self.reads.reset()
         self.reads.store = KVStore(stripped)
         self.memo.advance()

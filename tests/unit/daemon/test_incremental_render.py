@@ -136,3 +136,28 @@ def test_one_mapping_changed_in_place_between_renders() -> None:
     values["/p//services/s1/servers/0"] = "10.3.3.3"
     assert r.render(values, ["/p//services/s1/servers/0"]) == _full(values)
     assert r.full_renders == 2
+
+
+@pytest.mark.parametrize("prefix", ["/", ""])
+def test_backend_keys_that_are_not_their_own_template_keys_are_followed(prefix: str) -> None:
+    # Under the usual prefix the renderer keeps no copy of the backend's keys (the store's
+    # are the same); an unclean key ("/a//b", "x") ends that, a collision starts over.
+    import random
+
+    rng = random.Random(7)
+    source = b'{{range gets "/*"}}{{.Key}}={{.Value}};{{end}}|{{range gets "/a/*"}}{{.Key}};{{end}}'
+    universe = ["/a/b", "/a//b", "/a/./c", "/a/c", "x", "/x", "/y", "a/b"]
+    for _ in range(200):
+        r = IncrementalRenderer("t.tmpl", source, prefix)
+        values: dict[str, str] = {}
+        for _step in range(8):
+            changed = []
+            for _ in range(rng.randint(1, 3)):
+                key = rng.choice(universe)
+                if key in values and rng.random() < 0.4:
+                    del values[key]
+                else:
+                    values[key] = str(rng.randint(0, 2))
+                changed.append(key)
+            given = changed if rng.random() < 0.6 else None
+            assert r.render(values, given) == _full(values, source, prefix), (values, given)
