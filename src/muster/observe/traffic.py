@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -220,7 +220,9 @@ class IdleSeries:
         self.after = after
         self._since: dict[tuple[str, str], tuple[int, float]] = {}  # key -> (requests, unchanged since)
 
-    def update(self, snapshot: TrafficSnapshot, registered: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    def update(
+        self, snapshot: TrafficSnapshot, registered: Container[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
         """The series to forget now, given which (service, address) pairs are registered."""
         idle: list[tuple[str, str]] = []
         seen: dict[tuple[str, str], tuple[int, float]] = {}

@@ -10,6 +10,7 @@ from muster.observe.dashboard import asset, build_dashboard
 from muster.observe.events import EventLog
 from muster.observe.metrics import reason_class
 from muster.observe.traffic import IdleSeries, TrafficHistory, TrafficSnapshot, parse_traffic, quantile
+from muster.status import Status
 
 # What GET /muster/traffic answers: bounds, dropped, then "SERVICE\tSERVER\tFIELD VALUE" lines.
 RAW = (
@@ -180,3 +181,29 @@ async def test_observer_given_only_the_changed_keys_tells_what_a_whole_snapshot_
     await by_changes.apply_changes(changes)
     assert [(e.kind, e.text) for e in partial] == [(e.kind, e.text) for e in whole]
     assert by_changes.snapshot() == by_snapshot.snapshot()
+
+
+async def test_status_forgets_only_the_idle_series_of_servers_that_left() -> None:
+    now = [0.0]
+    counters = (
+        "buckets 0.1\ndropped 0\n"
+        "web\t10.0.0.1:80\t1 5\nweb\t10.0.0.9:80\t1 7\nweb\t[fe80::1]:80\t1 3\n"
+        "api\t10.0.0.1:80\t1 1\nweb\t-\t1 2\n"
+    )
+    forgotten: list[list[tuple[str, str]]] = []
+
+    async def source() -> str:
+        return counters
+
+    async def forget(series: list[tuple[str, str]]) -> None:
+        forgotten.append(series)
+
+    registered = {"web": [("10.0.0.1", 80, 1), ("fe80::1", 80, 1)], "db": [("10.0.0.9", 80, 1)]}
+    status = Status(clock=lambda: now[0])
+    status.traffic_source, status.traffic_forget = source, forget
+    status.membership = lambda: (registered, {})
+    await status.sample_traffic()
+    now[0] = 700.0
+    await status.sample_traffic()
+    # 10.0.0.9 serves db now, not web; api left; web's IPv6 server is still registered.
+    assert forgotten == [[("api", "10.0.0.1:80"), ("web", "10.0.0.9:80")]]
