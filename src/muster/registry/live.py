@@ -47,8 +47,9 @@ from muster.registry.index import (
 from muster.registry.route import Route
 from muster.registry.schema import is_ip, valid_name
 
-__all__ = ["LiveRoot", "followable", "root_entries"]
+__all__ = ["LiveRoot", "Resolvable", "followable", "root_entries"]
 
+#: What resolves DNS names: the names asked -> the addresses of those that answer.
 Resolvable = Callable[[Collection[str]], Mapping[str, Sequence[str]]]
 
 

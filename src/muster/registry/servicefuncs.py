@@ -9,7 +9,7 @@ so a change re-runs only the template bodies whose answers it changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, Final, Protocol
 
 from muster.confd.store import KVStore
@@ -17,7 +17,7 @@ from muster.golang.values import GoFunc, GoSlice
 from muster.registry import routeconf
 from muster.registry.guard import Guards
 from muster.registry.index import DEFAULT_REJECT_LOG, DEFAULT_RESOLVER, RejectLog, Server, ServiceIndex
-from muster.registry.live import LiveRoot, followable
+from muster.registry.live import LiveRoot, Resolvable, followable
 from muster.registry.resolve import HostResolver
 from muster.registry.routing import RouteTable, build_table
 from muster.registry.schema import DEFAULT_ROOT
@@ -27,7 +27,6 @@ __all__ = ["SERVICE_READS", "ServiceStore", "service_funcs"]
 #: The functions whose answers are recorded reads when the store slot records them.
 SERVICE_READS: Final = frozenset("services servers routing route_conf route_balance".split())
 
-Resolvable = Callable[[Collection[str]], Mapping[str, Sequence[str]]]
 #: ``follow``'s callback: (old store, new store, changed keys) -> the tokens whose answers
 #: changed, or None when the memo must start over.
 Follower = Callable[[Any, Any, Collection[str]], Collection[Hashable] | None]
@@ -153,10 +152,6 @@ class _RootIndexes:
             live.rebuild(current)  # type: ignore[arg-type]  # a KVStore, or what quacks like one
             self._current.add(root)
         return live
-
-    def index(self, roots: tuple[str, ...]) -> ServiceIndex:
-        """The index of the root in ``roots``, current for the store's snapshot."""
-        return self.live(roots).index
 
     def follow(self, old: object, new: KVStore, changed: Collection[str]) -> set[Hashable] | None:
         """The store moved from ``old`` to ``new`` (which differ in the ``changed`` keys):
