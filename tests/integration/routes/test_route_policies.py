@@ -95,7 +95,10 @@ async def test_cookie_hashing_sticks_and_moves_about_one_nth_when_a_server_joins
     after = await placement()
     moved = [c for c in before if before[c] != after[c]]
     assert all(after[c] == "s5" for c in moved), "a join only moves clients to the new server"
-    assert 0.05 <= len(moved) / 400 <= 0.32, len(moved)  # about 1/5
+    # About 1/5, not most clients. The ring's points are CRC32s of the servers' addresses,
+    # whose ports are random here: over 3,000 simulated port draws the share moved ranged
+    # 0.04-0.40 (p50 0.195; 1.6% above the 0.32 this bound had, which failed CI once).
+    assert 0.02 <= len(moved) / 400 <= 0.45, len(moved)
 
 
 async def test_a_slow_server_gets_504_after_the_read_timeout(stack: Stack, backends: Backends) -> None:
